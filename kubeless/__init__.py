@@ -1,0 +1,1 @@
+"""kubeless: a container orchestrator built on etcd the Kubernetes way."""
