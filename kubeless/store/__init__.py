@@ -1,0 +1,38 @@
+"""etcd access for every kubeless role.
+
+    channel    the one place the gRPC channel is built (endpoints, later TLS)
+    etcd       a small etcd v3 client: ranges, paged lists, txns, watches, leases
+    keys       the keyspace under the cluster prefix
+    codec      YAML/JSON values
+    resources  typed resource CRUD with optimistic concurrency, multi-key txns
+    informer   list + watch into a local cache, resuming and relisting
+    lease      a lease kept alive, that says when it was lost
+"""
+
+from .channel import DEFAULT_ENDPOINT, BadEndpoint, Endpoint, parse_endpoints
+from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, LeaseLost, NotFound,
+                     StoreError, Unavailable)
+from .etcd import Compare, Delete, Etcd, KeyValue, Put, TxnResult, WatchBatch, WatchEvent
+from .informer import Informer
+from .keys import DEFAULT_PREFIX, Keyspace, ResourceKey
+from .lease import KeptLease
+from .resources import (API_VERSION, ListResult, Resource, ResourceStore, ResourceTxn,
+                        matches_selector, now_rfc3339, parse_selector)
+
+
+def connect(endpoints: str | list[str] | tuple[str, ...] = DEFAULT_ENDPOINT,
+            prefix: str = DEFAULT_PREFIX, *, call_timeout: float = 5.0,
+            retry_for: float = 5.0) -> ResourceStore:
+    """A resource store on a new channel (call ``await store.etcd.close()`` when done)."""
+    etcd = Etcd(parse_endpoints(endpoints), call_timeout=call_timeout, retry_for=retry_for)
+    return ResourceStore(etcd, Keyspace(prefix))
+
+
+__all__ = [
+    "API_VERSION", "AlreadyExists", "BadEndpoint", "Compacted", "Compare", "Conflict",
+    "CorruptValue", "DEFAULT_ENDPOINT", "DEFAULT_PREFIX", "Delete", "Endpoint", "Etcd",
+    "Informer", "KeptLease", "KeyValue", "Keyspace", "LeaseLost", "ListResult", "NotFound",
+    "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TxnResult",
+    "Unavailable", "WatchBatch", "WatchEvent", "connect", "matches_selector", "now_rfc3339",
+    "parse_endpoints", "parse_selector",
+]

@@ -1,0 +1,63 @@
+"""Errors of the store layer.
+
+    StoreError
+    ├── Unavailable        etcd did not answer (retryable: the peer broke it)
+    ├── Conflict           a compare failed: what we read is stale (retry after re-reading)
+    │   └── AlreadyExists  a create found the key taken
+    ├── NotFound           the key is not there
+    ├── Compacted          a watch or read asked for a compacted revision (list again)
+    ├── CorruptValue       a value in etcd is not valid YAML/JSON (readers skip it)
+    └── LeaseLost          our lease expired or was revoked (we closed nothing: etcd did)
+
+etcd and gRPC exceptions are translated here, at the boundary, and chained
+with ``from`` so the cause stays visible in logs.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Any failure talking to, or reading from, etcd."""
+
+
+class Unavailable(StoreError):
+    """No endpoint answered in time; safe to retry later."""
+
+    def __init__(self, message: str, endpoints: tuple[str, ...] = ()) -> None:
+        self.endpoints = endpoints
+        if endpoints:
+            message = f"{message} (tried {', '.join(endpoints)})"
+        super().__init__(message)
+
+
+class Conflict(StoreError):
+    """A transaction's compare failed: someone else wrote first."""
+
+
+class AlreadyExists(Conflict):
+    """A create found its key already present."""
+
+
+class NotFound(StoreError):
+    """The resource or key does not exist."""
+
+
+class Compacted(StoreError):
+    """The requested revision was compacted away; list again."""
+
+    def __init__(self, compact_revision: int) -> None:
+        self.compact_revision = compact_revision
+        super().__init__(f"revision compacted (oldest available is {compact_revision})")
+
+
+class CorruptValue(StoreError):
+    """A stored value does not decode or is not a valid resource."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+class LeaseLost(StoreError):
+    """The lease expired or was revoked; everything bound to it is gone."""

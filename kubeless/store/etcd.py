@@ -1,0 +1,354 @@
+"""A small asyncio etcd v3 client on aetcd's generated gRPC stubs.
+
+aetcd's own ``Client`` hides what we need (range revisions and limits for
+paged reads, a raw Txn, watches from a revision with progress notices,
+one channel over several members), so we drive its protobuf stubs directly
+over the channel built in ``channel.py``. This module knows gRPC; nothing
+above it does: every gRPC error is translated into ``errors`` here.
+
+Unary calls are retried with exponential backoff while etcd is
+unavailable, up to ``retry_for`` seconds. A transaction is retried only
+when the failure happened before etcd could have applied it (UNAVAILABLE);
+since every write compares a revision, a retried duplicate fails its
+compare instead of writing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from aetcd import rpc
+
+from .channel import Endpoint, open_channel
+from .errors import Compacted, StoreError, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_NO_LEADER_HINTS = ("no leader", "leader changed", "timed out", "too many requests")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    mod_revision: int
+    create_revision: int
+    version: int
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: str  # "put" or "delete"
+    kv: KeyValue
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """Events of one watch response, and the revision the stream has reached."""
+
+    revision: int
+    events: tuple[WatchEvent, ...]
+
+
+@dataclass(frozen=True)
+class Compare:
+    """One condition of a transaction (etcd's Compare)."""
+
+    key: str
+    target: str  # "mod", "create", "version", "value", "lease"
+    op: str  # "==", "!=", "<", ">"
+    value: int | bytes
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: bytes
+    lease: int = 0
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+    prefix: bool = False
+
+
+@dataclass(frozen=True)
+class TxnResult:
+    succeeded: bool
+    revision: int
+    responses: list[Any] = field(default_factory=list)
+
+
+def prefix_end(prefix: str) -> bytes:
+    """The range end that covers every key starting with ``prefix``."""
+    raw = bytearray(prefix.encode())
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return bytes(raw)
+        raw.pop()
+    return b"\0"
+
+
+def _kv(pb: Any) -> KeyValue:
+    return KeyValue(
+        pb.key.decode(), pb.value, pb.mod_revision, pb.create_revision, pb.version, pb.lease
+    )
+
+
+_TARGETS = {
+    "mod": rpc.Compare.CompareTarget.MOD,
+    "create": rpc.Compare.CompareTarget.CREATE,
+    "version": rpc.Compare.CompareTarget.VERSION,
+    "value": rpc.Compare.CompareTarget.VALUE,
+    "lease": rpc.Compare.CompareTarget.LEASE,
+}
+_RESULTS = {
+    "==": rpc.Compare.CompareResult.EQUAL,
+    "!=": rpc.Compare.CompareResult.NOT_EQUAL,
+    "<": rpc.Compare.CompareResult.LESS,
+    ">": rpc.Compare.CompareResult.GREATER,
+}
+_FIELDS = {"mod": "mod_revision", "create": "create_revision", "version": "version",
+           "value": "value", "lease": "lease"}
+
+
+def _compare_pb(c: Compare) -> Any:
+    pb = rpc.Compare(key=c.key.encode(), target=_TARGETS[c.target], result=_RESULTS[c.op])
+    setattr(pb, _FIELDS[c.target], c.value)
+    return pb
+
+
+def _op_pb(op: Put | Delete) -> Any:
+    if isinstance(op, Put):
+        return rpc.RequestOp(request_put=rpc.PutRequest(key=op.key.encode(), value=op.value,
+                                                        lease=op.lease))
+    end = prefix_end(op.key) if op.prefix else b""
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=op.key.encode(),
+                                                                     range_end=end))
+
+
+class Etcd:
+    """One connection (one gRPC channel) to an etcd cluster."""
+
+    def __init__(self, endpoints: tuple[Endpoint, ...], *, call_timeout: float = 5.0,
+                 retry_for: float = 5.0) -> None:
+        self.endpoints = endpoints
+        self.call_timeout = call_timeout
+        self.retry_for = retry_for
+        self._channel = open_channel(endpoints)
+        self._kv = rpc.KVStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
+        self._maintenance = rpc.MaintenanceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Etcd:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- translation and retries ------------------------------------------
+
+    def _unavailable(self, err: grpc.aio.AioRpcError) -> Unavailable:
+        detail = (err.details() or err.code().name).splitlines()[0]
+        return Unavailable(f"etcd is unavailable: {detail}", tuple(map(str, self.endpoints)))
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                return await fn()
+            except grpc.aio.AioRpcError as err:
+                if not _retryable(err, idempotent):
+                    raise _translate(err) from err
+                if loop.time() + delay > deadline:
+                    raise self._unavailable(err) from err
+                log.debug("etcd call failed (%s), retrying in %.2fs", err.code().name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # -- key-value --------------------------------------------------------
+
+    async def range(self, key: str, end: bytes | None = None, *, revision: int = 0,
+                    limit: int = 0, keys_only: bool = False, count_only: bool = False,
+                    serializable: bool = False) -> tuple[list[KeyValue], bool, int, int]:
+        """(kvs, more, count, header revision) of one Range call."""
+        req = rpc.RangeRequest(key=key.encode(), range_end=end or b"", revision=revision,
+                               limit=limit, keys_only=keys_only, count_only=count_only,
+                               serializable=serializable)
+        resp = await self._call(lambda: self._kv.Range(req, timeout=self.call_timeout))
+        return [_kv(kv) for kv in resp.kvs], resp.more, resp.count, resp.header.revision
+
+    async def get(self, key: str) -> tuple[KeyValue | None, int]:
+        kvs, _, _, revision = await self.range(key)
+        return (kvs[0] if kvs else None), revision
+
+    async def get_many(self, keys: Sequence[str]) -> tuple[dict[str, KeyValue], int]:
+        """Several single keys read at one revision, in one transaction."""
+        if not keys:
+            return {}, 0
+        ops = [rpc.RequestOp(request_range=rpc.RangeRequest(key=k.encode())) for k in keys]
+        req = rpc.TxnRequest(compare=[], success=ops, failure=[])
+        resp = await self._call(lambda: self._kv.Txn(req, timeout=self.call_timeout))
+        found = {}
+        for r in resp.responses:
+            for kv in r.response_range.kvs:
+                found[kv.key.decode()] = _kv(kv)
+        return found, resp.header.revision
+
+    async def list_prefix(self, prefix: str, *, page_size: int = 2000,
+                          revision: int = 0) -> tuple[list[KeyValue], int]:
+        """Every key under ``prefix`` at one revision, read in pages.
+
+        The first page fixes the revision; the next ones read at that same
+        revision from just after the last key, so the result is one
+        consistent snapshot however large the prefix.
+        """
+        end = prefix_end(prefix)
+        start = prefix
+        items: list[KeyValue] = []
+        while True:
+            kvs, more, _, header_rev = await self.range(start, end, revision=revision,
+                                                       limit=page_size)
+            if revision == 0:
+                revision = header_rev
+            items.extend(kvs)
+            if not more or not kvs:
+                return items, revision
+            start = kvs[-1].key + "\0"
+
+    async def txn(self, compares: Sequence[Compare], success: Sequence[Put | Delete],
+                  failure: Sequence[Put | Delete] = ()) -> TxnResult:
+        req = rpc.TxnRequest(compare=[_compare_pb(c) for c in compares],
+                             success=[_op_pb(o) for o in success],
+                             failure=[_op_pb(o) for o in failure])
+        resp = await self._call(lambda: self._kv.Txn(req, timeout=self.call_timeout),
+                                idempotent=False)
+        return TxnResult(resp.succeeded, resp.header.revision, list(resp.responses))
+
+    async def compact(self, revision: int) -> None:
+        req = rpc.CompactionRequest(revision=revision, physical=True)
+        await self._call(lambda: self._kv.Compact(req, timeout=self.call_timeout))
+
+    async def status(self) -> Any:
+        """The status of whichever member answers (version, leader, raft term)."""
+        return await self._call(
+            lambda: self._maintenance.Status(rpc.StatusRequest(), timeout=self.call_timeout))
+
+    # -- watch ------------------------------------------------------------
+
+    async def watch(self, prefix: str, start_revision: int,
+                    *, progress_notify: bool = True) -> AsyncIterator[WatchBatch]:
+        """Stream changes under ``prefix`` from ``start_revision`` on.
+
+        Raises Compacted when that revision is gone, Unavailable when the
+        stream breaks (the caller resumes from the last revision it saw).
+        """
+        create = rpc.WatchCreateRequest(key=prefix.encode(), range_end=prefix_end(prefix),
+                                        start_revision=start_revision,
+                                        progress_notify=progress_notify)
+        stop = asyncio.Event()
+
+        async def requests() -> AsyncIterator[Any]:
+            yield rpc.WatchRequest(create_request=create)
+            await stop.wait()
+
+        call = self._watch.Watch(requests())
+        try:
+            async for resp in call:
+                if resp.compact_revision:
+                    raise Compacted(resp.compact_revision)
+                if resp.canceled:
+                    raise StoreError(f"watch canceled by etcd: {resp.cancel_reason or 'no reason'}")
+                if resp.created and not resp.events:
+                    continue
+                events = tuple(
+                    WatchEvent("delete" if ev.type == rpc.Event.EventType.DELETE else "put",
+                               _kv(ev.kv))
+                    for ev in resp.events)
+                yield WatchBatch(resp.header.revision, events)
+            raise Unavailable("watch stream ended", tuple(map(str, self.endpoints)))
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.CANCELLED and stop.is_set():
+                return
+            raise self._unavailable(err) from err
+        finally:
+            stop.set()
+            call.cancel()
+
+    # -- leases -----------------------------------------------------------
+
+    async def lease_grant(self, ttl: int) -> int:
+        req = rpc.LeaseGrantRequest(TTL=ttl)
+        resp = await self._call(lambda: self._lease.LeaseGrant(req, timeout=self.call_timeout))
+        if resp.error:
+            raise StoreError(f"lease grant refused: {resp.error}")
+        return int(resp.ID)
+
+    async def lease_revoke(self, lease_id: int) -> None:
+        req = rpc.LeaseRevokeRequest(ID=lease_id)
+        try:
+            await self._call(lambda: self._lease.LeaseRevoke(req, timeout=self.call_timeout))
+        except StoreError as err:
+            if "not found" not in str(err):
+                raise
+
+    async def lease_keepalive_once(self, lease_id: int) -> int:
+        """Refresh a lease once; returns the TTL etcd granted (0: the lease is gone)."""
+        async def once() -> int:
+            async def one() -> AsyncIterator[Any]:
+                yield rpc.LeaseKeepAliveRequest(ID=lease_id)
+
+            call = self._lease.LeaseKeepAlive(one(), timeout=self.call_timeout)
+            try:
+                async for resp in call:
+                    return int(resp.TTL)
+                return 0
+            finally:
+                call.cancel()
+
+        return await self._call(once)
+
+    async def lease_ttl(self, lease_id: int) -> int:
+        req = rpc.LeaseTimeToLiveRequest(ID=lease_id)
+        resp = await self._call(lambda: self._lease.LeaseTimeToLive(req,
+                                                                    timeout=self.call_timeout))
+        return int(resp.TTL)
+
+
+def _retryable(err: grpc.aio.AioRpcError, idempotent: bool) -> bool:
+    code = err.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    if not idempotent:
+        return False
+    if code in _RETRYABLE:
+        return True
+    details = (err.details() or "").lower()
+    return code == grpc.StatusCode.UNKNOWN and any(h in details for h in _NO_LEADER_HINTS)
+
+
+def _translate(err: grpc.aio.AioRpcError) -> StoreError:
+    detail = (err.details() or err.code().name).splitlines()[0]
+    if err.code() == grpc.StatusCode.OUT_OF_RANGE and "compacted" in detail:
+        return Compacted(0)
+    if err.code() in _RETRYABLE:
+        return Unavailable(f"etcd is unavailable: {detail}")
+    return StoreError(f"etcd refused the request: {detail}")

@@ -1,0 +1,110 @@
+"""The keyspace: where each resource and record lives under the prefix.
+
+    <prefix>/v1/spec/services/<ns>/<name>        Service as declared
+    <prefix>/v1/status/services/<ns>/<name>      Service status
+    <prefix>/v1/spec/nodes/<node-id>             Node
+    <prefix>/v1/tasks/<ns>/<service>/<task-id>   Task (spec and status)
+    <prefix>/v1/agents/<node-id>/...             what one node writes and watches
+    <prefix>/v1/endpoints/<ns>/<service>
+    <prefix>/v1/leaders/<controller>
+    <prefix>/v1/managers/<identity>
+    <prefix>/v1/cluster
+
+See ARCHITECTURE.md for why it is shaped this way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "/kubeless"
+
+
+@dataclass(frozen=True)
+class ResourceKey:
+    """What a resource key names."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    service: str | None = None  # tasks only
+
+
+class Keyspace:
+    """Builds and parses keys for one cluster's prefix."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.root = "/" + prefix.strip("/") + "/v1/" if prefix.strip("/") else "/v1/"
+
+    # -- resources --------------------------------------------------------
+
+    def spec(self, kind: str, name: str, namespace: str | None = None,
+             service: str | None = None) -> str:
+        if kind == "Service":
+            return f"{self.root}spec/services/{namespace}/{name}"
+        if kind == "Node":
+            return f"{self.root}spec/nodes/{name}"
+        if kind == "Task":
+            return f"{self.root}tasks/{namespace}/{service}/{name}"
+        raise ValueError(f"no key for kind {kind!r}")
+
+    def status(self, kind: str, name: str, namespace: str | None = None) -> str | None:
+        """The separate status key of a kind, or None when status lives with the spec."""
+        if kind == "Service":
+            return f"{self.root}status/services/{namespace}/{name}"
+        return None
+
+    def kind_prefix(self, kind: str, namespace: str | None = None,
+                    service: str | None = None) -> str:
+        """The prefix holding every resource of a kind (in one namespace when given)."""
+        base = {"Service": "spec/services/", "Node": "spec/nodes/", "Task": "tasks/"}[kind]
+        if kind == "Node" or namespace is None:
+            return self.root + base
+        if kind == "Task" and service is not None:
+            return f"{self.root}{base}{namespace}/{service}/"
+        return f"{self.root}{base}{namespace}/"
+
+    def status_prefix(self, kind: str, namespace: str | None = None) -> str | None:
+        if kind != "Service":
+            return None
+        return f"{self.root}status/services/" + (f"{namespace}/" if namespace else "")
+
+    def parse(self, key: str) -> ResourceKey | None:
+        """The resource a spec/status/task key names, or None for other keys."""
+        if not key.startswith(self.root):
+            return None
+        parts = key[len(self.root):].split("/")
+        match parts:
+            case ["spec" | "status", "services", ns, name]:
+                return ResourceKey("Service", ns, name)
+            case ["spec", "nodes", name]:
+                return ResourceKey("Node", None, name)
+            case ["tasks", ns, service, name]:
+                return ResourceKey("Task", ns, name, service)
+        return None
+
+    # -- everything else --------------------------------------------------
+
+    def agent(self, node_id: str) -> str:
+        return f"{self.root}agents/{node_id}/"
+
+    def heartbeat(self, node_id: str) -> str:
+        return f"{self.root}agents/{node_id}/heartbeat"
+
+    def assignment(self, node_id: str, task_id: str) -> str:
+        return f"{self.root}agents/{node_id}/assignments/{task_id}"
+
+    def observed(self, node_id: str, task_id: str) -> str:
+        return f"{self.root}agents/{node_id}/tasks/{task_id}"
+
+    def endpoints(self, namespace: str, service: str) -> str:
+        return f"{self.root}endpoints/{namespace}/{service}"
+
+    def leader(self, controller: str) -> str:
+        return f"{self.root}leaders/{controller}"
+
+    def manager(self, identity: str) -> str:
+        return f"{self.root}managers/{identity}"
+
+    def cluster(self) -> str:
+        return f"{self.root}cluster"
