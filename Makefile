@@ -1,0 +1,53 @@
+# kubeless: `make test` and `make bench` install what they need on a fresh
+# Debian machine (Debian's etcd-server, a virtual environment) and run.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := etcd-server etcd-client
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: test unit integration bench deps venv typecheck up clean
+
+test: deps venv
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+integration: deps venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+bench: deps venv
+	$(PY) -m bench
+
+typecheck: venv
+	$(PY) -m mypy
+
+# Debian packages the tests run for real; apt-get update only when one is missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@test -x /usr/bin/etcd || { echo "error: /usr/bin/etcd is missing after installing etcd-server" >&2; exit 1; }
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+up:
+	@echo "make up arrives with the agent (issue 4): it will run etcd, the controllers and an agent."
+	@echo "Until then: start etcd, then use the kubeless CLI (see README)."
+	@exit 1
+
+clean:
+	rm -rf $(VENV) build *.egg-info
