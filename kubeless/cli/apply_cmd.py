@@ -1,0 +1,207 @@
+"""``kubeless apply``, ``diff`` and ``delete -f``: manifests against etcd.
+
+apply validates every document before it writes anything, then commits
+all the changes in one etcd transaction that compares what it read, so a
+folder is applied whole or not at all. ``--prune -l k=v`` also deletes the
+Services carrying that label that the manifests no longer declare.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import click
+
+from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.manifests import Manifest, ManifestError, load
+from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
+from kubeless.cli.printers import to_yaml
+
+files_option = click.option("-f", "--filename", "files", multiple=True, required=True,
+                            help="File, folder or - for standard input (repeatable).")
+recursive_option = click.option("-R", "--recursive", is_flag=True,
+                                help="Read folders given with -f recursively.")
+namespace_option = click.option("-n", "--namespace", help="Namespace of documents without one.")
+
+
+def validated(files: tuple[str, ...], recursive: bool,
+              namespace: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """Every document, validated and defaulted; all problems reported at once."""
+    from kubeless.api import ApiError, validate
+
+    try:
+        manifests = load(files, recursive)
+    except ManifestError as err:
+        raise CliError(str(err)) from None
+    if not manifests:
+        raise CliError(f"no resources found in {', '.join(files)}")
+    out, problems = [], []
+    for m in manifests:
+        try:
+            doc = validate(_with_namespace(m, namespace))
+        except ApiError as err:
+            err.source = m.source
+            problems.append(str(err))
+            continue
+        out.append((m.source, doc))
+    problems += duplicates(out)
+    if problems:
+        count = len(problems)
+        head = f"{count} invalid document{'s' if count > 1 else ''}; nothing was written"
+        raise CliError(head + "\n" + "\n".join(problems))
+    return out
+
+
+def _with_namespace(m: Manifest, namespace: str | None) -> dict[str, Any]:
+    doc = m.doc
+    meta = doc.get("metadata")
+    if namespace is None or not isinstance(meta, dict) or doc.get("kind") == "Node":
+        return doc
+    declared = meta.get("namespace")
+    if declared and declared != namespace:
+        raise CliError(f"{m.source}: the namespace of the document ({declared}) does not match "
+                       f"-n {namespace}; nothing was written")
+    return {**doc, "metadata": {**meta, "namespace": namespace}}
+
+
+async def _live(rstore: Any, docs: list[tuple[str, dict[str, Any]]]) -> dict[Any, Any]:
+    live = {}
+    for _, doc in docs:
+        kind, ns, name = ref_of(doc)
+        current = await rstore.get(kind, name, ns)
+        if current is not None:
+            live[(kind, ns, name)] = current
+    return live
+
+
+async def _prune_candidates(rstore: Any, selector: str | None) -> list[dict[str, Any]] | None:
+    if selector is None:
+        return None
+    from kubeless.store import parse_selector
+
+    try:
+        sel = parse_selector(selector)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    found = []
+    for kind in PRUNABLE_KINDS:
+        found += (await rstore.list(kind, None, sel)).items
+    return found
+
+
+def _commit_plan(rstore: Any, actions: list[Action]) -> Any:
+    txn = rstore.transaction()
+    for a in actions:
+        if a.verb == "created":
+            txn.create(a.new)
+        elif a.verb == "configured":
+            txn.update(a.new)
+        elif a.verb == PRUNE:
+            txn.delete(a.live)
+    return txn
+
+
+@click.command()
+@files_option
+@recursive_option
+@namespace_option
+@click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")
+@click.option("--prune", is_flag=True, help="Delete Services with the -l label that the files no longer declare.")
+@click.option("-l", "--selector", help="Label selector for --prune (key=value).")
+@pass_context
+def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str | None,
+          dry_run: bool, prune: bool, selector: str | None) -> None:
+    """Create or update resources from files, in one transaction."""
+    if prune and not selector:
+        raise CliError("--prune needs a label selector (-l key=value) naming what the files own")
+    if selector and not prune:
+        raise CliError("-l with apply only selects what --prune may delete; add --prune")
+    docs = validated(files, recursive, namespace)
+
+    async def run(rstore: Any) -> list[Action]:
+        from kubeless.store import StoreError
+
+        try:
+            actions = plan_apply(docs, await _live(rstore, docs),
+                                 await _prune_candidates(rstore, selector if prune else None))
+            if not dry_run:
+                await _commit_plan(rstore, actions).commit()
+        except StoreError as err:
+            raise CliError(f"{err}; nothing was written") from None
+        return actions
+
+    suffix = " (dry run)" if dry_run else ""
+    for a in ctx.run(run):
+        kind, _, name = a.ref
+        click.echo(f"{kind.lower()}/{name} {a.verb}{suffix}")
+
+
+@click.command()
+@files_option
+@recursive_option
+@namespace_option
+@pass_context
+def diff(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str | None) -> None:
+    """Show what apply would change (exit 0 same, 1 different, >1 error)."""
+    try:
+        docs = validated(files, recursive, namespace)
+    except CliError as err:
+        raise CliError(err.message, code=2) from None
+
+    async def run(rstore: Any) -> list[Action]:
+        from kubeless.store import StoreError
+
+        try:
+            return plan_apply(docs, await _live(rstore, docs))
+        except StoreError as err:
+            raise CliError(str(err), code=2) from None
+
+    different = False
+    for a in ctx.run(run):
+        if not a.writes:
+            continue
+        different = True
+        kind, ns, name = a.ref
+        label = f"{kind}/{ns}/{name}" if ns else f"{kind}/{name}"
+        click.echo("".join(difflib.unified_diff(
+            _comparable(a.live).splitlines(keepends=True),
+            _comparable(a.new).splitlines(keepends=True),
+            fromfile=f"live/{label}", tofile=f"merged/{label}")), nl=False)
+    raise SystemExit(1 if different else 0)
+
+
+def _comparable(obj: dict[str, Any] | None) -> str:
+    if obj is None:
+        return ""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "uid", "creationTimestamp", "generation")}
+    return to_yaml({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                    "metadata": meta, "spec": obj.get("spec")})
+
+
+def delete_from_files(ctx: Context, files: tuple[str, ...], recursive: bool,
+                      namespace: str | None, ignore_not_found: bool) -> list[str]:
+    """``delete -f``: every resource the files name, in one transaction."""
+    docs = validated(files, recursive, namespace)
+
+    async def run(rstore: Any) -> list[str]:
+        from kubeless.store import StoreError
+
+        live = await _live(rstore, docs)
+        txn = rstore.transaction()
+        gone = []
+        for _, doc in docs:
+            ref = ref_of(doc)
+            if ref in live:
+                txn.delete(live[ref])
+                gone.append(f'{ref[0].lower()} "{ref[2]}" deleted')
+            elif not ignore_not_found:
+                raise CliError(f'{ref[0].lower()} "{ref[2]}" not found; nothing was deleted')
+        try:
+            await txn.commit()
+        except StoreError as err:
+            raise CliError(f"{err}; nothing was deleted") from None
+        return gone
+
+    return ctx.run(run)

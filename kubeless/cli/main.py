@@ -1,0 +1,67 @@
+"""The ``kubeless`` command: global options, the command tree, and error handling.
+
+Every failure a user can cause ends here as ``error: <one line>`` (details
+may follow on later lines) and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kubeless.cli.apply_cmd import apply, diff
+from kubeless.cli.context import DEFAULT_ENDPOINTS, DEFAULT_PREFIX, CliError, Context
+from kubeless.cli.read_cmds import delete, describe, get
+from kubeless.cli.service_cmds import service
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--endpoints", envvar="KUBELESS_ENDPOINTS", default=DEFAULT_ENDPOINTS,
+              show_default=True, help="etcd endpoints, comma-separated [env KUBELESS_ENDPOINTS].")
+@click.option("--prefix", envvar="KUBELESS_PREFIX", default=DEFAULT_PREFIX, show_default=True,
+              help="Key prefix of this cluster in etcd [env KUBELESS_PREFIX].")
+@click.option("--timeout", type=float, default=3.0, show_default=True,
+              help="Seconds to wait for etcd before giving up.")
+@click.version_option(package_name="kubeless")
+@click.pass_context
+def cli(click_ctx: click.Context, endpoints: str, prefix: str, timeout: float) -> None:
+    """kubeless: a container orchestrator whose desired state lives in etcd.
+
+    Declare resources with `apply -f`, read them with `get` and `describe`,
+    or use the Swarm-like `service` verbs.
+    """
+    click_ctx.obj = Context(endpoints=endpoints, prefix=prefix, timeout=timeout)
+
+
+for command in (apply, diff, get, describe, delete, service):
+    cli.add_command(command)
+
+
+def main() -> None:
+    from kubeless.store import StoreError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except CliError as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.ClickException as err:  # usage errors: bad flags, missing arguments
+        err.show()
+        sys.exit(err.exit_code)
+    except StoreError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

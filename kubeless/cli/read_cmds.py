@@ -1,0 +1,227 @@
+"""``kubeless get``, ``describe`` and ``delete KIND NAME``: resources by kind and name.
+
+get prints the CRD's printer columns (``-o wide`` adds the priority-1
+ones), or YAML, JSON or names; ``--watch`` then prints a row for every
+change until interrupted. Values in etcd that do not decode are reported
+on stderr and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from kubeless.api import Kind
+from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.printers import OUTPUTS, describe as describe_text, render, table
+
+
+def _kind(word: str) -> Kind:
+    from kubeless.api import UnknownKind, resolve_kind
+
+    try:
+        return resolve_kind(word)
+    except UnknownKind as err:
+        raise CliError(str(err)) from None
+
+
+def _selector(text: str | None) -> dict[str, str | None] | None:
+    from kubeless.store import parse_selector
+
+    try:
+        return parse_selector(text) if text else None
+    except ValueError as err:
+        raise CliError(str(err)) from None
+
+
+def _warn_skipped(skipped: list[Any]) -> None:
+    for err in skipped:
+        click.echo(f"warning: skipped {err}", err=True)
+
+
+def _not_found(kind: Kind, name: str) -> CliError:
+    return CliError(f'{kind.singular} "{name}" not found')
+
+
+async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str | None,
+                selector: dict[str, str | None] | None) -> tuple[list[dict[str, Any]], int]:
+    """The named resources (in order), or every one matching; (items, revision)."""
+    from kubeless.store import StoreError
+
+    ns = namespace if kind.namespaced else None
+    try:
+        result = await rstore.list(kind.kind, ns, selector)
+    except StoreError as err:
+        raise CliError(str(err)) from None
+    _warn_skipped(result.skipped)
+    if not names:
+        return result.items, result.revision
+    by_name = {i["metadata"]["name"]: i for i in result.items}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise _not_found(kind, missing[0])
+    return [by_name[n] for n in names], result.revision
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("names", nargs=-1)
+@click.option("-o", "--output", type=click.Choice(OUTPUTS[1:]), help="Output format.")
+@click.option("-l", "--selector", help="Label selector (key=value,key).")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
+@click.option("-w", "--watch", is_flag=True, help="After listing, print each change.")
+@pass_context
+def get(ctx: Context, kind: str, names: tuple[str, ...], output: str | None,
+        selector: str | None, namespace: str | None, all_namespaces: bool, watch: bool) -> None:
+    """List resources of a kind (services, nodes, tasks), or the ones named."""
+    k = _kind(kind)
+    ns = None if all_namespaces else current_namespace(namespace)
+    sel = _selector(selector)
+    fmt = output or "table"
+
+    async def run(rstore: Any) -> None:
+        items, revision = await fetch(rstore, k, names, ns, sel)
+        if not items and fmt in ("table", "wide") and not names:
+            where = "" if ns is None or not k.namespaced else f" in namespace {ns}"
+            click.echo(f"No {k.plural} found{where}.", err=True)
+        else:
+            click.echo(render(k, items, fmt, single=len(names) == 1,
+                              all_namespaces=all_namespaces), nl=False)
+        if watch:
+            await _watch(rstore, k, ns, sel, set(names), revision, fmt, all_namespaces)
+
+    try:
+        ctx.run(run)
+    except KeyboardInterrupt:
+        pass
+
+
+async def _watch(rstore: Any, kind: Kind, ns: str | None, sel: Any, names: set[str],
+                 revision: int, fmt: str, all_namespaces: bool) -> None:
+    """Print one row (or document) per change after ``revision``."""
+    from kubeless.store import CorruptValue, StoreError
+
+    keys = rstore.keys
+    prefixes = [keys.kind_prefix(kind.kind, ns)]
+    status_prefix = keys.status_prefix(kind.kind, ns)
+    if status_prefix:
+        prefixes.append(status_prefix)
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    async def follow(prefix: str) -> None:
+        async for batch in rstore.etcd.watch(prefix, revision + 1):
+            for ev in batch.events:
+                ref = keys.parse(ev.kv.key)
+                if ref is not None:
+                    await queue.put(ref.name if ev.type == "put" else "")
+
+    tasks = [asyncio.create_task(follow(p)) for p in prefixes]
+    try:
+        while True:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait([getter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                for t in done:
+                    t.result()  # raise the watch's error
+                continue
+            name = getter.result()
+            if not name or (names and name not in names):
+                continue
+            try:
+                obj = await rstore.get(kind.kind, name, ns)
+            except CorruptValue as err:
+                click.echo(f"warning: skipped {err}", err=True)
+                continue
+            if obj is None or (sel and not _matches(obj, sel)):
+                continue
+            if fmt in ("table", "wide"):
+                click.echo(table(kind, [obj], wide=fmt == "wide", all_namespaces=all_namespaces,
+                                 header=False), nl=False)
+            else:
+                click.echo(render(kind, [obj], fmt, single=True), nl=False)
+    except StoreError as err:
+        raise CliError(f"watch ended: {err}") from None
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def _matches(obj: dict[str, Any], sel: dict[str, str | None]) -> bool:
+    from kubeless.store import matches_selector
+
+    return matches_selector(obj["metadata"].get("labels"), sel)
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("names", nargs=-1)
+@click.option("-l", "--selector", help="Label selector (key=value,key).")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@pass_context
+def describe(ctx: Context, kind: str, names: tuple[str, ...], selector: str | None,
+             namespace: str | None) -> None:
+    """Show resources in detail."""
+    k = _kind(kind)
+
+    async def run(rstore: Any) -> list[dict[str, Any]]:
+        items, _ = await fetch(rstore, k, names, current_namespace(namespace), _selector(selector))
+        return items
+
+    items = ctx.run(run)
+    if not items:
+        raise CliError(f"no {k.plural} found")
+    click.echo("\n".join(describe_text(k, i) for i in items), nl=False)
+
+
+@click.command()
+@click.argument("kind", required=False)
+@click.argument("names", nargs=-1)
+@click.option("-f", "--filename", "files", multiple=True, help="Delete what these files declare.")
+@click.option("-R", "--recursive", is_flag=True, help="Read folders given with -f recursively.")
+@click.option("-l", "--selector", help="Delete every resource of KIND with these labels.")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("--ignore-not-found", is_flag=True, help="A missing resource is not an error.")
+@pass_context
+def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[str, ...],
+           recursive: bool, selector: str | None, namespace: str | None,
+           ignore_not_found: bool) -> None:
+    """Delete resources: by files (-f), by KIND NAME..., or by KIND -l selector."""
+    if files:
+        if kind:
+            raise CliError("give either -f FILES or KIND NAME, not both")
+        from kubeless.cli.apply_cmd import delete_from_files
+
+        for line in delete_from_files(ctx, files, recursive, namespace, ignore_not_found):
+            click.echo(line)
+        return
+    if not kind or not (names or selector):
+        raise CliError("say what to delete: -f FILE, KIND NAME..., or KIND -l key=value")
+    k = _kind(kind)
+    ns = current_namespace(namespace) if k.namespaced else None
+
+    async def run(rstore: Any) -> list[str]:
+        from kubeless.store import StoreError
+
+        if selector:
+            items, _ = await fetch(rstore, k, (), ns, _selector(selector))
+        else:
+            found = [await rstore.get(k.kind, n, ns) for n in names]
+            missing = [n for n, obj in zip(names, found) if obj is None]
+            if missing and not ignore_not_found:
+                raise _not_found(k, missing[0])
+            items = [obj for obj in found if obj is not None]
+        txn = rstore.transaction()
+        for obj in items:
+            txn.delete(obj)
+        try:
+            await txn.commit()
+        except StoreError as err:
+            raise CliError(f"{err}; nothing was deleted") from None
+        return [f'{k.singular} "{obj["metadata"]["name"]}" deleted' for obj in items]
+
+    for line in ctx.run(run):
+        click.echo(line)

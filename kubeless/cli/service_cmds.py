@@ -1,0 +1,240 @@
+"""The Swarm-like ``kubeless service`` verbs: create, update, scale, ls, inspect, rm.
+
+They only write desired state: each builds or changes the same Service
+resource that ``apply`` would store (service_flags.py does the flag
+parsing), validates it against the CRD, and writes it with a compare on
+what it read. The options are generated from ``ServiceFlags`` so the two
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.plan import merge
+from kubeless.cli.printers import decorate, format_rows, ports_text
+from kubeless.cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
+                                        flag_name, update_service)
+
+_POSITIONAL = ("name", "image", "command", "namespace")
+
+
+def _flag_options(update: bool) -> Callable[[Any], Any]:
+    """Click options for every ServiceFlags field (docker's spelling)."""
+    def decorate_command(fn: Any) -> Any:
+        for f in reversed(dataclasses.fields(ServiceFlags)):
+            if f.name in ("command", "namespace") or (f.name in UPDATE_ONLY and not update):
+                continue
+            if f.name == "image" and not update:
+                continue
+            if f.name == "name" and update:
+                continue
+            spelled = flag_name(f.name, update)
+            if f.type == "bool":
+                fn = click.option(spelled, f.name, is_flag=True)(fn)
+            elif str(f.type).startswith("tuple"):
+                fn = click.option(spelled, f.name, multiple=True, metavar="VALUE")(fn)
+            else:
+                fn = click.option(spelled, f.name, metavar="VALUE")(fn)
+        return fn
+    return decorate_command
+
+
+def _flags(namespace: str | None, **values: Any) -> ServiceFlags:
+    return ServiceFlags(namespace=current_namespace(namespace),
+                        **{k: v for k, v in values.items() if v not in (None, ())})
+
+
+def _validated(doc: dict[str, Any]) -> dict[str, Any]:
+    from kubeless.api import ApiError, validate
+
+    try:
+        return validate(doc)
+    except ApiError as err:
+        raise CliError(str(err)) from None
+
+
+@click.group()
+def service() -> None:
+    """Manage services the Swarm way (they are Service resources)."""
+
+
+@service.command("create", context_settings={"allow_interspersed_args": False})
+@click.argument("image")
+@click.argument("command", nargs=-1)
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@_flag_options(update=False)
+@pass_context
+def create(ctx: Context, image: str, command: tuple[str, ...], namespace: str | None,
+           detach: bool, **values: Any) -> None:
+    """Create a service: IMAGE [COMMAND [ARG...]], as docker service create."""
+    try:
+        doc = build_service(_flags(namespace, image=image, command=command, **values))
+    except FlagError as err:
+        raise CliError(str(err)) from None
+    doc = _validated(doc)
+
+    async def run(rstore: Any) -> None:
+        from kubeless.store import AlreadyExists
+
+        try:
+            await rstore.create(doc)
+        except AlreadyExists:
+            raise CliError(f'service "{doc["metadata"]["name"]}" already exists in namespace '
+                           f'{doc["metadata"]["namespace"]}') from None
+
+    ctx.run(run)
+    click.echo(doc["metadata"]["name"])
+
+
+async def _read_modify_write(rstore: Any, name: str, namespace: str,
+                             change: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """Read a service, change it, validate, and write it comparing its resourceVersion."""
+    live = await rstore.get("Service", name, namespace)
+    if live is None:
+        raise CliError(f'service "{name}" not found in namespace {namespace}')
+    desired = _validated(change({k: v for k, v in live.items() if k != "status"}))
+    new, _, changed = merge(live, desired)
+    if changed:
+        await rstore.update(new)
+    return changed
+
+
+@service.command("update")
+@click.argument("name")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@_flag_options(update=True)
+@pass_context
+def update(ctx: Context, name: str, namespace: str | None, detach: bool, **values: Any) -> None:
+    """Change a service, as docker service update (--force replaces every task)."""
+    ns = current_namespace(namespace)
+    try:
+        flags = _flags(ns, name=name, **values)
+    except FlagError as err:
+        raise CliError(str(err)) from None
+
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return update_service(doc, flags)
+        except FlagError as err:
+            raise CliError(str(err)) from None
+
+    ctx.run(lambda rstore: _read_modify_write(rstore, name, ns, change))
+    click.echo(name)
+
+
+@service.command("scale")
+@click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@pass_context
+def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: bool) -> None:
+    """Set the replicas of one or more replicated services."""
+    ns = current_namespace(namespace)
+    wanted = []
+    for pair in pairs:
+        name, sep, count = pair.partition("=")
+        if not sep or not count.isdigit():
+            raise CliError(f"invalid scale {pair!r}: use SERVICE=REPLICAS, e.g. web=3")
+        wanted.append((name, int(count)))
+
+    def set_replicas(count: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            if doc["spec"].get("mode") == "global":
+                raise CliError(f'service "{doc["metadata"]["name"]}" is global: '
+                               "it runs one task per node and cannot be scaled")
+            return {**doc, "spec": {**doc["spec"], "replicas": count}}
+        return change
+
+    async def run(rstore: Any) -> None:
+        for name, count in wanted:
+            await _read_modify_write(rstore, name, ns, set_replicas(count))
+            click.echo(f"{name} scaled to {count}")
+
+    ctx.run(run)
+
+
+@service.command("ls")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
+@click.option("-q", "--quiet", is_flag=True, help="Only names.")
+@pass_context
+def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool) -> None:
+    """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
+    ns = None if all_namespaces else current_namespace(namespace)
+    result = ctx.run(lambda rstore: rstore.list("Service", ns))
+    for err in result.skipped:
+        click.echo(f"warning: skipped {err}", err=True)
+    if quiet:
+        click.echo("".join(f"{s['metadata']['name']}\n" for s in result.items), nl=False)
+        return
+    rows = []
+    for raw in result.items:
+        s = decorate(raw)
+        meta, spec = s["metadata"], s["spec"]
+        name = f"{meta['namespace']}/{meta['name']}" if all_namespaces else meta["name"]
+        rows.append([meta.get("uid", "").replace("-", "")[:12], name, spec.get("mode", "replicated"),
+                     s["status"]["replicasText"], spec["template"]["image"],
+                     ports_text(spec.get("ports"))])
+    click.echo(format_rows(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows), nl=False)
+
+
+@service.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("--pretty", is_flag=True, help="Human-readable instead of JSON.")
+@pass_context
+def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty: bool) -> None:
+    """Show services in full (a JSON array, as docker service inspect)."""
+    ns = current_namespace(namespace)
+
+    async def run(rstore: Any) -> list[dict[str, Any]]:
+        found = []
+        for name in names:
+            obj = await rstore.get("Service", name, ns)
+            if obj is None:
+                raise CliError(f'service "{name}" not found in namespace {ns}')
+            found.append(obj)
+        return found
+
+    items = ctx.run(run)
+    if pretty:
+        from kubeless.api import resolve_kind
+        from kubeless.cli.printers import describe as describe_text
+
+        click.echo("\n".join(describe_text(resolve_kind("Service"), i) for i in items), nl=False)
+    else:
+        click.echo(json.dumps(items, indent=2))
+
+
+@service.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@pass_context
+def rm(ctx: Context, names: tuple[str, ...], namespace: str | None) -> None:
+    """Remove services (their tasks are shut down by the controllers)."""
+    ns = current_namespace(namespace)
+
+    async def run(rstore: Any) -> list[str]:
+        from kubeless.store import NotFound
+
+        failed = []
+        for name in names:
+            try:
+                await rstore.delete("Service", name, ns)
+                click.echo(name)
+            except NotFound:
+                failed.append(name)
+        return failed
+
+    failed = ctx.run(run)
+    if failed:
+        raise CliError(f"no such service: {', '.join(failed)}")
