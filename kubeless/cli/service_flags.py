@@ -20,6 +20,7 @@ import copy
 import math
 import random
 import re
+import shlex
 import string
 import dataclasses
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class ServiceFlags:
     rollback_order: str | None = None
     stop_grace_period: str | None = None
     workdir: str | None = None
+    entrypoint: str | None = None
     user: str | None = None
     # update only
     env_rm: tuple[str, ...] = ()
@@ -308,6 +310,7 @@ _SCALARS: tuple[tuple[str, tuple[str, ...], Parser], ...] = (
     ("mode", ("mode",), _choice("replicated", "global")),
     ("replicas", ("replicas",), _count),
     ("workdir", _TPL + ("workdir",), _text),
+    ("entrypoint", _TPL + ("command",), lambda f, v: shlex.split(_text(f, v))),
     ("user", _TPL + ("user",), _word),
     ("stop_grace_period", _TPL + ("stopGracePeriod",), _duration),
     ("reserve_cpu", _RES + ("reservations", "cpus"), _decimal),
@@ -369,12 +372,11 @@ def _apply_scalars(spec: dict[str, Any], flags: ServiceFlags, update: bool) -> N
 
 
 def _apply_command(spec: dict[str, Any], command: tuple[str, ...]) -> None:
-    """First word replaces the entrypoint, the rest are its arguments."""
+    """COMMAND [ARG...] become the arguments, keeping the image's entrypoint (as docker)."""
     if not command:
         return
-    template = _node(spec, _TPL)
-    template["command"] = [_text(flag_name("command"), command[0])]
-    _put(spec, _TPL + ("args",), [str(arg) for arg in command[1:]])
+    _text(flag_name("command"), command[0])
+    _put(spec, _TPL + ("args",), [str(arg) for arg in command])
 
 
 def _merge_map(root: dict[str, Any], path: tuple[str, ...], adds: tuple[str, ...],

@@ -39,9 +39,10 @@ def tpl(**kw: Any) -> dict[str, Any]:
 
 GOOD: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("image only", {}, {"template": tpl()}),
-    ("command alone", {"command": ("httpd",)}, {"template": tpl(command=["httpd"])}),
+    ("command alone", {"command": ("httpd",)}, {"template": tpl(args=["httpd"])}),
     ("command with args", {"command": ("httpd", "-f", "-p", "80")},
-     {"template": tpl(command=["httpd"], args=["-f", "-p", "80"])}),
+     {"template": tpl(args=["httpd", "-f", "-p", "80"])}),
+    ("entrypoint", {"entrypoint": "/bin/sh -c"}, {"template": tpl(command=["/bin/sh", "-c"])}),
     ("replicas str", {"replicas": "3"}, {"template": tpl(), "replicas": 3}),
     ("replicas int zero", {"replicas": 0}, {"template": tpl(), "replicas": 0}),
     ("mode global", {"mode": "global"}, {"template": tpl(), "mode": "global"}),
@@ -424,10 +425,9 @@ def test_update_flag(flags: ServiceFlags, path: tuple[str, ...], want: Any) -> N
 
 def test_update_command_replaces_args() -> None:
     new = changed(full(), ServiceFlags(command=("nginx",)))
-    assert new["spec"]["template"]["command"] == ["nginx"]
-    assert "args" not in new["spec"]["template"]
+    assert new["spec"]["template"]["args"] == ["nginx"]
     new = changed(new, ServiceFlags(command=("nginx", "-g", "daemon off;")))
-    assert new["spec"]["template"]["args"] == ["-g", "daemon off;"]
+    assert new["spec"]["template"]["args"] == ["nginx", "-g", "daemon off;"]
 
 
 def test_force_increments() -> None:
