@@ -1,0 +1,26 @@
+"""Run every benchmark and print its figures (``make bench``).
+
+``python -m bench [NAME...]`` runs only the named ones.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench import foundation
+
+SUITES = {"foundation": foundation.main}
+
+
+def main(argv: list[str]) -> None:
+    wanted = argv or list(SUITES)
+    unknown = [w for w in wanted if w not in SUITES]
+    if unknown:
+        sys.exit(f"unknown benchmark {unknown[0]!r}; known: {', '.join(SUITES)}")
+    for name in wanted:
+        print(f"== {name}", flush=True)
+        SUITES[name]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
