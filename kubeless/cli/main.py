@@ -22,6 +22,7 @@ COMMANDS = {
     "describe": "kubeless.cli.read_cmds:describe",
     "delete": "kubeless.cli.read_cmds:delete",
     "service": "kubeless.cli.service_cmds:service",
+    "node": "kubeless.cli.node_cmds:node",
 }
 
 

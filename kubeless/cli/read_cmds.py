@@ -52,7 +52,7 @@ async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str 
 
     ns = namespace if kind.namespaced else None
     try:
-        result = await rstore.list(kind.kind, ns, selector)
+        result = await _list(rstore, kind, ns, selector)
     except StoreError as err:
         raise CliError(str(err)) from None
     _warn_skipped(result.skipped)
@@ -63,6 +63,25 @@ async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str 
     if missing:
         raise _not_found(kind, missing[0])
     return [by_name[n] for n in names], result.revision
+
+
+async def _list(rstore: Any, kind: Kind, ns: str | None,
+                selector: dict[str, str | None] | None) -> Any:
+    """Resources as users see them: nodes with heartbeats, tasks with agents' reports."""
+    from kubeless.store import matches_selector
+    from kubeless.store.nodes import list_nodes
+    from kubeless.store.tasks import list_tasks
+
+    if kind.kind == "Node":
+        result = await list_nodes(rstore)
+    elif kind.kind == "Task":
+        result = await list_tasks(rstore, ns)
+    else:
+        return await rstore.list(kind.kind, ns, selector)
+    if selector:
+        result.items = [i for i in result.items
+                        if matches_selector(i["metadata"].get("labels"), selector)]
+    return result
 
 
 @click.command()

@@ -238,3 +238,64 @@ def rm(ctx: Context, names: tuple[str, ...], namespace: str | None) -> None:
     failed = ctx.run(run)
     if failed:
         raise CliError(f"no such service: {', '.join(failed)}")
+
+
+def ps_rows(tasks: list[dict[str, Any]], now: float, no_trunc: bool = False) -> list[list[str]]:
+    """docker service ps rows: per slot (or node), newest first; history marked ``\\_``."""
+    from kubeless.api import human_duration
+    from kubeless.api.tasks import task_display_name
+
+    def order(t: dict[str, Any]) -> tuple[Any, ...]:
+        spec = t["spec"]
+        slot = spec.get("slot")
+        return (spec.get("serviceName", ""), slot if slot is not None else 0,
+                spec.get("nodeName") or "" if slot is None else "",
+                -float((t.get("status") or {}).get("timestamp") or 0))
+
+    rows, previous = [], None
+    for t in sorted(tasks, key=order):
+        spec, status = t["spec"], t.get("status") or {}
+        name = task_display_name(t)
+        shown = name if name != previous else f" \\_ {name}"
+        previous = name
+        when = status.get("timestamp")
+        ago = f" {human_duration(int(max(0, now - float(when))))} ago" if when else ""
+        error = str(status.get("error") or "")
+        rows.append([t["metadata"]["name"] if no_trunc else t["metadata"]["name"][:12], shown,
+                     spec.get("template", {}).get("image", ""), spec.get("nodeName") or "",
+                     str(spec.get("desiredState", "")).capitalize(),
+                     f"{str(status.get('state', 'new')).capitalize()}{ago}",
+                     error if no_trunc or len(error) <= 60 else error[:57] + "..."])
+    return rows
+
+
+@service.command("ps")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("--no-trunc", is_flag=True, help="Full task ids and errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only task ids.")
+@pass_context
+def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bool,
+       quiet: bool) -> None:
+    """List the tasks of services, with their history (as docker service ps)."""
+    import time
+
+    from kubeless.store.tasks import list_tasks
+
+    ns = current_namespace(namespace)
+
+    async def run(rstore: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for name in names:
+            tasks = (await list_tasks(rstore, ns, name)).items
+            if not tasks and await rstore.get("Service", name, ns) is None:
+                raise CliError(f'service "{name}" not found in namespace {ns}')
+            found += tasks
+        return found
+
+    tasks = ctx.run(run)
+    if quiet:
+        click.echo("".join(f"{t['metadata']['name']}\n" for t in tasks), nl=False)
+        return
+    head = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]
+    click.echo(format_rows(head, ps_rows(tasks, time.time(), no_trunc)), nl=False)

@@ -1,0 +1,202 @@
+"""``kubeless node``: ls, inspect, update, promote, demote, rm (as ``docker node``).
+
+Nodes are registered by their agents; users change their availability
+(active, pause, drain), labels and role. ``node ls`` merges each Node with
+its heartbeat (Ready while the agent's lease lives) and shows the manager
+status of manager nodes: Leader when its controllers lead, Reachable when
+they are alive, Unreachable when they are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.printers import format_rows
+
+Change = Callable[[dict[str, Any]], dict[str, Any]]
+STATE_DIR_DEFAULT = "/var/lib/kubeless"
+
+
+def local_node_id() -> str | None:
+    """The node this CLI runs on: KUBELESS_NODE, the agent's state dir, else None."""
+    if os.environ.get("KUBELESS_NODE"):
+        return os.environ["KUBELESS_NODE"]
+    state_dir = Path(os.environ.get("KUBELESS_STATE_DIR", STATE_DIR_DEFAULT))
+    try:
+        return (state_dir / "node-id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def manager_status(node: dict[str, Any], leaders: set[str], live: set[str]) -> str:
+    if node["spec"].get("role") != "manager":
+        return ""
+    name = node["metadata"]["name"]
+    if name in leaders:
+        return "Leader"
+    return "Reachable" if name in live else "Unreachable"
+
+
+def node_rows(nodes: list[dict[str, Any]], leaders: set[str], live: set[str],
+              me: str | None) -> list[list[str]]:
+    hostname = socket.gethostname()
+    rows = []
+    for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        name, status = n["metadata"]["name"], n.get("status") or {}
+        mine = name == me or (me is None and status.get("hostname") == hostname)
+        rows.append([f"{name} *" if mine else name, status.get("hostname", ""),
+                     status.get("state", "down").capitalize(),
+                     n["spec"].get("availability", "active").capitalize(),
+                     manager_status(n, leaders, live)])
+    return rows
+
+
+@click.group()
+def node() -> None:
+    """Manage nodes (as docker node)."""
+
+
+@node.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only node ids.")
+@pass_context
+def ls(ctx: Context, quiet: bool) -> None:
+    """List nodes: ID, HOSTNAME, STATUS, AVAILABILITY, MANAGER STATUS."""
+    from kubeless.store.nodes import list_nodes, manager_state
+
+    async def run(rstore: Any) -> tuple[Any, set[str], set[str]]:
+        result = await list_nodes(rstore)
+        leaders, live = await manager_state(rstore)
+        return result, leaders, live
+
+    result, leaders, live = ctx.run(run)
+    for err in result.skipped:
+        click.echo(f"warning: skipped {err}", err=True)
+    if quiet:
+        click.echo("".join(f"{n['metadata']['name']}\n" for n in result.items), nl=False)
+        return
+    rows = node_rows(result.items, leaders, live, local_node_id())
+    click.echo(format_rows(["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"], rows),
+               nl=False)
+
+
+async def _get_node(rstore: Any, name: str) -> dict[str, Any]:
+    from kubeless.store.nodes import heartbeats
+    from kubeless.api.nodes import with_heartbeat
+
+    found = await rstore.get("Node", name)
+    if found is None:
+        raise CliError(f'node "{name}" not found')
+    return with_heartbeat(found, (await heartbeats(rstore)).get(name))
+
+
+@node.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@pass_context
+def inspect(ctx: Context, names: tuple[str, ...]) -> None:
+    """Show nodes in full (JSON array), with what their heartbeat says."""
+    async def run(rstore: Any) -> list[dict[str, Any]]:
+        return [await _get_node(rstore, n) for n in names]
+
+    click.echo(json.dumps(ctx.run(run), indent=2))
+
+
+def _modify(ctx: Context, name: str, change: Change) -> None:
+    from kubeless.api import ApiError, validate
+
+    async def run(rstore: Any) -> None:
+        live = await rstore.get("Node", name)
+        if live is None:
+            raise CliError(f'node "{name}" not found')
+        try:
+            new = validate(change({k: v for k, v in live.items() if k != "status"}))
+        except ApiError as err:
+            raise CliError(str(err)) from None
+        new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        if new != {k: v for k, v in live.items() if k != "status"}:
+            await rstore.update(new)
+
+    ctx.run(run)
+
+
+def _label_changes(adds: tuple[str, ...], removes: tuple[str, ...]) -> Change:
+    pairs = []
+    for item in adds:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise CliError(f"invalid --label-add {item!r}: use key=value")
+        pairs.append((key, value if sep else ""))
+
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        labels = dict(doc["metadata"].get("labels") or {})
+        for key in removes:
+            labels.pop(key, None)
+        labels.update(pairs)
+        return {**doc, "metadata": {**doc["metadata"], "labels": labels}}
+    return change
+
+
+@node.command("update")
+@click.argument("name")
+@click.option("--availability", type=click.Choice(["active", "pause", "drain"]),
+              help="active takes tasks, pause takes no new ones, drain moves its tasks away.")
+@click.option("--label-add", multiple=True, metavar="KEY=VALUE", help="Add or change a label.")
+@click.option("--label-rm", multiple=True, metavar="KEY", help="Remove a label.")
+@click.option("--role", type=click.Choice(["worker", "manager"]), help="Change the role.")
+@pass_context
+def update(ctx: Context, name: str, availability: str | None, label_add: tuple[str, ...],
+           label_rm: tuple[str, ...], role: str | None) -> None:
+    """Change a node's availability, labels or role."""
+    labels = _label_changes(label_add, label_rm)
+
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        spec = dict(doc["spec"])
+        if availability:
+            spec["availability"] = availability
+        if role:
+            spec["role"] = role
+        return labels({**doc, "spec": spec})
+
+    _modify(ctx, name, change)
+    click.echo(name)
+
+
+def _set_role(role: str) -> Callable[..., None]:
+    @pass_context
+    def command(ctx: Context, names: tuple[str, ...]) -> None:
+        for name in names:
+            _modify(ctx, name, lambda doc: {**doc, "spec": {**doc["spec"], "role": role}})
+            verb = "promoted to a manager" if role == "manager" else "demoted to a worker"
+            click.echo(f"Node {name} {verb} in the cluster.")
+    return command
+
+
+node.command("promote", help="Make nodes managers.")(
+    click.argument("names", nargs=-1, required=True)(_set_role("manager")))
+node.command("demote", help="Make nodes workers.")(
+    click.argument("names", nargs=-1, required=True)(_set_role("worker")))
+
+
+@node.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Remove a node that is still up.")
+@pass_context
+def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:
+    """Remove nodes from the cluster (a node that is up needs --force)."""
+    async def run(rstore: Any) -> None:
+        for name in names:
+            current = await _get_node(rstore, name)
+            if current["status"]["state"] == "ready" and not force:
+                raise CliError(f"node {name} is up: drain it and stop its agent first, "
+                               "or use --force")
+            await rstore.delete("Node", name)
+            click.echo(name)
+
+    ctx.run(run)
