@@ -1,0 +1,20 @@
+"""kubeless_agent: the node agent.
+
+    identity      who this node is: id, hostname, address, capacity, platform
+    registration  the Node resource, created once if absent (users own it after)
+    heartbeat     one kept lease, and every local node's heartbeat key bound to it
+    worker        drives a runtime to match a node's assignments, and reports
+    runtime       the Runtime protocol; ``fake`` (hollow nodes) lives here too
+    metrics       Prometheus metrics of the process
+    main          the process (one node, or N hollow nodes on one etcd
+                  connection) and the ``kubeless-agent`` command line
+
+The agent meets the rest of kubeless only in etcd (docs/MODEL.md); it never
+imports ``controllers``.
+"""
+
+from kubeless_agent.identity import NodeIdentity, dns_label, parse_labels
+from kubeless_agent.main import AgentConfig, AgentProcess, main, running_agent
+
+__all__ = ["AgentConfig", "AgentProcess", "NodeIdentity", "dns_label", "main", "parse_labels",
+           "running_agent"]

@@ -1,0 +1,149 @@
+"""Heartbeats: one kept lease per process, each local node's heartbeat bound to it.
+
+A node is ready while ``agents/<id>/heartbeat`` exists. The key is put in a
+transaction that compares the key is absent (create_revision 0) or already
+bound to our lease, so two agents claiming one node id never take turns:
+the second waits until the first one's key expires.
+
+When the lease is lost (etcd unreachable for a whole TTL, or the lease
+revoked), every heartbeat is gone or about to go: the loop grants a new
+lease as soon as etcd answers and puts every heartbeat again, so the node
+comes back. Our own previous lease is revoked first, in case etcd had kept
+it while we could not reach it.
+
+Hollow nodes of one process share the one lease: 1,000 nodes cost one
+keepalive every ttl/3, and killing the process takes them all down at once,
+which is what a scale test wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from kubeless.store import Compare, Etcd, KeptLease, Keyspace, Put, StoreError
+from kubeless.store.codec import encode_json
+from kubeless.store.resources import now_rfc3339
+
+from kubeless_agent import metrics
+from kubeless_agent.identity import NodeIdentity
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # ops per transaction (etcd's default limit is 128)
+
+
+class Heartbeats:
+    """Keeps every local node's heartbeat key alive on one shared lease."""
+
+    def __init__(self, etcd: Etcd, keys: Keyspace, idents: Sequence[NodeIdentity], ttl: int, *,
+                 retry_interval: float = 1.0) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.ttl = ttl
+        self.retry_interval = retry_interval
+        self.started_at = now_rfc3339()
+        self._values = {self.keys.heartbeat(i.node_id): encode_json(i.heartbeat(self.started_at))
+                        for i in idents}
+        self._pending: set[str] = set(self._values)
+        self._nudged = asyncio.Event()
+        self.lease: KeptLease | None = None
+        self.live = asyncio.Event()  # every heartbeat is in etcd on the current lease
+        self.losses = 0
+
+    @property
+    def lease_id(self) -> int:
+        return self.lease.id if self.lease is not None else 0
+
+    def nudge(self, node_id: str) -> None:
+        """Put this node's heartbeat again (someone deleted it while our lease lives)."""
+        key = self.keys.heartbeat(node_id)
+        if key in self._values:
+            self._pending.add(key)
+            self._nudged.set()
+
+    async def run(self) -> None:
+        """Grant, put, keep; on loss grant again. Returns only when cancelled."""
+        previous = 0
+        while True:
+            lease = await self._grant()
+            if previous:
+                await self._revoke_quietly(previous)
+            self._pending = set(self._values)
+            await self._hold(lease)
+            previous = lease.id
+            self.live.clear()
+            self.losses += 1
+            metrics.LEASE_LOSSES.inc()
+            log.warning("heartbeat lease %x lost; granting a new one", lease.id)
+
+    async def close(self) -> None:
+        """Revoke the lease: every heartbeat of this process disappears at once."""
+        self.live.clear()
+        if self.lease is not None:
+            await self.lease.revoke()
+
+    # -- the steps ------------------------------------------------------------
+
+    async def _grant(self) -> KeptLease:
+        delay = 0.1
+        while True:
+            lease = KeptLease(self.etcd, self.ttl)
+            try:
+                await lease.grant()
+            except StoreError as err:
+                log.warning("granting a heartbeat lease: %s; retrying", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_interval)
+                continue
+            self.lease = lease
+            return lease
+
+    async def _hold(self, lease: KeptLease) -> None:
+        """Put pending heartbeats until the lease is lost."""
+        while not lease.lost.is_set():
+            if self._pending:
+                try:
+                    await self._put_pending(lease.id)
+                except StoreError as err:
+                    log.warning("putting heartbeats: %s; retrying", err)
+            if not self._pending:
+                self.live.set()
+            self._nudged.clear()
+            waits = [asyncio.ensure_future(lease.lost.wait()),
+                     asyncio.ensure_future(self._nudged.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.retry_interval if self._pending else None,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    async def _put_pending(self, lease_id: int) -> None:
+        keys = sorted(self._pending)
+        for start in range(0, len(keys), BATCH):
+            chunk = keys[start:start + BATCH]
+            res = await self.etcd.txn([Compare(k, "create", "==", 0) for k in chunk],
+                                      [Put(k, self._values[k], lease_id) for k in chunk])
+            if res.succeeded:
+                self._pending.difference_update(chunk)
+                continue
+            for key in chunk:  # some exist: on our lease (refresh) or another's (wait)
+                if await self._put_one(key, lease_id):
+                    self._pending.discard(key)
+
+    async def _put_one(self, key: str, lease_id: int) -> bool:
+        put = [Put(key, self._values[key], lease_id)]
+        for compare in (Compare(key, "create", "==", 0), Compare(key, "lease", "==", lease_id)):
+            if (await self.etcd.txn([compare], put)).succeeded:
+                return True
+        log.warning("%s is held by another lease (another agent with this node name, or one "
+                    "that died less than a TTL ago); waiting for it to expire", key)
+        return False
+
+    async def _revoke_quietly(self, lease_id: int) -> None:
+        try:
+            await self.etcd.lease_revoke(lease_id)
+        except StoreError as err:
+            log.debug("revoking old lease %x: %s", lease_id, err)

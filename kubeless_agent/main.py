@@ -1,0 +1,276 @@
+"""The agent process and its command line, ``kubeless-agent``.
+
+``AgentProcess`` assembles one process: identities, registration, the
+heartbeat lease, one informer, one reporter and one worker per node, all
+on ONE etcd connection. With ``--hollow-nodes N`` it runs N nodes named
+``<name>-0`` ... ``<name>-<N-1>`` (scale tests): they share the one lease
+(killing the process takes them all down) and one informer on ``agents/``
+dispatching by node id, so per-node cost is a worker, a runtime and a
+heartbeat key.
+
+SIGTERM or SIGINT stops it gracefully: the lease is revoked (heartbeats
+disappear at once) and tasks are left running for the next agent to adopt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubeless.api import parse_size
+from kubeless.store import DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore
+from kubeless.store import parse_endpoints
+from kubeless.store.codec import decode
+
+from kubeless_agent import metrics
+from kubeless_agent.heartbeat import Heartbeats
+from kubeless_agent.identity import NodeIdentity, dns_label, parse_labels
+from kubeless_agent.registration import register_nodes
+from kubeless_agent.runtime import Runtime, make_runtime
+from kubeless_agent.worker import AgentsRouter, Reporter, Worker
+
+log = logging.getLogger("kubeless_agent")
+
+RuntimeFactory = Callable[[NodeIdentity], Runtime]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    endpoints: str = "http://127.0.0.1:2379"
+    prefix: str = DEFAULT_PREFIX
+    runtime: str = "fake"
+    node_name: str | None = None
+    advertise_addr: str = "127.0.0.1"
+    labels: tuple[tuple[str, str], ...] = ()
+    heartbeat_ttl: int = 5
+    cpus: float | None = None
+    memory: int | None = None
+    metrics_port: int | None = None
+    hollow_nodes: int = 0
+
+    def identities(self) -> list[NodeIdentity]:
+        base = NodeIdentity.detect(self.node_name, address=self.advertise_addr,
+                                   labels=dict(self.labels), cpus=self.cpus,
+                                   memory=self.memory, runtime=self.runtime)
+        if self.hollow_nodes <= 0:
+            return [base]
+        return [base.hollow(i) for i in range(self.hollow_nodes)]
+
+
+class _Stopping(Exception):
+    """Raised inside the task group to end it when asked to stop."""
+
+
+class AgentProcess:
+    """One agent process: one node, or many hollow nodes on one etcd connection."""
+
+    def __init__(self, config: AgentConfig, *,
+                 runtime_factory: RuntimeFactory | None = None) -> None:
+        self.config = config
+        self.idents = config.identities()
+        self.runtime_factory = runtime_factory or (lambda _ident: make_runtime(config.runtime))
+        self.ready = asyncio.Event()
+        self.etcd: Etcd | None = None
+        self.keys = Keyspace(config.prefix)
+        self.runtimes: dict[str, Runtime] = {}
+        self.workers: dict[str, Worker] = {}
+        self.heartbeats: Heartbeats | None = None
+        self.reporter: Reporter | None = None
+        self.informer: Informer | None = None
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [i.node_id for i in self.idents]
+
+    @property
+    def lease_id(self) -> int:
+        """The heartbeat lease every local node's heartbeat is bound to (0: none yet)."""
+        return self.heartbeats.lease_id if self.heartbeats is not None else 0
+
+    @property
+    def lease_losses(self) -> int:
+        return self.heartbeats.losses if self.heartbeats is not None else 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set (or a long-lived task crashes, which raises)."""
+        etcd = self.etcd = Etcd(parse_endpoints(self.config.endpoints))
+        try:
+            if not await _unless_stopped(
+                    register_nodes(ResourceStore(etcd, self.keys), self.idents), stop):
+                return
+            await self._assemble(etcd)
+            async with asyncio.TaskGroup() as tg:
+                for name, coro in self._loops():
+                    tg.create_task(_guard(name, coro), name=name)
+                tg.create_task(_guard("startup", self._startup()), name="startup")
+                await stop.wait()
+                raise _Stopping
+        except* _Stopping:
+            pass
+        finally:
+            await asyncio.shield(self._close())
+
+    async def _assemble(self, etcd: Etcd) -> None:
+        self.reporter = Reporter(etcd)
+        self.heartbeats = Heartbeats(etcd, self.keys, self.idents, self.config.heartbeat_ttl)
+        for ident in self.idents:
+            runtime = self.runtimes[ident.node_id] = self.runtime_factory(ident)
+            worker = Worker(ident.node_id, runtime, self.reporter, self.keys)
+            await worker.adopt()
+            self.workers[ident.node_id] = worker
+        prefix = self.keys.agent(self.idents[0].node_id) if self.config.hollow_nodes <= 0 \
+            else self.keys.root + "agents/"
+        self.informer = Informer(etcd, prefix, _decode)
+        informer = self.informer
+        self.informer.add_handler(AgentsRouter(
+            self.keys, self.workers, self.reporter,
+            revision_of=lambda key: informer.revisions.get(key, 0),
+            on_heartbeat_deleted=self.heartbeats.nudge))
+        metrics.NODES.set(len(self.idents))
+
+    def _loops(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        assert self.heartbeats and self.reporter and self.informer
+        return [("heartbeat", self.heartbeats.run()), ("reporter", self.reporter.run()),
+                ("informer", self.informer.run())]
+
+    async def _startup(self) -> None:
+        assert self.heartbeats and self.informer
+        await self.informer.synced.wait()
+        for worker in self.workers.values():
+            worker.resync()
+        await self.heartbeats.live.wait()
+        log.info("agent ready: %d node(s) (%s%s)", len(self.idents), self.idents[0].node_id,
+                 ", ..." if len(self.idents) > 1 else "")
+        self.ready.set()
+
+    async def _close(self) -> None:
+        for worker in self.workers.values():
+            await worker.close()
+        if self.reporter is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.reporter.flush(), 2.0)
+        if self.heartbeats is not None:
+            await self.heartbeats.close()
+        for runtime in self.runtimes.values():
+            with contextlib.suppress(Exception):
+                await runtime.close()
+        if self.etcd is not None:
+            await self.etcd.close()
+
+
+async def _unless_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:
+    """Await ``coro`` unless ``stop`` is set first (then cancel it); True when it finished."""
+    work = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not work.done():
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        return False
+    work.result()
+    return True
+
+
+def _decode(kv: KeyValue) -> Any:
+    return decode(kv.key, kv.value)
+
+
+async def _guard(name: str, coro: Coroutine[Any, Any, None]) -> None:
+    """Log a long-lived task's crash before the task group escalates it."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("agent task %s crashed", name)
+        raise
+
+
+@contextlib.asynccontextmanager
+async def running_agent(config: AgentConfig, *, runtime_factory: RuntimeFactory | None = None,
+                        timeout: float = 30.0) -> AsyncIterator[AgentProcess]:
+    """Run an agent in this event loop until the block ends (tests, benchmarks)."""
+    agent = AgentProcess(config, runtime_factory=runtime_factory)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(agent.run(stop), name="agent")
+    ready = asyncio.create_task(agent.ready.wait())
+    try:
+        done, _ = await asyncio.wait({runner, ready}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            runner.result()
+            raise RuntimeError("the agent stopped before it was ready")
+        if ready not in done:
+            raise TimeoutError(f"the agent was not ready after {timeout}s")
+        yield agent
+    finally:
+        ready.cancel()
+        stop.set()
+        await runner
+
+
+# -- the command line ---------------------------------------------------------------
+
+def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
+    p = argparse.ArgumentParser(prog="kubeless-agent", description="The kubeless node agent.")
+    p.add_argument("--endpoints", default="http://127.0.0.1:2379",
+                   help="etcd endpoints, comma-separated")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="the cluster's key prefix")
+    p.add_argument("--runtime", default="fake", choices=["fake"], help="task runtime")
+    p.add_argument("--node-name", help="node id (default: the hostname as a DNS label)")
+    p.add_argument("--advertise-addr", default="127.0.0.1", help="this node's address")
+    p.add_argument("--labels", default="", help="node labels, k=v,... (at registration)")
+    p.add_argument("--heartbeat-ttl", type=int, default=5, help="heartbeat lease TTL, seconds")
+    p.add_argument("--cpus", type=float, help="CPUs to advertise (default: all)")
+    p.add_argument("--memory", help="memory to advertise, e.g. 4Gi (default: MemTotal)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--hollow-nodes", type=int, default=0,
+                   help="run N hollow nodes <node-name>-0..N-1 in this process")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    args = p.parse_args(argv)
+    try:
+        labels = parse_labels(args.labels)
+        memory = parse_size(args.memory) if args.memory else None
+        if args.heartbeat_ttl < 2:
+            raise ValueError("--heartbeat-ttl must be at least 2 seconds")
+        config = AgentConfig(
+            endpoints=args.endpoints, prefix=args.prefix, runtime=args.runtime,
+            node_name=dns_label(args.node_name) if args.node_name else None,
+            advertise_addr=args.advertise_addr, labels=tuple(labels.items()),
+            heartbeat_ttl=args.heartbeat_ttl, cpus=args.cpus, memory=memory,
+            metrics_port=args.metrics_port, hollow_nodes=max(args.hollow_nodes, 0))
+    except ValueError as err:
+        p.error(str(err))
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return config
+
+
+async def _serve(config: AgentConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_port)
+    await AgentProcess(config).run(stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        asyncio.run(_serve(config))
+    except Exception as err:  # already logged by the task that failed
+        print(f"kubeless-agent: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,34 @@
+"""Prometheus metrics of an agent process (one set per process, hollow nodes included).
+
+Counts are per process, not per node, so 1,000 hollow nodes add no label
+cardinality. ``serve(port)`` exposes them at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, start_http_server
+
+TASKS = Gauge("kubeless_agent_tasks", "Tasks this process runs, by observed state", ["state"])
+TASK_REPORTS = Counter("kubeless_agent_task_reports",
+                       "Task reports written to etcd (puts and deletes)")
+REPORT_TXNS = Counter("kubeless_agent_report_transactions",
+                      "Transactions that carried task reports")
+RUNTIME_ERRORS = Counter("kubeless_agent_runtime_errors",
+                         "Runtime calls that failed", ["operation"])
+LEASE_LOSSES = Counter("kubeless_agent_heartbeat_lease_losses",
+                       "Heartbeat leases lost (etcd unreachable for a TTL, or revoked)")
+NODES = Gauge("kubeless_agent_nodes", "Nodes this process runs (more than one: hollow nodes)")
+
+
+def task_state_changed(old: str | None, new: str | None) -> None:
+    """Move one task between the ``kubeless_agent_tasks`` states (None: not counted)."""
+    if old == new:
+        return
+    if old is not None:
+        TASKS.labels(state=old).dec()
+    if new is not None:
+        TASKS.labels(state=new).inc()
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    start_http_server(port, addr=addr)

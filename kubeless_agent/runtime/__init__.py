@@ -1,0 +1,90 @@
+"""The Runtime protocol: what the worker needs from docker, process and fake.
+
+A runtime runs tasks (the Task resource of an assignment, as a dict) and
+tells the worker what it observes. The worker calls one method per task at
+a time (never two calls for one task concurrently) and decides when:
+
+    start(task)          make the task run; return once it is on its way
+                         (report later states through the listener). Raise
+                         RuntimeFailure (or anything) when it cannot: the
+                         worker reports ``rejected`` with the error.
+    stop(task, grace)    stop it: SIGTERM, then kill after ``grace`` seconds.
+                         Return once it stopped; the worker reports
+                         ``shutdown``. Stopping a stopped or unknown task is
+                         not an error.
+    remove(task)         forget it entirely (container, files); idempotent.
+    list()               every task this runtime holds, even from a previous
+                         agent process (containers labelled with the task and
+                         node ids): [(task_id, report)] to adopt, not restart.
+    close()              release the runtime's own resources; tasks keep running.
+
+What a runtime observes reaches the worker through the listener given to
+``subscribe``: ``listener(task_id, report)``, called on the event loop
+(a runtime with its own threads uses ``loop.call_soon_threadsafe``), never
+blocking. A report is a dict with ``state`` (accepted, preparing, starting,
+running, complete, failed, rejected, shutdown) and, when known,
+``message``, ``error``, ``containerId``, ``exitCode`` and ``ports``
+([{target, published, protocol}]). Reports may repeat or arrive late: the
+worker keeps states moving forward only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+Task = dict[str, Any]  # the Task resource, as in its assignment
+Report = dict[str, Any]
+ReportListener = Callable[[str, Report], None]
+
+RUNTIME_STATES = ("accepted", "preparing", "starting", "running", "complete", "failed",
+                  "rejected", "shutdown")
+
+
+class RuntimeFailure(Exception):
+    """A runtime call failed; the message is reported as the task's error."""
+
+
+class Runtime(Protocol):
+    name: str
+
+    def subscribe(self, listener: ReportListener) -> None: ...
+
+    async def start(self, task: Task) -> None: ...
+
+    async def stop(self, task: Task, grace: float) -> None: ...
+
+    async def remove(self, task: Task) -> None: ...
+
+    async def list(self) -> list[tuple[str, Report]]: ...
+
+    async def close(self) -> None: ...
+
+
+def task_id(task: Task) -> str:
+    return str(task["metadata"]["name"])
+
+
+def task_env(task: Task) -> dict[str, str]:
+    """The template's env as a dict (accepts a mapping or a list of ``K=V``)."""
+    env = ((task.get("spec") or {}).get("template") or {}).get("env") or {}
+    if isinstance(env, dict):
+        return {str(k): str(v) for k, v in env.items()}
+    pairs = (str(item).partition("=") for item in env)
+    return {k: v for k, _, v in pairs}
+
+
+def published_ports(task: Task) -> list[dict[str, Any]]:
+    """``[{target, published, protocol}]`` for the task's ports that have a published port."""
+    ports = (task.get("spec") or {}).get("ports") or []
+    return [{"target": p.get("target"), "published": p.get("published"),
+             "protocol": p.get("protocol", "tcp")}
+            for p in ports if isinstance(p, dict) and p.get("published")]
+
+
+def make_runtime(name: str, **options: Any) -> Runtime:
+    """A runtime by its ``--runtime`` name."""
+    if name == "fake":
+        from kubeless_agent.runtime.fake import FakeRuntime
+        return FakeRuntime(**options)
+    raise ValueError(f"unknown runtime {name!r} (known: fake)")

@@ -1,0 +1,119 @@
+"""The fake runtime: runs nothing, for hollow nodes in scale tests and for tests.
+
+A started task goes accepted -> running at once (or after ``delay``
+seconds). A task is made to fail by its template: env
+``KUBELESS_FAKE_FAIL=1`` or an image ending in ``:fail`` -> failed
+(exitCode 1, error "fake failure"); ``KUBELESS_FAKE_EXIT=<code>`` -> it
+exits with that code right after starting (0: complete, else failed).
+``fail(task_id)`` and ``exit(task_id, code)`` end a running task later.
+Nothing outlives the process: a new fake runtime lists no tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kubeless_agent.runtime import Report, ReportListener, Task, published_ports, task_env, task_id
+
+log = logging.getLogger(__name__)
+
+
+class FakeRuntime:
+    name = "fake"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.tasks: dict[str, Report] = {}  # task id -> the last report
+        self.calls: list[tuple[str, str]] = []  # (method, task id), for tests
+        self._listeners: list[ReportListener] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def subscribe(self, listener: ReportListener) -> None:
+        self._listeners.append(listener)
+
+    # -- the protocol ---------------------------------------------------------
+
+    async def start(self, task: Task) -> None:
+        tid = task_id(task)
+        self.calls.append(("start", tid))
+        self._emit(tid, {"state": "accepted", "containerId": f"fake-{tid}"})
+        if self.delay > 0:
+            loop = asyncio.get_running_loop()
+            self._timers[tid] = loop.call_later(self.delay, self._run, task)
+        else:
+            self._run(task)
+
+    async def stop(self, task: Task, grace: float) -> None:
+        tid = task_id(task)
+        self.calls.append(("stop", tid))
+        self._cancel_timer(tid)
+        report = self.tasks.get(tid)
+        if report is not None and report["state"] in ("accepted", "running"):
+            self._emit(tid, {"state": "shutdown", "containerId": report.get("containerId")})
+
+    async def remove(self, task: Task) -> None:
+        tid = task_id(task)
+        self.calls.append(("remove", tid))
+        self._cancel_timer(tid)
+        self.tasks.pop(tid, None)
+
+    async def list(self) -> list[tuple[str, Report]]:
+        return [(tid, dict(report)) for tid, report in self.tasks.items()]
+
+    async def close(self) -> None:
+        for tid in list(self._timers):
+            self._cancel_timer(tid)
+
+    # -- test and bench controls ----------------------------------------------
+
+    def fail(self, tid: str, error: str = "fake failure", exit_code: int = 1) -> None:
+        """End a running task as failed."""
+        self.exit(tid, exit_code, error)
+
+    def exit(self, tid: str, code: int, error: str | None = None) -> None:
+        """End a running task: code 0 -> complete, else failed."""
+        report = self.tasks.get(tid)
+        if report is None or report["state"] not in ("accepted", "running"):
+            return
+        self._cancel_timer(tid)
+        self._emit(tid, _exited(code, error, report.get("containerId")))
+
+    # -- inside ------------------------------------------------------------------
+
+    def _run(self, task: Task) -> None:
+        tid = task_id(task)
+        self._timers.pop(tid, None)
+        if self.tasks.get(tid, {}).get("state") != "accepted":
+            return  # stopped or removed meanwhile
+        env = task_env(task)
+        image = str(((task.get("spec") or {}).get("template") or {}).get("image") or "")
+        container = f"fake-{tid}"
+        if env.get("KUBELESS_FAKE_FAIL") == "1" or image.endswith(":fail"):
+            self._emit(tid, _exited(1, "fake failure", container))
+            return
+        self._emit(tid, {"state": "running", "containerId": container,
+                         "ports": published_ports(task)})
+        if "KUBELESS_FAKE_EXIT" in env:
+            try:
+                code = int(env["KUBELESS_FAKE_EXIT"])
+            except ValueError:
+                code = 1
+            self._emit(tid, _exited(code, None, container))
+
+    def _emit(self, tid: str, report: Report) -> None:
+        self.tasks[tid] = report
+        for listener in self._listeners:
+            listener(tid, dict(report))
+
+    def _cancel_timer(self, tid: str) -> None:
+        timer = self._timers.pop(tid, None)
+        if timer is not None:
+            timer.cancel()
+
+
+def _exited(code: int, error: str | None, container: str | None) -> Report:
+    if code == 0:
+        return {"state": "complete", "exitCode": 0, "containerId": container}
+    return {"state": "failed", "exitCode": code, "containerId": container,
+            "error": error or f"task exited with code {code}"}

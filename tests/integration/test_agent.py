@@ -1,0 +1,281 @@
+"""The node agent against a real etcd: registration, heartbeat, assignments, hollow nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubeless import store
+from kubeless.store import Delete, Put
+from kubeless.store.codec import encode_json
+from kubeless_agent import AgentConfig, running_agent
+from kubeless_agent.identity import NodeIdentity
+from kubeless_agent.runtime import Task
+from kubeless_agent.runtime.fake import FakeRuntime
+from tests.support.etcd_server import EtcdCluster
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cond()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+async def get_json(etcd: store.Etcd, key: str) -> Any:
+    kv, _ = await etcd.get(key)
+    return None if kv is None else json.loads(kv.value)
+
+
+def config(etcd_cluster: EtcdCluster, prefix: str, **kw: Any) -> AgentConfig:
+    kw.setdefault("node_name", "n1")
+    kw.setdefault("heartbeat_ttl", 2)
+    return AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, **kw)
+
+
+def assignment(tid: str, node: str, desired: str = "running", image: str = "web:1",
+               env: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "kubeless.io/v1", "kind": "Task",
+            "metadata": {"name": tid, "namespace": "default"},
+            "spec": {"serviceName": "web", "slot": 1, "nodeName": node, "desiredState": desired,
+                     "template": {"image": image, "env": env or {}, "stopGracePeriod": "1s"}},
+            "status": {"state": "assigned"}}
+
+
+async def assign(rs: store.ResourceStore, task: Task) -> None:
+    key = rs.keys.assignment(task["spec"]["nodeName"], task["metadata"]["name"])
+    await rs.etcd.txn([], [Put(key, encode_json(task))])
+
+
+async def report_state(rs: store.ResourceStore, node: str, tid: str) -> str | None:
+    report = await get_json(rs.etcd, rs.keys.observed(node, tid))
+    return None if report is None else report["state"]
+
+
+async def test_registers_node_and_heartbeat(etcd_cluster: EtcdCluster, prefix: str,
+                                            rstore: store.ResourceStore) -> None:
+    cfg = config(etcd_cluster, prefix, labels=(("zone", "eu"),), advertise_addr="10.1.2.3")
+    async with running_agent(cfg) as agent:
+        node = await rstore.get("Node", "n1")
+        assert node is not None and node["metadata"]["labels"] == {"zone": "eu"}
+        assert node["spec"] == {"role": "worker", "availability": "active"}
+        kv, _ = await rstore.etcd.get(rstore.keys.heartbeat("n1"))
+        assert kv is not None and kv.lease == agent.lease_id != 0
+        hb = json.loads(kv.value)
+        assert hb["address"] == "10.1.2.3" and hb["runtime"] == "fake"
+        assert hb["capacity"]["cpus"] >= 1 and hb["capacity"]["memory"] > 0
+        assert set(hb["platform"]) == {"os", "arch"} and hb["startedAt"]
+    # a graceful stop revokes the lease: the heartbeat is gone at once
+    assert (await rstore.etcd.get(rstore.keys.heartbeat("n1")))[0] is None
+
+
+async def test_existing_node_is_left_to_its_users(etcd_cluster: EtcdCluster, prefix: str,
+                                                  rstore: store.ResourceStore) -> None:
+    await rstore.create({"kind": "Node", "metadata": {"name": "n1", "labels": {"a": "b"}},
+                         "spec": {"role": "worker", "availability": "drain"}})
+    async with running_agent(config(etcd_cluster, prefix, labels=(("zone", "eu"),))):
+        node = await rstore.get("Node", "n1")
+        assert node is not None
+        assert node["spec"]["availability"] == "drain" and node["metadata"]["labels"] == {"a": "b"}
+
+
+async def test_heartbeat_comes_back_after_the_lease_is_revoked(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore) -> None:
+    async with running_agent(config(etcd_cluster, prefix)) as agent:
+        first = agent.lease_id
+        await rstore.etcd.lease_revoke(first)
+        key = rstore.keys.heartbeat("n1")
+
+        async def back() -> bool:
+            kv, _ = await rstore.etcd.get(key)
+            return kv is not None and kv.lease not in (0, first)
+        await until(back, 5, "heartbeat on a new lease")
+        assert agent.lease_losses == 1
+        # deleted by someone else while the lease lives: put again
+        await rstore.etcd.txn([], [Delete(key)])
+        await until(lambda: _exists(rstore, key), 5, "heartbeat put again")
+
+
+async def _exists(rs: store.ResourceStore, key: str) -> bool:
+    return (await rs.etcd.get(key))[0] is not None
+
+
+async def test_assignment_lifecycle(etcd_cluster: EtcdCluster, prefix: str,
+                                    rstore: store.ResourceStore) -> None:
+    async with running_agent(config(etcd_cluster, prefix)) as agent:
+        await assign(rstore, assignment("t1", "n1"))
+        await until(lambda: _is(rstore, "n1", "t1", "running"), what="report running")
+        report = await get_json(rstore.etcd, rstore.keys.observed("n1", "t1"))
+        assert report["nodeName"] == "n1" and report["containerId"] == "fake-t1"
+        assert set(report) == {"state", "message", "error", "timestamp", "containerId",
+                               "exitCode", "ports", "nodeName"}
+        await assign(rstore, assignment("t1", "n1", desired="shutdown"))
+        await until(lambda: _is(rstore, "n1", "t1", "shutdown"), what="report shutdown")
+        fake = agent.runtimes["n1"]
+        assert isinstance(fake, FakeRuntime) and ("stop", "t1") in fake.calls
+        await rstore.etcd.txn([], [Delete(rstore.keys.assignment("n1", "t1"))])
+        await until(lambda: _is(rstore, "n1", "t1", None), what="report deleted")
+        await until(lambda: ("remove", "t1") in fake.calls, what="task removed")
+        assert "t1" not in agent.workers["n1"].records
+
+
+async def test_deleting_a_running_assignment_stops_and_removes(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore) -> None:
+    async with running_agent(config(etcd_cluster, prefix)) as agent:
+        await assign(rstore, assignment("t2", "n1"))
+        await until(lambda: _is(rstore, "n1", "t2", "running"))
+        await rstore.etcd.txn([], [Delete(rstore.keys.assignment("n1", "t2"))])
+        await until(lambda: _is(rstore, "n1", "t2", None), what="report deleted")
+        fake = agent.runtimes["n1"]
+        assert isinstance(fake, FakeRuntime)
+        await until(lambda: ("remove", "t2") in fake.calls)
+        assert fake.calls.index(("stop", "t2")) < fake.calls.index(("remove", "t2"))
+
+
+async def _is(rs: store.ResourceStore, node: str, tid: str, state: str | None) -> bool:
+    return await report_state(rs, node, tid) == state
+
+
+async def test_failures_are_reported(etcd_cluster: EtcdCluster, prefix: str,
+                                     rstore: store.ResourceStore) -> None:
+    async with running_agent(config(etcd_cluster, prefix)) as agent:
+        await assign(rstore, assignment("bad", "n1", image="web:fail"))
+        await assign(rstore, assignment("done", "n1", env={"KUBELESS_FAKE_EXIT": "0"}))
+        await assign(rstore, assignment("later", "n1"))
+        await until(lambda: _is(rstore, "n1", "bad", "failed"), what="failed report")
+        report = await get_json(rstore.etcd, rstore.keys.observed("n1", "bad"))
+        assert report["exitCode"] == 1 and report["error"] == "fake failure"
+        await until(lambda: _is(rstore, "n1", "done", "complete"), what="complete report")
+        await until(lambda: _is(rstore, "n1", "later", "running"))
+        fake = agent.runtimes["n1"]
+        assert isinstance(fake, FakeRuntime)
+        fake.fail("later")
+        await until(lambda: _is(rstore, "n1", "later", "failed"), what="failed later")
+        # a failed task told to shut down stays failed: states never go back
+        await assign(rstore, assignment("later", "n1", desired="shutdown"))
+        await asyncio.sleep(0)  # let the informer deliver; the state is checked next
+        await until(lambda: agent.workers["n1"].records["later"].task is not None and
+                    agent.workers["n1"].records["later"].desired == "shutdown")
+        assert await report_state(rstore, "n1", "later") == "failed"
+
+
+class BrokenRuntime(FakeRuntime):
+    async def start(self, task: Task) -> None:
+        raise RuntimeError("no such image")
+
+
+async def test_a_failing_runtime_call_rejects_the_task(etcd_cluster: EtcdCluster, prefix: str,
+                                                       rstore: store.ResourceStore) -> None:
+    def factory(_: NodeIdentity) -> BrokenRuntime:
+        return BrokenRuntime()
+    async with running_agent(config(etcd_cluster, prefix), runtime_factory=factory):
+        await assign(rstore, assignment("r1", "n1"))
+        await until(lambda: _is(rstore, "n1", "r1", "rejected"), what="rejected report")
+        report = await get_json(rstore.etcd, rstore.keys.observed("n1", "r1"))
+        assert report["error"] == "no such image"
+
+
+async def test_a_stored_later_state_is_never_undone(etcd_cluster: EtcdCluster, prefix: str,
+                                                    rstore: store.ResourceStore) -> None:
+    key = rstore.keys.observed("n1", "old")
+    await rstore.etcd.txn([], [Put(key, encode_json({"state": "failed", "nodeName": "n1"}))])
+    await assign(rstore, assignment("old", "n1"))
+    async with running_agent(config(etcd_cluster, prefix)) as agent:
+        await assign(rstore, assignment("new", "n1"))
+        await until(lambda: _is(rstore, "n1", "new", "running"))
+        assert await report_state(rstore, "n1", "old") == "failed"
+        fake = agent.runtimes["n1"]
+        assert isinstance(fake, FakeRuntime) and ("start", "old") not in fake.calls
+
+
+async def test_many_reports_are_batched(etcd_cluster: EtcdCluster, prefix: str,
+                                        rstore: store.ResourceStore) -> None:
+    async with running_agent(config(etcd_cluster, prefix)) as agent:
+        ops = [Put(rstore.keys.assignment("n1", f"b{i:03}"),
+                   encode_json(assignment(f"b{i:03}", "n1"))) for i in range(300)]
+        for start in range(0, 300, 100):
+            await rstore.etcd.txn([], ops[start:start + 100])
+
+        async def all_running() -> bool:
+            kvs, _ = await rstore.etcd.list_prefix(rstore.keys.agent("n1") + "tasks/")
+            return len(kvs) == 300 and all(json.loads(kv.value)["state"] == "running"
+                                           for kv in kvs)
+        await until(all_running, 15, "300 running reports")
+        assert agent.reporter is not None and agent.reporter.transactions < 300
+
+
+async def test_hollow_nodes_register(etcd_cluster: EtcdCluster, prefix: str,
+                                     rstore: store.ResourceStore) -> None:
+    cfg = config(etcd_cluster, prefix, node_name="hollow", hollow_nodes=50)
+    async with running_agent(cfg) as agent:
+        nodes = await rstore.list("Node")
+        assert sorted(n["metadata"]["name"] for n in nodes.items) == \
+            sorted(f"hollow-{i}" for i in range(50))
+        kvs, _ = await rstore.etcd.list_prefix(rstore.keys.root + "agents/")
+        heartbeats = [kv for kv in kvs if kv.key.endswith("/heartbeat")]
+        assert len(heartbeats) == 50
+        assert {kv.lease for kv in heartbeats} == {agent.lease_id}
+        assert json.loads(heartbeats[0].value)["hostname"].startswith("hollow-")
+        await assign(rstore, assignment("h1", "hollow-17"))
+        await until(lambda: _is(rstore, "hollow-17", "h1", "running"))
+    kvs, _ = await rstore.etcd.list_prefix(rstore.keys.root + "agents/")
+    assert not [kv for kv in kvs if kv.key.endswith("/heartbeat")]
+
+
+# -- the agent as a process -----------------------------------------------------------
+
+def start_agent(etcd_cluster: EtcdCluster, prefix: str, node: str, ttl: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubeless_agent", "--endpoints", etcd_cluster.endpoints,
+         "--prefix", prefix, "--runtime", "fake", "--node-name", node,
+         "--heartbeat-ttl", str(ttl), "--log-level", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def test_process_killed_or_terminated(etcd_cluster: EtcdCluster, prefix: str,
+                                            rstore: store.ResourceStore) -> None:
+    ttl = 2
+    key = rstore.keys.heartbeat("proc1")
+    proc = start_agent(etcd_cluster, prefix, "proc1", ttl)
+    try:
+        await until(lambda: _exists(rstore, key), 20, "heartbeat of the agent process")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        killed = time.monotonic()
+        await until(lambda: _gone(rstore, key), ttl + 1, "heartbeat gone after SIGKILL")
+        assert time.monotonic() - killed <= ttl + 1
+
+        proc = start_agent(etcd_cluster, prefix, "proc1", ttl)
+        await until(lambda: _exists(rstore, key), 20, "heartbeat of the restarted agent")
+        proc.send_signal(signal.SIGTERM)
+        await until(lambda: _gone(rstore, key), 1.0, "heartbeat gone at once after SIGTERM")
+        assert proc.wait(10) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def _gone(rs: store.ResourceStore, key: str) -> bool:
+    return not await _exists(rs, key)
