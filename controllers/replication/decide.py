@@ -1,0 +1,103 @@
+"""The replication controller's decision: one service's snapshot in, store operations out.
+
+``reconcile_service`` is level-triggered: from any set of tasks it returns
+the operations that move the service one step toward its spec (see
+``slots`` for replicated services, ``global_mode`` for global ones,
+``restart`` for the restart policy, ``history`` for trimming), and nothing
+once the service has converged. A deleted service (``None``) has every task
+marked desired ``remove`` and deleted once terminal; so do tasks left by an
+earlier service of the same name (another ``serviceUid``).
+
+``service_status`` computes the status the caller writes when it changed.
+
+Reading etcd, computing each task's ``effectiveState`` and
+``effectiveStatus``, writing the operations (with assignments, under the
+leader fence) and requeueing after ``requeue_after`` are the asyncio half's.
+Scheduling is the scheduler's, rolling updates the rollout controller's,
+node liveness health's.
+"""
+
+from __future__ import annotations
+
+from controllers.ops import Op, Resource
+from controllers.replication.facts import (
+    Decision,
+    Eligible,
+    NewId,
+    delete,
+    is_done,
+    node_of,
+    slot_of,
+    state_of,
+    stop,
+    wants_running,
+)
+from controllers.replication.global_mode import availability, is_ready, node_id, reconcile_global
+from controllers.replication.slots import reconcile_replicated
+from kubeless.api.tasks import new_task_id
+
+
+def _always(node: Resource) -> bool:
+    return True
+
+
+def reconcile_service(service: Resource | None, tasks: list[Resource], nodes: list[Resource],
+                      now: float, *, new_id: NewId = new_task_id,
+                      eligible: Eligible = _always) -> Decision:
+    """Operations that move one service's tasks toward its spec, and when to look again.
+
+    ``tasks`` are the service's Task resources, each with ``effectiveState``
+    (and ``effectiveStatus``); ``nodes`` is the complete node list (Node
+    merged with heartbeat status); ``eligible`` says whether a node meets
+    the service's placement constraints (global services only).
+    """
+    node_ids = frozenset(node_id(n) for n in nodes)
+    if service is None:
+        return Decision(remove_all(tasks, node_ids))
+    mine = [t for t in tasks if belongs(t, service)]
+    ops = remove_all([t for t in tasks if not belongs(t, service)], node_ids)
+    if (service.get("spec") or {}).get("mode") == "global":
+        decision = reconcile_global(service, mine, nodes, now, new_id, eligible)
+    else:
+        decision = reconcile_replicated(service, mine, node_ids, now, new_id)
+    return Decision(ops + decision.ops, decision.requeue_after)
+
+
+def belongs(task: Resource, service: Resource) -> bool:
+    """Whether a task was made for this service, not for a deleted one of the same name."""
+    uid = (service.get("metadata") or {}).get("uid")
+    task_uid = (task.get("spec") or {}).get("serviceUid")
+    return not uid or not task_uid or uid == task_uid
+
+
+def remove_all(tasks: list[Resource], node_ids: frozenset[str]) -> list[Op]:
+    """Tasks of a deleted service: ended ones deleted, the others told to go (desired remove)."""
+    ops: list[Op] = []
+    for task in sorted(tasks, key=lambda t: str((t.get("metadata") or {}).get("name", ""))):
+        op = delete(task) if is_done(task) else stop(task, "remove", "service deleted", node_ids)
+        if op is not None:
+            ops.append(op)
+    return ops
+
+
+def service_status(service: Resource, tasks: list[Resource], nodes: list[Resource], *,
+                   eligible: Eligible = _always) -> dict[str, int]:
+    """{replicas (desired), runningReplicas, observedGeneration} for the service's status.
+
+    Desired is ``spec.replicas`` for a replicated service; for a global one,
+    the nodes that should run a task: ready, not drained, eligible, and
+    active or (paused) still running one.
+    """
+    spec = service.get("spec") or {}
+    mine = [t for t in tasks if belongs(t, service)]
+    running = sum(1 for t in mine if wants_running(t) and state_of(t) == "running")
+    if spec.get("mode") == "global":
+        holding = {node_of(t) for t in mine if wants_running(t) and not is_done(t)
+                   and slot_of(t) is None}
+        desired = sum(1 for n in nodes
+                      if is_ready(n) and availability(n) != "drain" and eligible(n)
+                      and (availability(n) == "active" or node_id(n) in holding))
+    else:
+        desired = max(int(spec.get("replicas", 1)), 0)
+    return {"replicas": desired, "runningReplicas": running,
+            "observedGeneration": int((service.get("metadata") or {}).get("generation") or 0)}

@@ -1,0 +1,22 @@
+"""Task history: how many ended tasks a slot (or a global service's node) keeps.
+
+Per group, the newest ``taskHistoryLimit`` terminal tasks (by status
+timestamp) stay, older terminal tasks are deleted. A task replication still
+wants running is never deleted here, even when terminal: it is the slot's
+record that its task ended (restart pending, or never under the policy).
+Tasks that are stopping (desired shutdown, not yet terminal) are never
+deleted: the agent must report first. Groups that no longer exist (a slot
+above the replica count that no task holds, a node that left) keep nothing.
+Deleting the assignment key with the task is the applier's job.
+"""
+
+from __future__ import annotations
+
+from controllers.ops import Op, Resource
+from controllers.replication.facts import delete, is_done, recency, wants_running
+
+
+def trim(tasks: list[Resource], limit: int) -> list[Op]:
+    """Delete the group's terminal tasks beyond the newest ``limit``."""
+    ended = sorted((t for t in tasks if is_done(t)), key=recency, reverse=True)
+    return [delete(t) for t in ended[max(limit, 0):] if not wants_running(t)]

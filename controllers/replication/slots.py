@@ -1,0 +1,147 @@
+"""Replicated services: keep ``replicas`` slots, each with one task replication wants running.
+
+A slot is *held* while one of its tasks has desired state running; that task
+is the slot's *current* task. A held slot is *occupied* while its current
+task is not terminal; a held slot whose current task ended waits on the
+restart policy (``restart.judge``), and keeps the slot held meanwhile, so a
+service whose task completed under on-failure, or failed under none, stays
+one replica short, as in Swarm. A slot with no task wanting to run (never
+made, scaled down, drained, stopped by an update) is free.
+
+Each pass: extra claimants of one slot are stopped (the best one stays);
+held slots beyond ``replicas`` are released (ended slots first, then the
+tasks on the nodes running the most tasks of the service, unscheduled ones
+first of all); free slots are filled, lowest numbers first, up to
+``replicas``; ended current tasks are replaced under the restart policy;
+history is trimmed. Survivors keep their slot numbers.
+
+Placement is the scheduler's, new spec versions are the rollout
+controller's: a task from an older generation still occupies its slot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from controllers.ops import Op, Resource
+from controllers.replication import history
+from controllers.replication.facts import (
+    Decision,
+    NewId,
+    delete,
+    earliest,
+    is_done,
+    new_task,
+    node_of,
+    preference,
+    slot_of,
+    state_of,
+    stop,
+    wants_running,
+)
+from controllers.replication.restart import RestartPolicy, carried, history_annotation, judge, \
+    restart_times
+from kubeless.api.tasks import state_index
+
+
+def current_tasks(by_slot: dict[int, list[Resource]], node_ids: frozenset[str],
+                  ops: list[Op]) -> dict[int, Resource]:
+    """Each held slot's current task; extra claimants get stop ops appended to ``ops``."""
+    current: dict[int, Resource] = {}
+    for slot, tasks in by_slot.items():
+        claimants = [t for t in tasks if wants_running(t)]
+        if not claimants:
+            continue
+        current[slot] = keep = max(claimants, key=preference)
+        for task in claimants:
+            if task is not keep:
+                _append(ops, stop(task, "shutdown", f"slot {slot} has another task", node_ids))
+    return current
+
+
+def choose_victims(current: dict[int, Resource], count: int) -> list[int]:
+    """Which held slots to release on scale-down, as Swarm picks them.
+
+    Ended slots go first (nothing runs there); then unscheduled tasks; then
+    tasks on the node running the most tasks of the service (recounted after
+    each pick, so the rest stays balanced), less advanced before running,
+    highest slot number last of all.
+    """
+    victims = sorted((s for s, t in current.items() if is_done(t)), reverse=True)[:count]
+    alive = {s: t for s, t in current.items() if not is_done(t)}
+    load = Counter(n for n in map(node_of, alive.values()) if n is not None)
+
+    def badness(slot: int) -> tuple[bool, int, int, int]:
+        node = node_of(alive[slot])
+        return (node is None, load[node] if node else 0, -state_index(state_of(alive[slot])), slot)
+
+    while len(victims) < count and alive:
+        pick = max(alive, key=badness)
+        node = node_of(alive.pop(pick))
+        if node is not None:
+            load[node] -= 1
+        victims.append(pick)
+    return victims
+
+
+def free_slots(held: set[int], count: int) -> list[int]:
+    """The ``count`` lowest slot numbers nobody holds."""
+    out: list[int] = []
+    slot = 1
+    while len(out) < count:
+        if slot not in held:
+            out.append(slot)
+        slot += 1
+    return out
+
+
+def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: frozenset[str],
+                         now: float, new_id: NewId) -> Decision:
+    """Decide one replicated service's slots (``tasks`` all belong to this service incarnation)."""
+    spec = service.get("spec") or {}
+    replicas = max(int(spec.get("replicas", 1)), 0)
+    policy = RestartPolicy.of(service)
+    ops: list[Op] = []
+    by_slot: dict[int, list[Resource]] = {}
+    for task in tasks:
+        slot = slot_of(task)
+        if slot is None:
+            ops.extend(discard(task, "not a replicated task", node_ids))
+        else:
+            by_slot.setdefault(slot, []).append(task)
+    current = current_tasks(by_slot, node_ids, ops)
+
+    excess = len(current) - replicas
+    for slot in choose_victims(current, excess) if excess > 0 else []:
+        _append(ops, stop(current.pop(slot), "shutdown", "scale down", node_ids))
+    for slot in free_slots(set(current), -excess) if excess < 0 else []:
+        times = carried(restart_times(by_slot.get(slot, []), policy, now), policy)
+        ops.append(new_task(service, new_id(), now, slot=slot, annotations=history_annotation(times)))
+
+    requeue: float | None = None
+    for slot, task in sorted(current.items()):
+        if not is_done(task):
+            continue
+        verdict = judge(task, by_slot[slot], policy, now)
+        requeue = earliest(requeue, verdict.requeue_after)
+        if verdict.replace:
+            _append(ops, stop(task, "shutdown", f"restarted ({state_of(task)})", node_ids))
+            ops.append(new_task(service, new_id(), now, slot=slot, annotations=verdict.annotations))
+
+    limit = int(spec.get("taskHistoryLimit", 5))
+    for slot, group in sorted(by_slot.items()):
+        ops.extend(history.trim(group, limit if slot in current or slot <= replicas else 0))
+    return Decision(ops, requeue)
+
+
+def discard(task: Resource, reason: str, node_ids: frozenset[str]) -> list[Op]:
+    """A task that has no place in the service any more: stop it, delete it once it ended."""
+    if is_done(task):
+        return [delete(task)]
+    op = stop(task, "shutdown", reason, node_ids)
+    return [op] if op is not None else []
+
+
+def _append(ops: list[Op], op: Op | None) -> None:
+    if op is not None:
+        ops.append(op)
