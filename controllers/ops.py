@@ -46,6 +46,7 @@ class WriteServiceStatus:
     namespace: str
     name: str
     status: dict[str, Any]
+    status_revision: int | None = None  # compare the status key's mod_revision when known
 
 
 Op = CreateTask | UpdateTask | DeleteTask | AssignTask | WriteServiceStatus
