@@ -34,20 +34,6 @@ log = logging.getLogger(__name__)
 _Changed = Callable[[KeyValue, bool], bool]  # (kv, deleted) -> does this end the wait?
 
 
-class _Lease(KeptLease):
-    """A kept lease that can also be dropped without revoking (a crash, or etcd gone).
-
-    TODO(store): belongs in kubeless.store.KeptLease as ``abandon()``.
-    """
-
-    async def abandon(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        self.lost.set()
-
-
 class LeaderElector:
     def __init__(self, etcd: Etcd, keyspace: Keyspace, name: str, identity: str,
                  ttl: int = 5, *, retry_delay: float = 1.0) -> None:
@@ -65,7 +51,7 @@ class LeaderElector:
         self._lost = asyncio.Event()
         self._lost.set()
         self._create_revision = 0
-        self._lease: _Lease | None = None
+        self._lease: KeptLease | None = None
 
     # -- what callers use ---------------------------------------------------
 
@@ -123,7 +109,7 @@ class LeaderElector:
 
     async def _term(self) -> None:
         """One lease: campaign until we win (or the lease is lost), then lead until lost."""
-        lease = _Lease(self.etcd, self.ttl)
+        lease = KeptLease(self.etcd, self.ttl)
         self._lease = lease
         await lease.grant()
         while not lease.lost.is_set():
@@ -137,7 +123,7 @@ class LeaderElector:
                 await self._race(lease, self._until_gone(kv, revision))
         log.info("leader election %s: our lease was lost while campaigning", self.name)
 
-    async def _lead(self, lease: _Lease, create_revision: int) -> None:
+    async def _lead(self, lease: KeptLease, create_revision: int) -> None:
         self._create_revision = create_revision
         self.terms += 1
         self._lost.clear()
@@ -150,7 +136,7 @@ class LeaderElector:
         self.elected.clear()
         self._lost.set()
 
-    async def _race(self, lease: _Lease, watcher: asyncio.Task[str]) -> str:
+    async def _race(self, lease: KeptLease, watcher: asyncio.Task[str]) -> str:
         """Wait for the watcher or for the lease to be lost; say which happened."""
         lost = asyncio.ensure_future(lease.lost.wait())
         try:

@@ -63,6 +63,14 @@ class KeptLease:
                 log.info("could not revoke lease %x (%s); it expires by itself", self.id, err)
         self.lost.set()
 
+    async def abandon(self) -> None:
+        """Stop refreshing without revoking (a crash, or etcd gone): it expires by itself."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.lost.set()
+
     async def _keep_alive(self) -> None:
         last_ok = self._clock()
         while True:
