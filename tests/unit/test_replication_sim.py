@@ -271,3 +271,22 @@ def test_node_failure_and_return_in_the_simulation() -> None:
     cluster.converge()
     stale = [t for t in cluster.snapshot() if node_of(t) == "n2"]
     assert stale and all(not wants_running(t) for t in stale)
+
+
+@settings(max_examples=60, deadline=None)
+@given(replicas=st.integers(1, 4), attempts=st.integers(1, 4), history=st.integers(0, 3))
+def test_crash_loop_stops_after_max_attempts(replicas: int, attempts: int, history: int) -> None:
+    """Every task fails at once: each slot gets exactly 1 + maxAttempts tasks, however history is trimmed."""
+    cluster = Cluster(service(replicas, restart={"maxAttempts": attempts}, history=history),
+                      [], [node("n1")])
+    created = 0
+    for _ in range(5 * (attempts + 2)):
+        ops = cluster.reconcile()
+        created += sum(isinstance(op, CreateTask) for op in ops)
+        cluster.apply(ops)
+        for t in cluster.stored.values():
+            if t["status"]["state"] == "pending":
+                t["spec"]["nodeName"] = "n1"
+                t["status"] = {"state": "failed", "timestamp": cluster.now}
+        cluster.now += 1.0
+    assert created == replicas * (1 + attempts)
