@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from kubeless import store
 from kubeless.store import Delete, Put
@@ -279,3 +280,27 @@ async def test_process_killed_or_terminated(etcd_cluster: EtcdCluster, prefix: s
 
 async def _gone(rs: store.ResourceStore, key: str) -> bool:
     return not await _exists(rs, key)
+
+
+async def test_node_comes_back_after_etcd_was_away(own_etcd: EtcdCluster) -> None:
+    cfg = AgentConfig(endpoints=own_etcd.endpoints, prefix="/away", node_name="n1",
+                      heartbeat_ttl=2)
+    rs = store.connect(own_etcd.endpoints, "/away", retry_for=1)
+    try:
+        async with running_agent(cfg) as agent:
+            first = agent.lease_id
+            member = own_etcd.members[0]
+            own_etcd.stop_member(member)
+            await until(lambda: agent.lease_losses >= 1, 10, "lease loss noticed")
+            own_etcd.start_member(member)
+
+            async def back() -> bool:
+                kv, _ = (await rs.etcd.get(rs.keys.heartbeat("n1")))
+                return kv is not None and kv.lease == agent.lease_id != first
+            await until(back, 15, "heartbeat on a new lease after etcd returned")
+            await assign(rs, assignment("after", "n1"))
+            await until(lambda: _is(rs, "n1", "after", "running"), 10, "worker after etcd returned")
+            assert REGISTRY.get_sample_value("kubeless_agent_heartbeat_lease_losses_total")
+            assert REGISTRY.get_sample_value("kubeless_agent_task_reports_total")
+    finally:
+        await rs.etcd.close()
