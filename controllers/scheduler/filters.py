@@ -131,7 +131,7 @@ class MaxReplicasFilter(Filter):
         return task.max_replicas > 0
 
     def check(self, task: TaskRequest, info: NodeInfo) -> bool:
-        return info.tasks_of(task.service) < task.max_replicas
+        return not task.max_replicas or info.tasks_of(task.service) < task.max_replicas
 
 
 class HostPortFilter(Filter):
