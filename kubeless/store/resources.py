@@ -308,5 +308,5 @@ class ResourceTxn:
             if c.target == "mod" and (kv is None or kv.mod_revision != c.value):
                 what = "was deleted" if kv is None else "was changed"
                 return Conflict(f"cannot {verb} {desc}: it {what} since it was read "
-                                f"(resourceVersion {c.value}); read it again and retry")
+                                f"(resourceVersion {c.value!s}); read it again and retry")
         return Conflict("the transaction's conditions no longer hold; read again and retry")
