@@ -13,7 +13,8 @@ The agent meets the rest of kubeless only in etcd (docs/MODEL.md); it never
 imports ``controllers``.
 """
 
-from kubeless_agent.identity import NodeIdentity, dns_label, parse_labels
+from kubeless.api.names import dns_label
+from kubeless_agent.identity import NodeIdentity, parse_labels
 from kubeless_agent.main import AgentConfig, AgentProcess, main, running_agent
 
 __all__ = ["AgentConfig", "AgentProcess", "NodeIdentity", "dns_label", "main", "parse_labels",

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import socket
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubeless.api import label_key_error, label_value_error, name_error
-
-_NOT_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")
-
-
-def dns_label(text: str) -> str:
-    """``My_Host.example`` -> ``my-host``: the first DNS label, lowercased, made valid."""
-    first = text.strip().split(".")[0].lower()
-    label = _NOT_LABEL_CHARS.sub("-", first).strip("-")[:63].strip("-")
-    return label or "node"
+from kubeless.api.names import dns_label
 
 
 def default_node_name() -> str:
@@ -71,6 +62,7 @@ class NodeIdentity:
     os: str = "linux"
     arch: str = "x86_64"
     runtime: str = "fake"
+    role: str = "worker"  # at registration only; users (node promote/demote) own it after
 
     def __post_init__(self) -> None:
         problem = name_error(self.node_id)
@@ -100,7 +92,12 @@ class NodeIdentity:
         if self.labels:
             meta["labels"] = dict(self.labels)
         return {"apiVersion": "kubeless.io/v1", "kind": "Node", "metadata": meta,
-                "spec": {"role": "worker", "availability": "active"}}
+                "spec": {"role": self.role, "availability": "active"},
+                "status": self.last_seen()}
+
+    def last_seen(self) -> dict[str, Any]:
+        """What the Node keeps of its agent while the heartbeat is gone (node ls of a down node)."""
+        return {"hostname": self.hostname, "address": self.address}
 
     def heartbeat(self, started_at: str) -> dict[str, Any]:
         """The value of ``agents/<id>/heartbeat`` (docs/MODEL.md)."""

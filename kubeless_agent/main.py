@@ -31,7 +31,8 @@ from kubeless.store.codec import decode
 
 from kubeless_agent import metrics
 from kubeless_agent.heartbeat import Heartbeats
-from kubeless_agent.identity import NodeIdentity, dns_label, parse_labels
+from kubeless.api.names import dns_label
+from kubeless_agent.identity import NodeIdentity, parse_labels
 from kubeless_agent.registration import register_nodes
 from kubeless_agent.runtime import Runtime, make_runtime
 from kubeless_agent.worker import AgentsRouter, Reporter, Worker

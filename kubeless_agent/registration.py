@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from kubeless.store import AlreadyExists, ResourceStore, Unavailable
+from kubeless.store import AlreadyExists, Conflict, ResourceStore, Unavailable
 
 from kubeless_agent.identity import NodeIdentity
 
@@ -27,6 +27,7 @@ async def register_node(store: ResourceStore, ident: NodeIdentity, *,
         try:
             await store.create(ident.node_resource())
         except AlreadyExists:
+            await _refresh_last_seen(store, ident)
             return False
         except Unavailable as err:
             log.warning("registering node %s: %s; retrying", ident.node_id, err)
@@ -35,6 +36,20 @@ async def register_node(store: ResourceStore, ident: NodeIdentity, *,
             continue
         log.info("registered node %s", ident.node_id)
         return True
+
+
+async def _refresh_last_seen(store: ResourceStore, ident: NodeIdentity) -> None:
+    """Keep the stored hostname and address current (users own everything else)."""
+    for _ in range(3):
+        node = await store.get("Node", ident.node_id)
+        if node is None or {**(node.get("status") or {}), **ident.last_seen()} == node.get("status"):
+            return
+        node["status"] = {**(node.get("status") or {}), **ident.last_seen()}
+        try:
+            await store.update(node)
+            return
+        except Conflict:
+            continue
 
 
 async def register_nodes(store: ResourceStore, idents: Sequence[NodeIdentity], *,

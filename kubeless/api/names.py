@@ -63,3 +63,13 @@ def label_value_error(value: object) -> str | None:
     if value == "" or _LABEL_NAME.match(value):
         return None
     return f'"{value}" is not a valid label value: {_LABEL_RULE}, or empty'
+
+
+_NOT_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")
+
+
+def dns_label(text: str) -> str:
+    """``My_Host.example`` -> ``my-host``: the first DNS label, lowercased, made valid."""
+    first = text.strip().split(".")[0].lower()
+    label = _NOT_LABEL_CHARS.sub("-", first).strip("-")[:63].strip("-")
+    return label or "node"

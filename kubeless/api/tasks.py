@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from datetime import datetime
 from typing import Any
 
 TASK_STATES = ("new", "pending", "assigned", "accepted", "preparing", "starting", "running",
@@ -79,3 +80,14 @@ def task_display_name(task: dict[str, Any]) -> str:
 def container_name(task: dict[str, Any]) -> str:
     """``<service>.<slot>.<task-id>`` (or ``<service>.<node-id>.<task-id>``), as Swarm names them."""
     return f"{task_display_name(task)}.{task['metadata']['name']}"
+
+
+def created_at(resource: dict[str, Any]) -> float | None:
+    """metadata.creationTimestamp as unix seconds, or None when absent or unreadable."""
+    stamp = (resource.get("metadata") or {}).get("creationTimestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None

@@ -116,11 +116,11 @@ def _modify(ctx: Context, name: str, change: Change) -> None:
         if live is None:
             raise CliError(f'node "{name}" not found')
         try:
-            new = validate(change({k: v for k, v in live.items() if k != "status"}))
+            new = validate(change(live))
         except ApiError as err:
             raise CliError(str(err)) from None
         new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
-        if new != {k: v for k, v in live.items() if k != "status"}:
+        if new != live:
             await rstore.update(new)
 
     ctx.run(run)

@@ -51,7 +51,7 @@ def decorate(obj: dict[str, Any]) -> dict[str, Any]:
     spec = out.get("spec") or {}
     running = status.get("runningReplicas", 0)
     if spec.get("mode") == "global":
-        desired = status.get("desiredReplicas", 0)
+        desired = status.get("replicas", 0)  # eligible nodes, as replication counts them
     else:
         desired = spec.get("replicas", 0)
     status.setdefault("replicasText", f"{running}/{desired}")

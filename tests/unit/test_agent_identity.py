@@ -31,7 +31,8 @@ def test_identity_resources() -> None:
     assert ident.node_resource() == {
         "apiVersion": "kubeless.io/v1", "kind": "Node",
         "metadata": {"name": "n1", "labels": {"zone": "eu"}},
-        "spec": {"role": "worker", "availability": "active"}}
+        "spec": {"role": "worker", "availability": "active"},
+        "status": {"hostname": "host", "address": "10.0.0.1"}}
     hb = ident.heartbeat("2024-01-01T00:00:00Z")
     assert hb == {"hostname": "host", "address": "10.0.0.1",
                   "capacity": {"cpus": 4, "memory": 2048},

@@ -1,0 +1,57 @@
+"""What the three core controllers share: the cluster view, writing, and waiting.
+
+``ViewController`` gives a controller the process's ``ClusterView`` and an
+``apply`` that commits decision operations through the fenced applier and
+then waits until the informers have seen its own writes, so the next
+reconcile never decides on a cache that predates them (a replication
+reconcile that did not see the tasks it just created would create them
+again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from kubeless.store import ResourceStore
+
+from controllers.framework import ApplyResult, Controller, ControllerContext, InformerSpec
+from controllers.ops import Op, WriteServiceStatus
+from controllers.view import ClusterView, view_for
+
+log = logging.getLogger(__name__)
+
+READ_YOUR_WRITES_TIMEOUT = 10.0
+
+
+class ViewController(Controller):
+    def __init__(self, store: ResourceStore) -> None:
+        self.view: ClusterView = view_for(store)
+
+    def informers(self) -> Sequence[InformerSpec]:
+        return self.view.informer_specs()
+
+    def setup(self, ctx: ControllerContext) -> None:
+        super().setup(ctx)
+        self.view.attach(ctx.informers)
+
+    async def apply(self, ops: Sequence[Op]) -> ApplyResult:
+        """Commit ops (fenced, batched), wait for the caches to see them, raise on conflicts."""
+        if not ops:
+            return ApplyResult([])
+        result = await self.ctx.applier.apply(ops)
+        if result.revision:
+            prefixes = {self.view.status_prefix if isinstance(op, WriteServiceStatus)
+                        else self.view.tasks_prefix for op in ops}
+            await self.caught_up(result.revision, prefixes)
+        return result.check()
+
+    async def caught_up(self, revision: int, prefixes: set[str]) -> None:
+        """Wait until the informers of the prefixes written have seen ``revision``."""
+        waits = [self.ctx.informers[p].wait_for_revision(revision) for p in prefixes]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), READ_YOUR_WRITES_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("%s: caches did not reach revision %d in %ss", self.name, revision,
+                        READ_YOUR_WRITES_TIMEOUT)

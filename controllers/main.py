@@ -1,0 +1,136 @@
+"""``kubeless-controllers`` (``python -m controllers``): run controllers against etcd.
+
+Any number of these processes may run; each controller elects one leader
+among them. The process also keeps ``managers/<identity>`` bound to a
+lease, so ``node ls`` can say which managers' controllers are alive
+(Reachable) and which one leads. ``--identity`` defaults to this host's
+node name, tying the process to its node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from kubeless import store
+from kubeless.api.names import dns_label
+from kubeless.store import Compare, KeptLease, Put, StoreError
+
+from controllers.framework import Controller, ControllerRunner
+from controllers.health.controller import HealthController
+from controllers.metrics import register_view
+from controllers.replication.controller import ReplicationController
+from controllers.scheduler.controller import SchedulerController
+from controllers.view import view_for
+
+log = logging.getLogger("kubeless.controllers")
+
+CONTROLLERS: dict[str, Callable[[store.ResourceStore], Controller]] = {
+    "replication": ReplicationController,
+    "scheduler": SchedulerController,
+    "health": HealthController,
+}
+
+
+def default_identity() -> str:
+    """The node name of this host: KUBELESS_NODE, the agent's state dir, else the hostname."""
+    if os.environ.get("KUBELESS_NODE"):
+        return os.environ["KUBELESS_NODE"]
+    state_dir = os.environ.get("KUBELESS_STATE_DIR", "/var/lib/kubeless")
+    with contextlib.suppress(OSError):
+        with open(os.path.join(state_dir, "node-id")) as f:
+            node = f.read().strip()
+            if node:
+                return node
+    return dns_label(socket.gethostname())
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kubeless-controllers", description=__doc__.splitlines()[0])
+    p.add_argument("--endpoints", default=os.environ.get("KUBELESS_ENDPOINTS",
+                                                         store.DEFAULT_ENDPOINT),
+                   help="etcd endpoints, comma-separated [env KUBELESS_ENDPOINTS]")
+    p.add_argument("--prefix", default=os.environ.get("KUBELESS_PREFIX", store.DEFAULT_PREFIX),
+                   help="key prefix of the cluster [env KUBELESS_PREFIX]")
+    p.add_argument("--controllers", default=",".join(CONTROLLERS),
+                   help=f"which to run, comma-separated (default: {','.join(CONTROLLERS)})")
+    p.add_argument("--identity", default=None, help="this process's name (default: node name)")
+    p.add_argument("--lease-ttl", type=int, default=5, help="leader lease TTL in seconds")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
+    p.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.controllers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTROLLERS]
+    if unknown or not names:
+        p.error(f"unknown controller {unknown[0] if unknown else '(none)'}; "
+                f"known: {', '.join(CONTROLLERS)}")
+    args.controller_names = names
+    if args.lease_ttl < 2:
+        p.error("--lease-ttl must be at least 2 seconds")
+    return args
+
+
+async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int) -> None:
+    """Keep ``managers/<identity>`` alive on a lease; put it again after a loss."""
+    while True:
+        try:
+            async with KeptLease(etcd, ttl) as lease:
+                await etcd.txn([Compare(key, "create", "==", 0)],
+                               [Put(key, identity.encode(), lease.id)])
+                await lease.lost.wait()
+        except StoreError as err:
+            log.warning("manager key: %s; retrying", err)
+        await asyncio.sleep(1)
+
+
+async def run(args: argparse.Namespace) -> None:
+    rstore = store.connect(args.endpoints, args.prefix)
+    identity = args.identity or default_identity()
+    controllers = [CONTROLLERS[n](rstore) for n in args.controller_names]
+    register_view(view_for(rstore))
+    runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl)
+    log.info("controllers %s starting as %s on %s", ",".join(args.controller_names), identity,
+             args.endpoints)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(keep_manager_key(rstore.etcd, rstore.keys.manager(identity), identity,
+                                            args.lease_ttl), name="manager key")
+            tg.create_task(runner.run(), name="runner")
+    finally:
+        await rstore.etcd.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        store.parse_endpoints(args.endpoints)
+    except store.BadEndpoint as err:
+        sys.exit(f"error: {err}")
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=args.metrics_addr)
+
+    async def serve() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        with contextlib.suppress(asyncio.CancelledError):
+            await run(args)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The replication controller's asyncio half: one queue key per service.
+
+Events map to services: a service's spec, any of its tasks, an agent's
+report on one of its tasks, and, for global services, any node or
+heartbeat change. Reconcile validates the service (an invalid one is left
+alone and says why in its status), asks ``reconcile_service`` what to do,
+commits it, and writes the service status when it changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from kubeless.api import ApiError, validate
+from kubeless.store import ResourceStore
+
+from controllers.base import ViewController
+from controllers.ops import WriteServiceStatus
+from controllers.replication.decide import reconcile_service, service_status
+from controllers.scheduler.constraints import matches, parse_constraints
+
+Resource = dict[str, Any]
+
+
+def constraint_matcher(service: Resource) -> Any:
+    """eligible(node) for a global service: its placement constraints hold on the node."""
+    try:
+        constraints = parse_constraints((service["spec"].get("placement") or {})
+                                        .get("constraints") or [])
+    except ValueError:
+        return lambda node: False
+    return lambda node: all(matches(c, node) for c in constraints)
+
+
+class ReplicationController(ViewController):
+    name = "replication"
+
+    def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
+        super().__init__(store)
+        self.now = clock
+
+    def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
+        view = self.view
+        if key.startswith(view.services_prefix) or key.startswith(view.tasks_prefix):
+            ref = self.ctx.store.keys.parse(key)
+            if ref is None:
+                return
+            if ref.kind == "Service":
+                yield (ref.namespace, ref.name)
+            else:
+                yield (ref.namespace, ref.service)
+        elif key.startswith(view.nodes_prefix):
+            yield from self._global_services()
+        elif key.startswith(view.agents_prefix):
+            parts = view.agent_key_parts(key)
+            if parts is None:
+                return
+            node, what, task_id = parts
+            if what == "heartbeat":
+                yield from self._global_services()
+            elif what == "tasks" and task_id:
+                task_key = view.task_key_by_id.get(task_id)
+                skey = view.service_of_task_key(task_key) if task_key else None
+                if skey:
+                    yield skey
+
+    def resync_keys(self) -> Iterable[Hashable]:
+        keys = {(s["metadata"].get("namespace", "default"), s["metadata"]["name"])
+                for s in self.view.services()}
+        keys.update(self.view.tasks_by_service)
+        return keys
+
+    def _global_services(self) -> Iterable[Hashable]:
+        for s in self.view.services():
+            if (s.get("spec") or {}).get("mode") == "global":
+                yield (s["metadata"].get("namespace", "default"), s["metadata"]["name"])
+
+    async def reconcile(self, key: Hashable) -> float | None:
+        assert isinstance(key, tuple)
+        ns, name = str(key[0]), str(key[1])
+        stored = self.view.service(ns, name)
+        tasks = self.view.tasks_of(ns, name)
+        if stored is None:
+            decision = reconcile_service(None, tasks, self.view.nodes(), self.now())
+            await self.apply(decision.ops)
+            return decision.requeue_after
+        current_status = stored.get("status")
+        try:
+            service = validate({k: v for k, v in stored.items() if k != "status"})
+        except ApiError as err:
+            await self._write_status(ns, name, current_status, {
+                "observedGeneration": stored["metadata"].get("generation"),
+                "conditions": [{"type": "Valid", "status": "False",
+                                "message": str(err).splitlines()[0],
+                                "detail": str(err)}]})
+            return None
+        service["metadata"]["resourceVersion"] = stored["metadata"].get("resourceVersion")
+        nodes = self.view.nodes()
+        eligible = constraint_matcher(service)
+        decision = reconcile_service(service, tasks, nodes, self.now(), eligible=eligible)
+        await self.apply(decision.ops)
+        status = service_status(service, self.view.tasks_of(ns, name), nodes, eligible=eligible)
+        await self._write_status(ns, name, current_status, status)
+        return decision.requeue_after
+
+    async def _write_status(self, ns: str, name: str, current: Any, wanted: dict[str, Any]) -> None:
+        """Merge our fields into the status; write only when something changed."""
+        merged = {**(current or {}), **wanted}
+        if "conditions" not in wanted:
+            merged.pop("conditions", None)
+        if merged == current:
+            return
+        await self.apply([WriteServiceStatus(ns, name, merged,
+                                             self.view.status_revision(ns, name))])

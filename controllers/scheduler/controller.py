@@ -1,0 +1,98 @@
+"""The scheduler's asyncio half: place every pending task, in batches.
+
+One queue key (``PENDING``) stands for "some task waits for a node"; it is
+added when a pending task appears and when a node or heartbeat changes
+while tasks wait. Reconcile plans all waiting tasks at once with
+``plan_placements`` and commits each assignment (the task and its node's
+assignment key together) through the fenced applier, many per
+transaction. Tasks no node accepts keep waiting with the reason in
+``status.message``, and are placed as soon as a node fits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from kubeless.api.tasks import created_at
+from kubeless.store import ResourceStore
+
+from controllers.base import ViewController
+from controllers.ops import AssignTask, Op, UpdateTask
+from controllers import metrics
+from controllers.scheduler.plan import plan_placements
+
+PENDING = "pending"
+Resource = dict[str, Any]
+
+
+def waiting(task: Resource) -> bool:
+    """A task the scheduler must place (or check, for global tasks)."""
+    return ((task.get("status") or {}).get("state") == "pending"
+            and (task.get("spec") or {}).get("desiredState") == "running")
+
+
+class SchedulerController(ViewController):
+    name = "scheduler"
+
+    def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
+        super().__init__(store)
+        self.now = clock
+
+    def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
+        view = self.view
+        if key.startswith(view.tasks_prefix):
+            if new is not None and waiting(new):
+                yield PENDING
+            elif old is not None and (old.get("spec") or {}).get("nodeName"):
+                yield from self._if_waiting()  # capacity freed
+        elif key.startswith(view.nodes_prefix) or (
+                key.startswith(view.agents_prefix) and key.endswith("/heartbeat")):
+            yield from self._if_waiting()
+
+    def resync_keys(self) -> Iterable[Hashable]:
+        return self._if_waiting()
+
+    def _if_waiting(self) -> Iterable[Hashable]:
+        if any(waiting(t) for t in self.view.caches[self.view.tasks_prefix].values()):
+            yield PENDING
+
+    async def reconcile(self, key: Hashable) -> float | None:
+        pending = [self.view.with_effective(t)
+                   for t in self.view.caches[self.view.tasks_prefix].values() if waiting(t)]
+        if not pending:
+            return None
+        started = time.perf_counter()
+        plan = plan_placements(pending, self.view.nodes(), self.view.all_tasks())
+        metrics.PLAN_SECONDS.observe(time.perf_counter() - started)
+        now = self.now()
+        ops: list[Op] = [AssignTask(self._assigned(a.task, a.node_id, a.scores, now), a.node_id)
+                         for a in plan.assignments]
+        for u in plan.unschedulable:
+            status = u.task.get("status") or {}
+            if status.get("message") != u.reason:
+                ops.append(UpdateTask(self._stored(u.task, status={**status,
+                                                                   "message": u.reason}),
+                                      "unschedulable"))
+        await self.apply(ops)
+        for a in plan.assignments:
+            created = created_at(a.task)
+            if created is not None:
+                metrics.TIME_TO_ASSIGN.observe(max(0.0, now - created))
+        metrics.PLACED.inc(len(plan.assignments))
+        metrics.UNSCHEDULABLE.set(len(plan.unschedulable))
+        return None
+
+    @staticmethod
+    def _stored(task: Resource, **changes: Any) -> Resource:
+        clean = {k: v for k, v in task.items() if k not in ("effectiveState", "effectiveStatus")}
+        return {**clean, **changes}
+
+    def _assigned(self, task: Resource, node_id: str, scores: dict[str, Any],
+                  now: float) -> Resource:
+        spec = {**task["spec"], "nodeName": node_id}
+        status = {**(task.get("status") or {}), "state": "assigned", "timestamp": now,
+                  "message": f"scheduled on {node_id}",
+                  "scores": scores}
+        return self._stored(task, spec=spec, status=status)

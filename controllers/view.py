@@ -1,0 +1,202 @@
+"""The cluster as controllers read it: informer caches plus the indexes they need.
+
+One ``ClusterView`` per controllers process watches five prefixes (service
+specs, service statuses, tasks, nodes, and everything agents write) and
+keeps indexes current from informer events: tasks by service and by node,
+agents' reports by task id, heartbeats by node. Readers get snapshots in
+the shape the pure decision functions take: tasks carry ``effectiveState``
+and ``effectiveStatus`` (their own status merged with their agent's
+report), nodes carry their heartbeat as ``status``.
+
+Assignment keys (``agents/<node>/assignments/``) duplicate tasks; they are
+not decoded, only marked, so the cache stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from kubeless.api.nodes import with_heartbeat
+from kubeless.api.tasks import created_at, effective_status
+from kubeless.store import CorruptValue, KeyValue, ResourceStore
+from kubeless.store.codec import decode
+
+from controllers import metrics
+from controllers.framework import InformerSpec
+from controllers.framework.runner import plain_decode
+
+Resource = dict[str, Any]
+ServiceKey = tuple[str, str]  # namespace, name
+
+ASSIGNMENT = "assignment"  # what an assignment key decodes to in the view's cache
+
+
+def decode_agent_key(kv: KeyValue) -> Any:
+    """Heartbeats and reports as data; assignments only as a marker (they repeat tasks)."""
+    if "/assignments/" in kv.key:
+        return ASSIGNMENT
+    value = decode(kv.key, kv.value)
+    if not isinstance(value, dict):
+        raise CorruptValue(kv.key, "not a mapping")
+    return value
+
+
+class ClusterView:
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+        keys = store.keys
+        self.services_prefix = keys.kind_prefix("Service")
+        self.status_prefix = keys.status_prefix("Service") or ""
+        self.tasks_prefix = keys.kind_prefix("Task")
+        self.nodes_prefix = keys.kind_prefix("Node")
+        self.agents_prefix = keys.root + "agents/"
+        self.tasks_by_service: dict[ServiceKey, set[str]] = defaultdict(set)
+        self.tasks_by_node: dict[str, set[str]] = defaultdict(set)
+        self.task_key_by_id: dict[str, str] = {}
+        self.caches: dict[str, dict[str, Any]] = {}
+        self.informers: dict[str, Any] = {}
+        self._attached = False
+
+    def informer_specs(self) -> list[InformerSpec]:
+        return [InformerSpec.resources(self.store, "Service"),
+                InformerSpec(self.status_prefix, plain_decode),
+                InformerSpec.resources(self.store, "Task"),
+                InformerSpec.resources(self.store, "Node"),
+                InformerSpec(self.agents_prefix, decode_agent_key)]
+
+    def attach(self, informers: dict[str, Any]) -> None:
+        """Hook the indexes to the runner's informers (once per process)."""
+        if self._attached:
+            return
+        self._attached = True
+        for prefix, informer in informers.items():
+            self.caches[prefix] = informer.cache
+        self.informers = informers
+        informers[self.tasks_prefix].add_handler(self._on_task)
+        informers[self.agents_prefix].add_handler(self._on_agent_key)
+
+    # -- indexes ----------------------------------------------------------
+
+    def _on_task(self, key: str, old: Any, new: Any) -> None:
+        if old is not None:
+            self._unindex(key, old)
+        if new is not None:
+            self._index(key, new)
+
+    def _index(self, key: str, task: Resource) -> None:
+        spec = task.get("spec") or {}
+        ns = task["metadata"].get("namespace", "default")
+        self.tasks_by_service[(ns, spec.get("serviceName", ""))].add(key)
+        if spec.get("nodeName"):
+            self.tasks_by_node[spec["nodeName"]].add(key)
+        self.task_key_by_id[task["metadata"]["name"]] = key
+
+    def _unindex(self, key: str, task: Resource) -> None:
+        spec = task.get("spec") or {}
+        ns = task["metadata"].get("namespace", "default")
+        skey = (ns, spec.get("serviceName", ""))
+        self.tasks_by_service[skey].discard(key)
+        if not self.tasks_by_service[skey]:
+            del self.tasks_by_service[skey]
+        node = spec.get("nodeName")
+        if node:
+            self.tasks_by_node[node].discard(key)
+            if not self.tasks_by_node[node]:
+                del self.tasks_by_node[node]
+        self.task_key_by_id.pop(task["metadata"]["name"], None)
+
+    def _on_agent_key(self, key: str, old: Any, new: Any) -> None:
+        """Observe creation-to-running when an agent first reports a task running."""
+        if not isinstance(new, dict) or new.get("state") != "running":
+            return
+        if not self.informers[self.agents_prefix].synced.is_set():
+            return  # the first listing repeats old news
+        if isinstance(old, dict) and old.get("state") == "running":
+            return
+        parts = self.agent_key_parts(key)
+        task_key = self.task_key_by_id.get(parts[2] or "") if parts else None
+        task = self.caches[self.tasks_prefix].get(task_key) if task_key else None
+        created = created_at(task) if task else None
+        if created is not None:
+            metrics.TIME_TO_RUNNING.observe(max(0.0, time.time() - created))
+
+    # -- reading ----------------------------------------------------------
+
+    def agent_key_parts(self, key: str) -> tuple[str, str, str | None] | None:
+        """(node, "heartbeat"|"tasks"|"assignments", task id or None) of an agents/ key."""
+        if not key.startswith(self.agents_prefix):
+            return None
+        parts = key[len(self.agents_prefix):].split("/")
+        if len(parts) == 2:
+            return parts[0], parts[1], None
+        if len(parts) == 3:
+            return parts[0], parts[1], parts[2]
+        return None
+
+    def service(self, ns: str, name: str) -> Resource | None:
+        found = self.caches[self.services_prefix].get(self.store.keys.spec("Service", name, ns))
+        if found is None:
+            return None
+        status = self.caches[self.status_prefix].get(
+            self.store.keys.status("Service", name, ns) or "")
+        return {**found, "status": status} if status is not None else found
+
+    def status_revision(self, ns: str, name: str) -> int:
+        """The mod_revision of a service's status key as cached (0: none)."""
+        key = self.store.keys.status("Service", name, ns) or ""
+        revisions: dict[str, int] = self.informers[self.status_prefix].revisions
+        return revisions.get(key, 0)
+
+    def services(self) -> list[Resource]:
+        return list(self.caches[self.services_prefix].values())
+
+    def report(self, node: str | None, task_id: str) -> Resource | None:
+        if not node:
+            return None
+        found = self.caches[self.agents_prefix].get(self.store.keys.observed(node, task_id))
+        return found if isinstance(found, dict) else None
+
+    def heartbeat(self, node: str) -> Resource | None:
+        found = self.caches[self.agents_prefix].get(self.store.keys.heartbeat(node))
+        return found if isinstance(found, dict) else None
+
+    def with_effective(self, task: Resource) -> Resource:
+        report = self.report(task["spec"].get("nodeName"), task["metadata"]["name"])
+        status = effective_status(task, report)
+        return {**task, "effectiveState": status["state"], "effectiveStatus": status}
+
+    def tasks_of(self, ns: str, name: str) -> list[Resource]:
+        cache = self.caches[self.tasks_prefix]
+        keys = self.tasks_by_service.get((ns, name), ())
+        return [self.with_effective(cache[k]) for k in keys if k in cache]
+
+    def tasks_on(self, node: str) -> list[Resource]:
+        cache = self.caches[self.tasks_prefix]
+        return [self.with_effective(cache[k]) for k in self.tasks_by_node.get(node, ()) if k in cache]
+
+    def all_tasks(self) -> list[Resource]:
+        return [self.with_effective(t) for t in self.caches[self.tasks_prefix].values()]
+
+    def node(self, name: str) -> Resource | None:
+        found = self.caches[self.nodes_prefix].get(self.store.keys.spec("Node", name))
+        return with_heartbeat(found, self.heartbeat(name)) if found is not None else None
+
+    def nodes(self) -> list[Resource]:
+        return [with_heartbeat(n, self.heartbeat(n["metadata"]["name"]))
+                for n in self.caches[self.nodes_prefix].values()]
+
+    def service_of_task_key(self, key: str) -> ServiceKey | None:
+        task = self.caches[self.tasks_prefix].get(key)
+        if task is None:
+            return None
+        return task["metadata"].get("namespace", "default"), task["spec"].get("serviceName", "")
+
+
+_views: dict[int, ClusterView] = {}
+
+
+def view_for(store: ResourceStore) -> ClusterView:
+    """The one ClusterView of a store (controllers of a process share it)."""
+    return _views.setdefault(id(store), ClusterView(store))
