@@ -5,12 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := etcd-server etcd-client
+APT_PACKAGES := etcd-server etcd-client docker.io busybox-static prometheus iproute2 procps curl
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test unit integration bench deps venv typecheck up clean
+.PHONY: test unit integration bench deps docker venv typecheck up clean
 
-test: deps venv
+test: deps docker venv
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: venv
@@ -19,7 +19,7 @@ unit: venv
 integration: deps venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration
 
-bench: deps venv
+bench: deps docker venv
 	$(PY) -m bench
 
 typecheck: venv
@@ -35,6 +35,12 @@ deps:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 	@test -x /usr/bin/etcd || { echo "error: /usr/bin/etcd is missing after installing etcd-server" >&2; exit 1; }
+	@test -x /usr/sbin/dockerd || { echo "error: /usr/sbin/dockerd is missing after installing docker.io" >&2; exit 1; }
+
+# A Docker Engine that answers (started when none runs) and the demo/test image.
+docker: deps
+	@bash scripts/ensure-dockerd.sh
+	@bash scripts/build-demo-image.sh
 
 venv: $(VENV)/.installed
 
