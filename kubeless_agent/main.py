@@ -21,7 +21,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubeless.api import parse_size
@@ -55,11 +55,14 @@ class AgentConfig:
     memory: int | None = None
     metrics_port: int | None = None
     hollow_nodes: int = 0
+    role: str = "worker"  # the role a new node registers with (a manager join token's)
 
     def identities(self) -> list[NodeIdentity]:
         base = NodeIdentity.detect(self.node_name, address=self.advertise_addr,
                                    labels=dict(self.labels), cpus=self.cpus,
                                    memory=self.memory, runtime=self.runtime)
+        if self.role != base.role:
+            base = replace(base, role=self.role)
         if self.hollow_nodes <= 0:
             return [base]
         return [base.hollow(i) for i in range(self.hollow_nodes)]
