@@ -10,8 +10,7 @@ from typing import Any
 
 from kubeless.api.nodes import with_heartbeat
 
-from .codec import decode
-from .errors import CorruptValue
+from .agents import agent_records
 from .resources import ListResult, ResourceStore
 
 
@@ -25,19 +24,8 @@ async def list_nodes(rstore: ResourceStore) -> ListResult:
 
 async def heartbeats(rstore: ResourceStore, revision: int = 0) -> dict[str, dict[str, Any]]:
     """node id -> heartbeat, for every live agent."""
-    prefix = rstore.keys.root + "agents/"
-    kvs, _ = await rstore.etcd.list_prefix(prefix, revision=revision)
-    beats = {}
-    for kv in kvs:
-        parts = kv.key[len(prefix):].split("/")
-        if len(parts) == 2 and parts[1] == "heartbeat":
-            try:
-                value = decode(kv.key, kv.value)
-            except CorruptValue:
-                continue
-            if isinstance(value, dict):
-                beats[parts[0]] = value
-    return beats
+    return {node: value for node, (_, value) in
+            (await agent_records(rstore, "heartbeat", revision)).items()}
 
 
 async def manager_state(rstore: ResourceStore) -> tuple[set[str], set[str]]:

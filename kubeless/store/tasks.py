@@ -12,27 +12,15 @@ from typing import Any
 
 from kubeless.api.tasks import effective_status
 
-from .codec import decode
+from .agents import agent_records
 from .errors import CorruptValue
 from .resources import ListResult, ResourceStore
 
 
 async def reports(rstore: ResourceStore, revision: int = 0) -> dict[str, dict[str, Any]]:
     """task id -> the latest report of the agent running it."""
-    prefix = rstore.keys.root + "agents/"
-    kvs, _ = await rstore.etcd.list_prefix(prefix, revision=revision)
-    found = {}
-    for kv in kvs:
-        parts = kv.key[len(prefix):].split("/")
-        if len(parts) == 3 and parts[1] == "tasks":
-            try:
-                value = decode(kv.key, kv.value)
-            except CorruptValue:
-                continue
-            if isinstance(value, dict):
-                value.setdefault("nodeName", parts[0])
-                found[parts[2]] = value
-    return found
+    return {task_id: {"nodeName": node, **value} for task_id, (node, value) in
+            (await agent_records(rstore, "tasks", revision)).items()}
 
 
 async def list_tasks(rstore: ResourceStore, namespace: str | None = None,
