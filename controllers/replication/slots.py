@@ -17,6 +17,14 @@ history is trimmed. Survivors keep their slot numbers.
 
 Placement is the scheduler's, new spec versions are the rollout
 controller's: a task from an older generation still occupies its slot.
+
+One exception to "one claimant per slot", for the rollout's start-first
+order: a slot holding exactly two claimants, an older-version task that is
+not terminal and a newer-version one (not terminal) whose annotation
+``kubeless.io/replaces`` names it, is left alone (``start_first_pair``);
+the rollout stops the old task once the new one runs. Should either of the
+two end, the usual rule applies again (the alive one stays). Scaling such a
+slot away stops both.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from controllers.replication.facts import (
     slot_of,
     state_of,
     stop,
+    task_id,
     wants_running,
 )
 from controllers.replication.restart import RestartPolicy, carried, history_annotation, judge, \
@@ -44,15 +53,37 @@ from controllers.replication.restart import RestartPolicy, carried, history_anno
 from kubeless.api.tasks import state_index
 
 
+REPLACES_ANNOTATION = "kubeless.io/replaces"
+
+
+def _version(task: Resource) -> int:
+    version = (task.get("spec") or {}).get("specVersion")
+    return version if isinstance(version, int) and not isinstance(version, bool) else -1
+
+
+def start_first_pair(claimants: list[Resource]) -> tuple[Resource, Resource] | None:
+    """(new, old) when the claimants are exactly a start-first rollout's pair, else None."""
+    if len(claimants) != 2 or any(is_done(t) for t in claimants):
+        return None
+    for new, old in (claimants, claimants[::-1]):
+        replaces = ((new.get("metadata") or {}).get("annotations") or {}).get(REPLACES_ANNOTATION)
+        if replaces and replaces == task_id(old) and _version(new) > _version(old):
+            return new, old
+    return None
+
+
 def current_tasks(by_slot: dict[int, list[Resource]], node_ids: frozenset[str],
                   ops: list[Op]) -> dict[int, Resource]:
-    """Each held slot's current task; extra claimants get stop ops appended to ``ops``."""
+    """Each held slot's current task; extra claimants get stop ops appended to ``ops``
+    (except a start-first pair, see the module's docstring)."""
     current: dict[int, Resource] = {}
     for slot, tasks in by_slot.items():
         claimants = [t for t in tasks if wants_running(t)]
         if not claimants:
             continue
         current[slot] = keep = max(claimants, key=preference)
+        if start_first_pair(claimants) is not None:
+            continue
         for task in claimants:
             if task is not keep:
                 _append(ops, stop(task, "shutdown", f"slot {slot} has another task", node_ids))
@@ -113,7 +144,10 @@ def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: fro
 
     excess = len(current) - replicas
     for slot in choose_victims(current, excess) if excess > 0 else []:
-        _append(ops, stop(current.pop(slot), "shutdown", "scale down", node_ids))
+        pair = start_first_pair([t for t in by_slot[slot] if wants_running(t)])
+        for task in pair or (current[slot],):  # the slot's task, or both of a start-first pair
+            _append(ops, stop(task, "shutdown", "scale down", node_ids))
+        current.pop(slot)
     for slot in free_slots(set(current), -excess) if excess < 0 else []:
         times = carried(restart_times(by_slot.get(slot, []), policy, now), policy)
         ops.append(new_task(service, new_id(), now, slot=slot, annotations=history_annotation(times)))
