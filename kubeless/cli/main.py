@@ -23,6 +23,10 @@ COMMANDS = {
     "delete": "kubeless.cli.read_cmds:delete",
     "service": "kubeless.cli.service_cmds:service",
     "node": "kubeless.cli.node_cmds:node",
+    "init": "kubeless.cli.cluster_cmds:init",
+    "join": "kubeless.cli.cluster_cmds:join",
+    "join-token": "kubeless.cli.cluster_cmds:join_token",
+    "up": "kubeless.cli.up_cmd:up",
 }
 
 

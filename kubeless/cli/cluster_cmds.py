@@ -1,0 +1,439 @@
+"""``kubeless init``, ``join`` and ``join-token``: make a cluster, add nodes, run them.
+
+``init`` makes a cluster in the etcd given (``kubeless.cluster.bootstrap``),
+prints the join commands as ``docker swarm init`` does, and runs this host
+as the first manager in the foreground. ``join`` checks a token, registers
+the node with the role it grants, and runs it the same way. Both keep the
+node's identity in its state dir; with no token, either starts that node
+again from there (its stored endpoints, prefix and options; flags given
+again override them).
+
+``run_node`` is the foreground part: the agent (``kubeless_agent``) and,
+on a manager, the controllers, in one event loop; SIGINT or SIGTERM stops
+both (the agent revokes its lease, the controllers resign).
+
+Not implemented yet (a later issue): transport security. etcd is reached
+without TLS or per-node credentials, so anyone who can reach etcd can read
+and write the cluster; tokens only gate ``join``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cluster import DEFAULT_STATE_DIR, ClusterError, NodeState, StateDir
+
+log = logging.getLogger("kubeless")
+
+RUNTIMES = ("docker", "process", "fake")
+NO_TLS_NOTE = ("Note: the connection to etcd is neither encrypted nor authenticated yet (a later "
+               "issue); anyone who can reach etcd can read and change this cluster.")
+OnReady = Callable[[], Awaitable[None]]
+
+
+# -- options shared by init and join ------------------------------------------------
+
+def node_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The agent's options; None when not given, so a restart keeps the stored ones."""
+    for option in reversed([
+        click.option("--node-name", help="Node id (default: the hostname as a DNS label)."),
+        click.option("--advertise-addr", help="This node's address (default: the one it "
+                     "reaches etcd from)."),
+        click.option("--runtime", type=click.Choice(RUNTIMES), help="Task runtime "
+                     "(default: docker)."),
+        click.option("--labels", help="Node labels at registration, k=v,..."),
+        click.option("--state-dir", envvar="KUBELESS_STATE_DIR", default=DEFAULT_STATE_DIR,
+                     show_default=True, help="Where the node keeps its identity "
+                     "[env KUBELESS_STATE_DIR]."),
+        click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def explicit(ctx: Context, option: str) -> str | None:
+    """A global option's value when the user gave it (flag or env), else None."""
+    root = click.get_current_context().find_root()
+    source = root.get_parameter_source(option)
+    given = source not in (None, click.core.ParameterSource.DEFAULT)
+    return str(getattr(ctx, option)) if given else None
+
+
+def explicit_endpoints(ctx: Context) -> str | None:
+    return explicit(ctx, "endpoints")
+
+
+def where(endpoints: str, prefix: str) -> str:
+    return f"etcd at {endpoints} under prefix {prefix}"
+
+
+def new_node_state(ctx: Context, endpoints: str, opts: dict[str, Any], role: str,
+                   cluster_id: str = "") -> NodeState:
+    from kubeless.api.names import dns_label
+    from kubeless_agent.identity import default_node_name, parse_labels
+
+    try:
+        labels = parse_labels(opts.get("labels"))
+        name = dns_label(opts["node_name"]) if opts.get("node_name") else default_node_name()
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    return NodeState(cluster_id=cluster_id, node_id=name, role=role, endpoints=endpoints,
+                     prefix=ctx.prefix, runtime=opts.get("runtime") or "docker",
+                     advertise_addr=opts.get("advertise_addr") or source_address(endpoints),
+                     labels=labels, metrics_port=opts.get("metrics_port"))
+
+
+def overridden(node: NodeState, opts: dict[str, Any], endpoints: str | None,
+               prefix: str | None = None) -> NodeState:
+    """A stored node state with the options given again on the command line."""
+    from kubeless_agent.identity import parse_labels
+
+    changes: dict[str, Any] = {}
+    if endpoints:
+        changes["endpoints"] = endpoints
+    if prefix:
+        changes["prefix"] = prefix
+    for field in ("runtime", "advertise_addr", "metrics_port"):
+        if opts.get(field) is not None:
+            changes[field] = opts[field]
+    if opts.get("labels"):
+        try:
+            changes["labels"] = parse_labels(opts["labels"])
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    if opts.get("node_name") and opts["node_name"] != node.node_id:
+        raise CliError(f"the state dir holds node {node.node_id}; --node-name "
+                       f"{opts['node_name']} cannot rename it (use another --state-dir)")
+    return replace(node, **changes)
+
+
+def source_address(endpoints: str) -> str:
+    """The local address this host reaches the first etcd endpoint from."""
+    from kubeless.store import parse_endpoints
+
+    try:
+        host = parse_endpoints(endpoints)[0].host
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))  # no packet is sent for a UDP connect
+            return str(s.getsockname()[0])
+    except (OSError, ValueError):
+        return "127.0.0.1"
+
+
+def node_resource(node: NodeState, role: str) -> dict[str, Any]:
+    """The Node resource registration creates (the agent's own idea of this host)."""
+    resource: dict[str, Any] = agent_config(node, role).identities()[0].node_resource()
+    return resource
+
+
+def agent_config(node: NodeState, role: str | None = None) -> Any:
+    from kubeless_agent.main import AgentConfig
+
+    return AgentConfig(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
+                       node_name=node.node_id, advertise_addr=node.advertise_addr,
+                       labels=tuple(node.labels.items()), metrics_port=node.metrics_port,
+                       role=role or node.role)
+
+
+def join_command(prefix: str, token: str, endpoints: str) -> str:
+    from kubeless.store import DEFAULT_PREFIX
+
+    global_opts = "" if prefix.strip("/") == DEFAULT_PREFIX.strip("/") else f" --prefix {prefix}"
+    return f"kubeless{global_opts} join --token {token} {endpoints}"
+
+
+def print_join(role: str, command: str) -> None:
+    click.echo(f"To add a {role} to this cluster, run the following command:\n\n"
+               f"    {command}\n")
+
+
+def cluster_call(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` turning bootstrap errors into one-line CLI errors."""
+    try:
+        return fn()
+    except ClusterError as err:
+        raise CliError(str(err)) from None
+
+
+# -- the foreground node ------------------------------------------------------------
+
+async def run_node(node: NodeState, *, manager: bool, stop: asyncio.Event | None = None,
+                   on_ready: OnReady | None = None) -> None:
+    """Run this node's agent (and controllers when ``manager``) until SIGINT/SIGTERM."""
+    from kubeless_agent import metrics as agent_metrics
+    from kubeless_agent.main import AgentProcess
+
+    configure_logging()
+    await check_runtime(node.runtime)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if node.metrics_port is not None:
+        agent_metrics.serve(node.metrics_port)  # the default registry: controllers' metrics too
+    agent = AgentProcess(agent_config(node))
+    parts: set[asyncio.Task[Any]] = {asyncio.create_task(agent.run(stop), name="agent")}
+    if manager:
+        parts.add(asyncio.create_task(_controllers(node), name="controllers"))
+    stopper = asyncio.create_task(stop.wait())
+    announcer = asyncio.create_task(_announce(agent, node, manager, on_ready))
+    try:
+        await asyncio.wait(parts | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        for task in parts:
+            if task.get_name() == "controllers":
+                task.cancel()  # the runner resigns its leaderships
+        results = await asyncio.gather(*parts, return_exceptions=True)
+        stopper.cancel()
+        announcer.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    for task, result in zip(parts, results):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise CliError(f"the {task.get_name()} stopped: {_leaf(result)}")
+    log.info("node %s stopped", node.node_id)
+
+
+async def _controllers(node: NodeState) -> None:
+    from controllers.main import parse_args, run
+
+    await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
+                          "--identity", node.node_id]))
+
+
+async def _announce(agent: Any, node: NodeState, manager: bool,
+                    on_ready: OnReady | None) -> None:
+    await agent.ready.wait()
+    role = "manager: agent and controllers" if manager else "worker: agent"
+    log.info("node %s is ready (%s, runtime %s); Ctrl-C stops it", node.node_id, role,
+             node.runtime)
+    if on_ready is not None:
+        await on_ready()
+
+
+async def check_runtime(name: str) -> None:
+    """Fail before registering anything when the runtime cannot be made here."""
+    from kubeless_agent.runtime import make_runtime
+
+    try:
+        runtime = make_runtime(name)
+    except Exception as err:  # noqa: BLE001 - any reason is the user's to read
+        raise CliError(f"the {name} runtime cannot start: {err}") from None
+    with contextlib.suppress(Exception):
+        await runtime.close()
+
+
+def _leaf(err: BaseException) -> BaseException:
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    return err
+
+
+def configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- init -----------------------------------------------------------------------------
+
+@click.command()
+@node_options
+@pass_context
+def init(ctx: Context, state_dir: str, **opts: Any) -> None:
+    """Make a new cluster in the etcd given, then run this host as its first manager.
+
+    Writes the cluster record (id, a root CA certificate, join-token hashes)
+    under the prefix and refuses when one is there already; prints the join
+    commands for workers and managers; keeps the node's identity, the CA key
+    and the plain tokens in --state-dir; then runs the agent and the
+    controllers in the foreground until Ctrl-C. When the state dir already
+    holds a node, that node starts again instead (no new cluster).
+
+    Not implemented yet: TLS to etcd and per-node credentials.
+    """
+    state = StateDir(state_dir)
+    if cluster_call(state.has_node):
+        restart(ctx, state, opts, "init")
+        return
+    from kubeless.cluster import bootstrap
+
+    endpoints = explicit_endpoints(ctx) or ctx.endpoints
+    node = new_node_state(ctx, endpoints, opts, "manager")
+    here = where(endpoints, ctx.prefix)
+    ctx = replace(ctx, endpoints=endpoints)
+    asyncio.run(check_runtime(node.runtime))
+
+    async def make(rstore: Any) -> tuple[Any, dict[str, str]]:
+        result: tuple[Any, dict[str, str]] = await bootstrap.create_cluster(
+            rstore, state, node_resource(node, "manager"), here)
+        return result
+
+    record, tokens = cluster_call(lambda: ctx.run(make))
+    node = replace(node, cluster_id=record.id, joined_at=record.created_at)
+    cluster_call(lambda: save_init(state, node, tokens))
+    click.echo(f"Cluster initialized: current node ({node.node_id}) is now a manager.\n"
+               f"  cluster id   {record.id}\n  etcd         {endpoints} (prefix {ctx.prefix})\n"
+               f"  state dir    {state} (node identity, CA key, plain join tokens: keep it "
+               "private)\n")
+    for role in ("worker", "manager"):
+        print_join(role, join_command(ctx.prefix, tokens[role], endpoints))
+    click.echo(f"{NO_TLS_NOTE}\n\nThis node restarts with `kubeless join --state-dir {state}`."
+               "\nRunning its agent and controllers in the foreground; Ctrl-C stops them.",
+               nl=True)
+    foreground(node, manager=True)
+
+
+def save_init(state: StateDir, node: NodeState, tokens: dict[str, str]) -> None:
+    state.save_node(node)
+    for role, token in tokens.items():
+        state.save_token(role, token)
+
+
+def foreground(node: NodeState, *, manager: bool) -> None:
+    try:
+        asyncio.run(run_node(node, manager=manager))
+    except KeyboardInterrupt:
+        pass
+
+
+def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
+            endpoints: str | None = None) -> None:
+    """Start the node the state dir holds again: same cluster, no token."""
+    from kubeless.cluster import bootstrap
+
+    stored = cluster_call(state.load_node)
+    node = overridden(stored, opts, endpoints or explicit_endpoints(ctx), explicit(ctx, "prefix"))
+    rctx = replace(ctx, endpoints=node.endpoints, prefix=node.prefix)
+    here = where(node.endpoints, node.prefix)
+
+    async def check(rstore: Any) -> dict[str, Any]:
+        _, resource = await bootstrap.resume_node(rstore, state, node, here)
+        return resource
+
+    resource = cluster_call(lambda: rctx.run(check))
+    if node != stored:
+        cluster_call(lambda: state.save_node(node))
+    role = resource["spec"].get("role", "worker")
+    click.echo(f"{verb}: the state dir {state} holds node {node.node_id} of cluster "
+               f"{node.cluster_id}; starting it again as a {role} ({here}).")
+    foreground(node, manager=role == "manager")
+
+
+# -- join -----------------------------------------------------------------------------
+
+@click.command()
+@click.option("--token", help="The join token (`kubeless join-token worker|manager` prints it). "
+              "Without it, the node in --state-dir starts again.")
+@click.argument("endpoints", required=False)
+@node_options
+@pass_context
+def join(ctx: Context, token: str | None, endpoints: str | None, state_dir: str,
+         **opts: Any) -> None:
+    """Join the cluster whose etcd is at ENDPOINTS and run this node in the foreground.
+
+    The token decides the role (worker or manager; a manager also runs the
+    controllers). A wrong, rotated or foreign token is refused and nothing
+    is registered. The node's identity is kept in --state-dir; `kubeless
+    join` with no token starts that node again.
+
+    Not implemented yet: TLS to etcd and per-node credentials; the token
+    only gates registration.
+    """
+    state = StateDir(state_dir)
+    has_node = cluster_call(state.has_node)
+    if token is None:
+        if not has_node:
+            raise CliError(f"no --token given and the state dir {state} holds no node: join "
+                           "with `kubeless join --token TOKEN ENDPOINTS`")
+        restart(ctx, state, opts, "join", endpoints)
+        return
+    if has_node:
+        held = cluster_call(state.load_node)
+        raise CliError(f"the state dir {state} already holds node {held.node_id} of cluster "
+                       f"{held.cluster_id}: it starts again with `kubeless join --state-dir "
+                       f"{state}` (no token); to join anew, use another --state-dir")
+    from kubeless.cluster import bootstrap
+
+    endpoints = endpoints or explicit_endpoints(ctx) or ctx.endpoints
+    base = new_node_state(ctx, endpoints, opts, "worker")
+    rctx = replace(ctx, endpoints=endpoints)
+    here = where(endpoints, ctx.prefix)
+
+    async def register(rstore: Any) -> tuple[Any, str]:
+        result: tuple[Any, str] = await bootstrap.join_cluster(
+            rstore, token, lambda role: node_resource(base, role), here)
+        return result
+
+    cluster_call(lambda: asyncio.run(check_runtime(base.runtime)))
+    record, role = cluster_call(lambda: rctx.run(register))
+    from kubeless.store import now_rfc3339
+
+    node = replace(base, cluster_id=record.id, role=role, joined_at=now_rfc3339())
+    cluster_call(lambda: state.save_node(node))
+    click.echo(f"This node ({node.node_id}) joined cluster {record.id} as a {role}.\n"
+               f"State dir: {state}; it restarts with `kubeless join --state-dir {state}`.\n"
+               f"{NO_TLS_NOTE}")
+    foreground(node, manager=role == "manager")
+
+
+# -- join-token -----------------------------------------------------------------------
+
+@click.command("join-token")
+@click.argument("role", type=click.Choice(["worker", "manager"]))
+@click.option("--rotate", is_flag=True, help="Make a new token; the old one stops working.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the token only.")
+@click.option("--state-dir", envvar="KUBELESS_STATE_DIR", default=DEFAULT_STATE_DIR,
+              show_default=True, help="The manager's state dir, where plain tokens are kept.")
+@pass_context
+def join_token(ctx: Context, role: str, rotate: bool, quiet: bool, state_dir: str) -> None:
+    """Print the command that joins a ROLE (worker or manager) to this cluster.
+
+    etcd keeps only hashes of the tokens: the plain tokens are kept (mode
+    0600) in the state dir of the manager that ran `init` or the last
+    `--rotate`, and this prints them from there. --rotate makes a new
+    token, stores its hash (the old token is refused from then on) and
+    keeps the plain token in --state-dir when that holds this cluster's node.
+    """
+    from kubeless.cluster import bootstrap
+
+    state = StateDir(state_dir)
+    held = cluster_call(state.load_node) if cluster_call(state.has_node) else None
+    endpoints = explicit_endpoints(ctx) or (held.endpoints if held else ctx.endpoints)
+    prefix = explicit(ctx, "prefix") or (held.prefix if held else ctx.prefix)
+    rctx = replace(ctx, endpoints=endpoints, prefix=prefix)
+    here = where(endpoints, prefix)
+
+    async def get(rstore: Any) -> tuple[str, bool]:
+        if rotate:
+            record, new = await bootstrap.rotate_token(rstore, role, here)
+            mine = held is not None and held.cluster_id == record.id
+            if mine:
+                state.save_token(role, str(new))
+            return str(new), mine
+        found = await bootstrap.read_record(rstore)
+        if found is None:
+            raise ClusterError(f"{here} holds no cluster: run `kubeless init` first")
+        return bootstrap.saved_token(state, found.record, role), True
+
+    token, kept = cluster_call(lambda: rctx.run(get))
+    if quiet:
+        click.echo(token)
+        return
+    if rotate:
+        click.echo(f"Successfully rotated {role} join token.\n")
+    print_join(role, join_command(prefix, token, endpoints))
+    if not kept:
+        click.echo(f"(not kept in {state}, which holds no node of this cluster: copy it now; "
+                   "etcd keeps only its hash)")

@@ -1,0 +1,26 @@
+"""Cluster bootstrap: what ``kubeless init``, ``join`` and ``join-token`` rest on.
+
+    tokens     join tokens in Swarm's SWMTKN-1 format, and the hashes etcd keeps
+    ca         the root CA, made with the openssl command
+    record     the cluster record at ``<prefix>/v1/cluster`` and token checks
+    state      the node's state dir (identity, plain tokens, CA key)
+    bootstrap  create, join, resume and rotate, against etcd
+    errors     what a user can get wrong
+
+Layer: above ``kubeless.store``, below ``kubeless.cli``; it never imports the
+agent or the controllers (the CLI runs those).
+
+Not here yet (a later issue): transport security. Nothing signs node
+certificates and etcd is reached without TLS or per-node credentials; a
+token proves only that its holder was given it.
+"""
+
+from .errors import (CAError, ClusterError, ClusterExists, NoCluster, NodeNameTaken,
+                     StateDirError, TokenMalformed, TokenRefused)
+from .record import ClusterRecord
+from .state import DEFAULT_STATE_DIR, NodeState, StateDir
+from .tokens import JoinToken, parse_token
+
+__all__ = ["CAError", "ClusterError", "ClusterExists", "ClusterRecord", "DEFAULT_STATE_DIR",
+           "JoinToken", "NoCluster", "NodeNameTaken", "NodeState", "StateDir", "StateDirError",
+           "TokenMalformed", "TokenRefused", "parse_token"]

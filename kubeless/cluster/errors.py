@@ -1,0 +1,51 @@
+"""Errors of cluster bootstrap (init, join, join tokens, the node's state dir).
+
+    ClusterError
+    ├── TokenMalformed   the text is not a SWMTKN-1 token at all (user input)
+    ├── TokenRefused     a well-formed token this cluster does not accept:
+    │                    another cluster's (CA digest differs), or a wrong or
+    │                    rotated secret (terminal: nothing was registered)
+    ├── ClusterExists    ``init`` found a cluster record under the prefix
+    ├── NoCluster        ``join`` or a restart found no cluster record
+    ├── NodeNameTaken    ``join`` found a Node of that name already registered
+    ├── StateDirError    the state dir is unreadable, foreign or inconsistent
+    └── CAError          openssl failed to make or read the root CA
+
+Every message is one sentence a user can act on; the CLI prints it as is.
+Store errors (etcd unreachable, conflicts) are not translated here: they
+pass through as ``kubeless.store`` errors.
+"""
+
+from __future__ import annotations
+
+
+class ClusterError(Exception):
+    """Any bootstrap failure a user can act on."""
+
+
+class TokenMalformed(ClusterError):
+    """The token does not have the SWMTKN-1-<digest>-<secret> shape."""
+
+
+class TokenRefused(ClusterError):
+    """The token is well formed but this cluster does not accept it."""
+
+
+class ClusterExists(ClusterError):
+    """A cluster record already exists under the prefix."""
+
+
+class NoCluster(ClusterError):
+    """There is no cluster record under the prefix."""
+
+
+class NodeNameTaken(ClusterError):
+    """A node of that name is already registered."""
+
+
+class StateDirError(ClusterError):
+    """The node's state directory cannot be used."""
+
+
+class CAError(ClusterError):
+    """The root CA could not be made or read."""

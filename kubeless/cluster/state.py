@@ -1,0 +1,111 @@
+"""The node's state dir: who this node is, so a restart needs no token and no flags.
+
+    <state-dir>/            mode 0700
+      node-id               the node's id, one line (``kubeless-controllers`` reads it too)
+      node.yaml             cluster id, endpoints, prefix, role at join, and the agent's
+                            options (runtime, advertise address, labels, metrics port)
+      ca.key  ca.crt        the root CA (the manager that ran ``init`` only; key 0600)
+      join-tokens.yaml      the plain join tokens, mode 0600 (the manager that ran
+                            ``init`` or the last ``join-token --rotate`` only)
+
+etcd keeps only hashes of the tokens, so ``kubeless join-token`` prints the
+plain token from here. Plain files, written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import StateDirError
+
+DEFAULT_STATE_DIR = "/var/lib/kubeless"
+NODE_FILE = "node.yaml"
+NODE_ID_FILE = "node-id"
+TOKENS_FILE = "join-tokens.yaml"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What node.yaml holds."""
+
+    cluster_id: str
+    node_id: str
+    role: str
+    endpoints: str
+    prefix: str
+    runtime: str
+    advertise_addr: str
+    labels: dict[str, str] = field(default_factory=dict)
+    metrics_port: int | None = None
+    joined_at: str = ""
+
+
+class StateDir:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser().absolute()
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- node identity ------------------------------------------------------
+
+    def has_node(self) -> bool:
+        return (self.path / NODE_FILE).exists()
+
+    def load_node(self) -> NodeState:
+        path = self.path / NODE_FILE
+        try:
+            data = yaml.safe_load(path.read_text())
+            return NodeState(**{k: data[k] for k in NodeState.__dataclass_fields__ if k in data})
+        except OSError as err:
+            raise StateDirError(f"cannot read {path}: {err.strerror}") from err
+        except (yaml.YAMLError, TypeError) as err:
+            raise StateDirError(f"{path} is not a node state file ({err}); "
+                                "remove the state dir to join again") from err
+
+    def save_node(self, node: NodeState) -> None:
+        self.ensure()
+        self._write(NODE_FILE, yaml.safe_dump(asdict(node), sort_keys=False), 0o644)
+        self._write(NODE_ID_FILE, node.node_id + "\n", 0o644)
+
+    # -- plain join tokens (a manager's) -----------------------------------------
+
+    def load_tokens(self) -> dict[str, str]:
+        """role -> plain token; empty when this dir keeps none."""
+        path = self.path / TOKENS_FILE
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, yaml.YAMLError) as err:
+            raise StateDirError(f"cannot read {path}: {err}") from err
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def save_token(self, role: str, token: str) -> None:
+        tokens = {**self.load_tokens(), role: token}
+        self.ensure()
+        self._write(TOKENS_FILE, yaml.safe_dump(tokens, sort_keys=True), 0o600)
+
+    # -- files --------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:
+            raise StateDirError(f"cannot create the state dir {self.path}: {err.strerror} "
+                                "(choose another with --state-dir)") from err
+
+    def _write(self, name: str, text: str, mode: int) -> None:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.path)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, mode)
+            os.replace(tmp, self.path / name)
+        except OSError as err:
+            raise StateDirError(f"cannot write {self.path / name}: {err.strerror}") from err
