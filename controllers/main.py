@@ -27,6 +27,7 @@ from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
 from controllers.metrics import register_view
 from controllers.replication.controller import ReplicationController
+from controllers.rollout.controller import RolloutController
 from controllers.scheduler.controller import SchedulerController
 from controllers.view import view_for
 
@@ -36,6 +37,7 @@ CONTROLLERS: dict[str, Callable[[store.ResourceStore], Controller]] = {
     "replication": ReplicationController,
     "scheduler": SchedulerController,
     "health": HealthController,
+    "rollout": RolloutController,
 }
 
 

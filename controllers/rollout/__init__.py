@@ -1,0 +1,1 @@
+"""The rollout controller: which spec version runs in each slot (see ``decide``)."""

@@ -1,0 +1,126 @@
+"""What a Service carries for rollouts, in its own metadata.annotations (pure helpers).
+
+The Service schema has no room beside ``spec`` (additionalProperties:
+false), and a second key would need a second write, so the rollout's
+inputs live in annotations, written in the same put as the spec:
+
+    kubeless.io/previous-spec     JSON {"generation": G, "spec": {...}}: the spec the
+                                  service had before its last spec change (Swarm's
+                                  PreviousSpec); written by ``service update``/``apply``
+                                  (kubeless.cli.plan.merge) and by rollbacks
+    kubeless.io/rollback          JSON {"generation": G, "reason": "..."}: generation G is
+                                  a rollback (rolled out with spec.rollback, states
+                                  rollback_*); a stale value (another G) means nothing
+    kubeless.io/rollout-paused    "true": the user paused the rollout (rollout pause)
+    kubeless.io/rollout-resumed   unix seconds: the user resumed (rollout resume); a
+                                  rollout paused on failure before that time goes on
+
+Changing annotations does not bump the generation, so pausing never
+starts a rollout. The CLI (``service rollback``, ``rollout undo``) and the
+controller's automatic rollback both build the rolled-back Service here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+Resource = dict[str, Any]
+
+PREVIOUS_SPEC = "kubeless.io/previous-spec"
+ROLLBACK = "kubeless.io/rollback"
+PAUSED = "kubeless.io/rollout-paused"
+RESUMED = "kubeless.io/rollout-resumed"
+KEPT = (PREVIOUS_SPEC, ROLLBACK, PAUSED, RESUMED)  # survive an apply that does not name them
+
+
+def annotations(service: Resource) -> dict[str, str]:
+    return dict((service.get("metadata") or {}).get("annotations") or {})
+
+
+def _json(service: Resource, name: str) -> dict[str, Any] | None:
+    raw = annotations(service).get(name)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def previous_spec(service: Resource) -> tuple[int, Resource] | None:
+    """(generation, spec) the service had before its last spec change, when kept."""
+    value = _json(service, PREVIOUS_SPEC)
+    if value is None or not isinstance(value.get("spec"), dict):
+        return None
+    return int(value.get("generation") or 0), value["spec"]
+
+
+def rollback_reason(service: Resource) -> str | None:
+    """Why the service's current generation is a rollback, or None when it is not one."""
+    value = _json(service, ROLLBACK)
+    generation = int((service.get("metadata") or {}).get("generation") or 0)
+    if value is None or int(value.get("generation") or -1) != generation:
+        return None
+    return str(value.get("reason") or "rollback")
+
+
+def is_paused(service: Resource) -> bool:
+    return annotations(service).get(PAUSED) == "true"
+
+
+def resumed_at(service: Resource) -> float:
+    try:
+        return float(annotations(service).get(RESUMED) or 0)
+    except ValueError:
+        return 0.0
+
+
+def previous_of(generation: int, spec: Resource) -> str:
+    return json.dumps({"generation": generation, "spec": spec}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def keep_previous(new: Resource, live: Resource, spec_changed: bool) -> None:
+    """In ``new`` (about to replace ``live``): keep the rollout annotations ``new`` does
+    not name, and when the spec changes, remember live's spec as the previous one
+    (unless ``new`` says otherwise: a rollback sets its own)."""
+    live_ann = annotations(live)
+    ann = annotations(new)
+    explicit = ann.get(PREVIOUS_SPEC) not in (None, live_ann.get(PREVIOUS_SPEC))
+    for name in KEPT:
+        if name in live_ann and name not in ann:
+            ann[name] = live_ann[name]
+    if spec_changed and not explicit:
+        live_meta = live.get("metadata") or {}
+        ann[PREVIOUS_SPEC] = previous_of(int(live_meta.get("generation") or 1),
+                                         live.get("spec") or {})
+    if ann:
+        new.setdefault("metadata", {})["annotations"] = ann
+
+
+def rolled_back(live: Resource, reason: str, *, keep_current: bool = True) -> Resource:
+    """The Service after a rollback of ``live``: its previous spec back in place, one
+    generation on, marked a rollback. A manual rollback swaps current and previous
+    (``keep_current``), as Swarm does; the automatic one forgets the failed spec, as
+    Swarm's does. ValueError when there is no previous spec."""
+    previous = previous_spec(live)
+    name = (live.get("metadata") or {}).get("name")
+    if previous is None:
+        raise ValueError(f'service "{name}" has no previous spec to roll back to')
+    out = copy.deepcopy({k: v for k, v in live.items() if k != "status"})
+    meta = out["metadata"]
+    generation = int(meta.get("generation") or 1)
+    ann = dict(meta.get("annotations") or {})
+    if keep_current:
+        ann[PREVIOUS_SPEC] = previous_of(generation, live.get("spec") or {})
+    else:
+        ann.pop(PREVIOUS_SPEC, None)
+    ann[ROLLBACK] = json.dumps({"generation": generation + 1, "reason": reason},
+                               separators=(",", ":"))
+    meta["annotations"] = ann
+    meta["generation"] = generation + 1
+    out["spec"] = copy.deepcopy(previous[1])
+    return out

@@ -1,0 +1,150 @@
+"""What the rollout reads off a service and its tasks: config, versions, slots, failures.
+
+A task is *current* when it was frozen from the service's present content
+(template, placement, ports) and is no older than the generation at which
+``forceUpdate`` last changed: comparing content means a scale or an
+update-config change replaces nothing and a rollback finds the tasks it
+rolls back to already current (Swarm compares specs the same way);
+comparing generations for ``forceUpdate`` makes ``service update --force``
+replace every task. Tasks are grouped into slots (the slot number, or the
+node of a global service) with their *claimants* (tasks wanting to run).
+
+Deciding what to do with these facts is ``decide``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from controllers.replication.facts import (created_time, is_done, node_of, slot_of, state_of,
+                                           status_time, wants_running)
+from controllers.replication.slots import REPLACES_ANNOTATION
+from kubeless.api.units import parse_duration
+
+Resource = dict[str, Any]
+SlotKey = int | str
+FAILURE_STATES = frozenset({"failed", "rejected", "complete"})
+CONTENT_FIELDS = ("template", "placement", "ports")
+
+
+def _seconds(text: Any, default: float) -> float:
+    try:
+        return parse_duration(str(text))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """spec.update or spec.rollback, parsed (Swarm's defaults)."""
+
+    parallelism: int = 1
+    delay: float = 0.0
+    failure_action: str = "pause"
+    monitor: float = 5.0
+    max_failure_ratio: float = 0.0
+    order: str = "stop-first"
+
+    @classmethod
+    def of(cls, raw: Resource | None) -> UpdateConfig:
+        raw = raw or {}
+        return cls(parallelism=max(int(raw.get("parallelism", 1)), 0),
+                   delay=_seconds(raw.get("delay", "0s"), 0.0),
+                   failure_action=str(raw.get("failureAction", "pause")),
+                   monitor=_seconds(raw.get("monitor", "5s"), 5.0),
+                   max_failure_ratio=float(raw.get("maxFailureRatio", 0) or 0),
+                   order=str(raw.get("order", "stop-first")))
+
+
+def content(spec: Resource) -> Resource:
+    """The part of a service (or task) spec that a task is made of."""
+    return {f: spec.get(f) or ({} if f != "ports" else []) for f in CONTENT_FIELDS}
+
+
+def fingerprint(spec: Resource) -> str:
+    """Names a rollout's target: the content plus forceUpdate."""
+    body = {**content(spec), "forceUpdate": int(spec.get("forceUpdate") or 0)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def version_of(task: Resource) -> int:
+    v = (task.get("spec") or {}).get("specVersion")
+    return v if isinstance(v, int) and not isinstance(v, bool) else -1
+
+
+def replaces(task: Resource) -> str | None:
+    return ((task.get("metadata") or {}).get("annotations") or {}).get(REPLACES_ANNOTATION)
+
+
+def task_name(task: Resource) -> str:
+    return str((task.get("metadata") or {}).get("name", ""))
+
+
+def current_test(spec: Resource, force_base: int) -> Callable[[Resource], bool]:
+    want = content(spec)
+    return lambda t: version_of(t) >= force_base and content(t.get("spec") or {}) == want
+
+
+@dataclass
+class Slot:
+    """One slot (or global node): its tasks, split by version, claimants apart."""
+
+    key: SlotKey
+    tasks: list[Resource] = field(default_factory=list)
+    old: list[Resource] = field(default_factory=list)   # old claimants
+    new: list[Resource] = field(default_factory=list)   # current claimants
+    current: list[Resource] = field(default_factory=list)  # every current task, any desired
+
+    @property
+    def held(self) -> bool:
+        return bool(self.old or self.new)
+
+    def pair(self) -> tuple[Resource, Resource] | None:
+        """(new, old) of a start-first replacement in progress."""
+        if len(self.old) == 1 and len(self.new) == 1 and replaces(self.new[0]) == \
+                task_name(self.old[0]) and not is_done(self.old[0]):
+            return self.new[0], self.old[0]
+        return None
+
+
+def slots_of(tasks: list[Resource], is_current: Callable[[Resource], bool]) -> list[Slot]:
+    by_key: dict[SlotKey, Slot] = {}
+    for t in tasks:
+        key: SlotKey | None = slot_of(t)
+        if key is None:
+            key = node_of(t)
+        if key is None:
+            continue  # an unplaced global task: replication's to sort out
+        slot = by_key.setdefault(key, Slot(key))
+        slot.tasks.append(t)
+        cur = is_current(t)
+        if cur:
+            slot.current.append(t)
+        if wants_running(t):
+            (slot.new if cur else slot.old).append(t)
+    return sorted(by_key.values(), key=lambda s: (isinstance(s.key, str), str(s.key).zfill(12)))
+
+
+def is_running(task: Resource) -> bool:
+    return state_of(task) == "running" and \
+        (task.get("effectiveStatus") or {}).get("health") not in ("starting", "unhealthy")
+
+
+def in_flight(task: Resource) -> bool:
+    """A current claimant on its way: neither running yet nor ended."""
+    return not is_done(task) and not is_running(task)
+
+
+def failed_within(task: Resource, monitor: float, since: float) -> bool:
+    """The task failed, was rejected or exited within ``monitor`` of its creation, after
+    ``since``: a failure of the rollout."""
+    if state_of(task) not in FAILURE_STATES:
+        return False
+    ended = status_time(task)
+    created = created_time(task)
+    if ended is None or ended < since:
+        return False
+    return created is None or ended - created <= monitor
