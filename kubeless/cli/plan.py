@@ -5,7 +5,9 @@ created, configured (changed) or left unchanged; with ``--prune``, live
 resources carrying the prune selector that no document names are pruned.
 A changed spec bumps ``metadata.generation``, as in Kubernetes; a change of
 labels or annotations alone does not. The live resource's identity (uid,
-creation time, resourceVersion to compare) and status are kept.
+creation time, resourceVersion to compare) and status are kept; so are a
+Service's rollout annotations, and a spec change remembers the live spec
+as the previous one (controllers.rollout.annotations).
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def merge(live: Resource, desired: Resource) -> tuple[Resource, bool, bool]:
         if keep in live_meta:
             meta[keep] = live_meta[keep]
     spec_changed = desired.get("spec") != live.get("spec")
+    if new.get("kind") == "Service":  # the previous spec, for rollbacks (see there)
+        from controllers.rollout.annotations import keep_previous
+
+        keep_previous(new, live, spec_changed)
+        meta = new["metadata"]
     generation = int(live_meta.get("generation") or 1)
     meta["generation"] = generation + 1 if spec_changed else generation
     if "status" in live:

@@ -299,3 +299,17 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
         return
     head = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]
     click.echo(format_rows(head, ps_rows(tasks, time.time(), no_trunc)), nl=False)
+
+
+@service.command("rollback")
+@click.argument("name")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@pass_context
+def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> None:
+    """Put a service's previous spec back (current and previous swap), as docker service rollback."""
+    from kubeless.cli.rollout_cmds import roll_back
+
+    ns = current_namespace(namespace)
+    ctx.run(lambda rstore: roll_back(rstore, name, ns))
+    click.echo(name)
