@@ -132,17 +132,25 @@ def source_address(endpoints: str) -> str:
 
 def node_resource(node: NodeState, role: str) -> dict[str, Any]:
     """The Node resource registration creates (the agent's own idea of this host)."""
-    resource: dict[str, Any] = agent_config(node, role).identities()[0].node_resource()
+    resource: dict[str, Any] = agent_config(node, role=role).identities()[0].node_resource()
     return resource
 
 
-def agent_config(node: NodeState, role: str | None = None) -> Any:
+def agent_config(node: NodeState, state: StateDir | None = None, role: str | None = None) -> Any:
     from kubeless_agent.main import AgentConfig
 
+    extra: dict[str, Any] = {}
+    if state is not None and "runtime_options" in AgentConfig.__dataclass_fields__:
+        extra["runtime_options"] = tuple(runtime_options(node.runtime, state).items())
     return AgentConfig(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
                        node_name=node.node_id, advertise_addr=node.advertise_addr,
                        labels=tuple(node.labels.items()), metrics_port=node.metrics_port,
-                       role=role or node.role)
+                       role=role or node.role, **extra)
+
+
+def runtime_options(runtime: str, state: StateDir) -> dict[str, Any]:
+    """make_runtime's keywords: the process runtime keeps its files under the state dir."""
+    return {"state_dir": str(state.path / "process")} if runtime == "process" else {}
 
 
 def join_command(prefix: str, token: str, endpoints: str) -> str:
@@ -167,21 +175,22 @@ def cluster_call(fn: Callable[[], Any]) -> Any:
 
 # -- the foreground node ------------------------------------------------------------
 
-async def run_node(node: NodeState, *, manager: bool, stop: asyncio.Event | None = None,
+async def run_node(node: NodeState, state: StateDir, *, manager: bool,
+                   stop: asyncio.Event | None = None,
                    on_ready: OnReady | None = None) -> None:
     """Run this node's agent (and controllers when ``manager``) until SIGINT/SIGTERM."""
     from kubeless_agent import metrics as agent_metrics
     from kubeless_agent.main import AgentProcess
 
     configure_logging()
-    await check_runtime(node.runtime)
+    await check_runtime(node, state)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if node.metrics_port is not None:
         agent_metrics.serve(node.metrics_port)  # the default registry: controllers' metrics too
-    agent = AgentProcess(agent_config(node))
+    agent = AgentProcess(agent_config(node, state))
     parts: set[asyncio.Task[Any]] = {asyncio.create_task(agent.run(stop), name="agent")}
     if manager:
         parts.add(asyncio.create_task(_controllers(node), name="controllers"))
@@ -222,14 +231,15 @@ async def _announce(agent: Any, node: NodeState, manager: bool,
         await on_ready()
 
 
-async def check_runtime(name: str) -> None:
+async def check_runtime(node: NodeState, state: StateDir) -> None:
     """Fail before registering anything when the runtime cannot be made here."""
-    from kubeless_agent.runtime import make_runtime
+    from kubeless_agent.main import AgentProcess
 
+    agent = AgentProcess(agent_config(node, state))
     try:
-        runtime = make_runtime(name)
+        runtime = agent.runtime_factory(agent.idents[0])  # as the agent will make it
     except Exception as err:  # noqa: BLE001 - any reason is the user's to read
-        raise CliError(f"the {name} runtime cannot start: {err}") from None
+        raise CliError(f"the {node.runtime} runtime cannot start: {err}") from None
     with contextlib.suppress(Exception):
         await runtime.close()
 
@@ -273,7 +283,7 @@ def init(ctx: Context, state_dir: str, **opts: Any) -> None:
     node = new_node_state(ctx, endpoints, opts, "manager")
     here = where(endpoints, ctx.prefix)
     ctx = replace(ctx, endpoints=endpoints)
-    asyncio.run(check_runtime(node.runtime))
+    asyncio.run(check_runtime(node, state))
 
     async def make(rstore: Any) -> tuple[Any, dict[str, str]]:
         result: tuple[Any, dict[str, str]] = await bootstrap.create_cluster(
@@ -292,7 +302,7 @@ def init(ctx: Context, state_dir: str, **opts: Any) -> None:
     click.echo(f"{NO_TLS_NOTE}\n\nThis node restarts with `kubeless join --state-dir {state}`."
                "\nRunning its agent and controllers in the foreground; Ctrl-C stops them.",
                nl=True)
-    foreground(node, manager=True)
+    foreground(node, state, manager=True)
 
 
 def save_init(state: StateDir, node: NodeState, tokens: dict[str, str]) -> None:
@@ -301,9 +311,9 @@ def save_init(state: StateDir, node: NodeState, tokens: dict[str, str]) -> None:
         state.save_token(role, token)
 
 
-def foreground(node: NodeState, *, manager: bool) -> None:
+def foreground(node: NodeState, state: StateDir, *, manager: bool) -> None:
     try:
-        asyncio.run(run_node(node, manager=manager))
+        asyncio.run(run_node(node, state, manager=manager))
     except KeyboardInterrupt:
         pass
 
@@ -328,7 +338,7 @@ def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
     role = resource["spec"].get("role", "worker")
     click.echo(f"{verb}: the state dir {state} holds node {node.node_id} of cluster "
                f"{node.cluster_id}; starting it again as a {role} ({here}).")
-    foreground(node, manager=role == "manager")
+    foreground(node, state, manager=role == "manager")
 
 
 # -- join -----------------------------------------------------------------------------
@@ -376,7 +386,7 @@ def join(ctx: Context, token: str | None, endpoints: str | None, state_dir: str,
             rstore, token, lambda role: node_resource(base, role), here)
         return result
 
-    cluster_call(lambda: asyncio.run(check_runtime(base.runtime)))
+    asyncio.run(check_runtime(base, state))
     record, role = cluster_call(lambda: rctx.run(register))
     from kubeless.store import now_rfc3339
 
@@ -385,7 +395,7 @@ def join(ctx: Context, token: str | None, endpoints: str | None, state_dir: str,
     click.echo(f"This node ({node.node_id}) joined cluster {record.id} as a {role}.\n"
                f"State dir: {state}; it restarts with `kubeless join --state-dir {state}`.\n"
                f"{NO_TLS_NOTE}")
-    foreground(node, manager=role == "manager")
+    foreground(node, state, manager=role == "manager")
 
 
 # -- join-token -----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any
 
 import click
 
-from kubeless.cli.cluster_cmds import (check_runtime, cluster_call, explicit_endpoints,
+from kubeless.cli.cluster_cmds import (cluster_call, explicit_endpoints,
                                        new_node_state, node_resource, run_node, save_init, where)
 from kubeless.cli.context import CliError, Context, pass_context
 from kubeless.cluster import ClusterError, NodeState, StateDir
@@ -243,7 +243,6 @@ async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict
     try:
         await _until(stop, etcd.start())
         name, why = choose_runtime(runtime)
-        await check_runtime(name)
         node, made = await _until(stop, _cluster(ctx, state, name, opts))
         _banner(state, etcd, node, name, why, made)
 
@@ -252,7 +251,7 @@ async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict
                 await apply_manifest(node, path)
 
         if not stop.is_set():
-            await run_node(node, manager=True, stop=stop, on_ready=apply_all)
+            await run_node(node, state, manager=True, stop=stop, on_ready=apply_all)
     except _Stopped:
         pass
     finally:
