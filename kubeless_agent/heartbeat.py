@@ -19,8 +19,10 @@ which is what a scale test wants.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from kubeless.store import Compare, Etcd, KeptLease, Keyspace, Put, StoreError
 from kubeless.store.codec import encode_json
@@ -62,6 +64,13 @@ class Heartbeats:
         if key in self._values:
             self._pending.add(key)
             self._nudged.set()
+
+    def update(self, node_id: str, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into this node's heartbeat and put it again (runtime state, logs port)."""
+        key = self.keys.heartbeat(node_id)
+        if key in self._values:
+            self._values[key] = encode_json({**json.loads(self._values[key]), **fields})
+            self.nudge(node_id)
 
     async def run(self) -> None:
         """Grant, put, keep; on loss grant again. Returns only when cancelled."""

@@ -33,8 +33,11 @@ from kubeless_agent import metrics
 from kubeless_agent.heartbeat import Heartbeats
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
+from kubeless_agent.logs import LogServer
+from kubeless_agent.netaddr import bind_address
+from kubeless_agent.node_status import advertise
 from kubeless_agent.registration import register_nodes
-from kubeless_agent.runtime import Runtime, make_runtime
+from kubeless_agent.runtime import RUNTIMES, Runtime, make_runtime
 from kubeless_agent.worker import AgentsRouter, Reporter, Worker
 
 log = logging.getLogger("kubeless_agent")
@@ -56,6 +59,8 @@ class AgentConfig:
     metrics_port: int | None = None
     hollow_nodes: int = 0
     role: str = "worker"  # the role a new node registers with (a manager join token's)
+    logs_port: int | None = 0  # serve task logs here (0: any free port; None: not at all)
+    runtime_options: tuple[tuple[str, Any], ...] = ()  # make_runtime keywords (state_dir...)
 
     def identities(self) -> list[NodeIdentity]:
         base = NodeIdentity.detect(self.node_name, address=self.advertise_addr,
@@ -79,7 +84,8 @@ class AgentProcess:
                  runtime_factory: RuntimeFactory | None = None) -> None:
         self.config = config
         self.idents = config.identities()
-        self.runtime_factory = runtime_factory or (lambda _ident: make_runtime(config.runtime))
+        self.runtime_factory = runtime_factory or (lambda ident: make_runtime(
+            config.runtime, ident.node_id, ident.address, **dict(config.runtime_options)))
         self.ready = asyncio.Event()
         self.etcd: Etcd | None = None
         self.keys = Keyspace(config.prefix)
@@ -88,6 +94,7 @@ class AgentProcess:
         self.heartbeats: Heartbeats | None = None
         self.reporter: Reporter | None = None
         self.informer: Informer | None = None
+        self.log_server: LogServer | None = None
 
     @property
     def node_ids(self) -> list[str]:
@@ -138,6 +145,17 @@ class AgentProcess:
             revision_of=lambda key: informer.revisions.get(key, 0),
             on_heartbeat_deleted=self.heartbeats.nudge))
         metrics.NODES.set(len(self.idents))
+        await self._serve_logs()
+
+    async def _serve_logs(self) -> None:
+        assert self.heartbeats is not None
+        port = None
+        if self.config.logs_port is not None:
+            self.log_server = LogServer(self.runtimes, bind_address(self.config.advertise_addr),
+                                        self.config.logs_port)
+            port = await self.log_server.start()
+        for ident in self.idents:
+            advertise(self.heartbeats, ident.node_id, self.runtimes[ident.node_id], port)
 
     def _loops(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         assert self.heartbeats and self.reporter and self.informer
@@ -155,6 +173,8 @@ class AgentProcess:
         self.ready.set()
 
     async def _close(self) -> None:
+        if self.log_server is not None:
+            await self.log_server.close()
         for worker in self.workers.values():
             await worker.close()
         if self.reporter is not None:
@@ -230,7 +250,12 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
     p.add_argument("--endpoints", default="http://127.0.0.1:2379",
                    help="etcd endpoints, comma-separated")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="the cluster's key prefix")
-    p.add_argument("--runtime", default="fake", choices=["fake"], help="task runtime")
+    p.add_argument("--runtime", default="docker", choices=RUNTIMES, help="task runtime")
+    p.add_argument("--logs-port", type=int, default=0,
+                   help="serve task logs on this port (default: any free port, in the heartbeat)")
+    p.add_argument("--process-dir", default=None,
+                   help="process runtime: where task logs and pid files live "
+                        "(default /var/lib/kubeless/process)")
     p.add_argument("--node-name", help="node id (default: the hostname as a DNS label)")
     p.add_argument("--advertise-addr", default="127.0.0.1", help="this node's address")
     p.add_argument("--labels", default="", help="node labels, k=v,... (at registration)")
@@ -252,7 +277,10 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             node_name=dns_label(args.node_name) if args.node_name else None,
             advertise_addr=args.advertise_addr, labels=tuple(labels.items()),
             heartbeat_ttl=args.heartbeat_ttl, cpus=args.cpus, memory=memory,
-            metrics_port=args.metrics_port, hollow_nodes=max(args.hollow_nodes, 0))
+            metrics_port=args.metrics_port, hollow_nodes=max(args.hollow_nodes, 0),
+            logs_port=args.logs_port,
+            runtime_options=(("state_dir", args.process_dir),)
+            if args.runtime == "process" and args.process_dir else ())
     except ValueError as err:
         p.error(str(err))
     logging.basicConfig(level=args.log_level.upper(),

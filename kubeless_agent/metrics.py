@@ -6,7 +6,7 @@ cardinality. ``serve(port)`` exposes them at ``/metrics``.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 TASKS = Gauge("kubeless_agent_tasks", "Tasks this process runs, by observed state", ["state"])
 TASK_REPORTS = Counter("kubeless_agent_task_reports",
@@ -17,6 +17,10 @@ RUNTIME_ERRORS = Counter("kubeless_agent_runtime_errors",
                          "Runtime calls that failed", ["operation"])
 LEASE_LOSSES = Counter("kubeless_agent_heartbeat_lease_losses",
                        "Heartbeat leases lost (etcd unreachable for a TTL, or revoked)")
+CONTAINER_START_SECONDS = Histogram(
+    "kubeless_agent_container_start_seconds",
+    "From a task's start call until it runs (healthy, when it has a healthcheck)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120))
 NODES = Gauge("kubeless_agent_nodes", "Nodes this process runs (more than one: hollow nodes)")
 
 

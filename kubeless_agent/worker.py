@@ -246,6 +246,7 @@ class Worker:
         self.records: dict[str, TaskRecord] = {}
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        self._adopted: dict[str, Report] = {}  # what the runtime had before assignments came
         runtime.subscribe(self._on_runtime_report)
 
     def report_key(self, tid: str) -> str:
@@ -258,10 +259,17 @@ class Worker:
             rec.started = True
             rec.state = report.get("state")
             metrics.task_state_changed(None, rec.state)
+            self._adopted[tid] = report
 
     def resync(self) -> None:
-        """After the first listing: clean up adopted tasks that have no assignment."""
+        """After the first listing: report what changed while no agent watched (a container
+        that ended), and clean up adopted tasks that have no assignment."""
+        adopted, self._adopted = self._adopted, {}
         for tid, rec in list(self.records.items()):
+            report = adopted.get(tid)
+            if rec.assigned and report is not None and \
+                    report["state"] != self.reporter.state_of(self.report_key(tid)):
+                self._report(tid, report)
             if not rec.assigned:
                 self.kick(tid)
 
@@ -352,6 +360,9 @@ class Worker:
 
     def _on_runtime_report(self, tid: str, report: Report) -> None:
         rec = self.records.get(tid)
+        if rec is not None and rec.task is None and tid in self._adopted:
+            self._adopted[tid] = report  # adopted, assignment not seen yet: resync reports it
+            return
         if rec is None or not rec.assigned:
             return  # being cleaned up: its report key goes away
         self._report(tid, report)

@@ -82,9 +82,23 @@ def published_ports(task: Task) -> list[dict[str, Any]]:
             for p in ports if isinstance(p, dict) and p.get("published")]
 
 
-def make_runtime(name: str, **options: Any) -> Runtime:
-    """A runtime by its ``--runtime`` name."""
+RUNTIMES = ("docker", "process", "fake")
+
+
+def make_runtime(name: str, node_id: str = "", address: str = "127.0.0.1",
+                 **options: Any) -> Runtime:
+    """A runtime by its ``--runtime`` name, for the node ``node_id`` advertised at ``address``.
+
+    ``options`` go to the runtime's constructor: ``delay`` (fake), ``base_url``
+    (docker), ``state_dir`` (process).
+    """
     if name == "fake":
         from kubeless_agent.runtime.fake import FakeRuntime
         return FakeRuntime(**options)
-    raise ValueError(f"unknown runtime {name!r} (known: fake)")
+    if name == "docker":
+        from kubeless_agent.runtime.docker import DockerRuntime
+        return DockerRuntime(node_id, address=address, **options)
+    if name == "process":
+        from kubeless_agent.runtime.process import ProcessRuntime
+        return ProcessRuntime(node_id, address=address, **options)
+    raise ValueError(f"unknown runtime {name!r} (known: {', '.join(RUNTIMES)})")

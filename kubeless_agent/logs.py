@@ -1,0 +1,139 @@
+"""The agent's log endpoint: ``GET /logs/<task-id>?tail=N&follow=1`` over plain HTTP.
+
+Logs stay on the node that ran the task (as with docker, whose ``service
+logs`` goes through each node): the agent serves them on its advertise
+address, on ``--logs-port`` (0: any free port), and says where in its
+heartbeat (``logsPort``); the CLI reads the heartbeat of the task's node
+and connects (``kubeless.cli.logs_cmd``).
+
+The response is ``text/plain``, the task's output line by line, and the
+connection closes when the output ends (at once, or with ``follow=1`` when
+the task stops, or when the client goes away). 404: no runtime of this
+process knows the task. One server per process serves every local node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+
+class LogSource(Protocol):
+    """What a runtime offers for its logs (docker and process do; fake does not)."""
+
+    async def open_logs(self, tid: str, tail: int | None = None,
+                        follow: bool = False) -> AsyncIterator[bytes]:
+        """The task's output lines; LookupError when the task is not here."""
+
+
+class LogServer:
+    """Serves the logs of the tasks of every runtime in ``runtimes`` (node id -> runtime)."""
+
+    def __init__(self, runtimes: Mapping[str, Any], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.runtimes = runtimes
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> int:
+        """Listen; the bound port (the one asked for, or a free one for 0)."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("serving task logs on %s:%d", self.host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._clients):
+            t.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        self._clients.add(me)
+        try:
+            await self._handle(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("serving logs")
+        finally:
+            self._clients.discard(me)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readline()).decode("latin-1").split()
+        while (await reader.readline()).strip():
+            pass  # headers: nothing we need
+        if len(request) < 2 or request[0] != "GET":
+            return _respond(writer, 405, "only GET\n")
+        url = urlsplit(request[1])
+        if not url.path.startswith("/logs/"):
+            return _respond(writer, 404, "not found: try /logs/<task-id>\n")
+        tid = unquote(url.path[len("/logs/"):])
+        query = parse_qs(url.query)
+        try:
+            tail = int(query["tail"][0]) if "tail" in query else None
+        except ValueError:
+            return _respond(writer, 400, "tail must be a number\n")
+        follow = query.get("follow", ["0"])[0] in ("1", "true", "yes")
+        lines = await self._open(tid, tail, follow)
+        if lines is None:
+            return _respond(writer, 404, f"task {tid} is not on this node\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     b"Connection: close\r\n\r\n")
+        await _stream(lines, reader, writer)
+
+    async def _open(self, tid: str, tail: int | None,
+                    follow: bool) -> AsyncIterator[bytes] | None:
+        """The lines of the first runtime that knows the task, or None."""
+        for runtime in self.runtimes.values():
+            opener: Callable[..., Awaitable[AsyncIterator[bytes]]] | None = \
+                getattr(runtime, "open_logs", None)
+            if opener is None:
+                continue
+            try:
+                return await opener(tid, tail=tail, follow=follow)
+            except LookupError:
+                continue
+        return None
+
+
+async def _stream(lines: AsyncIterator[bytes], reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> None:
+    """Copy lines to the client until they end or the client hangs up."""
+    async def copy() -> None:
+        async for line in lines:
+            writer.write(line)
+            await writer.drain()
+
+    copying = asyncio.ensure_future(copy())
+    hangup = asyncio.ensure_future(reader.read())
+    try:
+        await asyncio.wait({copying, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (copying, hangup):
+            t.cancel()
+        await asyncio.gather(copying, hangup, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await lines.aclose()  # type: ignore[attr-defined]
+
+
+def _respond(writer: asyncio.StreamWriter, code: int, text: str) -> None:
+    reason = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[code]
+    body = text.encode()
+    writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
