@@ -23,6 +23,7 @@ COMMANDS = {
     "delete": "kubeless.cli.read_cmds:delete",
     "service": "kubeless.cli.service_cmds:service",
     "node": "kubeless.cli.node_cmds:node",
+    "logs": "kubeless.cli.logs_cmd:logs",
     "rollout": "kubeless.cli.rollout_cmds:rollout",
     "init": "kubeless.cli.cluster_cmds:init",
     "join": "kubeless.cli.cluster_cmds:join",

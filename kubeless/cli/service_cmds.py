@@ -313,3 +313,18 @@ def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> No
     ns = current_namespace(namespace)
     ctx.run(lambda rstore: roll_back(rstore, name, ns))
     click.echo(name)
+
+
+@service.command("logs")
+@click.argument("name")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the tasks stop.")
+@click.option("--tail", type=int, default=None, help="Only the last N lines of each task.")
+@click.option("--no-prefix", is_flag=True, help="Print lines without the task@node prefix.")
+@pass_context
+def logs(ctx: Context, name: str, namespace: str | None, follow: bool, tail: int | None,
+         no_prefix: bool) -> None:
+    """Print the output of a service's tasks, through their nodes' agents (as docker)."""
+    from kubeless.cli.logs_cmd import service_logs
+
+    service_logs(ctx, name, namespace, follow, tail, no_prefix)
