@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import foundation
+from bench import control_plane, foundation
 
-SUITES = {"foundation": foundation.main}
+SUITES = {"foundation": foundation.main, "control_plane": control_plane.main}
 
 
 def main(argv: list[str]) -> None:

@@ -4,7 +4,7 @@
 heartbeat lease, one informer, one reporter and one worker per node, all
 on ONE etcd connection. With ``--hollow-nodes N`` it runs N nodes named
 ``<name>-0`` ... ``<name>-<N-1>`` (scale tests): they share the one lease
-(killing the process takes them all down) and one informer on ``agents/``
+(killing the process takes them all down) and one informer on ``agents/<name>-``
 dispatching by node id, so per-node cost is a worker, a runtime and a
 heartbeat key.
 
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -137,7 +138,7 @@ class AgentProcess:
             await worker.adopt()
             self.workers[ident.node_id] = worker
         prefix = self.keys.agent(self.idents[0].node_id) if self.config.hollow_nodes <= 0 \
-            else self.keys.root + "agents/"
+            else hollow_prefix(self.keys, self.node_ids)
         self.informer = Informer(etcd, prefix, _decode)
         informer = self.informer
         self.informer.add_handler(AgentsRouter(
@@ -203,6 +204,17 @@ async def _unless_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) -
         return False
     work.result()
     return True
+
+
+def hollow_prefix(keys: Keyspace, node_ids: Sequence[str]) -> str:
+    """The narrowest ``agents/`` prefix covering every local node (``agents/<name>-``).
+
+    Only a filter: the router still dispatches by node id, so a foreign node
+    that shares the prefix is ignored. Watching all of ``agents/`` instead
+    would make every hollow process decode every other process's
+    assignments and reports (10 processes: 10 times the work).
+    """
+    return keys.root + "agents/" + os.path.commonprefix(list(node_ids))
 
 
 def _decode(kv: KeyValue) -> Any:
