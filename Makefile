@@ -50,10 +50,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
-up:
-	@echo "make up arrives with the agent (issue 4): it will run etcd, the controllers and an agent."
-	@echo "Until then: start etcd, then use the kubeless CLI (see README)."
-	@exit 1
+# A whole cluster on this machine, in the foreground (Ctrl-C stops it all):
+# etcd, the controllers and one agent (docker runtime: `docker` started
+# dockerd and built the demo image), then manifests/demo.yaml applied once
+# the node is ready. Extra options: make up UP_ARGS="--etcd-port 2479".
+UP_ARGS ?=
+up: deps docker venv
+	$(VENV)/bin/kubeless up --apply manifests/demo.yaml $(UP_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

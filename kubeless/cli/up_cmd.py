@@ -334,7 +334,8 @@ def _banner(state: StateDir, etcd: DevEtcd, node: NodeState, runtime: str, why: 
         f"  kubeless get services\n"
         f"  kubeless service ps web\n"
         f"A worker on this machine: kubeless join-token worker --state-dir {state}\n"
-        f"Ctrl-C stops the agent, the controllers and etcd.\n")
+        f"Ctrl-C stops the agent, the controllers and etcd; running containers are left\n"
+        f"for the next `kubeless up` to adopt (`kubeless service rm NAME` removes them).\n")
 
 
 async def apply_manifest(node: NodeState, path: str) -> None:

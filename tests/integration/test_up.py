@@ -1,0 +1,165 @@
+"""``kubeless up``: etcd, controllers and one agent from one foreground command.
+
+Runs with the fake runtime so it needs no Docker Engine. Every process
+started here (``up`` itself, and the etcd whose pid ``up`` records) is
+ended by its pid in a finalizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+DEADLINE = 30.0
+
+
+def free_port_pair() -> int:
+    """A client port whose next port (etcd's peer port) is free too."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+class Up:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.state = tmp / "up"
+        self.port = free_port_pair()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen[str]] = []
+        self.etcd_pids: set[int] = set()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")}
+
+    def start(self, *extra: str) -> tuple[subprocess.Popen[str], Path]:
+        out = self.tmp / f"up-{len(self.procs)}.out"
+        with open(out, "w") as f:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kubeless.cli.main", "up", "--runtime", "fake",
+                 "--etcd-port", str(self.port), "--state-dir", str(self.state), *extra],
+                stdout=f, stderr=subprocess.STDOUT, text=True, env=self.env)
+        self.procs.append(proc)
+        return proc, out
+
+    def kubeless(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kubeless.cli.main", "--endpoints",
+                               self.url, *args], capture_output=True, text=True, env=self.env,
+                              timeout=30)
+
+    def etcd_pid(self) -> int:
+        pid = int((self.state / "etcd.pid").read_text())
+        self.etcd_pids.add(pid)
+        return pid
+
+    def wait_ready_node(self, proc: subprocess.Popen[str], out: Path) -> list[str]:
+        deadline = time.monotonic() + DEADLINE
+        rows: list[str] = []
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"up exited ({proc.returncode}):\n{out.read_text()}")
+            res = self.kubeless("get", "nodes")
+            rows = res.stdout.splitlines()[1:] if res.returncode == 0 else []
+            if len(rows) == 1 and "ready" in rows[0].lower().split() \
+                    and "is ready (manager" in out.read_text():  # not a killed up's heartbeat
+                return rows
+            time.sleep(0.2)
+        pytest.fail(f"no Ready node within {DEADLINE}s ({rows}):\n{out.read_text()}")
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for pid in self.etcd_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    u = Up(tmp_path)
+    yield u
+    u.close()
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    os.kill(proc.pid, signal.SIGINT)
+    return proc.wait(DEADLINE)
+
+
+def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
+    proc, out = up.start()
+    rows = up.wait_ready_node(proc, out)
+    assert "manager" in rows[0]
+    etcd = up.etcd_pid()
+    text = out.read_text()
+    assert f"export KUBELESS_ENDPOINTS={up.url}" in text
+    assert "runtime    fake" in text and "kubeless get services" in text
+    token = up.kubeless("join-token", "worker", "-q", "--state-dir", str(up.state))
+    assert token.returncode == 0 and token.stdout.startswith("SWMTKN-1-"), token.stderr
+
+    assert stop(proc) == 0
+    deadline = time.monotonic() + 10
+    while alive(etcd) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(etcd), "the etcd up started is stopped with it"
+    assert not (up.state / "etcd.pid").exists()
+
+
+def test_up_applies_manifests_and_comes_back_to_the_same_cluster(up: Up, tmp_path: Path) -> None:
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text("apiVersion: kubeless.io/v1\nkind: Service\nmetadata: {name: hello}\n"
+                        "spec: {replicas: 2, template: {image: hello:1}}\n")
+    first, out = up.start("--apply", str(manifest))
+    up.wait_ready_node(first, out)
+    deadline = time.monotonic() + DEADLINE
+    while "hello" not in up.kubeless("get", "services", "-o", "name").stdout:
+        assert time.monotonic() < deadline, out.read_text()
+        time.sleep(0.2)
+    assert "(new)" in out.read_text()
+    etcd = up.etcd_pid()
+
+    # killed hard: the etcd it started survives, and the next up reuses it
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    assert alive(etcd)
+    second, out2 = up.start()
+    up.wait_ready_node(second, out2)
+    text = out2.read_text()
+    assert f"reused, pid {etcd}" in text and "from the state dir" in text, text
+    assert "service/hello" in up.kubeless("get", "services", "-o", "name").stdout
+
+    assert stop(second) == 0
+    deadline = time.monotonic() + 10
+    while alive(etcd) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(etcd)
