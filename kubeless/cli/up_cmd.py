@@ -84,8 +84,9 @@ class DevEtcd:
             self.pid, self.reused = pid, True
             return
         if await self.healthy():
-            raise CliError(f"something else already answers on {self.url}: stop it, or run "
-                           "`kubeless up --etcd-port N` with a free port")
+            raise CliError(f"another etcd already answers on {self.url} (Debian's etcd "
+                           "service? `systemctl stop etcd`): stop it, or pick a free port with "
+                           "`kubeless up --etcd-port N` (make up UP_ARGS=\"--etcd-port N\")")
         if not os.access(ETCD_BIN, os.X_OK):
             raise CliError(f"{ETCD_BIN} is missing: install Debian's etcd-server "
                            "(`make up` does)")
