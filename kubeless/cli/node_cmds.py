@@ -47,11 +47,14 @@ def manager_status(node: dict[str, Any], leaders: set[str], live: set[str]) -> s
 
 def node_rows(nodes: list[dict[str, Any]], leaders: set[str], live: set[str],
               me: str | None) -> list[list[str]]:
-    hostname = socket.gethostname()
+    if me is None:  # no state dir here: the one node with this host's name, if unique
+        same_host = [n["metadata"]["name"] for n in nodes
+                     if (n.get("status") or {}).get("hostname") == socket.gethostname()]
+        me = same_host[0] if len(same_host) == 1 else None
     rows = []
     for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         name, status = n["metadata"]["name"], n.get("status") or {}
-        mine = name == me or (me is None and status.get("hostname") == hostname)
+        mine = name == me
         rows.append([f"{name} *" if mine else name, status.get("hostname", ""),
                      status.get("state", "down").capitalize(),
                      n["spec"].get("availability", "active").capitalize(),
