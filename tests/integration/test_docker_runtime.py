@@ -228,3 +228,125 @@ async def test_agent_restart_adopts_containers_and_restarts_nothing(
         assert foreign.status == "running"  # never touched
     finally:
         foreign.remove(force=True)
+
+
+async def test_with_controllers_a_killed_container_is_replaced_and_a_crash_loop_backs_off(
+        etcd_cluster: EtcdCluster, prefix: str, node: str, engine: Any) -> None:
+    from kubeless.api.tasks import created_at
+    from tests.support.hollow import HollowCluster, running, service, state
+
+    async with HollowCluster(etcd_cluster.endpoints, prefix) as cluster, \
+            running_agent(agent_config(etcd_cluster, prefix, node)):
+        web = service("web", 2, image=IMAGE)
+        crash = service("crash", 1, image=IMAGE, restart={"condition": "any", "delay": "1s"},
+                        history=50)
+        crash["spec"]["template"]["command"] = ["sh", "-c", "echo crashing; exit 2"]
+        await cluster.apply(web)
+        tasks = await cluster.wait_running("web", 2, timeout=30)
+        victim = running(tasks)[0]
+        await asyncio.to_thread(engine.containers.get(victim["status"]["containerId"]).kill)
+        await cluster.apply(crash)
+        looping = time.monotonic()
+        tasks = await cluster.wait_running(
+            "web", 2, timeout=30,
+            check=lambda ts: victim["metadata"]["name"] not in
+            [t["metadata"]["name"] for t in running(ts)])
+        old = next(t for t in tasks if t["metadata"]["name"] == victim["metadata"]["name"])
+        assert state(old) == "failed" and old["status"]["exitCode"] == 137
+        await asyncio.sleep(5)
+        attempts = await cluster.tasks("crash")
+        failed = [t for t in attempts if state(t) == "failed"]
+        elapsed = time.monotonic() - looping
+        assert 2 <= len(attempts) <= elapsed / 1.0 + 1, (elapsed, [state(t) for t in attempts])
+        assert all(t["status"]["exitCode"] == 2 for t in failed)
+        assert all("crashing" in t["status"]["error"] for t in failed)
+        born = sorted(created_at(t) or 0 for t in attempts)
+        assert min(b - a for a, b in zip(born, born[1:])) >= 0.9  # the restart delay
+        # the agent is not wedged by the loop: it still runs new work
+        await cluster.scale("web", 3)
+        await cluster.wait_running("web", 3, timeout=30)
+
+
+class SocketProxy:
+    """A unix socket forwarding to the engine's: cutting it is the engine going away."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        self.path, self.target = path, target
+        self.server: asyncio.AbstractServer | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._handle, str(self.path))
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in list(self.writers):
+            w.close()
+        self.path.unlink(missing_ok=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_unix_connection(self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, up_w}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                w.close()
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self.writers -= {writer, up_w}
+
+
+async def test_an_engine_that_goes_away_marks_the_runtime_down_then_recovers(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore, node: str,
+        engine: Any, tmp_path: Path) -> None:
+    import json
+
+    target = engine.api.base_url.replace("http+docker://localunixsocket", "")
+    target = target if target.startswith("/") else "/var/run/docker.sock"
+    proxy = SocketProxy(tmp_path / "docker.sock", target)
+    await proxy.start()
+    cfg = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name=node,
+                      runtime="docker", heartbeat_ttl=3,
+                      runtime_options=(("base_url", f"unix://{proxy.path}"),))
+
+    async def runtime_state() -> str:
+        kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(node))
+        return "" if kv is None else str(json.loads(kv.value).get("runtimeState"))
+
+    async with running_agent(cfg):
+        stays = task("web", 1, node, ports=HTTP)
+        dies = task("web", 2, node, ports=HTTP)
+        for t in (stays, dies):
+            await assign(rstore, t)
+        reps = {t["metadata"]["name"]: await reaches(rstore, t, "running") for t in (stays, dies)}
+        await until(lambda: _is(runtime_state(), "up"), 10, "runtime up")
+        await proxy.stop()
+        await until(lambda: _is(runtime_state(), "down"), 10, "runtime down in the heartbeat")
+        # no task failed for it; a container dying meanwhile is not missed
+        await asyncio.to_thread(engine.containers.get(reps[dies["metadata"]["name"]]
+                                                      ["containerId"]).kill)
+        await asyncio.sleep(1)
+        assert (await report(rstore, stays) or {}).get("state") == "running"
+        assert (await report(rstore, dies) or {}).get("state") == "running"
+        await proxy.start()
+        await until(lambda: _is(runtime_state(), "up"), 10, "runtime up again")
+        assert (await reaches(rstore, dies, "failed"))["exitCode"] == 137
+        assert (await report(rstore, stays) or {}).get("state") == "running"
+        more = task("web", 3, node, ports=HTTP)  # and it runs new work again
+        await assign(rstore, more)
+        await reaches(rstore, more, "running")
+    await proxy.stop()
+
+
+async def _is(value: Any, want: str) -> bool:
+    return bool(await value == want)
