@@ -6,7 +6,8 @@ while tasks wait. Reconcile plans all waiting tasks at once with
 ``plan_placements`` and commits each assignment (the task and its node's
 assignment key together) through the fenced applier, many per
 transaction. Tasks no node accepts keep waiting with the reason in
-``status.message``, and are placed as soon as a node fits.
+``status.message`` and ``status.error`` (what ``service ps`` shows), and
+are placed as soon as a node fits.
 """
 
 from __future__ import annotations
@@ -70,11 +71,12 @@ class SchedulerController(ViewController):
         ops: list[Op] = [AssignTask(self._assigned(a.task, a.node_id, a.scores, now), a.node_id)
                          for a in plan.assignments]
         for u in plan.unschedulable:
+            # As Swarm's scheduler does, the reason goes in the error too: that is the
+            # column ``service ps`` shows (docker service ps: "no suitable node (...)").
             status = u.task.get("status") or {}
-            if status.get("message") != u.reason:
-                ops.append(UpdateTask(self._stored(u.task, status={**status,
-                                                                   "message": u.reason}),
-                                      "unschedulable"))
+            if status.get("message") != u.reason or status.get("error") != u.reason:
+                ops.append(UpdateTask(self._stored(u.task, status={
+                    **status, "message": u.reason, "error": u.reason}), "unschedulable"))
         await self.apply(ops)
         for a in plan.assignments:
             created = created_at(a.task)
@@ -95,4 +97,5 @@ class SchedulerController(ViewController):
         status = {**(task.get("status") or {}), "state": "assigned", "timestamp": now,
                   "message": f"scheduled on {node_id}",
                   "scores": scores}
+        status.pop("error", None)  # the "no suitable node" of an earlier pass
         return self._stored(task, spec=spec, status=status)
