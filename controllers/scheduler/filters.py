@@ -54,7 +54,8 @@ class Filter:
 
 
 class ReadyFilter(Filter):
-    """The node's heartbeat says ready (a down or silent node takes no task)."""
+    """The node's heartbeat says ready (a down or silent node, or one whose container
+    engine is down, takes no task)."""
 
     reason = "not ready"
     static = True

@@ -63,7 +63,9 @@ class NodeInfo:
 
     @property
     def ready(self) -> bool:
-        return (self.node.get("status") or {}).get("state") == "ready"
+        """Heartbeat alive and the runtime (Docker Engine) not known to be down."""
+        status = self.node.get("status") or {}
+        return status.get("state") == "ready" and status.get("runtimeState") != "down"
 
     @property
     def availability(self) -> str:

@@ -44,7 +44,7 @@ class Informer:
         self.resumes = 0
         self.synced = asyncio.Event()
         self._handlers: list[Handler] = []
-        self._progress = asyncio.Condition()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -134,15 +134,29 @@ class Informer:
                 log.exception("informer handler failed for %s", key)
 
     async def _advance(self, revision: int) -> None:
-        if revision > self.revision:
-            async with self._progress:
-                self.revision = revision
-                self._progress.notify_all()
+        if revision <= self.revision:
+            return
+        self.revision = revision
+        still = []
+        for want, fut in self._waiters:
+            if want <= revision:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((want, fut))
+        self._waiters = still
 
     async def wait_for_revision(self, revision: int, timeout: float | None = None) -> None:
-        """Wait until the cache reflects at least ``revision`` (read-your-writes)."""
-        async def reached() -> None:
-            async with self._progress:
-                await self._progress.wait_for(lambda: self.revision >= revision)
+        """Wait until the cache reflects at least ``revision`` (read-your-writes).
 
-        await asyncio.wait_for(reached(), timeout)
+        Only revisions of this prefix's own changes (or progress notices)
+        arrive here: wait for revisions of writes under the prefix.
+        """
+        if self.revision >= revision:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((revision, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters = [(r, f) for r, f in self._waiters if f is not fut]
