@@ -15,6 +15,7 @@ not decoded, only marked, so the cache stays small.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -55,6 +56,11 @@ class ClusterView:
         self.tasks_by_service: dict[ServiceKey, set[str]] = defaultdict(set)
         self.tasks_by_node: dict[str, set[str]] = defaultdict(set)
         self.task_key_by_id: dict[str, str] = {}
+        # Task keys waiting for the scheduler, in arrival order (placement order).
+        self.waiting: dict[str, None] = {}
+        # Task key -> the task with effectiveState/effectiveStatus, rebuilt only when
+        # the task or its report changes. Shared: readers must not mutate it.
+        self._effective: dict[str, Resource] = {}
         self.caches: dict[str, dict[str, Any]] = {}
         self.informers: dict[str, Any] = {}
         self._attached = False
@@ -87,6 +93,8 @@ class ClusterView:
 
     def _index(self, key: str, task: Resource) -> None:
         spec = task.get("spec") or {}
+        if is_waiting(task):
+            self.waiting[key] = None
         ns = task["metadata"].get("namespace", "default")
         self.tasks_by_service[(ns, spec.get("serviceName", ""))].add(key)
         if spec.get("nodeName"):
@@ -95,6 +103,8 @@ class ClusterView:
 
     def _unindex(self, key: str, task: Resource) -> None:
         spec = task.get("spec") or {}
+        self.waiting.pop(key, None)
+        self._effective.pop(key, None)
         ns = task["metadata"].get("namespace", "default")
         skey = (ns, spec.get("serviceName", ""))
         self.tasks_by_service[skey].discard(key)
@@ -108,7 +118,12 @@ class ClusterView:
         self.task_key_by_id.pop(task["metadata"]["name"], None)
 
     def _on_agent_key(self, key: str, old: Any, new: Any) -> None:
-        """Observe creation-to-running when an agent first reports a task running."""
+        """Forget the task's merged view; observe creation-to-running when an agent
+        first reports a task running."""
+        if "/tasks/" in key:
+            task_key = self.task_key_by_id.get(key.rsplit("/", 1)[-1])
+            if task_key is not None:
+                self._effective.pop(task_key, None)
         if not isinstance(new, dict) or new.get("state") != "running":
             return
         if not self.informers[self.agents_prefix].synced.is_set():
@@ -167,17 +182,31 @@ class ClusterView:
         status = effective_status(task, report)
         return {**task, "effectiveState": status["state"], "effectiveStatus": status}
 
+    def effective(self, key: str) -> Resource | None:
+        """The task under ``key`` with its effective state (cached; do not mutate)."""
+        found = self._effective.get(key)
+        if found is None:
+            task = self.caches[self.tasks_prefix].get(key)
+            if task is None:
+                return None
+            found = self._effective[key] = self.with_effective(task)
+        return found
+
+    def _effective_of(self, keys: Any) -> list[Resource]:
+        return [t for t in map(self.effective, keys) if t is not None]
+
     def tasks_of(self, ns: str, name: str) -> list[Resource]:
-        cache = self.caches[self.tasks_prefix]
-        keys = self.tasks_by_service.get((ns, name), ())
-        return [self.with_effective(cache[k]) for k in keys if k in cache]
+        return self._effective_of(list(self.tasks_by_service.get((ns, name), ())))
 
     def tasks_on(self, node: str) -> list[Resource]:
-        cache = self.caches[self.tasks_prefix]
-        return [self.with_effective(cache[k]) for k in self.tasks_by_node.get(node, ()) if k in cache]
+        return self._effective_of(list(self.tasks_by_node.get(node, ())))
 
     def all_tasks(self) -> list[Resource]:
-        return [self.with_effective(t) for t in self.caches[self.tasks_prefix].values()]
+        return self._effective_of(list(self.caches[self.tasks_prefix]))
+
+    def waiting_tasks(self) -> list[Resource]:
+        """Tasks the scheduler must place, oldest first."""
+        return self._effective_of(list(self.waiting))
 
     def node(self, name: str) -> Resource | None:
         found = self.caches[self.nodes_prefix].get(self.store.keys.spec("Node", name))
@@ -194,9 +223,19 @@ class ClusterView:
         return task["metadata"].get("namespace", "default"), task["spec"].get("serviceName", "")
 
 
-_views: dict[int, ClusterView] = {}
+def is_waiting(task: Resource) -> bool:
+    """A task the scheduler must place (or check, for global tasks)."""
+    return ((task.get("status") or {}).get("state") == "pending"
+            and (task.get("spec") or {}).get("desiredState") == "running")
+
+
+# One view per store; weak, so a store's view goes with its controllers.
+_views: weakref.WeakValueDictionary[int, ClusterView] = weakref.WeakValueDictionary()
 
 
 def view_for(store: ResourceStore) -> ClusterView:
     """The one ClusterView of a store (controllers of a process share it)."""
-    return _views.setdefault(id(store), ClusterView(store))
+    view = _views.get(id(store))
+    if view is None:
+        view = _views[id(store)] = ClusterView(store)
+    return view

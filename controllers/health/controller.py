@@ -23,6 +23,7 @@ from controllers.ops import Op
 
 class HealthController(ViewController):
     name = "health"
+    workers = 16  # node keys touch disjoint tasks; a lost rack is reconciled in parallel
 
     def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
         super().__init__(store)

@@ -36,6 +36,7 @@ def constraint_matcher(service: Resource) -> Any:
 
 class ReplicationController(ViewController):
     name = "replication"
+    workers = 4  # service keys are independent
 
     def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
         super().__init__(store)

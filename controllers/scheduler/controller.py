@@ -20,18 +20,13 @@ from kubeless.api.tasks import created_at
 from kubeless.store import ResourceStore
 
 from controllers.base import ViewController
+from controllers.view import is_waiting
 from controllers.ops import AssignTask, Op, UpdateTask
 from controllers import metrics
 from controllers.scheduler.plan import plan_placements
 
 PENDING = "pending"
 Resource = dict[str, Any]
-
-
-def waiting(task: Resource) -> bool:
-    """A task the scheduler must place (or check, for global tasks)."""
-    return ((task.get("status") or {}).get("state") == "pending"
-            and (task.get("spec") or {}).get("desiredState") == "running")
 
 
 class SchedulerController(ViewController):
@@ -44,7 +39,7 @@ class SchedulerController(ViewController):
     def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
         view = self.view
         if key.startswith(view.tasks_prefix):
-            if new is not None and waiting(new):
+            if new is not None and is_waiting(new):
                 yield PENDING
             elif old is not None and (old.get("spec") or {}).get("nodeName"):
                 yield from self._if_waiting()  # capacity freed
@@ -56,12 +51,11 @@ class SchedulerController(ViewController):
         return self._if_waiting()
 
     def _if_waiting(self) -> Iterable[Hashable]:
-        if any(waiting(t) for t in self.view.caches[self.view.tasks_prefix].values()):
+        if self.view.waiting:
             yield PENDING
 
     async def reconcile(self, key: Hashable) -> float | None:
-        pending = [self.view.with_effective(t)
-                   for t in self.view.caches[self.view.tasks_prefix].values() if waiting(t)]
+        pending = self.view.waiting_tasks()
         if not pending:
             return None
         started = time.perf_counter()

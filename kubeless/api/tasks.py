@@ -66,7 +66,12 @@ def is_terminal(state: str | None) -> bool:
 
 def new_task_id() -> str:
     """25 lowercase alphanumerics, like Swarm's task ids."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(TASK_ID_LENGTH))
+    number = secrets.randbits(130)  # 36**25 < 2**130: one draw from the OS, not 25
+    chars = []
+    for _ in range(TASK_ID_LENGTH):
+        number, digit = divmod(number, 36)
+        chars.append(_ID_ALPHABET[digit])
+    return "".join(chars)
 
 
 def task_display_name(task: dict[str, Any]) -> str:
