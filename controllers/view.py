@@ -15,7 +15,6 @@ not decoded, only marked, so the cache stays small.
 from __future__ import annotations
 
 import time
-import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -229,13 +228,11 @@ def is_waiting(task: Resource) -> bool:
             and (task.get("spec") or {}).get("desiredState") == "running")
 
 
-# One view per store; weak, so a store's view goes with its controllers.
-_views: weakref.WeakValueDictionary[int, ClusterView] = weakref.WeakValueDictionary()
-
-
 def view_for(store: ResourceStore) -> ClusterView:
-    """The one ClusterView of a store (controllers of a process share it)."""
-    view = _views.get(id(store))
+    """The one ClusterView of a store (controllers of a process share it); kept on
+    the store itself, so it lives and dies with it."""
+    view: ClusterView | None = getattr(store, "_cluster_view", None)
     if view is None:
-        view = _views[id(store)] = ClusterView(store)
+        view = ClusterView(store)
+        setattr(store, "_cluster_view", view)
     return view

@@ -168,7 +168,12 @@ class Cluster:
                 self.check_invariants()
             changed = bool(self.health()) | self.world()
             if not ops and not changed:
-                return
+                again = reconcile_service(self.service, self.snapshot(), self.nodes, self.now,
+                                          new_id=self.new_id, eligible=in_eu).requeue_after
+                if again is None:
+                    return
+                self.now += again  # a restart delay is running: let it pass
+                continue
             self.now += 1.0
         raise AssertionError("did not converge")
 
