@@ -48,10 +48,20 @@ class ViewController(Controller):
         return result.check()
 
     async def caught_up(self, revision: int, prefixes: set[str]) -> None:
-        """Wait until the informers of the prefixes written have seen ``revision``."""
-        waits = [self.ctx.informers[p].wait_for_revision(revision) for p in prefixes]
-        try:
-            await asyncio.wait_for(asyncio.gather(*waits), READ_YOUR_WRITES_TIMEOUT)
-        except asyncio.TimeoutError:
-            log.warning("%s: caches did not reach revision %d in %ss", self.name, revision,
-                        READ_YOUR_WRITES_TIMEOUT)
+        """Wait until the informers of the prefixes written have seen ``revision``.
+
+        Polls ``Informer.revision`` instead of ``Informer.wait_for_revision``:
+        a worker cancelled there (leadership lost, shutdown) could stay stuck
+        re-acquiring the informer's Condition lock, so the runner never stopped.
+        The informer is usually there already, or a few milliseconds later.
+        """
+        informers = [self.ctx.informers[p] for p in prefixes]
+        deadline = asyncio.get_running_loop().time() + READ_YOUR_WRITES_TIMEOUT
+        delay = 0.001
+        while any(i.revision < revision for i in informers):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("%s: caches did not reach revision %d in %ss", self.name, revision,
+                            READ_YOUR_WRITES_TIMEOUT)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
