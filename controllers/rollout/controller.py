@@ -2,7 +2,8 @@
 
 Events map to services as for replication (a service's spec or status, its
 tasks, agents' reports on them). Reconcile validates the service, asks
-``decide`` what to do, commits the task operations, rolls the Service's
+``decide`` what to do, writes the status first (so a rollout's start is on
+record before a task is touched), commits the task operations, rolls the Service's
 spec back when the decision says so (the one write of a controller to a
 spec key, as Swarm's updater does, fenced and compared like any other),
 and merges ``updateStatus`` into the status key, keeping what replication
@@ -11,6 +12,7 @@ writes there.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Hashable, Iterable
@@ -27,6 +29,7 @@ from controllers.rollout import metrics
 from controllers.rollout.decide import RolloutPlan, decide
 
 log = logging.getLogger(__name__)
+STATUS_ATTEMPTS = 6
 Resource = dict[str, Any]
 
 
@@ -75,10 +78,12 @@ class RolloutController(ViewController):
             else max(int(spec.get("replicas", 1)), 0)
         tasks = [t for t in self.view.tasks_of(ns, name) if belongs(t, service)]
         plan = decide(service, tasks, status.get("updateStatus"), desired, self.now())
+        # The status first: a rollout's start (and its failure clock) is on record before
+        # any task is touched, so a retry after a conflict never starts it anew.
+        await self._write_status(ns, name, plan.update_status)
         await self.apply(plan.ops)
         if plan.rollback:
             await self._roll_back(stored, plan.rollback)
-        await self._write_status(ns, name, plan.update_status)
         self._observe(plan)
         self.passes += 1
         took = time.perf_counter() - started
@@ -99,13 +104,24 @@ class RolloutController(ViewController):
         await self.caught_up(res.revision, {self.view.services_prefix})
 
     async def _write_status(self, ns: str, name: str, update_status: Resource) -> None:
-        """Merge updateStatus into the status as cached now; write only on a change."""
-        current = (self.view.service(ns, name) or {}).get("status") or {}
-        if current.get("updateStatus") == update_status:
-            return
-        merged = {**current, "updateStatus": update_status}
-        await self.apply([WriteServiceStatus(ns, name, merged,
-                                             self.view.status_revision(ns, name))])
+        """Merge updateStatus into the status as cached now; write only on a change.
+
+        Replication writes the same key often (runningReplicas): on a conflict the
+        merge is redone over the newer status (we own only updateStatus), a few times.
+        """
+        for attempt in range(STATUS_ATTEMPTS):
+            current = (self.view.service(ns, name) or {}).get("status") or {}
+            if current.get("updateStatus") == update_status:
+                return
+            merged = {**current, "updateStatus": update_status}
+            try:
+                await self.apply([WriteServiceStatus(ns, name, merged,
+                                                     self.view.status_revision(ns, name))])
+                return
+            except Conflict:
+                if attempt == STATUS_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.01 * 2 ** attempt)  # let the informer catch up
 
     def _observe(self, plan: RolloutPlan) -> None:
         for event in plan.events:

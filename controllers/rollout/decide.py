@@ -4,9 +4,11 @@ Replication owns how many slots exist and fills a free slot with a task of
 the current spec; the rollout owns which version runs in a slot. Each pass
 (level-triggered, nothing stored but ``status.updateStatus``):
 
-1. bookkeeping: a new target (``facts.fingerprint``) starts a rollout when
-   some slot holds an old-version task (``updating``, or ``rollback_started``
-   when the generation is marked a rollback), else it is only recorded;
+1. bookkeeping: a new target (``facts.fingerprint``: content and
+   forceUpdate, so a scale or a config change is no new target) starts a
+   rollout (``updating``, or ``rollback_started`` when the generation is
+   marked a rollback); the first target seen of a new service is only
+   recorded;
 2. start-first pairs whose new task runs get their old task stopped;
 3. pause and resume: the user's annotations, or a paused-on-failure rollout
    that the user resumed;
@@ -81,7 +83,7 @@ def decide(service: Resource, tasks: list[Resource], previous: Resource | None, 
     target = fingerprint(spec)
     if prev.get("specHash") != target:
         status["specHash"] = target
-        if old or prev.get("state") in ACTIVE + PAUSED:
+        if old or prev.get("specHash"):  # a first sight of a new service has nothing to do
             _start(plan, service, now)
     state = status.get("state")
     if state not in ACTIVE + PAUSED:
@@ -124,7 +126,7 @@ def _start(plan: RolloutPlan, service: Resource, now: float) -> None:
     status = plan.update_status
     status.update(state="rollback_started" if reason else "updating", startedAt=now,
                   completedAt=None, pausedAt=None, pausedBy=None, failuresSince=now,
-                  rollback=reason is not None,
+                  rollback=reason is not None, reason=reason,
                   message=reason if reason else "update in progress")
     plan.events.append("rolled_back" if reason else "started")
 
@@ -251,6 +253,7 @@ def _complete(plan: RolloutPlan, slots: list[Slot], monitor: float, now: float) 
     rollback = bool(status.get("rollback"))
     failed = int(status.get("failed") or 0)
     status.update(state="rollback_completed" if rollback else "completed", completedAt=now,
-                  message=("rollback completed" if rollback else "update completed")
-                  + (f" ({failed} tasks failed)" if failed else ""))
+                  message=(f"rollback completed ({status.get('reason')})" if rollback
+                           else "update completed")
+                  + (f", {failed} tasks failed" if failed else ""))
     plan.events.append("completed")

@@ -10,6 +10,7 @@ the Service's rollout annotations or its previous spec
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -214,4 +215,4 @@ def status(ctx: Context, target: str, name: str | None, namespace: str | None, w
 
     outcome = ctx.run(follow)
     if outcome == "failed":
-        raise click.exceptions.Exit(1)
+        sys.exit(1)  # not click's Exit: main() runs click with standalone_mode=False
