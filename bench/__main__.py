@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, foundation
+from bench import control_plane, foundation, rollout
 
-SUITES = {"foundation": foundation.main, "control_plane": control_plane.main}
+SUITES = {"foundation": foundation.main, "control_plane": control_plane.main,
+          "rollout": rollout.main}
 
 
 def main(argv: list[str]) -> None:
