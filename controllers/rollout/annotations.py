@@ -35,12 +35,12 @@ RESUMED = "kubeless.io/rollout-resumed"
 KEPT = (PREVIOUS_SPEC, ROLLBACK, PAUSED, RESUMED)  # survive an apply that does not name them
 
 
-def annotations(service: Resource) -> dict[str, str]:
+def annotations_of(service: Resource) -> dict[str, str]:
     return dict((service.get("metadata") or {}).get("annotations") or {})
 
 
 def _json(service: Resource, name: str) -> dict[str, Any] | None:
-    raw = annotations(service).get(name)
+    raw = annotations_of(service).get(name)
     if not raw:
         return None
     try:
@@ -68,12 +68,12 @@ def rollback_reason(service: Resource) -> str | None:
 
 
 def is_paused(service: Resource) -> bool:
-    return annotations(service).get(PAUSED) == "true"
+    return annotations_of(service).get(PAUSED) == "true"
 
 
 def resumed_at(service: Resource) -> float:
     try:
-        return float(annotations(service).get(RESUMED) or 0)
+        return float(annotations_of(service).get(RESUMED) or 0)
     except ValueError:
         return 0.0
 
@@ -87,8 +87,8 @@ def keep_previous(new: Resource, live: Resource, spec_changed: bool) -> None:
     """In ``new`` (about to replace ``live``): keep the rollout annotations ``new`` does
     not name, and when the spec changes, remember live's spec as the previous one
     (unless ``new`` says otherwise: a rollback sets its own)."""
-    live_ann = annotations(live)
-    ann = annotations(new)
+    live_ann = annotations_of(live)
+    ann = annotations_of(new)
     explicit = ann.get(PREVIOUS_SPEC) not in (None, live_ann.get(PREVIOUS_SPEC))
     for name in KEPT:
         if name in live_ann and name not in ann:
