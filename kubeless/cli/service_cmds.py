@@ -103,6 +103,7 @@ async def _read_modify_write(rstore: Any, name: str, namespace: str,
     desired = _validated(change({k: v for k, v in live.items() if k != "status"}))
     new, _, changed = merge(live, desired)
     if changed:
+        new.pop("status", None)  # the status key is the controllers'; never re-put it
         await rstore.update(new)
     return changed
 
