@@ -21,6 +21,15 @@ from pathlib import Path
 ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, however it dies (Linux),
+    so a killed pytest never leaves etcd members behind."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +93,7 @@ class EtcdCluster:
     def start_member(self, m: Member, wait: bool = True) -> None:
         log = open(m.log_path, "ab")
         m.proc = subprocess.Popen(self._cmd(m), stdout=log, stderr=log,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         if wait:
             self.wait_member(m, 20.0)
