@@ -67,7 +67,7 @@ def vm_rss_mb(pid: int) -> float | None:
 def _answers(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-            return r.status == 200
+            return bool(r.status == 200)
     except OSError:
         return False
 
@@ -75,7 +75,7 @@ def _answers(port: int) -> bool:
 async def _running_ports(rstore: store.ResourceStore) -> list[int]:
     """Host ports of the tasks this node reports running."""
     kvs, _ = await rstore.etcd.list_prefix(rstore.keys.agent(NODE) + "tasks/")
-    ports = []
+    ports: list[int] = []
     for kv in kvs:
         report: dict[str, Any] = json.loads(kv.value)
         if report.get("state") == "running":
