@@ -23,6 +23,7 @@ from kubeless import store
 from kubeless.api.names import dns_label
 from kubeless.store import Compare, KeptLease, Put, StoreError
 
+from controllers.endpoints.controller import EndpointsController
 from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
 from controllers.metrics import register_view
@@ -38,6 +39,7 @@ CONTROLLERS: dict[str, Callable[[store.ResourceStore], Controller]] = {
     "scheduler": SchedulerController,
     "health": HealthController,
     "rollout": RolloutController,
+    "endpoints": EndpointsController,
 }
 
 

@@ -3,7 +3,10 @@
 apply validates every document before it writes anything, then commits
 all the changes in one etcd transaction that compares what it read, so a
 folder is applied whole or not at all. ``--prune -l k=v`` also deletes the
-Services carrying that label that the manifests no longer declare.
+Services carrying that label that the manifests no longer declare. Services
+that publish ports get their ingress ports numbered and checked against the
+ports other services hold, and are written only if no service changed
+since they were read (see published.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import click
 
+from kubeless.cli import published
 from kubeless.cli.context import CliError, Context, pass_context
 from kubeless.cli.manifests import Manifest, ManifestError, load
 from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
@@ -90,6 +94,25 @@ async def _prune_candidates(rstore: Any, selector: str | None) -> list[dict[str,
     return found
 
 
+async def _numbered(rstore: Any, docs: list[tuple[str, dict[str, Any]]],
+                    pruned: list[dict[str, Any]] | None = None, *, code: int = 1,
+                    ) -> tuple[list[tuple[str, dict[str, Any]]], int | None]:
+    """The documents with every ingress port numbered and checked against the ports
+    other services hold, and the revision the services were read at (None: no
+    document publishes a port, nothing to check or guard)."""
+    if not any(published.has_ports(doc) for _, doc in docs):
+        return docs, None
+    services, revision = await published.services_now(rstore)
+    gone = {ref_of(r) for r in pruned or ()} - {ref_of(doc) for _, doc in docs}
+    staying = [s for s in services if ref_of(s) not in gone]
+    indexes = [i for i, (_, doc) in enumerate(docs) if doc.get("kind") == "Service"]
+    filled = published.numbered([docs[i][1] for i in indexes], staying, code=code)
+    out = list(docs)
+    for i, doc in zip(indexes, filled):
+        out[i] = (docs[i][0], doc)
+    return out, revision
+
+
 def _commit_plan(rstore: Any, actions: list[Action]) -> Any:
     txn = rstore.transaction()
     for a in actions:
@@ -123,13 +146,22 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
         from kubeless.store import StoreError
 
         try:
-            actions = plan_apply(docs, await _live(rstore, docs),
-                                 await _prune_candidates(rstore, selector if prune else None))
-            if not dry_run:
-                await _commit_plan(rstore, actions).commit()
+            for attempt in range(published.ATTEMPTS):
+                candidates = await _prune_candidates(rstore, selector if prune else None)
+                numbered, revision = await _numbered(rstore, docs, candidates)
+                actions = plan_apply(numbered, await _live(rstore, numbered), candidates)
+                if dry_run:
+                    return actions
+                txn = _commit_plan(rstore, actions)
+                if revision is None:
+                    await txn.commit()
+                    return actions
+                if await published.commit_guarded(rstore, txn, revision):
+                    return actions
+                await published.backoff(attempt)
         except StoreError as err:
             raise CliError(f"{err}; nothing was written") from None
-        return actions
+        raise published.kept_changing("applying")
 
     suffix = " (dry run)" if dry_run else ""
     for a in ctx.run(run):
@@ -153,7 +185,8 @@ def diff(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str |
         from kubeless.store import StoreError
 
         try:
-            return plan_apply(docs, await _live(rstore, docs))
+            numbered, _ = await _numbered(rstore, docs, code=2)
+            return plan_apply(numbered, await _live(rstore, numbered))
         except StoreError as err:
             raise CliError(str(err), code=2) from None
 

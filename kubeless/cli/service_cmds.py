@@ -4,7 +4,8 @@ They only write desired state: each builds or changes the same Service
 resource that ``apply`` would store (service_flags.py does the flag
 parsing), validates it against the CRD, and writes it with a compare on
 what it read. The options are generated from ``ServiceFlags`` so the two
-cannot drift apart.
+cannot drift apart. Published ports are numbered and checked as apply
+does (published.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import click
 
+from kubeless.api import ports
+from kubeless.cli import published
 from kubeless.cli.context import CliError, Context, current_namespace, pass_context
 from kubeless.cli.plan import merge
 from kubeless.cli.printers import decorate, format_rows, ports_text
@@ -85,7 +88,7 @@ def create(ctx: Context, image: str, command: tuple[str, ...], namespace: str | 
         from kubeless.store import AlreadyExists
 
         try:
-            await rstore.create(doc)
+            await _create(rstore, doc)
         except AlreadyExists:
             raise CliError(f'service "{doc["metadata"]["name"]}" already exists in namespace '
                            f'{doc["metadata"]["namespace"]}') from None
@@ -94,18 +97,55 @@ def create(ctx: Context, image: str, command: tuple[str, ...], namespace: str | 
     click.echo(doc["metadata"]["name"])
 
 
+async def _create(rstore: Any, doc: dict[str, Any]) -> None:
+    """Create a service; one that publishes ports gets them numbered and checked, and is
+    written only if no service changed meanwhile (published.py)."""
+    if not published.has_ports(doc):
+        await rstore.create(doc)
+        return
+    from kubeless.store import AlreadyExists
+
+    for attempt in range(published.ATTEMPTS):
+        services, revision = await published.services_now(rstore)
+        if any(ports.service_ref(s) == ports.service_ref(doc) for s in services):
+            raise AlreadyExists(ports.service_ref(doc))
+        txn = rstore.transaction()
+        txn.create(published.numbered([doc], services)[0])
+        if await published.commit_guarded(rstore, txn, revision):
+            return
+        await published.backoff(attempt)
+    raise published.kept_changing("creating the service")
+
+
 async def _read_modify_write(rstore: Any, name: str, namespace: str,
                              change: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
-    """Read a service, change it, validate, and write it comparing its resourceVersion."""
-    live = await rstore.get("Service", name, namespace)
-    if live is None:
-        raise CliError(f'service "{name}" not found in namespace {namespace}')
-    desired = _validated(change({k: v for k, v in live.items() if k != "status"}))
-    new, _, changed = merge(live, desired)
-    if changed:
+    """Read a service, change it, validate, and write it comparing its resourceVersion.
+
+    When the change touches the ports, they are numbered and checked against the
+    other services', and the write also guards that no service changed since."""
+    for attempt in range(published.ATTEMPTS):
+        live = await rstore.get("Service", name, namespace)
+        if live is None:
+            raise CliError(f'service "{name}" not found in namespace {namespace}')
+        desired = _validated(change({k: v for k, v in live.items() if k != "status"}))
+        revision = None
+        if (ports.carry_over(desired, live)["spec"].get("ports")
+                != live["spec"].get("ports")):
+            services, revision = await published.services_now(rstore)
+            desired = published.numbered([desired], services)[0]
+        new, _, changed = merge(live, desired)
+        if not changed:
+            return False
         new.pop("status", None)  # the status key is the controllers'; never re-put it
-        await rstore.update(new)
-    return changed
+        if revision is None:
+            await rstore.update(new)
+            return True
+        txn = rstore.transaction()
+        txn.update(new)
+        if await published.commit_guarded(rstore, txn, revision):
+            return True
+        await published.backoff(attempt)
+    raise published.kept_changing(f"updating service {name}")
 
 
 @service.command("update")

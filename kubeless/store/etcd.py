@@ -68,6 +68,7 @@ class Compare:
     target: str  # "mod", "create", "version", "value", "lease"
     op: str  # "==", "!=", "<", ">"
     value: int | bytes
+    prefix: bool = False  # hold for every key under ``key`` (etcd's range_end)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ _FIELDS = {"mod": "mod_revision", "create": "create_revision", "version": "versi
 def _compare_pb(c: Compare) -> Any:
     pb = rpc.Compare(key=c.key.encode(), target=_TARGETS[c.target], result=_RESULTS[c.op])
     setattr(pb, _FIELDS[c.target], c.value)
+    if c.prefix:
+        pb.range_end = prefix_end(c.key)
     return pb
 
 

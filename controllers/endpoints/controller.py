@@ -1,0 +1,136 @@
+"""The endpoints controller's asyncio half: one queue key per service.
+
+Events map to services: a service's spec, one of its tasks, an agent's
+report on one of its tasks, a node (spec or heartbeat: up, down, a new
+address) that runs some of its tasks, and the endpoints key itself, so a
+key changed or left behind by anyone converges back. Reconcile reads the
+cluster view, asks ``decide`` for the document, and writes it only when it
+differs from the cached key, in a transaction that compares the key's
+mod_revision (absence, for a new key) and the leader fence; a key whose
+service is gone is deleted the same way. After a write it waits until its
+informer has seen it, so the next reconcile decides on fresh data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from kubeless.store import Compare, Conflict, Delete, KeyValue, Put, ResourceStore
+
+from controllers.base import ViewController
+from controllers.endpoints import metrics
+from controllers.endpoints.decide import (CORRUPT, DeleteEndpoints, EndpointsOp, PutEndpoints,
+                                          desired_endpoints, endpoints_op)
+from controllers.framework import InformerSpec
+
+log = logging.getLogger(__name__)
+Resource = dict[str, Any]
+
+
+def decode_endpoints(kv: KeyValue) -> Any:
+    """The key's JSON document, or CORRUPT (kept in the cache, so it is overwritten)."""
+    try:
+        value = json.loads(kv.value)
+    except ValueError:
+        return CORRUPT
+    return value if isinstance(value, dict) else CORRUPT
+
+
+def encode_endpoints(value: Resource) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+class EndpointsController(ViewController):
+    name = "endpoints"
+    workers = 4  # service keys are independent
+
+    def __init__(self, store: ResourceStore) -> None:
+        super().__init__(store)
+        self.endpoints_prefix = store.keys.root + "endpoints/"
+
+    def informers(self) -> list[InformerSpec]:
+        return [*self.view.informer_specs(), InformerSpec(self.endpoints_prefix, decode_endpoints)]
+
+    # -- events -> services -------------------------------------------------------
+
+    def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
+        view = self.view
+        if key.startswith(self.endpoints_prefix):
+            ns, _, name = key[len(self.endpoints_prefix):].partition("/")
+            if ns and name and "/" not in name:
+                yield (ns, name)
+        elif key.startswith(view.services_prefix) or key.startswith(view.tasks_prefix):
+            ref = self.ctx.store.keys.parse(key)
+            if ref is not None:
+                yield (ref.namespace, ref.name if ref.kind == "Service" else ref.service)
+        elif key.startswith(view.nodes_prefix):
+            ref = self.ctx.store.keys.parse(key)
+            if ref is not None:
+                yield from self._services_on(ref.name)
+        elif key.startswith(view.agents_prefix):
+            parts = view.agent_key_parts(key)
+            if parts is None:
+                return
+            node, what, task_id = parts
+            if what == "heartbeat":
+                yield from self._services_on(node)
+            elif what == "tasks" and task_id:
+                task_key = view.task_key_by_id.get(task_id)
+                skey = view.service_of_task_key(task_key) if task_key else None
+                if skey:
+                    yield skey
+
+    def _services_on(self, node: str) -> set[Hashable]:
+        view = self.view
+        found: set[Hashable] = set()
+        for task_key in list(view.tasks_by_node.get(node, ())):
+            skey = view.service_of_task_key(task_key)
+            if skey:
+                found.add(skey)
+        return found
+
+    def resync_keys(self) -> Iterable[Hashable]:
+        keys: set[Hashable] = {(s["metadata"].get("namespace", "default"), s["metadata"]["name"])
+                               for s in self.view.services()}
+        for key in list(self.ctx.cache(self.endpoints_prefix)):
+            keys.update(self.keys_for_event(key, None, None))
+        return keys
+
+    # -- reconcile --------------------------------------------------------------------
+
+    async def reconcile(self, key: Hashable) -> float | None:
+        assert isinstance(key, tuple)
+        ns, name = str(key[0]), str(key[1])
+        ep_key = self.ctx.store.keys.endpoints(ns, name)
+        current = self.ctx.cache(self.endpoints_prefix).get(ep_key)
+        revision = self.ctx.informers[self.endpoints_prefix].revisions.get(ep_key, 0)
+        service = self.view.service(ns, name)
+        desired = None
+        if service is not None:
+            tasks = self.view.tasks_of(ns, name)
+            nodes = {n: node for n in {t["spec"].get("nodeName") for t in tasks} if n
+                     for node in [self.view.node(n)] if node is not None}
+            desired = desired_endpoints(service, tasks, nodes)
+        op = endpoints_op(ns, name, desired, current, revision)
+        if op is not None:
+            await self._commit(ep_key, op)
+        return None
+
+    async def _commit(self, key: str, op: EndpointsOp) -> None:
+        compare = (Compare(key, "mod", "==", op.revision) if op.revision
+                   else Compare(key, "create", "==", 0))
+        write: Put | Delete = (Put(key, encode_endpoints(op.value))
+                               if isinstance(op, PutEndpoints) else Delete(key))
+        res = await self.ctx.store.etcd.txn([self.ctx.elector.fence(), compare], [write])
+        if not res.succeeded:  # the key changed, or we lost the lead (fence() says so next)
+            raise Conflict(f"{key} changed since revision {op.revision}")
+        if isinstance(op, DeleteEndpoints):
+            metrics.WRITES.labels("delete").inc()
+            log.info("endpoints %s/%s deleted: the service is gone", op.namespace, op.service)
+        else:
+            metrics.WRITES.labels("put").inc()
+            metrics.ENDPOINTS.observe(len(op.value["endpoints"]))
+        await self.caught_up(res.revision, {self.endpoints_prefix})

@@ -1,0 +1,121 @@
+"""The endpoints controller's decision: a service's endpoints document, from plain data.
+
+``desired_endpoints`` turns a Service, its tasks (with ``effectiveState`` and
+``effectiveStatus``, as the cluster view gives them) and the nodes they
+sit on (with their heartbeat as ``status``) into the value of
+``endpoints/<ns>/<service>`` (see /work/briefs/endpoints-contract.md and
+docs/MODEL.md):
+
+- ``ports``: the service's declared ports that have a published number,
+  normalized (``name`` when declared, ``target``, ``published``,
+  ``protocol``, ``mode``); the mesh listens on the ingress ones;
+- ``endpoints``: the tasks wanted running (``spec.desiredState``), observed
+  running (the agent reports running only once a healthcheck passes) on a
+  node that is ready and advertises an address, sorted by task id, each
+  with the host ports its agent reported.
+
+``endpoints_op`` compares that with what the key holds and says what to
+write: nothing when equal, a put, or a delete when the service is gone.
+Watching, fencing and committing are the controller's (controller.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Resource = dict[str, Any]
+CORRUPT = "corrupt"  # what an endpoints key that does not decode is cached as
+
+
+@dataclass(frozen=True)
+class PutEndpoints:
+    namespace: str
+    service: str
+    value: Resource
+    revision: int  # mod_revision the key had when read (0: absent)
+
+
+@dataclass(frozen=True)
+class DeleteEndpoints:
+    namespace: str
+    service: str
+    revision: int
+
+
+EndpointsOp = PutEndpoints | DeleteEndpoints
+
+
+def declared_ports(service: Resource) -> list[Resource]:
+    """The service's ports that have a published number, in declaration order."""
+    out = []
+    for p in (service.get("spec") or {}).get("ports") or []:
+        if not isinstance(p, dict) or not p.get("published") or not p.get("target"):
+            continue
+        port: Resource = {"target": int(p["target"]), "published": int(p["published"]),
+                          "protocol": str(p.get("protocol") or "tcp"),
+                          "mode": str(p.get("mode") or "ingress")}
+        if p.get("name"):
+            port = {"name": str(p["name"]), **port}
+        out.append(port)
+    return out
+
+
+def _state(task: Resource) -> str:
+    state = task.get("effectiveState")
+    return str(state if state is not None else (task.get("status") or {}).get("state") or "new")
+
+
+def _reported_ports(task: Resource) -> list[Resource]:
+    status = task.get("effectiveStatus") or task.get("status") or {}
+    out = []
+    for p in status.get("ports") or []:
+        if isinstance(p, dict) and p.get("target") and p.get("published"):
+            out.append({"target": int(p["target"]), "published": int(p["published"]),
+                        "protocol": str(p.get("protocol") or "tcp")})
+    return sorted(out, key=lambda p: (p["target"], p["protocol"], p["published"]))
+
+
+def endpoint(task: Resource, nodes: dict[str, Resource]) -> Resource | None:
+    """The task's endpoint, or None when it must not receive traffic."""
+    spec = task.get("spec") or {}
+    if spec.get("desiredState", "running") != "running" or _state(task) != "running":
+        return None
+    node_id = spec.get("nodeName")
+    node = nodes.get(node_id) if node_id else None
+    status = (node or {}).get("status") or {}
+    if status.get("state") != "ready" or not status.get("address"):
+        return None
+    return {"task": task["metadata"]["name"], "slot": spec.get("slot"), "node": node_id,
+            "address": str(status["address"]), "ports": _reported_ports(task)}
+
+
+def desired_endpoints(service: Resource, tasks: list[Resource],
+                      nodes: dict[str, Resource]) -> Resource:
+    """The endpoints document of ``service`` (tasks of other services are ignored)."""
+    meta = service.get("metadata") or {}
+    ns, name = str(meta.get("namespace") or "default"), str(meta["name"])
+    found = []
+    for task in tasks:
+        tmeta, tspec = task.get("metadata") or {}, task.get("spec") or {}
+        if tspec.get("serviceName") != name or (tmeta.get("namespace") or "default") != ns:
+            continue
+        uid = tspec.get("serviceUid")
+        if uid and meta.get("uid") and uid != meta["uid"]:
+            continue  # a task of an earlier service of the same name
+        ep = endpoint(task, nodes)
+        if ep is not None:
+            found.append(ep)
+    return {"namespace": ns, "service": name, "serviceUid": meta.get("uid", ""),
+            "ports": declared_ports(service),
+            "endpoints": sorted(found, key=lambda e: str(e["task"]))}
+
+
+def endpoints_op(namespace: str, name: str, desired: Resource | None, current: Any,
+                 revision: int) -> EndpointsOp | None:
+    """What to write so the key holds ``desired`` (None: the key must not exist)."""
+    if desired is None:
+        return DeleteEndpoints(namespace, name, revision) if revision else None
+    if revision and current == desired:
+        return None
+    return PutEndpoints(namespace, name, desired, revision)
