@@ -17,7 +17,8 @@ Targets: placement >= 1,500 tasks/s; all running < 15 s; replacement of
 100 killed nodes' tasks < lease TTL + 3 s; controllers peak < 300 MB.
 
 Environment: ``KUBELESS_BENCH_PROFILE=DIR`` runs the controllers and the
-first agent under cProfile (stats in DIR/controllers.prof, DIR/agent-g0.prof).
+second agent under cProfile, one profile per phase (DIR/controllers-setup.prof,
+-apply.prof, -kill.prof; DIR/agent-g1-*.prof).
 ``KUBELESS_BENCH_SCALE=0.1`` scales nodes and tasks down (a quick check).
 """
 
@@ -89,10 +90,36 @@ def _spawn(name: str, args: list[str], logdir: Path, env: dict[str, str]) -> Pro
     return Proc(name, popen, log)
 
 
+# Runs a module under cProfile; each SIGUSR2 dumps the profile so far to
+# <stem>-<phase>.prof (phases: setup, apply, kill) and starts a new one.
+_PROFILED = """
+import cProfile, runpy, signal, sys
+stem, module = sys.argv[1], sys.argv[2]
+phases = iter(("setup", "apply", "kill"))
+prof = cProfile.Profile()
+def dump(*_):
+    prof.disable()
+    prof.dump_stats(f"{stem}-{next(phases, 'more')}.prof")
+    prof.clear()
+    prof.enable()
+signal.signal(signal.SIGUSR2, dump)
+sys.argv = [module, *sys.argv[3:]]
+prof.enable()
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
 def _python(module: str, profile_to: Path | None) -> list[str]:
     if profile_to is None or os.environ.get("KUBELESS_BENCH_PYSPY"):
         return [sys.executable, "-m", module]
-    return [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m", module]
+    return [sys.executable, "-c", _PROFILED, str(profile_to), module]
+
+
+def _dump_profiles(profiled: list[Proc]) -> None:
+    """Ask the profiled processes to dump their profile of the phase that ended."""
+    for proc in profiled:
+        if proc.alive():
+            proc.popen.send_signal(signal.SIGUSR2)
 
 
 def _end(proc: Proc) -> None:
@@ -280,20 +307,21 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
 
         started = time.monotonic()
         controllers = _spawn("controllers", [
-            *_python("controllers", profile_dir / "controllers.prof" if profile_dir else None),
+            *_python("controllers", profile_dir / "controllers" if profile_dir else None),
             "--endpoints", endpoints, "--prefix", PREFIX, "--lease-ttl", str(LEASE_TTL),
             "--identity", "bench", "--metrics-port", str(metrics_port),
             "--log-level", os.environ.get("KUBELESS_BENCH_LOG_LEVEL", "WARNING")], logdir, env)
         procs.append(controllers)
         agents: list[Proc] = []
         for k in range(AGENT_PROCESSES):
-            prof = profile_dir / f"agent-g{k}.prof" if profile_dir and k == 0 else None
+            prof = profile_dir / f"agent-g{k}" if profile_dir and k == 1 else None
             agents.append(_spawn(f"agent-g{k}", [
                 *_python("kubeless_agent", prof),
                 "--endpoints", endpoints, "--prefix", PREFIX, "--runtime", "fake",
                 "--hollow-nodes", str(NODES_PER_PROCESS), "--node-name", f"g{k}",
                 "--heartbeat-ttl", str(LEASE_TTL), "--log-level", "WARNING"], logdir, env))
         procs.extend(agents)
+        profiled = [controllers, agents[1]] if profile_dir else []
         await _wait(f"{NODES} heartbeats", lambda: len(watcher.heartbeats) >= NODES, watcher,
                     started + SETUP_TIMEOUT, procs)
         print(f"setup: {NODES} hollow nodes in {AGENT_PROCESSES} agent processes ready in "
@@ -304,6 +332,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
 
         # -- apply: 20 services x 500 replicas, one transaction -------------------
         spies += _spies(profile_dir, "apply", [controllers, agents[1]], logdir, env)
+        _dump_profiles(profiled)
         txn = rstore.transaction()
         for i in range(SERVICES):
             txn.create(_service(i))
@@ -314,6 +343,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
         await _wait(f"{TASKS} tasks running", lambda: watcher.running_all_at is not None,
                     watcher, applied + RUNNING_TIMEOUT, procs)
         _stop_spies(spies)
+        _dump_profiles(profiled)
         assert watcher.first_task_at is not None and watcher.assigned_all_at is not None
         assert watcher.running_all_at is not None and watcher.created_all_at is not None
         span = watcher.assigned_all_at - watcher.first_task_at
@@ -362,6 +392,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
                     watcher, killed_at + REPLACE_TIMEOUT, others)
         took = time.monotonic() - killed_at
         _stop_spies(spies)
+        _dump_profiles(profiled)
         print(f"  after the kill ({len(lost)} tasks lost): " + ", ".join(
             f"{k} +{v:.1f} s" for k, v in marks.items()) + f", all running +{took:.1f} s",
             flush=True)
