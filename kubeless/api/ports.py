@@ -119,11 +119,14 @@ def _match_key(port: Resource, with_name: bool) -> tuple[Any, ...]:
 
 def carry_over(desired: Resource, live: Resource | None) -> Resource:
     """``desired`` with each ingress port lacking a number given the number its live
-    counterpart holds (same target, protocol and mode; same name first)."""
+    counterpart holds (same target, protocol and mode; same name first), unless
+    ``desired`` declares that number explicitly elsewhere."""
     out = copy.deepcopy(desired)
     if live is None:
         return out
-    unclaimed = [p for p in _ports(live) if _mode(p) == "ingress" and p.get("published")]
+    declared = {(int(p["published"]), _protocol(p)) for p in _ports(out) if p.get("published")}
+    unclaimed = [p for p in _ports(live) if _mode(p) == "ingress" and p.get("published")
+                 and (int(p["published"]), _protocol(p)) not in declared]
     for port in _ports(out):
         if port.get("published") or _mode(port) != "ingress":
             continue

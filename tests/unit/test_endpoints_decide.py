@@ -1,0 +1,149 @@
+"""The endpoints decision as a pure function: which tasks are endpoints, and what to write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controllers.endpoints.decide import (CORRUPT, DeleteEndpoints, PutEndpoints, declared_ports,
+                                          desired_endpoints, endpoints_op)
+
+Resource = dict[str, Any]
+UID = "uid-web"
+
+
+def service(*ports: Resource, name: str = "web", uid: str = UID) -> Resource:
+    return {"kind": "Service", "metadata": {"name": name, "namespace": "default", "uid": uid},
+            "spec": {"template": {"image": "x:1"}, "ports": list(ports)}}
+
+
+def task(tid: str, *, slot: int | None = 1, node: str | None = "n1", state: str = "running",
+         desired: str = "running", ports: list[Resource] | None = None, svc: str = "web",
+         uid: str = UID) -> Resource:
+    reported = ports if ports is not None else [
+        {"target": 80, "published": 32768, "protocol": "tcp", "mode": "ingress"}]
+    spec: Resource = {"serviceName": svc, "serviceUid": uid, "desiredState": desired,
+                      "nodeName": node}
+    if slot is not None:
+        spec["slot"] = slot
+    return {"kind": "Task", "metadata": {"name": tid, "namespace": "default"}, "spec": spec,
+            "status": {"state": "assigned"}, "effectiveState": state,
+            "effectiveStatus": {"state": state, "ports": reported}}
+
+
+def node(name: str, *, state: str = "ready", address: str | None = "10.0.0.1") -> Resource:
+    status: Resource = {"state": state}
+    if address:
+        status["address"] = address
+    return {"kind": "Node", "metadata": {"name": name}, "spec": {}, "status": status}
+
+
+NODES = {"n1": node("n1"), "n2": node("n2", address="10.0.0.2"),
+         "down": node("down", state="down"), "mute": node("mute", address=None)}
+PORT = {"name": "http", "target": 80, "published": 30001, "protocol": "tcp", "mode": "ingress"}
+
+
+def ids(doc: Resource) -> list[str]:
+    return [e["task"] for e in doc["endpoints"]]
+
+
+CASES: dict[str, tuple[list[Resource], list[str]]] = {
+    "running on a ready node": ([task("a")], ["a"]),
+    "sorted by task id": ([task("c", slot=3), task("a"), task("b", slot=2, node="n2")],
+                          ["a", "b", "c"]),
+    "desired shutdown (scale-down, update, drain) leaves at once": (
+        [task("a", desired="shutdown"), task("b", slot=2, desired="remove")], []),
+    "not observed running yet (starting, or waiting for its healthcheck)": (
+        [task("a", state="starting"), task("b", state="assigned")], []),
+    "failed, orphaned, complete": (
+        [task("a", state="failed"), task("b", state="orphaned"), task("c", state="complete")], []),
+    "node down": ([task("a", node="down")], []),
+    "node unknown or without an address": ([task("a", node="gone"), task("b", node="mute"),
+                                            task("c", node=None)], []),
+    "another service's task, or an earlier service of the same name": (
+        [task("a", svc="api"), task("b", uid="older")], []),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_which_tasks_are_endpoints(case: str) -> None:
+    tasks, want = CASES[case]
+    assert ids(desired_endpoints(service(PORT), tasks, NODES)) == want
+
+
+def test_document_shape() -> None:
+    doc = desired_endpoints(service(PORT, {"target": 53, "published": 5353, "protocol": "udp",
+                                           "mode": "host"}, {"target": 9000, "mode": "host"}),
+                            [task("a", slot=None, node="n2")], NODES)
+    assert doc == {
+        "namespace": "default", "service": "web", "serviceUid": UID,
+        "ports": [PORT, {"target": 53, "published": 5353, "protocol": "udp", "mode": "host"}],
+        "endpoints": [{"task": "a", "slot": None, "node": "n2", "address": "10.0.0.2",
+                       "ports": [{"target": 80, "published": 32768, "protocol": "tcp"}]}]}
+
+
+def test_declared_ports_fill_defaults() -> None:
+    assert declared_ports(service({"target": 80, "published": 30000})) == [
+        {"target": 80, "published": 30000, "protocol": "tcp", "mode": "ingress"}]
+
+
+def test_reported_ports_sorted_and_cleaned() -> None:
+    t = task("a", ports=[{"target": 443, "published": 32770, "protocol": "tcp"},
+                         {"target": 80, "published": 32769}, {"target": 81}])
+    assert desired_endpoints(service(PORT), [t], NODES)["endpoints"][0]["ports"] == [
+        {"target": 80, "published": 32769, "protocol": "tcp"},
+        {"target": 443, "published": 32770, "protocol": "tcp"}]
+
+
+# -- what to write ------------------------------------------------------------------------
+
+def test_written_only_when_content_changes() -> None:
+    doc = desired_endpoints(service(PORT), [task("a")], NODES)
+    assert endpoints_op("default", "web", doc, None, 0) == PutEndpoints("default", "web", doc, 0)
+    assert endpoints_op("default", "web", doc, dict(doc), 7) is None
+    changed = {**doc, "endpoints": []}
+    assert endpoints_op("default", "web", changed, doc, 7) == PutEndpoints("default", "web",
+                                                                           changed, 7)
+    assert endpoints_op("default", "web", doc, CORRUPT, 7) == PutEndpoints("default", "web",
+                                                                          doc, 7)
+
+
+def test_deleted_with_its_service_and_never_written_for_none() -> None:
+    assert endpoints_op("default", "web", None, {"x": 1}, 9) == DeleteEndpoints("default",
+                                                                               "web", 9)
+    assert endpoints_op("default", "web", None, None, 0) is None
+
+
+def test_zero_endpoints_still_a_document() -> None:
+    doc = desired_endpoints(service(PORT), [], NODES)
+    assert doc["endpoints"] == [] and doc["ports"] == [PORT]
+
+
+# -- properties --------------------------------------------------------------------------
+
+TASK = st.builds(lambda i, n, s, d: task(f"t{i:03d}", slot=i, node=n, state=s, desired=d),
+                 st.integers(1, 999), st.sampled_from(["n1", "n2", "down", "mute", None]),
+                 st.sampled_from(["running", "starting", "failed", "orphaned", "shutdown"]),
+                 st.sampled_from(["running", "shutdown", "remove"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tasks=st.lists(TASK, max_size=12, unique_by=lambda t: t["metadata"]["name"]))
+def test_every_endpoint_is_wanted_running_observed_running_on_a_ready_node(
+        tasks: list[Resource]) -> None:
+    doc = desired_endpoints(service(PORT), tasks, NODES)
+    by_id = {t["metadata"]["name"]: t for t in tasks}
+    assert ids(doc) == sorted(ids(doc))
+    for e in doc["endpoints"]:
+        t = by_id[e["task"]]
+        assert t["spec"]["desiredState"] == "running" and t["effectiveState"] == "running"
+        assert NODES[e["node"]]["status"]["state"] == "ready"
+        assert e["address"] == NODES[e["node"]]["status"]["address"]
+    qualifying = [t for t in tasks if t["spec"]["desiredState"] == "running"
+                  and t["effectiveState"] == "running" and t["spec"]["nodeName"] in ("n1", "n2")]
+    assert len(doc["endpoints"]) == len(qualifying)
+    # the decision does not depend on the order tasks arrive in
+    assert desired_endpoints(service(PORT), list(reversed(tasks)), NODES) == doc
