@@ -8,6 +8,13 @@ on ONE etcd connection. With ``--hollow-nodes N`` it runs N nodes named
 dispatching by node id, so per-node cost is a worker, a runtime and a
 heartbeat key.
 
+Every (non-hollow) agent also serves the routing mesh (``kubeless_agent.mesh``)
+and cluster DNS (``kubeless_agent.dns``) from one informer on ``endpoints/``:
+published ingress ports on ``--mesh-bind`` (default: the advertise
+address), DNS on ``--dns-addr`` (default: the advertise address port 53
+and, with the docker runtime, the Docker bridge's gateway port 53, which
+containers are given as their nameserver).
+
 SIGTERM or SIGINT stops it gracefully: the lease is revoked (heartbeats
 disappear at once) and tasks are left running for the next agent to adopt.
 """
@@ -25,16 +32,18 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kubeless.api import parse_size
+from kubeless.api import parse_duration, parse_size
 from kubeless.store import DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore
 from kubeless.store import parse_endpoints
 from kubeless.store.codec import decode
 
 from kubeless_agent import metrics
+from kubeless_agent.dns import DnsServer, ReadyNodes, parse_dns_addr
 from kubeless_agent.heartbeat import Heartbeats
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
 from kubeless_agent.logs import LogServer
+from kubeless_agent.mesh import RoutingMesh
 from kubeless_agent.netaddr import bind_address
 from kubeless_agent.node_status import advertise
 from kubeless_agent.registration import register_nodes
@@ -62,6 +71,18 @@ class AgentConfig:
     role: str = "worker"  # the role a new node registers with (a manager join token's)
     logs_port: int | None = 0  # serve task logs here (0: any free port; None: not at all)
     runtime_options: tuple[tuple[str, Any], ...] = ()  # make_runtime keywords (state_dir...)
+    mesh: bool = True  # serve the routing mesh (never for hollow nodes)
+    mesh_bind: str | None = None  # listen here (None: the advertise address when local)
+    dns_addrs: tuple[str, ...] | None = None  # ADDR[:PORT]s; None: automatic; (): no DNS
+    drain_period: float = 2.0  # seconds a running task behind the mesh waits before its stop
+
+    @property
+    def serves_mesh(self) -> bool:
+        return self.mesh and self.hollow_nodes <= 0
+
+    @property
+    def serves_dns(self) -> bool:
+        return self.dns_addrs != () and self.hollow_nodes <= 0
 
     def identities(self) -> list[NodeIdentity]:
         base = NodeIdentity.detect(self.node_name, address=self.advertise_addr,
@@ -96,6 +117,10 @@ class AgentProcess:
         self.reporter: Reporter | None = None
         self.informer: Informer | None = None
         self.log_server: LogServer | None = None
+        self.endpoints: Informer | None = None
+        self.mesh: RoutingMesh | None = None
+        self.dns: DnsServer | None = None
+        self.ready_nodes: ReadyNodes | None = None
 
     @property
     def node_ids(self) -> list[str]:
@@ -134,7 +159,8 @@ class AgentProcess:
         self.heartbeats = Heartbeats(etcd, self.keys, self.idents, self.config.heartbeat_ttl)
         for ident in self.idents:
             runtime = self.runtimes[ident.node_id] = self.runtime_factory(ident)
-            worker = Worker(ident.node_id, runtime, self.reporter, self.keys)
+            worker = Worker(ident.node_id, runtime, self.reporter, self.keys,
+                            drain_period=self.config.drain_period)
             await worker.adopt()
             self.workers[ident.node_id] = worker
         prefix = self.keys.agent(self.idents[0].node_id) if self.config.hollow_nodes <= 0 \
@@ -147,6 +173,42 @@ class AgentProcess:
             on_heartbeat_deleted=self.heartbeats.nudge))
         metrics.NODES.set(len(self.idents))
         await self._serve_logs()
+        await self._assemble_services(etcd)
+
+    async def _assemble_services(self, etcd: Etcd) -> None:
+        """The mesh and DNS, fed by one informer on ``endpoints/``."""
+        config = self.config
+        if not (config.serves_mesh or config.serves_dns):
+            return
+        self.endpoints = Informer(etcd, self.keys.root + "endpoints/", _decode)
+        if config.serves_mesh:
+            self.mesh = RoutingMesh(config.mesh_bind or bind_address(config.advertise_addr))
+            self.endpoints.add_handler(self.mesh.on_endpoints)
+        if config.serves_dns:
+            addrs = await self._dns_addresses()
+            self.dns = DnsServer(addrs)
+            self.endpoints.add_handler(self.dns.on_endpoints)
+            self.ready_nodes = ReadyNodes(etcd, self.keys, self.dns.set_ready)
+
+    async def _dns_addresses(self) -> list[tuple[str, int]]:
+        """Where DNS listens; tells a docker runtime which nameserver its containers get."""
+        config = self.config
+        runtime = self.runtimes[self.idents[0].node_id]
+        gateway = None
+        if hasattr(runtime, "bridge_gateway"):
+            gateway = await runtime.bridge_gateway()
+        if config.dns_addrs is None:
+            addrs = [(bind_address(config.advertise_addr), 53)]
+            if gateway:
+                addrs.append((gateway, 53))
+        else:
+            addrs = [parse_dns_addr(a) for a in config.dns_addrs]
+        if gateway and any(port == 53 and host in (gateway, "0.0.0.0") for host, port in addrs):
+            getattr(runtime, "use_cluster_dns")(gateway)
+        elif gateway:
+            log.warning("dns: no --dns-addr on %s:53; containers get the engine's default "
+                        "nameservers", gateway)
+        return addrs
 
     async def _serve_logs(self) -> None:
         assert self.heartbeats is not None
@@ -160,12 +222,21 @@ class AgentProcess:
 
     def _loops(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         assert self.heartbeats and self.reporter and self.informer
-        return [("heartbeat", self.heartbeats.run()), ("reporter", self.reporter.run()),
-                ("informer", self.informer.run())]
+        loops = [("heartbeat", self.heartbeats.run()), ("reporter", self.reporter.run()),
+                 ("informer", self.informer.run())]
+        for name, part in (("endpoints", self.endpoints), ("mesh", self.mesh),
+                           ("dns", self.dns), ("ready-nodes", self.ready_nodes)):
+            if part is not None:
+                loops.append((name, part.run()))
+        return loops
 
     async def _startup(self) -> None:
         assert self.heartbeats and self.informer
         await self.informer.synced.wait()
+        if self.endpoints is not None:
+            await self.endpoints.synced.wait()
+        if self.mesh is not None:
+            await self.mesh.settled.wait()
         for worker in self.workers.values():
             worker.resync()
         await self.heartbeats.live.wait()
@@ -277,6 +348,17 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.add_argument("--hollow-nodes", type=int, default=0,
                    help="run N hollow nodes <node-name>-0..N-1 in this process")
+    p.add_argument("--mesh-bind", metavar="ADDR",
+                   help="routing mesh: listen on published ports at ADDR (default: the "
+                        "advertise address; 0.0.0.0 for every address)")
+    p.add_argument("--no-mesh", action="store_true", help="do not serve the routing mesh")
+    p.add_argument("--dns-addr", metavar="ADDR[:PORT],...",
+                   help="cluster DNS: listen here (default: the advertise address port 53 "
+                        "and, with the docker runtime, the Docker bridge gateway port 53, "
+                        "the containers' nameserver); 'none': no DNS")
+    p.add_argument("--drain-period", default="2s",
+                   help="wait this long before stopping a running task behind the mesh "
+                        "(default 2s)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     args = p.parse_args(argv)
     try:
@@ -292,12 +374,40 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             metrics_port=args.metrics_port, hollow_nodes=max(args.hollow_nodes, 0),
             logs_port=args.logs_port,
             runtime_options=(("state_dir", args.process_dir),)
-            if args.runtime == "process" and args.process_dir else ())
+            if args.runtime == "process" and args.process_dir else (),
+            mesh=not args.no_mesh, mesh_bind=args.mesh_bind,
+            dns_addrs=dns_addrs(args.dns_addr), drain_period=seconds(args.drain_period))
     except ValueError as err:
         p.error(str(err))
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return config
+
+
+def dns_addrs(text: str | None) -> tuple[str, ...] | None:
+    """``--dns-addr``: None (automatic), () for ``none``, else the checked addresses."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off", ""):
+        return ()
+    addrs = tuple(a.strip() for a in text.split(",") if a.strip())
+    for a in addrs:
+        parse_dns_addr(a)
+    return addrs
+
+
+def seconds(text: str) -> float:
+    """``2s``, ``500ms`` or a plain number of seconds (>= 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            raise ValueError(f"--drain-period {text!r}: expected a duration like 2s") from None
+    if value < 0:
+        raise ValueError("--drain-period must not be negative")
+    return value
 
 
 async def _serve(config: AgentConfig) -> None:

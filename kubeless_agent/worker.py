@@ -14,7 +14,11 @@ Three parts, one idea each:
   informer, routed by ``AgentsRouter``) and advances each task one runtime
   call at a time, tasks in parallel. A failing runtime call makes the task
   ``rejected`` (start) or is logged and counted (stop, remove); it never
-  crashes the agent.
+  crashes the agent. A running task with an ingress port is drained before
+  it is stopped (``drain_period``): the endpoints controller has already
+  taken it out of its service's endpoints, and every node's mesh needs a
+  moment to see that before the container stops answering. Only that
+  task waits; the others go on.
 
 Restarting tasks, replacing failed ones and deleting assignments are the
 controllers' business (docs/MODEL.md); the worker only runs what it is told.
@@ -102,6 +106,14 @@ def make_report(node: str, report: Report, previous: Report | None, now: float) 
             "containerId": report.get("containerId") or prev.get("containerId"),
             "exitCode": report.get("exitCode", prev.get("exitCode")),
             "ports": report.get("ports") or prev.get("ports") or [], "nodeName": node}
+
+
+def needs_drain(rec: TaskRecord) -> bool:
+    """A running task behind the mesh (an ingress port) waits before it is stopped."""
+    if rec.state != "running" or rec.task is None:
+        return False
+    ports = (rec.task.get("spec") or {}).get("ports") or []
+    return any(isinstance(p, dict) and (p.get("mode") or "ingress") == "ingress" for p in ports)
 
 
 def stop_grace(task: Task | None) -> float:
@@ -237,8 +249,11 @@ class Worker:
     """Runs one node's assignments on a runtime."""
 
     def __init__(self, node_id: str, runtime: Runtime, reporter: Reporter, keys: Keyspace, *,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, drain_period: float = 0.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.node_id = node_id
+        self.drain_period = drain_period
+        self.sleep = sleep
         self.runtime = runtime
         self.reporter = reporter
         self.keys = keys
@@ -332,6 +347,10 @@ class Worker:
                 self._report(tid, {"state": "rejected", "error": error})
         elif action == "stop":
             rec.stopped = True
+            if self.drain_period > 0 and needs_drain(rec):
+                log.info("task %s on %s: draining %.1fs before it stops", tid, self.node_id,
+                         self.drain_period)
+                await self.sleep(self.drain_period)
             error = await self._call("stop", self.runtime.stop(task, stop_grace(task)))
             if rec.assigned:
                 self._report(tid, {"state": "shutdown",

@@ -18,6 +18,11 @@ What it does, and where:
   subscribes to events again and re-inspects what it tracks (a missed
   ``die`` is not lost).
 
+With cluster DNS (``use_cluster_dns``), containers get the agent's DNS
+server as nameserver: the address of the default bridge's gateway
+(``bridge_gateway()``), where the agent's DNS listens, reachable from
+every container of that bridge.
+
 Every blocking SDK call runs in a small thread pool, never on the loop.
 Container config (names, labels, ports, mounts, limits, healthcheck) is
 built by the pure ``docker_spec`` module.
@@ -47,9 +52,10 @@ from kubeless.api.tasks import state_index
 from kubeless_agent import metrics
 from kubeless_agent.netaddr import bind_address
 from kubeless_agent.runtime import Report, ReportListener, RuntimeFailure, Task, task_id
-from kubeless_agent.runtime.docker_spec import (LABEL_NODE, LABEL_TASK, bind_sources,
-                                                container_config, exited, image_of, observed,
-                                                reported_ports)
+from kubeless_agent.runtime.docker_spec import (LABEL_NODE, LABEL_TASK, ClusterDns,
+                                                bind_sources, container_config, exited,
+                                                image_of, observed, reported_ports,
+                                                upstream_nameservers)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,8 @@ class DockerRuntime:
         self._state = {"state": "unknown", "message": "not connected yet"}
         self._background: set[asyncio.Task[None]] = set()
         self._negotiated = False
+        self._gateway: str | None = None
+        self.dns: ClusterDns | None = None
 
     def _new_client(self, max_pool_size: int) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.base_url, timeout=int(self.timeout),
@@ -130,7 +138,7 @@ class DockerRuntime:
         for source in bind_sources(task):
             if not source or not os.path.exists(source):
                 raise RuntimeFailure(f"bind mount source {source!r} does not exist on this node")
-        config = container_config(task, self.node_id, self.bind_addr)
+        config = container_config(task, self.node_id, self.bind_addr, self.dns)
         self._emit(tid, {"state": "starting", "message": "creating the container"})
         c.container_id = await self._create(config)
         try:
@@ -192,6 +200,31 @@ class DockerRuntime:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for client in (self._client, self._events_client):
             _close_quietly(client)
+
+    # -- cluster DNS -----------------------------------------------------------------
+
+    async def bridge_gateway(self) -> str | None:
+        """The default bridge network's gateway (the host, as containers reach it), or None."""
+        if self._gateway is None:
+            try:
+                network = await self._call(self._client.api.inspect_network, "bridge")
+            except RuntimeFailure as err:
+                log.warning("docker: no bridge gateway for cluster DNS: %s", err)
+                return None
+            configs = ((network.get("IPAM") or {}).get("Config")) or []
+            self._gateway = next((str(c["Gateway"]) for c in configs if c.get("Gateway")), None)
+        return self._gateway
+
+    def use_cluster_dns(self, nameserver: str, resolv_conf: str | None = None) -> None:
+        """Containers started from now on resolve through ``nameserver`` first."""
+        if resolv_conf is None:
+            try:
+                with open("/etc/resolv.conf", encoding="utf-8") as f:
+                    resolv_conf = f.read()
+            except OSError:
+                resolv_conf = ""
+        upstreams = [a for a in upstream_nameservers(resolv_conf) if a != nameserver]
+        self.dns = ClusterDns((nameserver, *upstreams))
 
     # -- runtime health and logs ---------------------------------------------------
 

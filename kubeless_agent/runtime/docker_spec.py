@@ -6,7 +6,9 @@ labels (task, service and node ids: how a restarted agent finds what it
 made), image, entrypoint (template.command) and cmd (template.args), env
 (plus KUBELESS_TASK_NAME, KUBELESS_NODE_NAME and KUBELESS_TASK_ID), workdir,
 user, published ports, mounts, limits, healthcheck, restart policy "no"
-(kubeless replaces tasks itself) and the stop timeout. ``observed(inspect)``
+(kubeless replaces tasks itself), the stop timeout and, when the agent
+serves cluster DNS, the container's nameservers and search domains
+(``<namespace>.kubeless kubeless``). ``observed(inspect)``
 turns a container's inspect document into a runtime report. No I/O here:
 checking that a bind source exists is the caller's business.
 """
@@ -14,6 +16,7 @@ checking that a bind source exists is the caller's business.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from kubeless.api import parse_cpus, parse_duration, parse_size
@@ -27,6 +30,30 @@ LABEL_NAMESPACE = "kubeless.service.namespace"
 LABEL_SERVICE = "kubeless.service.name"
 LABEL_TASK_NAME = "kubeless.task.name"
 DEFAULT_GRACE = 10.0
+DNS_ZONE = "kubeless"
+
+
+@dataclass(frozen=True)
+class ClusterDns:
+    """The nameservers a container gets: the agent's DNS first, then the host's upstreams
+    (the agent refuses names outside the zone, so a resolver moves on to them)."""
+
+    nameservers: tuple[str, ...]
+
+    def search(self, namespace: str) -> list[str]:
+        return [f"{namespace}.{DNS_ZONE}", DNS_ZONE]
+
+
+def upstream_nameservers(resolv_conf: str) -> list[str]:
+    """The host's nameservers a container can reach (loopback ones are the host's own)."""
+    found = []
+    for line in resolv_conf.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            addr = parts[1]
+            if not addr.startswith("127.") and addr != "::1" and addr not in found:
+                found.append(addr)
+    return found
 
 
 def template(task: Task) -> dict[str, Any]:
@@ -120,13 +147,18 @@ def limits(task: Task) -> dict[str, Any]:
     return out
 
 
-def container_config(task: Task, node_id: str, bind_addr: str) -> dict[str, Any]:
+def container_config(task: Task, node_id: str, bind_addr: str,
+                     dns: ClusterDns | None = None) -> dict[str, Any]:
     """Keyword arguments of the SDK's ``api.create_container``; ``host_config`` holds those
-    of ``api.create_host_config`` (ports, mounts, limits, restart policy)."""
+    of ``api.create_host_config`` (ports, mounts, limits, restart policy, dns)."""
     tpl = template(task)
     host: dict[str, Any] = {"restart_policy": {"Name": "no"},
                             "port_bindings": port_bindings(task, bind_addr),
                             "mounts": mounts(task), **limits(task)}
+    if dns is not None and dns.nameservers:
+        namespace = str((task.get("metadata") or {}).get("namespace") or "default")
+        host["dns"] = list(dns.nameservers)
+        host["dns_search"] = dns.search(namespace)
     config: dict[str, Any] = {
         "image": image_of(task), "name": container_name(task), "labels": labels(task, node_id),
         "environment": environment(task, node_id), "detach": True,

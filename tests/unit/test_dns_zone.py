@@ -1,0 +1,130 @@
+"""Building the ``kubeless.`` zone and answering queries, as pure functions (no sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from kubeless_agent.dns.nodes import ready_nodes
+from kubeless_agent.dns.server import parse_dns_addr
+from kubeless_agent.dns.zone import answer, build_zone, result_of, service_addresses
+
+T1, T2 = "a" * 25, "b" * 25
+
+
+def doc(service: str = "web", ns: str = "default", ingress: bool = True,
+        endpoints: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    mode = "ingress" if ingress else "host"
+    return {"namespace": ns, "service": service, "serviceUid": "u",
+            "ports": [{"name": "http", "target": 80, "published": 30001, "protocol": "tcp",
+                       "mode": mode}],
+            "endpoints": endpoints if endpoints is not None else [
+                {"task": T1, "slot": 1, "node": "n2", "address": "127.0.0.2",
+                 "ports": [{"target": 80, "published": 32768, "protocol": "tcp"}]},
+                {"task": T2, "slot": 2, "node": "n2", "address": "127.0.0.2",
+                 "ports": [{"target": 80, "published": 32769, "protocol": "tcp"}]}]}
+
+
+READY = {"n2": "127.0.0.2", "n3": "127.0.0.3"}
+
+
+def ask(name: str, qtype: str = "A", docs: list[Any] | None = None,
+        ready: dict[str, str] | None = None) -> DNSRecord:
+    zone = build_zone([doc()] if docs is None else docs, READY if ready is None else ready)
+    return answer(DNSRecord.question(name, qtype), zone)
+
+
+def rdatas(reply: DNSRecord) -> list[str]:
+    return sorted(str(rr.rdata) for rr in reply.rr)
+
+
+def test_a_of_a_service_with_an_ingress_port_is_every_ready_node() -> None:
+    reply = ask("web.default.kubeless")
+    assert reply.header.rcode == RCODE.NOERROR and reply.header.aa == 1
+    assert rdatas(reply) == ["127.0.0.2", "127.0.0.3"]
+    assert all(rr.ttl == 5 for rr in reply.rr)
+
+
+def test_a_of_a_service_without_ingress_is_its_endpoints() -> None:
+    assert rdatas(ask("web.default.kubeless", docs=[doc(ingress=False)])) == ["127.0.0.2"]
+
+
+def test_before_any_node_is_known_the_endpoints_answer() -> None:
+    assert rdatas(ask("web.default.kubeless", ready={})) == ["127.0.0.2"]
+
+
+def test_names_are_case_insensitive_and_may_end_with_a_dot() -> None:
+    assert rdatas(ask("WEB.Default.Kubeless.")) == ["127.0.0.2", "127.0.0.3"]
+
+
+@pytest.mark.parametrize("label", ["http", "80"])
+def test_srv_per_endpoint_by_port_name_or_number(label: str) -> None:
+    reply = ask(f"_{label}._tcp.web.default.kubeless", "SRV")
+    got = sorted((rr.rdata.port, str(rr.rdata.target)) for rr in reply.rr)
+    assert got == [(32768, f"{T1}.tasks.web.default.kubeless."),
+                   (32769, f"{T2}.tasks.web.default.kubeless.")]
+    assert sorted(str(rr.rdata) for rr in reply.ar) == ["127.0.0.2", "127.0.0.2"]
+
+
+def test_task_names_resolve_to_their_node() -> None:
+    assert rdatas(ask(f"{T1}.tasks.web.default.kubeless")) == ["127.0.0.2"]
+    assert rdatas(ask("tasks.web.default.kubeless")) == ["127.0.0.2"]
+
+
+@pytest.mark.parametrize("name,qtype,result", [
+    ("nope.default.kubeless", "A", "nxdomain"),
+    ("web.other.kubeless", "A", "nxdomain"),
+    ("_grpc._tcp.web.default.kubeless", "SRV", "nxdomain"),
+    ("web.default.kubeless", "AAAA", "nodata"),
+    ("_http._tcp.web.default.kubeless", "A", "nodata"),
+    ("default.kubeless", "A", "nodata"),  # an empty non-terminal exists
+    ("kubeless", "SOA", "noerror"),
+    ("example.com", "A", "refused"),
+    ("kubeless.example.com", "A", "refused"),
+])
+def test_negative_and_other_answers(name: str, qtype: str, result: str) -> None:
+    reply = ask(name, qtype)
+    assert result_of(reply) == result
+    if result in ("nxdomain", "nodata"):
+        assert [QTYPE.get(rr.rtype) for rr in reply.auth] == ["SOA"]
+
+
+def test_a_service_with_no_endpoints_exists_but_has_no_srv() -> None:
+    docs = [doc(endpoints=[])]
+    assert rdatas(ask("web.default.kubeless", docs=docs)) == ["127.0.0.2", "127.0.0.3"]
+    assert result_of(ask("_http._tcp.web.default.kubeless", "SRV", docs=docs)) == "nodata"
+    assert result_of(ask("web.default.kubeless", docs=[doc(ingress=False, endpoints=[])])) \
+        == "nodata"
+
+
+def test_malformed_documents_and_endpoints_are_left_out() -> None:
+    bad = doc(endpoints=[{"task": "x/y", "address": "127.0.0.9", "ports": []},
+                         {"task": T1, "address": "not-an-ip", "ports": []}])
+    zone = build_zone([bad, "text", {"service": "x"}], {})
+    assert service_addresses(bad, {}) == []
+    assert "web.default.kubeless" in zone.names and len(zone.names) >= 3
+
+
+def test_any_query_returns_what_the_name_has() -> None:
+    assert rdatas(ask("web.default.kubeless", "ANY")) == ["127.0.0.2", "127.0.0.3"]
+
+
+def test_ready_nodes_prefer_the_heartbeat_address() -> None:
+    nodes = {"n1": {"status": {"address": "10.0.0.1"}}, "n2": {"status": {"address": "10.0.0.2"}},
+             "n3": {"status": {"address": "10.0.0.3"}}}
+    beats = {"n1": {"address": "127.0.0.5"}, "n2": {}}
+    assert ready_nodes(nodes, beats) == {"n1": "127.0.0.5", "n2": "10.0.0.2"}
+
+
+@pytest.mark.parametrize("text,want", [("127.0.0.2", ("127.0.0.2", 53)),
+                                       ("0.0.0.0:5353", ("0.0.0.0", 5353))])
+def test_parse_dns_addr(text: str, want: tuple[str, int]) -> None:
+    assert parse_dns_addr(text) == want
+
+
+@pytest.mark.parametrize("text", ["", ":53", "1.2.3.4:x", "1.2.3.4:70000"])
+def test_parse_dns_addr_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_dns_addr(text)
