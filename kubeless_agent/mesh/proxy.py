@@ -64,6 +64,7 @@ class _Side(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER)
+        transport.pause_reading()  # until both sides are linked: nothing is read unforwarded
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -110,8 +111,6 @@ class ClientSide(_Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        assert self.transport is not None
-        self.transport.pause_reading()
         self.picker.opened()
         self.spawn(self._connect())
 
@@ -150,3 +149,4 @@ class ClientSide(_Side):
         self.backend_side = side
         self.forwarded = True
         self.transport.resume_reading()
+        side.transport.resume_reading()

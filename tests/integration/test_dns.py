@@ -1,0 +1,113 @@
+"""The agent's DNS server over UDP and TCP (dnslib's client), fed from a real etcd.
+
+Two agents (fake runtime) on 127.0.0.2 and 127.0.0.3 each serve DNS on a
+free port of their address; endpoints documents are written by hand, as
+the endpoints controller writes them. Node readiness comes from the
+heartbeats: the A records of a service with an ingress port are every
+ready node's address, and a node whose agent stopped leaves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+from dnslib import QTYPE, RCODE, DNSRecord
+from prometheus_client import REGISTRY
+
+from kubeless import store
+from kubeless.store import Put
+from kubeless.store.codec import encode_json
+from kubeless_agent import AgentConfig, running_agent
+from tests.support.etcd_server import EtcdCluster
+from tests.support.workloads import until
+
+pytestmark = pytest.mark.integration
+
+A, B = "127.0.0.2", "127.0.0.3"
+TASK = "t" * 25
+
+
+def free_udp_tcp_port(host: str) -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = int(u.getsockname()[1])
+            try:
+                with socket.socket() as t:
+                    t.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def doc(ingress: bool = True) -> dict[str, Any]:
+    return {"namespace": "default", "service": "web", "serviceUid": "u",
+            "ports": [{"name": "http", "target": 80, "published": 30080, "protocol": "tcp",
+                       "mode": "ingress" if ingress else "host"}],
+            "endpoints": [{"task": TASK, "slot": 1, "node": "dns-0", "address": A,
+                           "ports": [{"target": 80, "published": 32999, "protocol": "tcp"}]}]}
+
+
+async def query(server: tuple[str, int], name: str, qtype: str = "A",
+                tcp: bool = False) -> DNSRecord:
+    raw = await asyncio.to_thread(DNSRecord.question(name, qtype).send, server[0], server[1],
+                                  tcp=tcp, timeout=5)
+    return DNSRecord.parse(raw)
+
+
+def addresses(reply: DNSRecord) -> list[str]:
+    return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
+
+
+async def test_dns_over_udp_and_tcp(etcd_cluster: EtcdCluster, prefix: str,
+                                    rstore: store.ResourceStore) -> None:
+    servers = [(A, free_udp_tcp_port(A)), (B, free_udp_tcp_port(B))]
+    configs = [AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix,
+                           node_name=f"dns-{i}", advertise_addr=addr, heartbeat_ttl=2,
+                           mesh=False, dns_addrs=(f"{addr}:{port}",), logs_port=None)
+               for i, (addr, port) in enumerate(servers)]
+    await rstore.etcd.txn([], [Put(rstore.keys.endpoints("default", "web"), encode_json(doc()))])
+    async with running_agent(configs[0]) as first:
+        async with running_agent(configs[1]):
+            for server in servers:
+                for tcp in (False, True):
+                    await until(lambda: _a_is(server, [A, B], tcp), 15,
+                                f"{server} A over {'tcp' if tcp else 'udp'}")
+            srv = await query(servers[1], "_http._tcp.web.default.kubeless", "SRV", tcp=True)
+            assert [(rr.rdata.port, str(rr.rdata.target)) for rr in srv.rr] == \
+                [(32999, f"{TASK}.tasks.web.default.kubeless.")]
+            assert [str(rr.rdata) for rr in srv.ar] == [A]
+            nx = await query(servers[0], "nope.default.kubeless")
+            assert nx.header.rcode == RCODE.NXDOMAIN
+            refused = await query(servers[0], "example.com")
+            assert refused.header.rcode == RCODE.REFUSED
+        # the second agent stopped: its lease is revoked, its node leaves the answers
+        await until(lambda: _a_is(servers[0], [A]), 15, "the stopped node leaves")
+        assert first.dns is not None and not first.dns.unbound
+    total = REGISTRY.get_sample_value("kubeless_agent_dns_queries_total",
+                                      {"type": "A", "result": "nxdomain", "transport": "udp"})
+    assert total and total >= 1
+
+
+async def test_a_service_without_ingress_resolves_to_its_endpoints(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore) -> None:
+    server = (A, free_udp_tcp_port(A))
+    config = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name="dns-x",
+                         advertise_addr=B, heartbeat_ttl=2, mesh=False,
+                         dns_addrs=(f"{server[0]}:{server[1]}",), logs_port=None)
+    await rstore.etcd.txn([], [Put(rstore.keys.endpoints("default", "web"),
+                                   encode_json(doc(ingress=False)))])
+    async with running_agent(config):
+        await until(lambda: _a_is(server, [A]), 15, "endpoint addresses")
+
+
+async def _a_is(server: tuple[str, int], want: list[str], tcp: bool = False) -> bool:
+    try:
+        reply = await query(server, "web.default.kubeless", tcp=tcp)
+    except OSError:
+        return False
+    return addresses(reply) == want
