@@ -370,3 +370,11 @@ async def test_concurrent_clashing_writers_cannot_both_win(etcd_cluster: EtcdClu
     assert sorted(o.returncode for o in outcomes) == [0, 1], [o.stderr for o in outcomes]
     loser = next(o for o in outcomes if o.returncode)
     refused(loser, "published port 7070/tcp (ingress) is already held by service default/")
+
+
+def test_registered_and_run_by_default() -> None:
+    from controllers.main import CONTROLLERS, parse_args
+
+    assert CONTROLLERS["endpoints"] is EndpointsController
+    assert "endpoints" in parse_args([]).controller_names
+    assert parse_args(["--controllers", "endpoints"]).controller_names == ["endpoints"]
