@@ -1,8 +1,9 @@
 """A lease kept alive in the background, that says when it was lost.
 
 aetcd leaves lease refresh to its users, so we do it: refresh every
-ttl/3; if etcd answers that the lease is gone (TTL 0), or no refresh has
-succeeded for a whole TTL (we must assume etcd expired it), the lease is
+ttl/3, and every 0.2 s after a refresh failed (so a network blip shorter
+than the TTL keeps the lease); if etcd answers that the lease is gone (TTL
+0), or no refresh has succeeded for a whole TTL (we must assume etcd expired it), the lease is
 lost: ``lost`` is set and the keeper stops. Whoever holds keys bound to the
 lease (a heartbeat, a leader key) must then stop acting on them.
 """
@@ -17,6 +18,8 @@ from .errors import LeaseLost, StoreError
 from .etcd import Etcd
 
 log = logging.getLogger(__name__)
+
+RETRY_PAUSE = 0.2  # seconds between refresh attempts once one failed
 
 
 class KeptLease:
@@ -73,8 +76,9 @@ class KeptLease:
 
     async def _keep_alive(self) -> None:
         last_ok = self._clock()
+        pause = self.ttl / 3
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(pause)
             try:
                 ttl = await asyncio.wait_for(self.etcd.lease_keepalive_once(self.id),
                                              timeout=self.ttl / 3)
@@ -83,7 +87,11 @@ class KeptLease:
                     log.warning("lease %x lost: no refresh for %ss (%s)", self.id, self.ttl, err)
                     self.lost.set()
                     return
+                # Retry soon: after a failed refresh (ttl/3 spent waiting on it), waiting
+                # another ttl/3 would reach the expiry, so any blip would lose the lease.
+                pause = RETRY_PAUSE
                 continue
+            pause = self.ttl / 3
             if ttl <= 0:
                 log.warning("lease %x lost: etcd says it expired", self.id)
                 self.lost.set()
