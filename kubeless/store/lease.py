@@ -4,8 +4,9 @@ aetcd leaves lease refresh to its users, so we do it: refresh every
 ttl/3, and every 0.2 s after a refresh failed (so a network blip shorter
 than the TTL keeps the lease); if etcd answers that the lease is gone (TTL
 0), or no refresh has succeeded for a whole TTL (we must assume etcd
-expired it), the lease is lost: ``lost`` is set and the keeper stops. Whoever holds keys bound to the
-lease (a heartbeat, a leader key) must then stop acting on them.
+expired it), the lease is lost: ``lost`` is set and the keeper stops.
+Whoever holds keys bound to the lease (a heartbeat, a leader key) must
+then stop acting on them.
 """
 
 from __future__ import annotations
