@@ -49,7 +49,7 @@ class EndpointsController(ViewController):
 
     def __init__(self, store: ResourceStore) -> None:
         super().__init__(store)
-        self.endpoints_prefix = store.keys.root + "endpoints/"
+        self.endpoints_prefix = store.keys.endpoints_prefix()
 
     def informers(self) -> list[InformerSpec]:
         return [*self.view.informer_specs(), InformerSpec(self.endpoints_prefix, decode_endpoints)]

@@ -100,6 +100,10 @@ class Keyspace:
     def endpoints(self, namespace: str, service: str) -> str:
         return f"{self.root}endpoints/{namespace}/{service}"
 
+    def endpoints_prefix(self, namespace: str | None = None) -> str:
+        """Every service's endpoints key (in one namespace when given)."""
+        return f"{self.root}endpoints/" + (f"{namespace}/" if namespace else "")
+
     def leader(self, controller: str) -> str:
         return f"{self.root}leaders/{controller}"
 
