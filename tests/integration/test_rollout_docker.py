@@ -45,6 +45,7 @@ Resource = dict[str, Any]
 REPLICAS = 4
 MISSING = "kubeless-missing:nope"
 LEASE_TTL = 2
+LEADERS = {"replication", "scheduler", "health", "rollout"}
 # PID 1 of a container ignores SIGTERM unless it traps it: trap it, so a stop takes no grace.
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION\" > /www/index.html; "
                        "httpd -f -p 80 -h /www & wait"]
@@ -154,6 +155,8 @@ async def cluster(plane: Plane) -> AsyncIterator[Cluster]:
         await c.ready()
         yield c
     finally:
+        for sampler in c.samplers:  # left running by a failed test
+            await sampler.stop()
         try:
             await c.store.delete("Service", c.name, "default")
         except Exception:
@@ -214,13 +217,15 @@ class Cluster:
     def __init__(self, plane: Plane, rstore: store.ResourceStore, name: str) -> None:
         self.plane, self.store, self.name = plane, rstore, name
         self.engine = plane.engine
+        self.samplers: list[Sampler] = []
 
     async def ready(self) -> None:
         async def up() -> bool:
             self.plane.check()
             nodes = (await list_nodes(self.store)).items
-            leaders, _ = await self.store.etcd.list_prefix(self.store.keys.root + "leaders/")
-            return len(leaders) >= 4 and any(
+            kvs, _ = await self.store.etcd.list_prefix(self.store.keys.root + "leaders/")
+            leading = {kv.key.rsplit("/", 1)[-1] for kv in kvs}
+            return LEADERS <= leading and any(
                 n["metadata"]["name"] == self.plane.node and n["status"].get("state") == "ready"
                 for n in nodes)
         await until(up, 30, "node ready and controllers leading")
@@ -323,6 +328,7 @@ class Sampler:
         self.max_slots_down = 0
         self.worst: list[str] = []
         self._task = asyncio.create_task(self._run(), name=f"sampler {c.name}")
+        c.samplers.append(self)
 
     async def _run(self) -> None:
         while True:
@@ -368,7 +374,7 @@ async def test_stop_first_update_replaces_every_slot_two_at_a_time(cluster: Clus
     tasks = await cluster.converged(v2, "2")
     # never more than parallelism (2) slots without a running container; the engine read
     # often enough to have seen the batches
-    assert sampler.samples >= 20 and 1 <= sampler.max_slots_down <= 2, vars(sampler)
+    assert sampler.samples >= 10 and 1 <= sampler.max_slots_down <= 2, vars(sampler)
     assert sampler.max_running <= REPLICAS, vars(sampler)
     # old tasks shut down, their containers stopped before their slot's new one started
     stopped = [t for t in tasks if t["metadata"]["name"] in old_ids]
@@ -414,7 +420,7 @@ async def test_start_first_update_never_drops_below_four_healthy(cluster: Cluste
     await sampler.stop()
     tasks = await cluster.converged(v2, "2")
     assert us["message"] == "update completed"
-    assert sampler.samples >= 20, vars(sampler)
+    assert sampler.samples >= 10, vars(sampler)
     assert sampler.min_running >= REPLICAS and sampler.min_healthy >= REPLICAS, vars(sampler)
     assert sampler.max_running <= REPLICAS + 2, vars(sampler)  # parallelism 2 pairs at most
     boxes = by_task(await asyncio.to_thread(cluster.boxes))
@@ -448,7 +454,7 @@ async def test_missing_image_pauses_after_the_first_batch(cluster: Cluster) -> N
     assert "paused due to failure or early termination of task" in us["message"], us
     # watch a little longer: the rollout stays where it stopped
     seen = sampler.samples
-    await until(lambda: sampler.samples >= seen + 30, 10, "more samples")
+    await until(lambda: sampler.samples >= seen + 20, 20, "20 more samples")
     await sampler.stop()
     assert sampler.max_slots_down == 2, vars(sampler)  # parallelism, and no more
     tasks = await cluster.tasks()
