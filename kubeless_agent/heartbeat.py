@@ -3,7 +3,9 @@
 A node is ready while ``agents/<id>/heartbeat`` exists. The key is put in a
 transaction that compares the key is absent (create_revision 0) or already
 bound to our lease, so two agents claiming one node id never take turns:
-the second waits until the first one's key expires.
+the second waits until the first one's lease has missed a refresh (its
+holder died, or cannot reach etcd), then takes
+the key over, so an agent restarted on its node keeps the node ready.
 
 When the lease is lost (etcd unreachable for a whole TTL, or the lease
 revoked), every heartbeat is gone or about to go: the loop grants a new
@@ -147,9 +149,30 @@ class Heartbeats:
         for compare in (Compare(key, "create", "==", 0), Compare(key, "lease", "==", lease_id)):
             if (await self.etcd.txn([compare], put)).succeeded:
                 return True
+        holder = await self._dead_holder(key)
+        if holder and (await self.etcd.txn([Compare(key, "lease", "==", holder)], put)).succeeded:
+            log.info("%s: took over from lease %x, which missed a refresh (this "
+                     "node's previous agent died)", key, holder)
+            return True
         log.warning("%s is held by another lease (another agent with this node name, or one "
                     "that died less than a TTL ago); waiting for it to expire", key)
         return False
+
+    async def _dead_holder(self, key: str) -> int:
+        """The lease holding ``key`` when its holder stopped refreshing it, else 0.
+
+        A live agent refreshes every third of the TTL (and retries a failed
+        refresh at once), so a lease that missed a refresh belongs to an agent
+        that died or cannot reach etcd: taking its heartbeat over now
+        keeps the node ready across an agent restart (waiting for the expiry
+        would mark the node down and orphan every task it runs)."""
+        kv, _ = await self.etcd.get(key)
+        if kv is None or not kv.lease:
+            return 0
+        left, granted = await self.etcd.lease_ttls(kv.lease)
+        # etcd rounds ``left`` down: the lease has under left + 1 s to live. A live
+        # holder refreshes at two thirds of the TTL; half a second more is slack.
+        return kv.lease if 0 <= left and left + 1 <= granted * 2 / 3 - 0.5 else 0
 
     async def _revoke_quietly(self, lease_id: int) -> None:
         try:

@@ -330,10 +330,14 @@ class Etcd:
         return await self._call(once)
 
     async def lease_ttl(self, lease_id: int) -> int:
+        return (await self.lease_ttls(lease_id))[0]
+
+    async def lease_ttls(self, lease_id: int) -> tuple[int, int]:
+        """(seconds left, seconds granted) of a lease; left is -1 when it is gone."""
         req = rpc.LeaseTimeToLiveRequest(ID=lease_id)
         resp = await self._call(lambda: self._lease.LeaseTimeToLive(req,
                                                                     timeout=self.call_timeout))
-        return int(resp.TTL)
+        return int(resp.TTL), int(resp.grantedTTL)
 
 
 def _retryable(err: grpc.aio.AioRpcError, idempotent: bool) -> bool:
