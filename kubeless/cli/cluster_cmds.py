@@ -56,9 +56,38 @@ def node_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Where the node keeps its identity "
                      "[env KUBELESS_STATE_DIR]."),
         click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port."),
+        *agent_service_options(),
     ]):
         fn = option(fn)
     return fn
+
+
+AGENT_OPTIONS = ("mesh_bind", "dns_addr", "drain_period")
+
+
+def agent_service_options() -> list[Callable[..., Any]]:
+    """The routing mesh, DNS and drain options, forwarded to the agent (kubeless-agent's)."""
+    return [
+        click.option("--mesh-bind", help="Routing mesh: listen on published ports at this "
+                     "address (default: the advertise address; 0.0.0.0: every address)."),
+        click.option("--dns-addr", help="Cluster DNS: ADDR[:PORT],... or 'none' (default: the "
+                     "advertise address and the Docker bridge gateway, port 53)."),
+        click.option("--drain-period", help="Wait this long before stopping a running task "
+                     "behind the mesh (default 2s)."),
+    ]
+
+
+def agent_options(opts: dict[str, Any]) -> dict[str, str]:
+    """The agent service options given, checked (a mistake is one CliError line)."""
+    from kubeless_agent.main import dns_addrs, seconds
+
+    given = {k: str(opts[k]) for k in AGENT_OPTIONS if opts.get(k) is not None}
+    try:
+        dns_addrs(given.get("dns_addr"))
+        seconds(given.get("drain_period", "2s"))
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    return given
 
 
 def explicit(ctx: Context, option: str) -> str | None:
@@ -90,7 +119,8 @@ def new_node_state(ctx: Context, endpoints: str, opts: dict[str, Any], role: str
     return NodeState(cluster_id=cluster_id, node_id=name, role=role, endpoints=endpoints,
                      prefix=ctx.prefix, runtime=opts.get("runtime") or "docker",
                      advertise_addr=opts.get("advertise_addr") or source_address(endpoints),
-                     labels=labels, metrics_port=opts.get("metrics_port"))
+                     labels=labels, metrics_port=opts.get("metrics_port"),
+                     agent_options=agent_options(opts))
 
 
 def overridden(node: NodeState, opts: dict[str, Any], endpoints: str | None,
@@ -106,6 +136,8 @@ def overridden(node: NodeState, opts: dict[str, Any], endpoints: str | None,
     for field in ("runtime", "advertise_addr", "metrics_port"):
         if opts.get(field) is not None:
             changes[field] = opts[field]
+    if agent_options(opts):
+        changes["agent_options"] = {**node.agent_options, **agent_options(opts)}
     if opts.get("labels"):
         try:
             changes["labels"] = parse_labels(opts["labels"])
@@ -142,6 +174,15 @@ def agent_config(node: NodeState, state: StateDir | None = None, role: str | Non
     extra: dict[str, Any] = {}
     if state is not None and "runtime_options" in AgentConfig.__dataclass_fields__:
         extra["runtime_options"] = tuple(runtime_options(node.runtime, state).items())
+    from kubeless_agent.main import dns_addrs, seconds
+
+    options = node.agent_options
+    if "mesh_bind" in options:
+        extra["mesh_bind"] = options["mesh_bind"]
+    if "dns_addr" in options:
+        extra["dns_addrs"] = dns_addrs(options["dns_addr"])
+    if "drain_period" in options:
+        extra["drain_period"] = seconds(options["drain_period"])
     return AgentConfig(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
                        node_name=node.node_id, advertise_addr=node.advertise_addr,
                        labels=tuple(node.labels.items()), metrics_port=node.metrics_port,

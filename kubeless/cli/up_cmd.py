@@ -32,7 +32,8 @@ from typing import Any
 import click
 
 from kubeless.cli.cluster_cmds import (cluster_call, explicit_endpoints,
-                                       new_node_state, node_resource, run_node, save_init, where)
+                                       new_node_state, node_resource, run_node, save_init, where,
+                                       agent_options, agent_service_options)
 from kubeless.cli.context import CliError, Context, pass_context
 from kubeless.cluster import ClusterError, NodeState, StateDir
 
@@ -210,9 +211,12 @@ def docker_answers() -> str | None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port.")
 @click.option("--apply", "apply_files", multiple=True, type=click.Path(exists=True),
               help="Apply this manifest once the node is ready (repeatable).")
+@agent_service_options()[0]
+@agent_service_options()[1]
+@agent_service_options()[2]
 @pass_context
 def up(ctx: Context, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
-       metrics_port: int | None, apply_files: tuple[str, ...]) -> None:
+       metrics_port: int | None, apply_files: tuple[str, ...], **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
     etcd listens on 127.0.0.1 only. Ctrl-C stops all of it, etcd included;
@@ -225,7 +229,8 @@ def up(ctx: Context, state_dir: str, etcd_port: int, runtime: str, node_name: st
     if given and given.rstrip("/") != url:
         click.echo(f"warning: kubeless up runs its own etcd at {url}; --endpoints/"
                    f"KUBELESS_ENDPOINTS ({given}) is not used", err=True)
-    opts = {"node_name": node_name, "metrics_port": metrics_port}
+    opts = {"node_name": node_name, "metrics_port": metrics_port, **agent}
+    agent_options(opts)  # a mistake is one line, before anything starts
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
                         apply_files))
@@ -298,8 +303,9 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str,
     rstore = store.connect(ctx.endpoints, ctx.prefix, call_timeout=ctx.timeout, retry_for=10)
     try:
         if state.has_node():
-            node = replace(state.load_node(), runtime=runtime, endpoints=ctx.endpoints,
-                           prefix=ctx.prefix)
+            stored = state.load_node()
+            node = replace(stored, runtime=runtime, endpoints=ctx.endpoints, prefix=ctx.prefix,
+                           agent_options={**stored.agent_options, **agent_options(opts)})
             if await bootstrap.read_record(rstore) is not None:
                 await bootstrap.resume_node(rstore, state, node, here)
                 state.save_node(node)

@@ -43,6 +43,7 @@ class NodeState:
     labels: dict[str, str] = field(default_factory=dict)
     metrics_port: int | None = None
     joined_at: str = ""
+    agent_options: dict[str, str] = field(default_factory=dict)  # mesh_bind, dns_addr, drain_period
 
 
 class StateDir:
