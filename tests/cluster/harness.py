@@ -97,7 +97,7 @@ class Host:
         return p is not None and p.poll() is None
 
 
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from sync code, inside a running loop or not."""
     try:
         asyncio.get_running_loop()
@@ -214,7 +214,7 @@ class Cluster:
                 self._spawn(h, "controllers")
             from tests.cluster import waits
 
-            _run_sync(waits.cluster_ready(self, timeout, set_roles=True))
+            run_sync(waits.cluster_ready(self, timeout, set_roles=True))
         except BaseException:
             self.stop()
             raise

@@ -185,9 +185,10 @@ async def scale(rs: store.ResourceStore, name: str, replicas: int) -> Resource:
 
 
 async def delete(rs: store.ResourceStore, name: str, namespace: str = "default") -> None:
-    live = await rs.get("Service", name, namespace)
-    if live is not None:
-        await rs.delete(live)
+    try:
+        await rs.delete("Service", name, namespace)
+    except store.NotFound:
+        pass
 
 
 async def status(rs: store.ResourceStore, name: str) -> Resource:
@@ -219,19 +220,25 @@ async def wait_converged(rs: store.ResourceStore, name: str, replicas: int,
 
 def containers(cluster: Cluster, running_only: bool = True) -> dict[str, list[dict[str, Any]]]:
     """host -> its engine's kubeless containers: {id, task, name, running, started, restarts}."""
+    import docker.errors
+
     out: dict[str, list[dict[str, Any]]] = {}
     for h in cluster.hosts.values():
         client = cluster.docker(h)
         try:
             found = []
-            for c in client.containers.list(all=not running_only,
+            for row in client.api.containers(all=not running_only,
                                              filters={"label": "kubeless.task.id"}):
-                st = c.attrs.get("State") or {}
-                found.append({"id": c.id, "task": c.labels.get("kubeless.task.id"),
-                              "name": c.name, "running": bool(st.get("Running")),
-                              "started": st.get("StartedAt"),
-                              "restarts": c.attrs.get("RestartCount", 0)})
-            out[h.name] = found
+                try:
+                    attrs = client.api.inspect_container(row["Id"])
+                except docker.errors.NotFound:
+                    continue  # removed meanwhile
+                st = attrs.get("State") or {}
+                found.append({"id": row["Id"], "task": row["Labels"].get("kubeless.task.id"),
+                              "name": row["Names"][0].lstrip("/"),
+                              "running": bool(st.get("Running")), "started": st.get("StartedAt"),
+                              "restarts": attrs.get("RestartCount", 0)})
+            out[h.name] = sorted(found, key=lambda c: c["id"])
         finally:
             client.close()
     return out
