@@ -38,7 +38,7 @@ from kubeless.store import parse_endpoints
 from kubeless.store.codec import decode
 
 from kubeless_agent import metrics
-from kubeless_agent.dns import DnsServer, ReadyNodes, parse_dns_addr
+from kubeless_agent.dns import DnsServer, ReadyNodes, container_nameserver, parse_dns_addr
 from kubeless_agent.heartbeat import Heartbeats
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
@@ -194,20 +194,20 @@ class AgentProcess:
         """Where DNS listens; tells a docker runtime which nameserver its containers get."""
         config = self.config
         runtime = self.runtimes[self.idents[0].node_id]
-        gateway = None
-        if hasattr(runtime, "bridge_gateway"):
-            gateway = await runtime.bridge_gateway()
+        bridge = await runtime.bridge_network() if hasattr(runtime, "bridge_network") else None
         if config.dns_addrs is None:
             addrs = [(bind_address(config.advertise_addr), 53)]
-            if gateway:
-                addrs.append((gateway, 53))
+            if bridge:
+                addrs.append((bridge[0], 53))
         else:
             addrs = [parse_dns_addr(a) for a in config.dns_addrs]
-        if gateway and any(port == 53 and host in (gateway, "0.0.0.0") for host, port in addrs):
-            getattr(runtime, "use_cluster_dns")(gateway)
-        elif gateway:
-            log.warning("dns: no --dns-addr on %s:53; containers get the engine's default "
-                        "nameservers", gateway)
+        if bridge:
+            nameserver = container_nameserver(addrs, *bridge)
+            if nameserver:
+                getattr(runtime, "use_cluster_dns")(nameserver)
+            else:
+                log.warning("dns: no --dns-addr on port 53 in the Docker bridge %s; containers "
+                            "get the engine's default nameservers", bridge[1])
         return addrs
 
     async def _serve_logs(self) -> None:

@@ -11,8 +11,8 @@ task's namespace through the mesh.
 """
 
 from kubeless_agent.dns.nodes import ReadyNodes, ready_nodes
-from kubeless_agent.dns.server import DnsServer, parse_dns_addr
+from kubeless_agent.dns.server import DnsServer, container_nameserver, parse_dns_addr
 from kubeless_agent.dns.zone import Zone, answer, build_zone
 
-__all__ = ["DnsServer", "ReadyNodes", "Zone", "answer", "build_zone", "parse_dns_addr",
+__all__ = ["DnsServer", "ReadyNodes", "container_nameserver", "Zone", "answer", "build_zone", "parse_dns_addr",
            "ready_nodes"]

@@ -15,6 +15,7 @@ DNS is a service of the agent, never a reason for it to stop.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import struct
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,28 @@ def parse_dns_addr(text: str, default_port: int = 53) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--dns-addr {text!r}: expected ADDR or ADDR:PORT")
     return host, int(port)
+
+
+def container_nameserver(addrs: Iterable[tuple[str, int]], gateway: str,
+                         subnet: str) -> str | None:
+    """The address containers of the bridge (``gateway``, ``subnet``) reach our DNS at:
+    the first port-53 address inside the subnet, or the gateway when we listen on every
+    address; None when they cannot reach it (resolv.conf has no port)."""
+    try:
+        network = ipaddress.ip_network(subnet, strict=False) if subnet else None
+    except ValueError:
+        network = None
+    for host, port in addrs:
+        if port != 53:
+            continue
+        if host == "0.0.0.0" or host == gateway:
+            return gateway
+        try:
+            if network is not None and ipaddress.ip_address(host) in network:
+                return host
+        except ValueError:
+            continue
+    return None
 
 
 class _Udp(asyncio.DatagramProtocol):

@@ -20,8 +20,8 @@ What it does, and where:
 
 With cluster DNS (``use_cluster_dns``), containers get the agent's DNS
 server as nameserver: the address of the default bridge's gateway
-(``bridge_gateway()``), where the agent's DNS listens, reachable from
-every container of that bridge.
+(``bridge_network()``: its gateway, or another address of its subnet that
+the agent's DNS listens on), reachable from every container of that bridge.
 
 Every blocking SDK call runs in a small thread pool, never on the loop.
 Container config (names, labels, ports, mounts, limits, healthcheck) is
@@ -103,7 +103,7 @@ class DockerRuntime:
         self._state = {"state": "unknown", "message": "not connected yet"}
         self._background: set[asyncio.Task[None]] = set()
         self._negotiated = False
-        self._gateway: str | None = None
+        self._bridge: tuple[str, str] | None = None
         self.dns: ClusterDns | None = None
 
     def _new_client(self, max_pool_size: int) -> docker.DockerClient:
@@ -203,17 +203,19 @@ class DockerRuntime:
 
     # -- cluster DNS -----------------------------------------------------------------
 
-    async def bridge_gateway(self) -> str | None:
-        """The default bridge network's gateway (the host, as containers reach it), or None."""
-        if self._gateway is None:
+    async def bridge_network(self) -> tuple[str, str] | None:
+        """The default bridge's (gateway, subnet), e.g. ("172.17.0.1", "172.17.0.0/16"): the
+        host as containers reach it. None when the engine does not say."""
+        if self._bridge is None:
             try:
                 network = await self._call(self._client.api.inspect_network, "bridge")
             except RuntimeFailure as err:
-                log.warning("docker: no bridge gateway for cluster DNS: %s", err)
+                log.warning("docker: no bridge network for cluster DNS: %s", err)
                 return None
             configs = ((network.get("IPAM") or {}).get("Config")) or []
-            self._gateway = next((str(c["Gateway"]) for c in configs if c.get("Gateway")), None)
-        return self._gateway
+            self._bridge = next(((str(c["Gateway"]), str(c.get("Subnet") or ""))
+                                 for c in configs if c.get("Gateway")), None)
+        return self._bridge
 
     def use_cluster_dns(self, nameserver: str, resolv_conf: str | None = None) -> None:
         """Containers started from now on resolve through ``nameserver`` first."""

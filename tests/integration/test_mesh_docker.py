@@ -1,0 +1,301 @@
+"""The routing mesh and DNS end to end: real etcd, real processes, the real Docker Engine.
+
+One ``python -m controllers`` (every controller, endpoints included) and two
+``python -m kubeless_agent --runtime docker`` processes sharing the engine,
+one on 127.0.0.2 (node ``<id>-a``) and one on 127.0.0.3 (``<id>-b``), serve
+the module on a key prefix of its own. Services are applied with the CLI
+(so ingress ports get their number from 30000-32767) and pinned to node a
+by a constraint, so node b runs none of their tasks and answers through
+its mesh only.
+
+What is checked: a published port answers on the node that runs no task;
+the endpoints document follows scale and a killed container; a name
+resolves from inside a container (busybox nslookup; node addresses here are
+host loopback addresses, so a container can resolve but not reach them);
+a rolling update (start-first, healthcheck, 4 replicas) under a steady
+stream of requests through node b's mesh loses no request.
+
+Containers are removed by node label after the module, even when a test
+fails. Under CI=true a missing engine fails these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dnslib import DNSRecord
+
+from kubeless import store
+from tests.support.etcd_server import EtcdCluster, free_port
+from tests.support.workloads import IMAGE, ROOT, docker_engine, remove_node_containers, until
+
+pytestmark = pytest.mark.integration
+A, B = "127.0.0.2", "127.0.0.3"
+COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION from $KUBELESS_TASK_NAME\" "
+                       "> /www/index.html; httpd -f -p 80 -h /www & wait"]
+HEALTHCHECK = {"test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"],
+               "interval": "500ms", "timeout": "2s", "retries": 3, "startPeriod": "0s"}
+
+
+@dataclass
+class Plane:
+    endpoints: str
+    prefix: str
+    nodes: tuple[str, str]
+    engine: Any
+    logs: Path
+    dns_port: int
+    dns_bridge: str  # the address on docker0 this module's DNS has to itself
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def check(self) -> None:
+        for p, name in zip(self.procs, ("controllers", "agent-a", "agent-b")):
+            if p.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text()[-3000:]
+                raise AssertionError(f"{name} exited with {p.returncode}:\n{tail}")
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        env = {**os.environ, "KUBELESS_ENDPOINTS": self.endpoints, "KUBELESS_PREFIX": self.prefix,
+               "PYTHONPATH": str(ROOT)}
+        res = subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], cwd=ROOT,
+                             capture_output=True, text=True, env=env, input=stdin, timeout=60)
+        assert res.returncode == 0, f"kubeless {' '.join(args)}: {res.stderr}"
+        return res.stdout
+
+    def apply(self, name: str, replicas: int, template: dict[str, Any] | None = None,
+              **spec: Any) -> None:
+        svc = {"apiVersion": "kubeless.io/v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": "default"},
+               "spec": {"replicas": replicas,
+                        "template": {"image": IMAGE, "command": COMMAND, "env": {"VERSION": "1"},
+                                     "stopGracePeriod": "2s", **(template or {})},
+                        "placement": {"constraints": [f"node.id=={self.nodes[0]}"]},
+                        "ports": [{"name": "http", "target": 80, "protocol": "tcp",
+                                   "mode": "ingress"}], **spec}}
+        self.cli("apply", "-f", "-", stdin=yaml.safe_dump(svc))
+
+
+def spawn(logs: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
+    out = open(logs / f"{name}.log", "wb")
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.fixture(scope="module")
+def bridge_dns_address() -> Iterator[str]:
+    """An address of this module's own on docker0 for the containers' nameserver: the
+    gateway's port 53 may be held by another cluster's agent on this shared host."""
+    addr = f"172.17.255.{200 + int(uuid.uuid4().hex[:2], 16) % 50}"
+    added = subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "docker0"],
+                           capture_output=True).returncode == 0
+    yield addr if added else "172.17.0.1"
+    if added:
+        subprocess.run(["ip", "addr", "del", f"{addr}/32", "dev", "docker0"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def plane(bridge_dns_address: str, etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    engine = docker_engine()
+    run = uuid.uuid4().hex[:6]
+    logs = tmp_path_factory.mktemp("mesh-docker")
+    p = Plane(etcd_cluster.endpoints, f"/kubeless-mesh-{run}", (f"mesh-{run}-a", f"mesh-{run}-b"),
+              engine, logs, free_port(), bridge_dns_address)
+    common = ["--endpoints", p.endpoints, "--prefix", p.prefix]
+    p.procs.append(spawn(logs, "controllers", "controllers", *common, "--lease-ttl", "2",
+                         "--log-level", "INFO"))
+    for node, addr in zip(p.nodes, (A, B)):
+        p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common, "--runtime",
+                             "docker", "--node-name", node, "--advertise-addr", addr,
+                             "--heartbeat-ttl", "3", "--dns-addr",
+                             f"{addr}:{p.dns_port},{p.dns_bridge}:53", "--log-level", "INFO"))
+    try:
+        yield p
+    finally:
+        for proc in p.procs:
+            proc.terminate()
+        for proc in p.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for node in p.nodes:
+            remove_node_containers(engine, node)
+
+
+@pytest.fixture
+async def rs(plane: Plane) -> Any:
+    s = store.connect(plane.endpoints, plane.prefix)
+    await until(lambda: _nodes_ready(s, plane), 30, "both nodes ready")
+    yield s
+    await s.etcd.close()
+
+
+async def _nodes_ready(s: store.ResourceStore, plane: Plane) -> bool:
+    plane.check()
+    found, _ = await s.etcd.get_many([s.keys.heartbeat(n) for n in plane.nodes])
+    return len(found) == 2
+
+
+async def endpoints_of(s: store.ResourceStore, name: str) -> dict[str, Any] | None:
+    kv, _ = await s.etcd.get(s.keys.endpoints("default", name))
+    return None if kv is None else dict(json.loads(kv.value))
+
+
+async def published(s: store.ResourceStore, name: str) -> int:
+    doc = await until(lambda: endpoints_of(s, name), 30, f"endpoints of {name}")
+    return int(doc["ports"][0]["published"])
+
+
+async def get(host: str, port: int, timeout: float = 5.0) -> str | None:
+    """One HTTP/1.0 GET on a new connection; the body, or None when it failed."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    try:
+        writer.write(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return body.decode() if head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200") \
+        else None
+
+
+async def endpoint_count(s: store.ResourceStore, name: str, want: int) -> bool:
+    doc = await endpoints_of(s, name)
+    return doc is not None and len(doc["endpoints"]) == want
+
+
+async def test_the_published_port_answers_on_the_node_without_tasks(
+        plane: Plane, rs: store.ResourceStore) -> None:
+    plane.apply("web", 2)
+    port = await published(rs, "web")
+    assert 30000 <= port <= 32767
+    await until(lambda: endpoint_count(rs, "web", 2), 60, "2 endpoints")
+    doc = await endpoints_of(rs, "web")
+    assert doc is not None and {e["node"] for e in doc["endpoints"]} == {plane.nodes[0]}
+    bodies = [await get(B, port) for _ in range(6)]
+    assert all(b and b.startswith("version 1 from web.") for b in bodies), bodies
+    assert len(set(bodies)) == 2  # round robin over both tasks
+    assert await get(A, port) is not None
+
+
+async def test_endpoints_follow_scale_and_failures(plane: Plane,
+                                                   rs: store.ResourceStore) -> None:
+    plane.apply("web", 3)
+    port = await published(rs, "web")
+    await until(lambda: endpoint_count(rs, "web", 3), 60, "3 endpoints after scale up")
+    doc = await endpoints_of(rs, "web")
+    assert doc is not None
+    victim = doc["endpoints"][0]
+    container = plane.engine.containers.get(
+        next(c.id for c in plane.engine.containers.list(
+            filters={"label": f"kubeless.task.id={victim['task']}"})))
+    await asyncio.to_thread(container.kill)
+    await until(lambda: _without(rs, victim["task"]), 30, "the killed task leaves")
+    await until(lambda: endpoint_count(rs, "web", 3), 60, "replaced")
+    assert await get(B, port) is not None
+    plane.apply("web", 1)
+    await until(lambda: endpoint_count(rs, "web", 1), 60, "1 endpoint after scale down")
+    bodies = {await get(B, port) for _ in range(4)}
+    assert len(bodies) == 1 and None not in bodies
+
+
+async def _without(s: store.ResourceStore, task: str) -> bool:
+    doc = await endpoints_of(s, "web")
+    return doc is not None and task not in {e["task"] for e in doc["endpoints"]}
+
+
+async def test_a_name_resolves_inside_a_container(plane: Plane, rs: store.ResourceStore) -> None:
+    plane.apply("web", 1)
+    await until(lambda: endpoint_count(rs, "web", 1), 60, "web runs")
+    await until(lambda: _bridge_answers(plane.dns_bridge), 30,
+                f"{plane.dns_bridge}:53 serves this cluster")
+    plane.apply("probe", 1, ports=[])
+    await until(lambda: _running_container(plane, "probe"), 60, "probe runs")
+    cid = await _running_container(plane, "probe")
+    out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
+                                  ["nslookup", "web.default.kubeless"])
+    text = out.output.decode()
+    assert out.exit_code == 0 and A in text and B in text, text
+    out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
+                                  ["cat", "/etc/resolv.conf"])
+    assert "search default.kubeless kubeless" in out.output.decode()
+    out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
+                                  ["nslookup", "web"])
+    assert A in out.output.decode(), out.output.decode()  # the search domain
+    out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
+                                  ["wget", "-q", "-T", "2", "-O", "-", "http://web/"])
+    assert "bad address" not in out.output.decode()  # resolved (127.0.0.x is the container's)
+
+
+async def _bridge_answers(addr: str) -> bool:
+    try:
+        raw = await asyncio.to_thread(DNSRecord.question("web.default.kubeless").send,
+                                      addr, 53, timeout=2)
+    except OSError:
+        return False
+    return sorted(str(rr.rdata) for rr in DNSRecord.parse(raw).rr) == [A, B]
+
+
+async def _running_container(plane: Plane, service: str) -> str | None:
+    found = await asyncio.to_thread(plane.engine.containers.list, filters={
+        "label": [f"kubeless.service.name={service}", f"kubeless.node.id={plane.nodes[0]}"]})
+    return found[0].id if found else None
+
+
+async def test_a_start_first_rolling_update_under_load_loses_no_request(
+        plane: Plane, rs: store.ResourceStore) -> None:
+    update = {"parallelism": 1, "delay": "0s", "order": "start-first", "monitor": "1s",
+              "failureAction": "pause"}
+    plane.apply("roll", 4, template={"healthcheck": HEALTHCHECK}, update=update)
+    port = await published(rs, "roll")
+    await until(lambda: endpoint_count(rs, "roll", 4), 90, "4 endpoints")
+    stop = asyncio.Event()
+    results: list[str | None] = []
+
+    async def load() -> None:
+        while not stop.is_set():
+            results.append(await get(B, port))
+
+    loaders = [asyncio.create_task(load()) for _ in range(4)]
+    try:
+        await until(lambda: len(results) > 50, 30, "load flows")
+        plane.cli("service", "update", "roll", "--env-add", "VERSION=2")
+        await until(lambda: _rolled(rs, plane), 180, "rollout completed")
+        await until(lambda: sum(1 for r in results[-40:] if r and "version 2" in r) == 40,
+                    30, "only version 2 answers")
+    finally:
+        stop.set()
+        await asyncio.gather(*loaders)
+    failed = sum(1 for r in results if r is None)
+    versions = {r.split(" from ")[0] for r in results if r}
+    assert versions == {"version 1", "version 2"}
+    assert failed == 0, f"{failed} of {len(results)} requests failed"
+    print(f"rolling update: {len(results)} requests through the mesh, {failed} failed")
+
+
+async def _rolled(s: store.ResourceStore, plane: Plane) -> bool:
+    plane.check()
+    svc = await s.get("Service", "roll", "default")
+    state = (((svc or {}).get("status") or {}).get("updateStatus") or {}).get("state")
+    if state == "paused":
+        raise AssertionError(f"the rollout paused: {svc['status']['updateStatus']}")
+    return state == "completed" and await endpoint_count(s, "roll", 4)
