@@ -28,7 +28,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         s = sub.add_parser(name)
         s.add_argument("--managers", type=int, default=3)
         s.add_argument("--workers", type=int, default=2)
-        s.add_argument("--heartbeat-ttl", type=int, default=3 if name == "soak" else 5)
+        s.add_argument("--heartbeat-ttl", type=int, default=5)
     sub.choices["soak"].add_argument("--seconds", type=float,
                                      default=float(os.environ.get("SOAK_SECONDS", "180")))
     sub.choices["soak"].add_argument("--seed", type=int, default=None)

@@ -22,6 +22,7 @@ the firewall is empty, and removing the namespaces removes everything.
 
 Faults: ``kill`` (SIGKILL chosen parts), ``pause``/``resume`` (SIGSTOP/SIGCONT),
 ``cut``/``heal`` (the host's switch port down/up), ``start_part``/``restore``.
+``KUBELESS_CLUSTER_LOGS=<dir>`` keeps every host's logs there.
 ``start`` and ``stop`` are synchronous and must be called from the main thread
 (processes are spawned with PR_SET_PDEATHSIG); ``stop`` purges everything, and
 so does an atexit hook and ``python -m tests.cluster cleanup`` (``system``).
@@ -233,6 +234,13 @@ class Cluster:
             for p in h.procs.values():
                 with contextlib.suppress(Exception):
                     p.wait(5)
+        keep = os.environ.get("KUBELESS_CLUSTER_LOGS")
+        if keep:  # where to copy every host's logs before the purge
+            for h in self.hosts.values():
+                dest = Path(keep) / self.name / h.name
+                dest.mkdir(parents=True, exist_ok=True)
+                for log in h.dir.glob("*.log"):
+                    shutil.copy(log, dest / log.name)
         system.purge(self.record)
         with contextlib.suppress(ValueError):
             atexit.unregister(self.stop)

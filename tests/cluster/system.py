@@ -3,9 +3,9 @@
 - ``sh`` runs one command (``ip``, ``nsenter``...) and raises with its
   stderr when it fails;
 - ``spawn`` starts a process inside a network namespace (``nsenter
-  --net=/var/run/netns/<ns>``, which execs without forking, so the pid is
-  the process's own) that gets SIGKILL when the test process dies
-  (PR_SET_PDEATHSIG), in its own session so Ctrl-C reaches only us;
+  --net=/var/run/netns/<ns> setpriv --pdeathsig KILL``, both exec without
+  forking, so the pid is the process's own) that gets SIGKILL when the test
+  process dies (PR_SET_PDEATHSIG), in its own session so Ctrl-C reaches only us;
 - ``Proc`` names a process by pid AND start time, so a recorded pid that
   the kernel gave to someone else since is never signalled;
 - ``purge`` removes everything a run recorded (``Record``): its processes,
@@ -21,7 +21,6 @@ The cluster's shape and its operations live in ``harness``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -48,21 +47,22 @@ def sh(*cmd: str, check: bool = True, timeout: float = 30) -> str:
     return res.stdout
 
 
-def _die_with_parent() -> None:
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def spawn(netns: str, cmd: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in ``netns``; it dies with this process (see the module docstring)."""
+    """Start ``cmd`` in ``netns``; it dies with this process (see the module docstring).
+
+    ``setpriv --pdeathsig KILL`` sets PR_SET_PDEATHSIG and execs, as ``nsenter``
+    does, so the pid is the command's own. (A Python ``preexec_fn`` would run
+    after fork in a process whose gRPC threads may hold locks: a child could
+    hang before it ever execs.)"""
     if threading.current_thread() is not threading.main_thread():
         # PDEATHSIG fires when the forking THREAD ends: a worker thread would kill it early.
         raise RuntimeError("spawn from the main thread only")
     with open(log_path, "ab") as log:
-        return subprocess.Popen(["nsenter", f"--net=/var/run/netns/{netns}", *cmd],
+        return subprocess.Popen(["nsenter", f"--net=/var/run/netns/{netns}",
+                                 "setpriv", "--pdeathsig", "KILL", "--", *cmd],
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+                                cwd=cwd, start_new_session=True)
 
 
 def start_time(pid: int) -> int | None:

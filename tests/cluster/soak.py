@@ -1,0 +1,205 @@
+"""The soak: random faults at random times while services are scaled and updated.
+
+``python -m tests.cluster soak`` (``make soak``) starts the cluster, runs two
+replicated services, and until SOAK_SECONDS have passed: injects one fault
+from ``FAULTS`` at a time (held 1 to 8 s, or until its effect is done), scales
+and updates the services at random meanwhile, then undoes the fault and waits
+until the cluster is whole again. The ``Checker`` samples the tasks all along.
+At the end every service must converge to its last replicas with its last
+spec and no stray container; it prints the faults injected, the writes made
+and refused, the violations found, and exits 1 on any violation. ``--seed``
+replays a run's choices (the timing of a real cluster still varies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from kubeless import store
+from tests.cluster import waits
+from tests.cluster.checker import Checker
+from tests.cluster.harness import Cluster
+
+SERVICES = {"soak-a": 4, "soak-b": 3}
+Fault = Callable[[Cluster, random.Random], str]
+
+
+def _kill_worker(c: Cluster, rnd: random.Random) -> str:
+    h = rnd.choice(c.workers or c.managers)
+    c.kill(h, ["agent"])
+    c.kill_containers(h)
+    return f"host {h.name} died (agent and containers killed)"
+
+
+def _kill_manager(c: Cluster, rnd: random.Random) -> str:
+    h = rnd.choice(c.managers)
+    c.kill(h)
+    return f"manager {h.name} died (agent, controllers, etcd killed)"
+
+
+def _pause(c: Cluster, rnd: random.Random) -> str:
+    h = rnd.choice(list(c.hosts.values()))
+    c.pause(h)
+    return f"host {h.name} frozen (SIGSTOP)"
+
+
+def _cut(c: Cluster, rnd: random.Random) -> str:
+    h = rnd.choice(list(c.hosts.values()))
+    c.cut(h)
+    return f"host {h.name} cut off the network"
+
+
+def _restart_agent(c: Cluster, rnd: random.Random) -> str:
+    h = rnd.choice(list(c.hosts.values()))
+    c.restart(h, "agent")
+    return f"agent of {h.name} restarted"
+
+
+def _kill_etcd(c: Cluster, rnd: random.Random) -> str:
+    h = rnd.choice(c.managers)
+    c.kill(h, ["etcd"])
+    return f"etcd member on {h.name} killed"
+
+
+def _lose_quorum(c: Cluster, rnd: random.Random) -> str:
+    n = len(c.managers)
+    hs = rnd.sample(c.managers, k=n - n // 2)  # n // 2 left: one short of a quorum
+    for h in hs:
+        c.kill(h, ["etcd"])
+    return f"etcd quorum lost (members on {', '.join(h.name for h in hs)} killed)"
+
+
+def _kill_leader(c: Cluster, rnd: random.Random) -> str:
+    h = rnd.choice(c.managers)
+    c.kill(h, ["controllers"])
+    return f"controllers on {h.name} killed"
+
+
+FAULTS: dict[str, Fault] = {
+    "kill-worker": _kill_worker, "kill-manager": _kill_manager, "pause": _pause, "cut": _cut,
+    "restart-agent": _restart_agent, "kill-etcd": _kill_etcd, "lose-quorum": _lose_quorum,
+    "kill-controllers": _kill_leader,
+}
+
+
+async def _etcd_whole(c: Cluster) -> bool:
+    for m in c.managers:
+        if not await asyncio.to_thread(c.etcd_healthy, m):
+            return False
+    return True
+
+
+async def _whole_again(c: Cluster, timeout: float = 90.0) -> None:
+    c.restore()
+    await waits.until(lambda: _etcd_whole(c), timeout, "every etcd member healthy")
+    await waits.cluster_ready(c, timeout)
+
+
+class Soak:
+    def __init__(self, cluster: Cluster, rnd: random.Random, seconds: float) -> None:
+        self.c, self.rnd, self.seconds = cluster, rnd, seconds
+        self.replicas = dict(SERVICES)
+        self.version = {name: 1 for name in SERVICES}
+        self.faults: list[str] = []
+        self.writes: Counter[str] = Counter()
+        self.t0 = time.monotonic()
+
+    def log(self, what: str) -> None:
+        print(f"  t+{time.monotonic() - self.t0:6.1f}s  {what}", flush=True)
+
+    async def write(self, rs: store.ResourceStore) -> None:
+        name = self.rnd.choice(list(SERVICES))
+        try:
+            if self.rnd.random() < 0.5:
+                n = self.rnd.randint(1, 6)
+                await waits.scale(rs, name, n)
+                self.replicas[name] = n
+                self.log(f"scale {name} to {n}")
+            else:
+                v = self.version[name] + 1
+
+                def bump(s: dict[str, object]) -> None:
+                    s["spec"]["template"]["env"]["VERSION"] = str(v)  # type: ignore[index]
+                await waits.change(rs, name, bump)
+                self.version[name] = v
+                self.log(f"update {name} to VERSION={v}")
+            self.writes["made"] += 1
+        except (store.StoreError, AssertionError) as err:
+            self.writes["refused"] += 1
+            self.log(f"write to {name} refused: {type(err).__name__}")
+
+    async def run(self, rs: store.ResourceStore, checker: Checker) -> None:
+        for name, n in SERVICES.items():
+            await waits.apply(rs, waits.service(name, n, update={"parallelism": 2,
+                                                                 "failureAction": "continue"}))
+        await checker.converge(self.replicas, 90)
+        while time.monotonic() - self.t0 < self.seconds:
+            kind = self.rnd.choice(list(FAULTS))
+            what = FAULTS[kind](self.c, self.rnd)
+            self.faults.append(f"t+{time.monotonic() - self.t0:.1f}s {what}")
+            self.log(f"FAULT {what}")
+            end = time.monotonic() + self.rnd.uniform(1.0, 8.0)
+            while time.monotonic() < end:
+                if self.rnd.random() < 0.4:
+                    await self.write(rs)
+                await asyncio.sleep(self.rnd.uniform(0.3, 1.5))
+            await _whole_again(self.c)
+            self.log("cluster whole again")
+            if self.rnd.random() < 0.5:
+                await self.write(rs)
+
+    async def settle(self, rs: store.ResourceStore, checker: Checker) -> list[str]:
+        """Problems left once the cluster had time to converge."""
+        problems = []
+        try:
+            await checker.converge(self.replicas, 120)
+        except AssertionError as err:
+            problems.append(str(err))
+        for name, v in self.version.items():
+            ts = waits.running(await waits.tasks(rs, name))
+            versions = {t["spec"]["template"].get("env", {}).get("VERSION") for t in ts}
+            if versions - {str(v)}:
+                problems.append(f"{name} runs VERSION {sorted(versions)}, wanted {v}")
+        return problems
+
+
+async def _soak(cluster: Cluster, rnd: random.Random, seconds: float) -> int:
+    soak = Soak(cluster, rnd, seconds)
+    rs = waits.connect(cluster)
+    checker = Checker(cluster).start()
+    try:
+        await soak.run(rs, checker)
+        soak.log("faults over; waiting for convergence")
+        problems = await soak.settle(rs, checker)
+    finally:
+        await checker.stop()
+        await rs.etcd.close()
+    print(f"\nfaults injected ({len(soak.faults)}):")
+    for f in soak.faults:
+        print(f"  {f}")
+    print(f"writes: {soak.writes['made']} made, {soak.writes['refused']} refused; "
+          f"checker: {checker.samples} samples, {checker.gaps} unreadable")
+    print(f"stop-first overlaps seen (old task still stopping beside its successor): "
+          f"{len(checker.overlaps)} samples")
+    found = checker.violations + problems
+    print(f"violations ({len(found)}):")
+    for v in found:
+        print(f"  {v}")
+    return 1 if found else 0
+
+
+def soak(args: argparse.Namespace) -> int:
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    cluster = Cluster(args.managers, args.workers, heartbeat_ttl=args.heartbeat_ttl,
+                      lease_ttl=3)
+    print(f"soak: {args.seconds:.0f}s of random faults, seed {seed}, "
+          f"{len(cluster.hosts)} hosts in {cluster.dir}", flush=True)
+    with cluster:
+        return asyncio.run(_soak(cluster, rnd, args.seconds))
+
