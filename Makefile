@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client docker.io busybox-static prometheus iproute2 procps curl wrk
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test unit integration bench deps docker venv typecheck up clean
+.PHONY: test unit integration bench deps docker venv typecheck up clean cluster soak
 
 test: deps docker venv
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -57,6 +57,20 @@ $(VENV)/.installed: pyproject.toml
 UP_ARGS ?=
 up: deps docker venv
 	$(VENV)/bin/kubeless up --apply manifests/demo.yaml $(UP_ARGS)
+
+# A real multi-host cluster on this machine, in the foreground (Ctrl-C removes it
+# all): 3 managers and 2 workers as network namespaces, each with its own dockerd
+# and agent, the managers with an etcd member and the controllers. It prints the
+# KUBELESS_ENDPOINTS to use. Options: make cluster CLUSTER_ARGS="--workers 4".
+CLUSTER_ARGS ?=
+cluster: deps venv
+	$(PY) -m tests.cluster up $(CLUSTER_ARGS)
+
+# Random faults for SOAK_SECONDS (default 180) while services are scaled and
+# updated; prints the faults and any invariant violation (not run by CI).
+SOAK_SECONDS ?= 180
+soak: deps venv
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m tests.cluster soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
