@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import control_plane, foundation, rollout, workloads
+from bench import control_plane, foundation, mesh, rollout, workloads
 
 SUITES = {"foundation": foundation.main, "control_plane": control_plane.main,
-          "rollout": rollout.main, "workloads": workloads.main}
+          "rollout": rollout.main, "workloads": workloads.main, "mesh": mesh.main}
 
 
 def main(argv: list[str]) -> None:

@@ -2,7 +2,7 @@
 
     table    pure: endpoints documents -> routes by published port, listener
              changes, round-robin order with a memory of refusals
-    proxy    asyncio protocols that forward one accepted connection to a backend
+    relay    non-blocking sockets on the loop's callbacks: accept, connect, forward
     mesh     ``RoutingMesh``: the endpoints informer's handler and the listeners
     metrics  connections accepted, active, failed; bytes; bind failures
 

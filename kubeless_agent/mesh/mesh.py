@@ -10,8 +10,7 @@ stops the agent. Closing a listener leaves its open connections running.
 
 Each listener's ``Port`` holds the current route, the round-robin cursor
 and a short memory of backends that refused (``failure_memory`` seconds),
-and is what the forwarding protocol (``proxy.ClientSide``) asks for
-backends.
+and is what each forwarded connection (``relay.Relay``) asks for backends.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeless_agent.mesh import metrics
-from kubeless_agent.mesh.proxy import ClientSide, Counted
+from kubeless_agent.mesh.relay import Counted, Listener, listening_socket
 from kubeless_agent.mesh.table import (Backend, Route, attempt_order, listener_changes,
                                        wanted_routes)
 
@@ -49,6 +48,9 @@ class Port:
         self._active = metrics.ACTIVE.labels(service, port)
         self._up = metrics.BYTES.labels(service, port, "upstream")
         self._down = metrics.BYTES.labels(service, port, "downstream")
+        self._accepted = metrics.ACCEPTED.labels(service, port)
+        self._unanswered = metrics.FAILED.labels(service, port)
+        self._refused = metrics.BACKEND_FAILURES.labels(service, port)
 
     def candidates(self) -> list[Backend]:
         now = self.clock()
@@ -60,17 +62,17 @@ class Port:
 
     def failed(self, backend: Backend) -> None:
         self.failed_until[backend] = self.clock() + self.failure_memory
-        metrics.BACKEND_FAILURES.labels(*self._labels).inc()
+        self._refused.inc()
 
     def counters(self) -> tuple[Counted, Counted]:
         return self._up, self._down
 
     def opened(self) -> None:
-        metrics.ACCEPTED.labels(*self._labels).inc()
+        self._accepted.inc()
         self._active.inc()
 
     def unanswered(self) -> None:
-        metrics.FAILED.labels(*self._labels).inc()
+        self._unanswered.inc()
         log.debug("%s/%s port %d: no endpoint answered", self.route.namespace,
                   self.route.service, self.route.published)
 
@@ -92,11 +94,10 @@ class RoutingMesh:
         self.docs: dict[str, Any] = {}
         self.wanted: dict[int, Route] = {}
         self.ports: dict[int, Port] = {}  # published port -> its state (listening or not)
-        self.servers: dict[int, asyncio.Server] = {}
+        self.servers: dict[int, Listener] = {}
         self.unbound: dict[int, str] = {}  # published port -> why it is not listening
         self.conflicts: list[Route] = []
         self._changed = asyncio.Event()
-        self._connecting: set[asyncio.Task[None]] = set()
         self.settled = asyncio.Event()  # listeners match the table (tests wait on it)
 
     # -- the informer side (synchronous) --------------------------------------------
@@ -158,11 +159,8 @@ class RoutingMesh:
 
     async def _listen(self, number: int) -> None:
         port = self.ports[number]
-        loop = asyncio.get_running_loop()
         try:
-            server = await loop.create_server(lambda: ClientSide(port, self._spawn),
-                                              self.bind_addr, number, reuse_address=True,
-                                              backlog=1024)
+            sock = listening_socket(self.bind_addr, number)
         except OSError as err:
             first = number not in self.unbound
             self.unbound[number] = err.strerror or str(err)
@@ -172,6 +170,7 @@ class RoutingMesh:
                             self.bind_addr, number, port.route.namespace, port.route.service,
                             self.unbound[number], self.retry_interval)
             return
+        server = Listener(asyncio.get_running_loop(), sock, port)
         self.unbound.pop(number, None)
         self.servers[number] = server
         log.info("mesh: %s:%d -> %s/%s port %s", self.bind_addr, number,
@@ -185,17 +184,10 @@ class RoutingMesh:
             server.close()  # open connections go on; only accepting stops
             log.info("mesh: closed %s:%d", self.bind_addr, number)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
-        return task
-
     async def close(self) -> None:
         for number in list(self.servers):
-            await self._close_port(number)
+            self.servers.pop(number).abort()
         self.ports.clear()
-        for task in list(self._connecting):
-            task.cancel()
+        self.unbound.clear()
         metrics.LISTENERS.set(0)
         metrics.UNBOUND.set(0)

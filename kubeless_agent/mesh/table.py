@@ -15,7 +15,7 @@ module derives:
 - ``attempt_order(backends, cursor, failed_until, now)``: round robin with
   a short memory of failures (a backend that just refused goes last).
 
-The asyncio side (``kubeless_agent.mesh.mesh`` and ``proxy``) only applies
+The asyncio side (``kubeless_agent.mesh.mesh`` and ``relay``) only applies
 what these functions decide.
 """
 
