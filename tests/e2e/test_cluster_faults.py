@@ -228,28 +228,35 @@ async def test_agent_restarted_keeps_containers(cluster: Cluster, rs: store.Reso
 
 # -- rolling updates --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("action", ["continue", "pause"])
 async def test_rolling_update_while_a_worker_dies(cluster: Cluster, rs: store.ResourceStore,
-                                                  checker: Checker) -> None:
+                                                  checker: Checker, action: str) -> None:
+    """failureAction continue: the update completes; pause: it completes, or pauses on the
+    lost tasks and completes once resumed. Never fewer than replicas - parallelism run,
+    beyond the tasks the dead worker took with it."""
     replicas, parallelism = 6, 2
     up = await deploy(rs, checker, "roll", replicas,
-                      update={"parallelism": parallelism, "failureAction": "continue",
-                              "monitor": "1s", "delay": "1s"})
+                      update={"parallelism": parallelism, "failureAction": action,
+                              "monitor": "1s", "delay": "2s"})
     lost = sum(1 for t in up if t["spec"]["nodeName"] == "w2")
     checker.floor("roll", replicas - parallelism - lost)
     await waits.change(rs, "roll", lambda s: s["spec"]["template"]["env"].update(VERSION="2"))
-    await waits.until(lambda: _updating(rs), 15, "the rolling update started")
+    await waits.until(lambda: _update_state(rs, "updating"), 15, "the rolling update started")
     cluster.kill("w2", ["agent"])
     cluster.kill_containers("w2")
-
-    async def completed() -> bool:
-        st = (await waits.status(rs, "roll")).get("updateStatus") or {}
-        return st.get("state") == "completed"
-    await waits.until(completed, 90, "the rolling update completed")
+    ended = await waits.until(lambda: _update_state(rs, "completed", "paused"), 90,
+                              "the rolling update completed or paused")
+    if ended == "paused":
+        assert action == "pause", "an update set to continue paused"
+        await waits.until(lambda: _node_down(rs, "w2"), HEARTBEAT_TTL + SLACK, "w2 down")
+        await waits.change(rs, "roll", lambda s: s["metadata"].setdefault("annotations", {})
+                           .update({"kubeless.io/rollout-resumed": str(time.time())}))
+        await waits.until(lambda: _update_state(rs, "completed"), 90, "the resumed update")
+    print(f"\n  failureAction {action}: {ended}; lowest running during the update: "
+          f"{checker.lowest.get('roll')} (floor {replicas - parallelism - lost})")
     await waits.until(lambda: waits.converged(rs, "roll", replicas), 60, "roll converged")
     ts = waits.running(await waits.tasks(rs, "roll"))
     assert {t["spec"]["template"]["env"]["VERSION"] for t in ts} == {"2"}
-    print(f"\n  lowest running during the update: {checker.lowest.get('roll')} "
-          f"(floor {replicas - parallelism - lost})")
     checker.floor("roll", None)
     cluster.start_part("w2", "agent")
     await waits.until(lambda: _ready(rs, "w2"), 30, "w2 ready again")
@@ -258,9 +265,13 @@ async def test_rolling_update_while_a_worker_dies(cluster: Cluster, rs: store.Re
     await remove(rs, checker, "roll")
 
 
-async def _updating(rs: store.ResourceStore) -> bool:
+async def _node_down(rs: store.ResourceStore, node: str) -> bool:
+    return node not in await waits.ready_nodes(rs)
+
+
+async def _update_state(rs: store.ResourceStore, *states: str) -> str | None:
     st = (await waits.status(rs, "roll")).get("updateStatus") or {}
-    return st.get("state") == "updating"
+    return st.get("state") if st.get("state") in states else None
 
 
 @pytest.mark.xfail(strict=True, reason=(
