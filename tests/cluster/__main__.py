@@ -22,7 +22,8 @@ from tests.cluster.system import SetupError
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tests.cluster",
+                                description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("up", "soak"):
         s = sub.add_parser(name)

@@ -112,7 +112,7 @@ def preflight() -> None:
     """Raise SetupError when this machine cannot host the cluster."""
     if os.geteuid() != 0:
         raise SetupError("the test cluster needs root (network namespaces, dockerd)")
-    for tool in ("ip", "nsenter", "dockerd", "docker", "umount"):
+    for tool in ("ip", "nsenter", "setpriv", "dockerd", "docker", "umount"):
         if shutil.which(tool) is None:
             raise SetupError(f"{tool} is not installed (make deps installs iproute2, docker.io)")
     if not os.access(ETCD_BIN, os.X_OK):

@@ -57,7 +57,8 @@ async def until(cond: Callable[[], Any], timeout: float, what: str,
 
 async def ready_nodes(rs: store.ResourceStore) -> set[str]:
     nodes = (await list_nodes(rs)).items
-    return {n["metadata"]["name"] for n in nodes if (n.get("status") or {}).get("state") == "ready"}
+    return {n["metadata"]["name"] for n in nodes
+            if (n.get("status") or {}).get("state") == "ready"}
 
 
 async def leaders(rs: store.ResourceStore) -> dict[str, str]:
@@ -105,7 +106,8 @@ async def cluster_ready(cluster: Cluster, timeout: float = 60.0, *,
 
 
 async def _has(found: Any, want: set[str]) -> bool:
-    return want <= await found
+    got: set[str] = await found
+    return want <= got
 
 
 async def _led_by(rs: store.ResourceStore, live: set[str]) -> bool:
@@ -207,6 +209,15 @@ async def converged(rs: store.ResourceStore, name: str, replicas: int) -> list[R
     if len(up) == replicas and len(slots) == replicas and not pending:
         return up or [{}]
     return None
+
+
+async def converged_off(rs: store.ResourceStore, name: str, replicas: int,
+                        avoid: set[str]) -> bool:
+    """Converged, and no running task is one of ``avoid`` (ids) or on a node in it."""
+    found = await converged(rs, name, replicas) or []
+    return bool(found) and not any(
+        t["metadata"]["name"] in avoid or t["spec"].get("nodeName") in avoid
+        for t in found if t)
 
 
 async def wait_converged(rs: store.ResourceStore, name: str, replicas: int,

@@ -75,10 +75,8 @@ async def test_worker_killed(cluster: Cluster, rs: store.ResourceStore, checker:
     cluster.kill("w1", ["agent"])
     cluster.kill_containers("w1")  # the host is gone, its containers with it
 
-    async def moved() -> bool:
-        found = await waits.converged(rs, "killed", 5)
-        return bool(found) and all(t.get("spec", {}).get("nodeName") != "w1" for t in found)
-    await waits.until(moved, HEARTBEAT_TTL + SLACK, "w1's tasks running elsewhere")
+    await waits.until(lambda: waits.converged_off(rs, "killed", 5, {"w1"}),
+                      HEARTBEAT_TTL + SLACK, "w1's tasks running elsewhere")
     report("worker killed -> its tasks run elsewhere", time.monotonic() - t0)
     cluster.start_part("w1", "agent")
     await waits.until(lambda: _ready(rs, "w1"), 30, "w1 ready again")
@@ -116,10 +114,8 @@ async def test_worker_cut_off(cluster: Cluster, rs: store.ResourceStore,
     t0 = time.monotonic()
     cluster.cut("w2")
 
-    async def replaced() -> bool:
-        found = await waits.converged(rs, "cut", 5)
-        return bool(found) and not set(old) & {t["metadata"]["name"] for t in found if t}
-    await waits.until(replaced, HEARTBEAT_TTL + SLACK, "w2's task replaced elsewhere")
+    await waits.until(lambda: waits.converged_off(rs, "cut", 5, set(old)),
+                      HEARTBEAT_TTL + SLACK, "w2's task replaced elsewhere")
     report("worker cut off -> its tasks run elsewhere", time.monotonic() - t0)
     engine = await asyncio.to_thread(waits.containers, cluster)
     assert {c["task"] for c in engine["w2"]} >= set(old), "the cut-off host kept running them"
@@ -152,10 +148,7 @@ async def test_leader_host_killed(cluster: Cluster, rs: store.ResourceStore,
     report("leader's host killed -> another manager leads", time.monotonic() - t0)
     await waits.scale(rs, "lead", 5)
 
-    async def scaled() -> bool:
-        found = await waits.converged(rs, "lead", 5)
-        return bool(found) and all(t.get("spec", {}).get("nodeName") != leader for t in found)
-    await waits.until(scaled, HEARTBEAT_TTL + 30,
+    await waits.until(lambda: waits.converged_off(rs, "lead", 5, {leader}), HEARTBEAT_TTL + 30,
                       "the new leaders scale up and replace the dead host's tasks")
     cluster.restore()
     cluster.wait_etcd(60)
