@@ -63,6 +63,7 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted ones inherit it
         sock.bind((host, port))
         sock.listen(backlog)
         sock.setblocking(False)
@@ -210,7 +211,6 @@ class Relay:
 
     def start(self) -> None:
         self.client.setblocking(False)
-        self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.registry.add(self)
         self.picker.opened()
         self.candidates = self.picker.candidates()

@@ -198,7 +198,8 @@ async def test_listeners_follow_documents(etcd_cluster: EtcdCluster, prefix: str
         await until(lambda: _is(MESH_B, one, "one"), 10, "web on its port")
         # new endpoints: the same listener routes to them from the next connection on
         await put_doc(rstore, endpoints_doc("web", one, backends[1:2]))
-        await until(lambda: _is(MESH_B, one, "two"), 10, "new endpoints")
+        for host in (MESH_A, MESH_B):
+            await until(lambda: _is(host, one, "two"), 10, f"new endpoints on {host}")
         # an open connection survives a move; the port moves
         reader, writer = await asyncio.open_connection(MESH_A, one)
         assert (await reader.readline()).strip() == b"two"
@@ -260,3 +261,29 @@ async def test_a_port_in_use_is_reported_and_taken_once_free(
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     assert not mesh.servers
+
+
+async def test_mesh_and_dns_metrics_pass_promtool(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore,
+        backends: list[Backend]) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from prometheus_client import generate_latest
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing (make deps installs Debian's prometheus)")
+        pytest.skip("promtool not installed")
+    port = free_port(MESH_A, MESH_B)
+    await put_doc(rstore, endpoints_doc("metered", port, backends[:1]))
+    async with two_meshes(etcd_cluster, prefix):
+        await until(lambda: _answers(MESH_B, port), 10, "mesh answers")
+        text = generate_latest(REGISTRY)
+    res = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=text,
+                                  capture_output=True, timeout=30)
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+    assert b'kubeless_agent_mesh_connections_accepted_total{port="http",service="default/metered"}' \
+        in text
