@@ -180,6 +180,32 @@ def scrape_metric(port: int, name: str) -> float | None:
     return None
 
 
+def scrape_reconciles(port: int) -> dict[str, tuple[float, float]]:
+    """Per controller: (reconciles, seconds spent in them, awaits included), from /metrics."""
+    out: dict[str, list[float]] = {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        for name, index in (("kubeless_controller_reconcile_duration_seconds_count", 0),
+                            ("kubeless_controller_reconcile_duration_seconds_sum", 1)):
+            if line.startswith(name + "{"):
+                controller = line.split('controller="', 1)[1].split('"', 1)[0]
+                out.setdefault(controller, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
+    return {c: (v[0], v[1]) for c, v in out.items()}
+
+
+def _reconciles_line(before: dict[str, tuple[float, float]],
+                     after: dict[str, tuple[float, float]]) -> str:
+    parts = []
+    for c, (n, secs) in sorted(after.items()):
+        n0, s0 = before.get(c, (0.0, 0.0))
+        parts.append(f"{c} {n - n0:.0f} ({secs - s0:.1f} s)")
+    return "reconciles (count, time in them): " + ", ".join(parts)
+
+
 def _service(i: int) -> dict[str, Any]:
     return {"apiVersion": "kubeless.io/v1", "kind": "Service",
             "metadata": {"name": f"svc-{i}", "namespace": "default",
@@ -333,6 +359,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
         # -- apply: 20 services x 500 replicas, one transaction -------------------
         spies += _spies(profile_dir, "apply", [controllers, agents[1]], logdir, env)
         _dump_profiles(profiled)
+        reconciles = scrape_reconciles(metrics_port)
         txn = rstore.transaction()
         for i in range(SERVICES):
             txn.create(_service(i))
@@ -360,6 +387,9 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
               f"all running +{watcher.running_all_at - applied:.1f} s", flush=True)
         print(f"apply to all {TASKS:,} running: {watcher.running_all_at - applied:.2f} s "
               f"(target < 15 s)", flush=True)
+        now_reconciles = scrape_reconciles(metrics_port)
+        print("  " + _reconciles_line(reconciles, now_reconciles), flush=True)
+        reconciles = now_reconciles
 
         # -- kill one agent process (100 nodes) -------------------------------------
         victim = agents[0]
@@ -396,6 +426,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
         print(f"  after the kill ({len(lost)} tasks lost): " + ", ".join(
             f"{k} +{v:.1f} s" for k, v in marks.items()) + f", all running +{took:.1f} s",
             flush=True)
+        print("  " + _reconciles_line(reconciles, scrape_reconciles(metrics_port)), flush=True)
         limit = LEASE_TTL + 3
         print(f"replacement of {NODES_PER_PROCESS} killed nodes' tasks: {took:.2f} s "
               f"(lease TTL {LEASE_TTL} s; target < {limit} s, margin {limit - took:+.2f} s)",
