@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
+from kubeless.api import ApiError, validate
 from kubeless.api.nodes import with_heartbeat
 from kubeless.api.tasks import created_at, effective_status
 from kubeless.store import CorruptValue, KeyValue, ResourceStore
 from kubeless.store.codec import decode
+from kubeless.store.resources import copy_data
 
 from controllers import metrics
 from controllers.framework import InformerSpec
@@ -60,6 +63,14 @@ class ClusterView:
         # Task key -> the task with effectiveState/effectiveStatus, rebuilt only when
         # the task or its report changes. Shared: readers must not mutate it.
         self._effective: dict[str, Resource] = {}
+        # Nodes merged with their heartbeats, by name, each rebuilt only after its node or
+        # heartbeat changed; and the list of them all, rebuilt after any such change.
+        self._node_memo: dict[str, Resource] = {}
+        self._nodes: list[Resource] | None = None
+        # Service spec key -> (resourceVersion, the validated spec or its ApiError).
+        self._validated: dict[str, tuple[Any, Resource | ApiError]] = {}
+        # Called with a task key whenever that task or its agent's report changed.
+        self._task_listeners: list[Callable[[str], None]] = []
         self.caches: dict[str, dict[str, Any]] = {}
         self.informers: dict[str, Any] = {}
         self._attached = False
@@ -81,14 +92,26 @@ class ClusterView:
         self.informers = informers
         informers[self.tasks_prefix].add_handler(self._on_task)
         informers[self.agents_prefix].add_handler(self._on_agent_key)
+        informers[self.nodes_prefix].add_handler(self._on_node)
+        informers[self.services_prefix].add_handler(self._on_service)
 
     # -- indexes ----------------------------------------------------------
+
+    def on_task_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(task key)`` whenever a task, or its agent's report, changes."""
+        self._task_listeners.append(listener)
+
+    def _task_changed(self, key: str) -> None:
+        self._effective.pop(key, None)
+        for listener in self._task_listeners:
+            listener(key)
 
     def _on_task(self, key: str, old: Any, new: Any) -> None:
         if old is not None:
             self._unindex(key, old)
         if new is not None:
             self._index(key, new)
+        self._task_changed(key)
 
     def _index(self, key: str, task: Resource) -> None:
         spec = task.get("spec") or {}
@@ -116,13 +139,25 @@ class ClusterView:
                 del self.tasks_by_node[node]
         self.task_key_by_id.pop(task["metadata"]["name"], None)
 
+    def _on_node(self, key: str, old: Any, new: Any) -> None:
+        self._node_changed(key.rsplit("/", 1)[-1])
+
+    def _node_changed(self, name: str) -> None:
+        self._node_memo.pop(name, None)
+        self._nodes = None
+
+    def _on_service(self, key: str, old: Any, new: Any) -> None:
+        self._validated.pop(key, None)
+
     def _on_agent_key(self, key: str, old: Any, new: Any) -> None:
-        """Forget the task's merged view; observe creation-to-running when an agent
-        first reports a task running."""
+        """Forget the task's merged view (or the nodes'); observe creation-to-running
+        when an agent first reports a task running."""
         if "/tasks/" in key:
             task_key = self.task_key_by_id.get(key.rsplit("/", 1)[-1])
             if task_key is not None:
-                self._effective.pop(task_key, None)
+                self._task_changed(task_key)
+        elif key.endswith("/heartbeat"):
+            self._node_changed(key[len(self.agents_prefix):].split("/", 1)[0])
         if not isinstance(new, dict) or new.get("state") != "running":
             return
         if not self.informers[self.agents_prefix].synced.is_set():
@@ -156,6 +191,28 @@ class ClusterView:
         status = self.caches[self.status_prefix].get(
             self.store.keys.status("Service", name, ns) or "")
         return {**found, "status": status} if status is not None else found
+
+    def validated(self, ns: str, name: str) -> Resource | ApiError | None:
+        """The service's spec (no status) checked and defaulted by ``validate``, with the
+        cached resourceVersion; its ApiError when invalid; None when absent. Validated
+        once per resourceVersion; each call returns a fresh copy the caller may change."""
+        key = self.store.keys.spec("Service", name, ns)
+        stored = self.caches[self.services_prefix].get(key)
+        if stored is None:
+            return None
+        version = stored["metadata"].get("resourceVersion")
+        found = self._validated.get(key)
+        if found is None or found[0] != version:
+            checked: Resource | ApiError
+            try:
+                doc = validate({k: v for k, v in stored.items() if k != "status"})
+            except ApiError as err:
+                checked = err
+            else:
+                doc["metadata"]["resourceVersion"] = version
+                checked = doc
+            found = self._validated[key] = (version, checked)
+        return found[1] if isinstance(found[1], ApiError) else copy_data(found[1])
 
     def status_revision(self, ns: str, name: str) -> int:
         """The mod_revision of a service's status key as cached (0: none)."""
@@ -208,12 +265,28 @@ class ClusterView:
         return self._effective_of(list(self.waiting))
 
     def node(self, name: str) -> Resource | None:
-        found = self.caches[self.nodes_prefix].get(self.store.keys.spec("Node", name))
-        return with_heartbeat(found, self.heartbeat(name)) if found is not None else None
+        """The node with its heartbeat as status (cached; do not mutate it)."""
+        found = self._node_memo.get(name)
+        if found is None:
+            stored = self.caches[self.nodes_prefix].get(self.store.keys.spec("Node", name))
+            if stored is None:
+                return None
+            found = self._node_memo[name] = with_heartbeat(stored, self.heartbeat(name))
+        return found
 
     def nodes(self) -> list[Resource]:
-        return [with_heartbeat(n, self.heartbeat(n["metadata"]["name"]))
-                for n in self.caches[self.nodes_prefix].values()]
+        """Every node with its heartbeat as status (cached; do not mutate the nodes)."""
+        if self._nodes is None:
+            self._nodes = [self._merged(key, n) for key, n in
+                           self.caches[self.nodes_prefix].items()]
+        return list(self._nodes)
+
+    def _merged(self, key: str, stored: Resource) -> Resource:
+        name = stored["metadata"]["name"]
+        found = self._node_memo.get(name)
+        if found is None:
+            found = self._node_memo[name] = with_heartbeat(stored, self.heartbeat(name))
+        return found
 
     def service_of_task_key(self, key: str) -> ServiceKey | None:
         task = self.caches[self.tasks_prefix].get(key)

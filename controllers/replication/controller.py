@@ -13,7 +13,7 @@ import time
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from kubeless.api import ApiError, validate
+from kubeless.api import ApiError
 from kubeless.store import ResourceStore
 
 from controllers.base import ViewController
@@ -88,21 +88,23 @@ class ReplicationController(ViewController):
             await self.apply(decision.ops)
             return decision.requeue_after
         current_status = stored.get("status")
-        try:
-            service = validate({k: v for k, v in stored.items() if k != "status"})
-        except ApiError as err:
+        service = self.view.validated(ns, name)
+        if service is None:
+            return None  # deleted between the two reads: the delete event brings us back
+        if isinstance(service, ApiError):
             await self._write_status(ns, name, current_status, {
                 "observedGeneration": stored["metadata"].get("generation"),
                 "conditions": [{"type": "Valid", "status": "False",
-                                "message": str(err).splitlines()[0],
-                                "detail": str(err)}]})
+                                "message": str(service).splitlines()[0],
+                                "detail": str(service)}]})
             return None
-        service["metadata"]["resourceVersion"] = stored["metadata"].get("resourceVersion")
         nodes = self.view.nodes()
         eligible = constraint_matcher(service)
         decision = reconcile_service(service, tasks, nodes, self.now(), eligible=eligible)
-        await self.apply(decision.ops)
-        status = service_status(service, self.view.tasks_of(ns, name), nodes, eligible=eligible)
+        if decision.ops:
+            await self.apply(decision.ops)
+            tasks = self.view.tasks_of(ns, name)  # as the writes left them
+        status = service_status(service, tasks, nodes, eligible=eligible)
         await self._write_status(ns, name, current_status, status)
         return decision.requeue_after
 

@@ -54,8 +54,8 @@ def reconcile_service(service: Resource | None, tasks: list[Resource], nodes: li
     node_ids = frozenset(node_id(n) for n in nodes)
     if service is None:
         return Decision(remove_all(tasks, node_ids))
-    mine = [t for t in tasks if belongs(t, service)]
-    ops = remove_all([t for t in tasks if not belongs(t, service)], node_ids)
+    mine, others = split_by_incarnation(tasks, service)
+    ops = remove_all(others, node_ids)
     if (service.get("spec") or {}).get("mode") == "global":
         decision = reconcile_global(service, mine, nodes, now, new_id, eligible)
     else:
@@ -68,6 +68,20 @@ def belongs(task: Resource, service: Resource) -> bool:
     uid = (service.get("metadata") or {}).get("uid")
     task_uid = (task.get("spec") or {}).get("serviceUid")
     return not uid or not task_uid or uid == task_uid
+
+
+def split_by_incarnation(tasks: list[Resource],
+                         service: Resource) -> tuple[list[Resource], list[Resource]]:
+    """(tasks that ``belongs`` to the service, the others), in one pass."""
+    uid = (service.get("metadata") or {}).get("uid")
+    if not uid:
+        return list(tasks), []
+    mine: list[Resource] = []
+    others: list[Resource] = []
+    for task in tasks:
+        task_uid = (task.get("spec") or {}).get("serviceUid")
+        (mine if not task_uid or task_uid == uid else others).append(task)
+    return mine, others
 
 
 def remove_all(tasks: list[Resource], node_ids: frozenset[str]) -> list[Op]:
@@ -89,7 +103,7 @@ def service_status(service: Resource, tasks: list[Resource], nodes: list[Resourc
     active or (paused) still running one.
     """
     spec = service.get("spec") or {}
-    mine = [t for t in tasks if belongs(t, service)]
+    mine = split_by_incarnation(tasks, service)[0]
     running = sum(1 for t in mine if wants_running(t) and state_of(t) == "running")
     if spec.get("mode") == "global":
         holding = {node_of(t) for t in mine if wants_running(t) and not is_done(t)

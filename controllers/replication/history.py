@@ -18,5 +18,8 @@ from controllers.replication.facts import delete, is_done, recency, wants_runnin
 
 def trim(tasks: list[Resource], limit: int) -> list[Op]:
     """Delete the group's terminal tasks beyond the newest ``limit``."""
-    ended = sorted((t for t in tasks if is_done(t)), key=recency, reverse=True)
+    ended = [t for t in tasks if is_done(t)]
+    if len(ended) <= max(limit, 0):
+        return []
+    ended.sort(key=recency, reverse=True)
     return [delete(t) for t in ended[max(limit, 0):] if not wants_running(t)]

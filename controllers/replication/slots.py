@@ -81,6 +81,9 @@ def current_tasks(by_slot: dict[int, list[Resource]], node_ids: frozenset[str],
         claimants = [t for t in tasks if wants_running(t)]
         if not claimants:
             continue
+        if len(claimants) == 1:  # the usual case: nothing to choose, nothing to stop
+            current[slot] = claimants[0]
+            continue
         current[slot] = keep = max(claimants, key=preference)
         if start_first_pair(claimants) is not None:
             continue
