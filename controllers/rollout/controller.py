@@ -1,7 +1,10 @@
 """The rollout controller's asyncio half: one queue key per service.
 
-Events map to services as for replication (a service's spec or status, its
-tasks, agents' reports on them). Reconcile validates the service, asks
+Events map to services as for replication (a service's spec, its tasks,
+agents' reports on them), except that a task's or report's change wakes a
+service only when it may move a rollout: one under way or paused, a target
+not yet recorded, or a start-first pair (``_task_matters``); a service at
+rest is not re-read on every report of its tasks. Reconcile validates the service, asks
 ``decide`` what to do, writes the status first (so a rollout's start is on
 record before a task is touched), commits the task operations, rolls the Service's
 spec back when the decision says so (the one write of a controller to a
@@ -18,15 +21,16 @@ import time
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from kubeless.api import ApiError, validate
+from kubeless.api import ApiError
 from kubeless.store import Conflict, ResourceStore
 
 from controllers.base import ViewController
 from controllers.ops import WriteServiceStatus
-from controllers.replication.decide import belongs
+from controllers.replication.decide import split_by_incarnation
 from controllers.rollout import annotations as ann
 from controllers.rollout import metrics
-from controllers.rollout.decide import RolloutPlan, decide
+from controllers.rollout.decide import ACTIVE, PAUSED, RolloutPlan, decide
+from controllers.rollout.facts import fingerprint, replaces
 
 log = logging.getLogger(__name__)
 STATUS_ATTEMPTS = 6
@@ -41,20 +45,59 @@ class RolloutController(ViewController):
         self.now = clock
         self.passes = 0
         self.pass_seconds = 0.0
+        self._targets: dict[str, tuple[Any, str | None]] = {}  # spec key -> (version, target)
 
     def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
         view = self.view
-        if key.startswith(view.services_prefix) or key.startswith(view.tasks_prefix):
+        if key.startswith(view.services_prefix):
             ref = self.ctx.store.keys.parse(key)
             if ref is not None:
-                yield (ref.namespace, ref.name if ref.kind == "Service" else ref.service)
+                yield (ref.namespace, ref.name)
+        elif key.startswith(view.tasks_prefix):
+            ref = self.ctx.store.keys.parse(key)
+            if ref is not None and ref.service is not None and \
+                    self._task_matters(ref.namespace or "default", ref.service, new or old):
+                yield (ref.namespace, ref.service)
         elif key.startswith(view.agents_prefix):
             parts = view.agent_key_parts(key)
             if parts is not None and parts[1] == "tasks" and parts[2]:
                 task_key = view.task_key_by_id.get(parts[2])
                 skey = view.service_of_task_key(task_key) if task_key else None
-                if skey:
+                if skey and self._task_matters(
+                        skey[0], skey[1], view.caches[view.tasks_prefix].get(task_key or "")):
                     yield skey
+
+    def _task_matters(self, ns: str, name: str, task: Any) -> bool:
+        """Whether a change of one task (or of its report) may move the service's rollout:
+        a rollout under way or paused, a target not yet recorded (the next pass starts a
+        rollout, or records a new service's first target), or a start-first pair's new
+        task (its old one stops once it runs). Anything else changes nothing: a pass
+        over a service at rest only finishes such pairs (``decide``)."""
+        if isinstance(task, dict) and replaces(task):
+            return True
+        view = self.view
+        status = view.caches[view.status_prefix].get(
+            self.ctx.store.keys.status("Service", name, ns) or "")
+        update = (status or {}).get("updateStatus") if isinstance(status, dict) else None
+        if not isinstance(update, dict) or update.get("state") in ACTIVE + PAUSED:
+            return True
+        return bool(update.get("specHash") != self._target(ns, name))
+
+    def _target(self, ns: str, name: str) -> str | None:
+        """The fingerprint of the service's validated spec (None: absent or invalid),
+        computed once per resourceVersion."""
+        key = self.ctx.store.keys.spec("Service", name, ns)
+        stored = self.view.caches[self.view.services_prefix].get(key)
+        if stored is None:
+            self._targets.pop(key, None)
+            return None
+        version = stored["metadata"].get("resourceVersion")
+        found = self._targets.get(key)
+        if found is None or found[0] != version:
+            service = self.view.validated(ns, name)
+            target = fingerprint(service["spec"]) if isinstance(service, dict) else None
+            found = self._targets[key] = (version, target)
+        return found[1]
 
     def resync_keys(self) -> Iterable[Hashable]:
         return {(s["metadata"].get("namespace", "default"), s["metadata"]["name"])
@@ -67,16 +110,14 @@ class RolloutController(ViewController):
         stored = self.view.service(ns, name)
         if stored is None:
             return None
-        try:
-            service = validate({k: v for k, v in stored.items() if k != "status"})
-        except ApiError:
+        service = self.view.validated(ns, name)
+        if service is None or isinstance(service, ApiError):
             return None  # replication says why in the status
-        service["metadata"]["resourceVersion"] = stored["metadata"].get("resourceVersion")
         status = stored.get("status") or {}
         spec = service["spec"]
         desired = int(status.get("replicas") or 0) if spec.get("mode") == "global" \
             else max(int(spec.get("replicas", 1)), 0)
-        tasks = [t for t in self.view.tasks_of(ns, name) if belongs(t, service)]
+        tasks = split_by_incarnation(self.view.tasks_of(ns, name), service)[0]
         plan = decide(service, tasks, status.get("updateStatus"), desired, self.now())
         # The status first: a rollout's start (and its failure clock) is on record before
         # any task is touched, so a retry after a conflict never starts it anew.

@@ -40,7 +40,8 @@ from controllers.replication.facts import (NewId, earliest, is_done, new_task, s
 from controllers.replication.slots import REPLACES_ANNOTATION
 from controllers.rollout import annotations as ann
 from controllers.rollout.facts import (Slot, UpdateConfig, current_test, failed_within,
-                                       fingerprint, in_flight, is_running, slots_of, task_name)
+                                       fingerprint, in_flight, is_running, pair_candidates,
+                                       slots_of, task_name)
 from kubeless.api.tasks import new_task_id
 
 Resource = dict[str, Any]
@@ -75,12 +76,17 @@ def decide(service: Resource, tasks: list[Resource], previous: Resource | None, 
         force_base = generation
     else:
         force_base = int(prev.get("forceBase") or 0)
-    slots = slots_of(tasks, current_test(spec, force_base))
-    old = [s for s in slots if s.old and not s.new]
     status = {**prev, "generation": generation, "forceUpdate": force, "forceBase": force_base}
     plan = RolloutPlan(update_status=status)
-
     target = fingerprint(spec)
+    if prev.get("specHash") == target and prev.get("state") not in ACTIVE + PAUSED:
+        # No new target and no rollout under way: only a start-first pair that a
+        # finished rollout left may need its old task stopped; look only where one may be.
+        _finish_pairs(plan, slots_of(pair_candidates(tasks), current_test(spec, force_base)))
+        return plan
+
+    slots = slots_of(tasks, current_test(spec, force_base))
+    old = [s for s in slots if s.old and not s.new]
     if prev.get("specHash") != target:
         status["specHash"] = target
         if old or prev.get("specHash"):  # a first sight of a new service has nothing to do

@@ -84,8 +84,37 @@ def task_name(task: Resource) -> str:
 
 
 def current_test(spec: Resource, force_base: int) -> Callable[[Resource], bool]:
+    """Whether a task is current: its version first (cheap), then its content, field
+    by field (``content`` without building a dict per task)."""
     want = content(spec)
-    return lambda t: version_of(t) >= force_base and content(t.get("spec") or {}) == want
+    template, placement, ports = want["template"], want["placement"], want["ports"]
+
+    def test(t: Resource) -> bool:
+        if version_of(t) < force_base:
+            return False
+        s = t.get("spec") or {}
+        return bool((s.get("template") or {}) == template
+                    and (s.get("placement") or {}) == placement
+                    and (s.get("ports") or []) == ports)
+    return test
+
+
+def slot_key(task: Resource) -> SlotKey | None:
+    """The slot number, or the node of a global task (None: an unplaced global task)."""
+    key: SlotKey | None = slot_of(task)
+    return node_of(task) if key is None else key
+
+
+def pair_candidates(tasks: list[Resource]) -> list[Resource]:
+    """The tasks of the slots where a start-first pair may be: those holding a task
+    that wants to run and replaces another that still wants to (no other slot has one)."""
+    if not any(replaces(t) for t in tasks):
+        return []  # no task replaces another: no pair anywhere
+    claimants = [t for t in tasks if wants_running(t)]
+    names = {task_name(t) for t in claimants}
+    keys = {slot_key(t) for t in claimants if replaces(t) in names}
+    keys.discard(None)
+    return [t for t in tasks if slot_key(t) in keys] if keys else []
 
 
 @dataclass
@@ -113,9 +142,7 @@ class Slot:
 def slots_of(tasks: list[Resource], is_current: Callable[[Resource], bool]) -> list[Slot]:
     by_key: dict[SlotKey, Slot] = {}
     for t in tasks:
-        key: SlotKey | None = slot_of(t)
-        if key is None:
-            key = node_of(t)
+        key = slot_key(t)
         if key is None:
             continue  # an unplaced global task: replication's to sort out
         slot = by_key.setdefault(key, Slot(key))
