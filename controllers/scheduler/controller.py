@@ -23,6 +23,9 @@ from controllers.base import ViewController
 from controllers.view import is_waiting
 from controllers.ops import AssignTask, Op, UpdateTask
 from controllers import metrics
+from controllers.framework import ControllerContext
+from controllers.scheduler.aggregates import NodeAggregates
+from controllers.scheduler.nodeinfo import NodeInfo
 from controllers.scheduler.plan import plan_placements
 
 PENDING = "pending"
@@ -35,6 +38,17 @@ class SchedulerController(ViewController):
     def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
         super().__init__(store)
         self.now = clock
+        # Per-node sums of occupying tasks, brought up to date at each pass with the
+        # tasks changed since (``_changed``, filled by the view) instead of re-summed.
+        self.aggregates = NodeAggregates()
+        self._changed: set[str] = set()
+
+    def setup(self, ctx: ControllerContext) -> None:
+        super().setup(ctx)
+        self.view.on_task_change(self._note_change)
+
+    def _note_change(self, key: str) -> None:
+        self._changed.add(key)
 
     def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
         view = self.view
@@ -59,7 +73,8 @@ class SchedulerController(ViewController):
         if not pending:
             return None
         started = time.perf_counter()
-        plan = plan_placements(pending, self.view.nodes(), self.view.all_tasks())
+        infos = self._aggregate_infos()
+        plan = plan_placements(pending, [], [], infos=infos)
         metrics.PLAN_SECONDS.observe(time.perf_counter() - started)
         now = self.now()
         ops: list[Op] = [AssignTask(self._assigned(a.task, a.node_id, a.scores, now), a.node_id)
@@ -79,6 +94,14 @@ class SchedulerController(ViewController):
         metrics.PLACED.inc(len(plan.assignments))
         metrics.UNSCHEDULABLE.set(len(plan.unschedulable))
         return None
+
+    def _aggregate_infos(self) -> dict[str, NodeInfo]:
+        """Every node's aggregate as of now (tasks waiting for us left out)."""
+        view = self.view
+        changed, self._changed = self._changed, set()
+        for key in changed:
+            self.aggregates.update(key, view.effective(key), key in view.waiting)
+        return self.aggregates.infos(view.nodes())
 
     @staticmethod
     def _stored(task: Resource, **changes: Any) -> Resource:

@@ -51,9 +51,16 @@ class Plan:
 
 def plan_placements(tasks_to_place: Sequence[Resource], nodes: Sequence[Resource],
                     all_tasks: Sequence[Resource], now: datetime | None = None,
-                    pipeline: Pipeline = DEFAULT_PIPELINE) -> Plan:
-    """Decide a node for each task to place (``now`` is unused so far: no decision ages)."""
-    infos = build_nodeinfos(nodes, all_tasks, exclude={task_key(t) for t in tasks_to_place})
+                    pipeline: Pipeline = DEFAULT_PIPELINE, *,
+                    infos: dict[str, NodeInfo] | None = None) -> Plan:
+    """Decide a node for each task to place (``now`` is unused so far: no decision ages).
+
+    ``infos``: the nodes' aggregates already built (``aggregates.NodeAggregates``,
+    without the tasks to place), used instead of summing ``all_tasks`` over ``nodes``;
+    the plan adds its assignments to them.
+    """
+    if infos is None:
+        infos = build_nodeinfos(nodes, all_tasks, exclude={task_key(t) for t in tasks_to_place})
     plan = Plan()
     fixed: list[tuple[Resource, TaskRequest]] = []
     groups: dict[TaskRequest, list[Resource]] = {}
