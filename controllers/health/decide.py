@@ -17,11 +17,11 @@ operations with the nodes' assignments, and restarting failed tasks
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from controllers.ops import Op, Resource, UpdateTask
 from kubeless.api.tasks import TERMINAL_STATES, later_state
+from kubeless.store.resources import copy_data
 
 DERIVED_KEYS = ("effectiveState", "effectiveStatus")
 
@@ -46,7 +46,7 @@ def _desired(task: Resource) -> str:
 
 
 def _plain(task: Resource) -> Resource:
-    return {k: copy.deepcopy(v) for k, v in task.items() if k not in DERIVED_KEYS}
+    return {k: copy_data(v) for k, v in task.items() if k not in DERIVED_KEYS}
 
 
 def _with_desired(task: Resource, desired: str, reason: str) -> UpdateTask:

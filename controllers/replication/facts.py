@@ -11,7 +11,6 @@ build or stop is left to ``slots``, ``global_mode``, ``restart`` and
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any, Callable
 
 from controllers.ops import CreateTask, DeleteTask, Op, Resource, UpdateTask
 from kubeless.api.tasks import TERMINAL_STATES, later_state, state_index
+from kubeless.store.resources import copy_data
 
 API_VERSION = "kubeless.io/v1"
 SERVICE_LABEL = "kubeless.io/service"
@@ -128,7 +128,7 @@ def preference(task: Resource) -> tuple[int, int, int, tuple[float, float, str]]
 
 def plain(task: Resource) -> Resource:
     """A deep copy of the task as stored: without the keys the caller derived for us."""
-    return {k: copy.deepcopy(v) for k, v in task.items() if k not in DERIVED_KEYS}
+    return {k: copy_data(v) for k, v in task.items() if k not in DERIVED_KEYS}
 
 
 def with_desired(task: Resource, desired: str) -> Resource:
@@ -164,9 +164,9 @@ def new_task(service: Resource, task_name: str, now: float, *, slot: int | None 
         "serviceName": meta["name"],
         "serviceUid": meta.get("uid", ""),
         "specVersion": int(meta.get("generation") or 0),
-        "template": copy.deepcopy(spec.get("template") or {}),
-        "placement": copy.deepcopy(spec.get("placement") or {}),
-        "ports": copy.deepcopy(spec.get("ports") or []),
+        "template": copy_data(spec.get("template") or {}),
+        "placement": copy_data(spec.get("placement") or {}),
+        "ports": copy_data(spec.get("ports") or []),
         "desiredState": "running",
     }
     if slot is not None:

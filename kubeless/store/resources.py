@@ -70,6 +70,22 @@ def parse_selector(text: str | None) -> dict[str, str | None]:
     return selector
 
 
+def copy_data(value: Any) -> Any:
+    """A deep copy of plain data (dicts, lists, scalars), several times faster than
+    ``copy.deepcopy``; anything else is copied by ``copy.deepcopy``."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_data(v) for k, v in value.items()}
+    if kind is list:
+        return [copy_data(v) for v in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def identity(obj: Resource) -> tuple[str, str | None, str]:
     meta = obj.get("metadata") or {}
     return obj["kind"], meta.get("namespace"), meta["name"]
@@ -237,7 +253,7 @@ class ResourceTxn:
         self._refs[key] = (describe_ref(*identity(obj)), verb)
 
     def create(self, obj: Resource) -> Resource:
-        new = copy.deepcopy(obj)
+        new: Resource = copy_data(obj)
         new.setdefault("apiVersion", API_VERSION)
         meta = new.setdefault("metadata", {})
         meta.setdefault("uid", str(uuid.uuid4()))
