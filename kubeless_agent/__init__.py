@@ -6,6 +6,8 @@
     worker        drives a runtime to match a node's assignments, and reports
     runtime       the Runtime protocol; ``fake`` (hollow nodes) lives here too
     metrics       Prometheus metrics of the process
+    mesh          the routing mesh: published ingress ports answer on every node
+    dns           cluster DNS for the zone ``kubeless.`` (containers resolve through it)
     main          the process (one node, or N hollow nodes on one etcd
                   connection) and the ``kubeless-agent`` command line
 
