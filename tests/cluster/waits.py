@@ -193,6 +193,16 @@ async def delete(rs: store.ResourceStore, name: str, namespace: str = "default")
         pass
 
 
+async def delete_all(cluster: Cluster) -> None:
+    """Delete every Service (what a failed test left behind stops)."""
+    rs = connect(cluster)
+    try:
+        for svc in (await rs.list("Service")).items:
+            await delete(rs, svc["metadata"]["name"], svc["metadata"].get("namespace", "default"))
+    finally:
+        await rs.etcd.close()
+
+
 async def status(rs: store.ResourceStore, name: str) -> Resource:
     svc = await rs.get("Service", name, "default")
     return (svc or {}).get("status") or {}

@@ -7,7 +7,8 @@ module is skipped, and under ``CI=true`` it fails instead.
 
 ``healthy`` runs after every test: it undoes whatever faults the test left
 (heal, resume, start what was killed) and waits until every node is ready
-and the controllers lead again, so each scenario starts from a whole cluster.
+and the controllers lead again, then deletes every service, so each scenario
+starts from a whole, empty cluster.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def healthy(cluster: Cluster) -> Iterator[None]:
     cluster.restore()
     cluster.wait_etcd(60)
     run_sync(waits.cluster_ready(cluster, 60))
+    run_sync(waits.delete_all(cluster))
 
 
 @pytest.fixture
