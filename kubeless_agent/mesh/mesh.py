@@ -40,11 +40,11 @@ class Port:
     clock: Callable[[], float]
     cursor: int = 0
     failed_until: dict[Backend, float] = field(default_factory=dict)
-    _labels: tuple[str, str] = ("", "")
+    labels: tuple[str, str] = field(init=False, default=("", ""))  # service, port (metrics)
 
     def __post_init__(self) -> None:
-        self._labels = (f"{self.route.namespace}/{self.route.service}", self.route.label)
-        service, port = self._labels
+        self.labels = (f"{self.route.namespace}/{self.route.service}", self.route.label)
+        service, port = self.labels
         self._active = metrics.ACTIVE.labels(service, port)
         self._up = metrics.BYTES.labels(service, port, "upstream")
         self._down = metrics.BYTES.labels(service, port, "downstream")
@@ -117,10 +117,10 @@ class RoutingMesh:
                             self.wanted[route.published].service)
         self.conflicts = conflicts
         for number, port in self.ports.items():
-            new = self.wanted.get(number)
-            if new is not None and new.listener == port.route.listener \
-                    and new.target == port.route.target:
-                port.route = new  # new backends, same listener
+            fresh = self.wanted.get(number)
+            if fresh is not None and fresh.listener == port.route.listener \
+                    and fresh.target == port.route.target:
+                port.route = fresh  # new backends, same listener
         self.settled.clear()
         self._changed.set()
 
@@ -164,7 +164,7 @@ class RoutingMesh:
         except OSError as err:
             first = number not in self.unbound
             self.unbound[number] = err.strerror or str(err)
-            metrics.BIND_FAILURES.labels(*port._labels).inc()
+            metrics.BIND_FAILURES.labels(*port.labels).inc()
             if first:
                 log.warning("mesh: cannot listen on %s:%d for %s/%s: %s; retrying every %.0fs",
                             self.bind_addr, number, port.route.namespace, port.route.service,
