@@ -6,7 +6,10 @@ task is not terminal; a held slot whose current task ended waits on the
 restart policy (``restart.judge``), and keeps the slot held meanwhile, so a
 service whose task completed under on-failure, or failed under none, stays
 one replica short, as in Swarm. A slot with no task wanting to run (never
-made, scaled down, drained, stopped by an update) is free.
+made, scaled down, drained, stopped by an update) is free, and is filled
+once none of its tasks may still run (told to stop but not yet seen
+stopped), so a slot never has two containers at once, as Swarm's
+stop-first.
 
 Each pass: extra claimants of one slot are stopped (the best one stays);
 held slots beyond ``replicas`` are released (ended slots first, then the
@@ -54,6 +57,7 @@ from kubeless.api.tasks import state_index
 
 
 REPLACES_ANNOTATION = "kubeless.io/replaces"
+_MAY_RUN = frozenset({"accepted", "preparing", "starting", "running"})
 
 
 def _version(task: Resource) -> int:
@@ -151,7 +155,13 @@ def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: fro
         for task in pair or (current[slot],):  # the slot's task, or both of a start-first pair
             _append(ops, stop(task, "shutdown", "scale down", node_ids))
         current.pop(slot)
+    # A slot whose last task is still stopping is filled once that task is seen
+    # stopped (Swarm's stop-first): never two containers of one slot at once.
+    stopping = {slot for slot, group in by_slot.items()
+                if slot not in current and any(is_stopping(t) for t in group)}
     for slot in free_slots(set(current), -excess) if excess < 0 else []:
+        if slot in stopping:
+            continue
         times = carried(restart_times(by_slot.get(slot, []), policy, now), policy)
         ops.append(new_task(service, new_id(), now, slot=slot, annotations=history_annotation(times)))
 
@@ -169,6 +179,11 @@ def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: fro
     for slot, group in sorted(by_slot.items()):
         ops.extend(history.trim(group, limit if slot in current or slot <= replicas else 0))
     return Decision(ops, requeue)
+
+
+def is_stopping(task: Resource) -> bool:
+    """Told to stop, and may still run on its node (the agent has not reported it ended)."""
+    return not wants_running(task) and state_of(task) in _MAY_RUN
 
 
 def discard(task: Resource, reason: str, node_ids: frozenset[str]) -> list[Op]:

@@ -267,12 +267,6 @@ async def _update_state(rs: store.ResourceStore, *states: str) -> str | None:
     return st.get("state") if st.get("state") in states else None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stop-first is not stop-then-start: the rollout sets the old task's desired state to "
-    "shutdown and replication refills the freed slot at once, so the new container starts "
-    "while the old one is still stopping (up to stopGracePeriod); Swarm starts the new task "
-    "only once the old one is observed stopped (controllers/rollout/decide.py step 5, "
-    "controllers/replication/slots.py: a slot is free once no task wants running)"))
 async def test_stop_first_update_never_overlaps(cluster: Cluster, rs: store.ResourceStore,
                                                 checker: Checker) -> None:
     await deploy(rs, checker, "order", 2, update={"parallelism": 1, "order": "stop-first"})

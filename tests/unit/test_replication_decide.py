@@ -73,9 +73,17 @@ SLOT_CASES: dict[str, tuple[Resource, list[Resource], list[tuple[str, Any, Any]]
     "older spec version still occupies its slot": (
         service(2, generation=4), [task("a", slot=1, node="n1", version=1),
                                    task("b", slot=2, node="n2", version=3)], []),
-    "drained slot (desired shutdown, still running) is refilled at once": (
+    "a slot whose task is told to stop but still runs waits for it (stop-first)": (
         service(2), [task("a", slot=1, node="n1"),
                      task("b", slot=2, node="n3", desired="shutdown")],
+        []),
+    "a slot whose stopped task has not started yet is refilled at once": (
+        service(2), [task("a", slot=1, node="n1"),
+                     task("b", slot=2, node="n3", state="assigned", desired="shutdown")],
+        [("create", 2, None)]),
+    "a slot is refilled once its stopping task is seen stopped": (
+        service(2), [task("a", slot=1, node="n1"),
+                     task("b", slot=2, node="n3", state="shutdown", desired="shutdown")],
         [("create", 2, None)]),
     "task without a slot is stopped, and deleted once ended": (
         service(1), [task("a", slot=1, node="n1"), task("g", node="n2"),
