@@ -122,19 +122,20 @@ class Applier:
 
     def add_op(self, txn: ResourceTxn, op: Op) -> None:
         """Append one operation's compares and writes to ``txn``."""
+        at = len(txn.ops)  # where the task's own put lands: its bytes are the assignment's
         match op:
             case CreateTask(task=task):
                 created = txn.create(task)
-                self._assignment(txn, created)
+                self._assignment(txn, created, txn.ops[at])
             case UpdateTask(task=task):
                 txn.update(task)
-                self._assignment(txn, task)
+                self._assignment(txn, task, txn.ops[at])
             case AssignTask(task=task, node_id=node):
                 if (task.get("spec") or {}).get("nodeName") != node:
                     raise ValueError(f"AssignTask to {node} but the task's spec.nodeName is "
                                      f"{(task.get('spec') or {}).get('nodeName')!r}")
                 txn.update(task)
-                self._assignment(txn, task, force=True)
+                self._assignment(txn, task, txn.ops[at], force=True)
             case DeleteTask(task=task):
                 txn.delete(task)
                 bound = (task.get("spec") or {}).get("nodeName")
@@ -145,11 +146,14 @@ class Applier:
             case _:
                 raise TypeError(f"not an operation: {op!r}")
 
-    def _assignment(self, txn: ResourceTxn, task: Resource, *, force: bool = False) -> None:
+    def _assignment(self, txn: ResourceTxn, task: Resource, own: Put | Delete, *,
+                    force: bool = False) -> None:
+        """Mirror the task in its node's assignments: the very bytes of its own put."""
         if not (force or task_needs_assignment(task)):
             return
         key = self.keys.assignment(task["spec"]["nodeName"], task["metadata"]["name"])
-        txn.add(ops=[Put(key, self.store.encode(task))])
+        value = own.value if isinstance(own, Put) else self.store.encode(task)
+        txn.add(ops=[Put(key, value)])
 
     def _status(self, txn: ResourceTxn, ns: str, name: str, status: dict[str, Any],
                 revision: int | None) -> None:

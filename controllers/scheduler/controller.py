@@ -5,7 +5,10 @@ added when a pending task appears and when a node or heartbeat changes
 while tasks wait. Reconcile plans all waiting tasks at once with
 ``plan_placements`` and commits each assignment (the task and its node's
 assignment key together) through the fenced applier, many per
-transaction. Tasks no node accepts keep waiting with the reason in
+transaction. Node aggregates are kept incrementally (``NodeAggregates``).
+Tasks just written are held "in flight" (counted on their node, not planned
+again) until the cache shows them, as kube-scheduler assumes pods it binds,
+so a pass never waits for the informer to see the last one. Tasks no node accepts keep waiting with the reason in
 ``status.message`` and ``status.error`` (what ``service ps`` shows), and
 are placed as soon as a node fits.
 """
@@ -25,7 +28,7 @@ from controllers.ops import AssignTask, Op, UpdateTask
 from controllers import metrics
 from controllers.framework import ControllerContext
 from controllers.scheduler.aggregates import NodeAggregates
-from controllers.scheduler.nodeinfo import NodeInfo
+from controllers.scheduler.request import Usage
 from controllers.scheduler.plan import plan_placements
 
 PENDING = "pending"
@@ -42,6 +45,12 @@ class SchedulerController(ViewController):
         # tasks changed since (``_changed``, filled by the view) instead of re-summed.
         self.aggregates = NodeAggregates()
         self._changed: set[str] = set()
+        # Tasks we wrote whose write the cache does not show yet (kube-scheduler's
+        # "assumed" pods): task key -> (resourceVersion we wrote over, node, usage held).
+        # A pass skips them and counts their usage, so it need not wait for the
+        # informer after committing; an entry goes once the cache shows another
+        # version of the task (ours, or whoever's write won), or when the write failed.
+        self._in_flight: dict[str, tuple[Any, str | None, Usage | None]] = {}
 
     def setup(self, ctx: ControllerContext) -> None:
         super().setup(ctx)
@@ -69,11 +78,18 @@ class SchedulerController(ViewController):
             yield PENDING
 
     async def reconcile(self, key: Hashable) -> float | None:
-        pending = self.view.waiting_tasks()
+        self._settle()
+        view = self.view
+        pending = [t for t in map(view.effective, [k for k in view.waiting
+                                                   if k not in self._in_flight])
+                   if t is not None]
         if not pending:
             return None
         started = time.perf_counter()
-        infos = self._aggregate_infos()
+        infos = self.aggregates.infos(view.nodes())
+        for _, node, usage in self._in_flight.values():
+            if usage is not None and node in infos:
+                infos[node].add(usage)
         plan = plan_placements(pending, [], [], infos=infos)
         metrics.PLAN_SECONDS.observe(time.perf_counter() - started)
         now = self.now()
@@ -86,7 +102,7 @@ class SchedulerController(ViewController):
             if status.get("message") != u.reason or status.get("error") != u.reason:
                 ops.append(UpdateTask(self._stored(u.task, status={
                     **status, "message": u.reason, "error": u.reason}), "unschedulable"))
-        await self.apply(ops)
+        await self._commit(ops)
         for a in plan.assignments:
             created = created_at(a.task)
             if created is not None:
@@ -95,13 +111,45 @@ class SchedulerController(ViewController):
         metrics.UNSCHEDULABLE.set(len(plan.unschedulable))
         return None
 
-    def _aggregate_infos(self) -> dict[str, NodeInfo]:
-        """Every node's aggregate as of now (tasks waiting for us left out)."""
+    def _settle(self) -> None:
+        """Bring the aggregates up to date with the tasks changed since the last pass;
+        forget in-flight writes the cache now answers for."""
         view = self.view
         changed, self._changed = self._changed, set()
+        tasks = view.caches[view.tasks_prefix]
         for key in changed:
             self.aggregates.update(key, view.effective(key), key in view.waiting)
-        return self.aggregates.infos(view.nodes())
+            flight = self._in_flight.get(key)
+            if flight is not None:
+                task = tasks.get(key)
+                if task is None or task["metadata"].get("resourceVersion") != flight[0]:
+                    del self._in_flight[key]
+
+    async def _commit(self, ops: list[Op]) -> None:
+        """Commit (fenced, batched), holding each task as in flight meanwhile and after,
+        until the cache shows it; a write that did not land is forgotten at once so
+        the next pass plans its task again. Raises as ``apply`` does."""
+        if not ops:
+            return
+        keys = self.view.task_key_by_id
+        for op in ops:
+            assert isinstance(op, (AssignTask, UpdateTask))
+            key = keys.get(op.task["metadata"]["name"])
+            if key is not None:
+                version = op.task["metadata"].get("resourceVersion")
+                self._in_flight[key] = ((version, op.node_id, Usage.lenient(op.task))
+                                        if isinstance(op, AssignTask) else (version, None, None))
+        try:
+            result = await self.ctx.applier.apply(ops)
+        except BaseException:
+            self._in_flight.clear()  # NotLeader (or a bug): start the next term afresh
+            raise
+        for batch in result.batches:
+            if not batch.ok:
+                for op in batch.ops:
+                    assert isinstance(op, (AssignTask, UpdateTask))
+                    self._in_flight.pop(keys.get(op.task["metadata"]["name"], ""), None)
+        result.check()
 
     @staticmethod
     def _stored(task: Resource, **changes: Any) -> Resource:
