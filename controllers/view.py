@@ -67,6 +67,7 @@ class ClusterView:
         # heartbeat changed; and the list of them all, rebuilt after any such change.
         self._node_memo: dict[str, Resource] = {}
         self._nodes: list[Resource] | None = None
+        self._node_ids: frozenset[str] | None = None
         # Service spec key -> (resourceVersion, the validated spec or its ApiError).
         self._validated: dict[str, tuple[Any, Resource | ApiError]] = {}
         # Called with a task key whenever that task or its agent's report changed.
@@ -145,6 +146,7 @@ class ClusterView:
     def _node_changed(self, name: str) -> None:
         self._node_memo.pop(name, None)
         self._nodes = None
+        self._node_ids = None
 
     def _on_service(self, key: str, old: Any, new: Any) -> None:
         self._validated.pop(key, None)
@@ -280,6 +282,13 @@ class ClusterView:
             self._nodes = [self._merged(key, n) for key, n in
                            self.caches[self.nodes_prefix].items()]
         return list(self._nodes)
+
+    def node_ids(self) -> frozenset[str]:
+        """The names of every node (cached)."""
+        if self._node_ids is None:
+            self._node_ids = frozenset(n["metadata"]["name"]
+                                       for n in self.caches[self.nodes_prefix].values())
+        return self._node_ids
 
     def _merged(self, key: str, stored: Resource) -> Resource:
         name = stored["metadata"]["name"]

@@ -10,7 +10,8 @@ informer caches and committing through ``ctx.applier``. The runner:
 2. runs one ``LeaderElector`` per controller; while it leads, a fresh
    ``WorkQueue`` is filled with every key (``resync_keys``), ``workers``
    tasks (default 1) reconcile keys from it, and a resync re-adds every
-   key each ``resync_period``; informer events add keys meanwhile;
+   key each ``resync_period``; informer events add keys meanwhile
+   (after ``batch_period`` when the controller sets one);
 3. on success forgets the key's backoff (and re-adds it after the delay
    reconcile returned, if any); on any exception (conflicts included) logs
    it with the key and re-adds it rate limited: one bad key never stops
@@ -114,6 +115,10 @@ class Controller(ABC):
     name: str = ""
     workers: int = 1
     resync_period: float = 30.0
+    # Seconds an event-triggered key waits before it is handed out, so a burst of
+    # events about one key (500 tasks of a service changing) is one reconcile, as
+    # Kubernetes' Job and EndpointSlice controllers batch pod updates. 0: at once.
+    batch_period: float = 0.0
     ctx: ControllerContext
 
     @abstractmethod
@@ -270,8 +275,12 @@ class ControllerRunner:
         queue = st.queue
         if queue is None:
             return  # not leading: the first pass after election covers everything
+        period = st.controller.batch_period
         for qkey in st.controller.keys_for_event(key, old, new):
-            queue.add(qkey)
+            if period > 0:
+                queue.add_batched(qkey, period)
+            else:
+                queue.add(qkey)
 
     async def _resync(self, st: _State, queue: WorkQueue[Hashable]) -> None:
         while True:

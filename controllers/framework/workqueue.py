@@ -5,6 +5,7 @@ Guarantees, as client-go's workqueue gives them:
 - a key handed to a worker is not handed to another until ``done(key)``;
 - a key added while it is being processed is queued again at ``done``;
 - ``add_after`` delays a key (the earliest pending delay wins);
+  ``add_batched`` too, unless the key is already waiting (event batching);
   ``add_rate_limited`` delays it by its own exponential backoff, which
   ``forget`` resets (call it after a successful reconcile);
 - ``shutdown`` wakes every waiting ``get``, which raises ``QueueShutDown``;
@@ -94,6 +95,13 @@ class WorkQueue(Generic[K]):
         self._ready_at[key] = at
         heapq.heappush(self._delayed, (at, next(self._seq), key))
         self._wake()  # getters recompute how long to sleep
+
+    def add_batched(self, key: K, period: float) -> None:
+        """Add ``key`` after ``period`` unless it is already waiting (ready, or due to be
+        re-queued at ``done``): a burst of adds within a period is one hand-out."""
+        if key in self._dirty:
+            return
+        self.add_after(key, period)
 
     def add_rate_limited(self, key: K) -> None:
         self.add_after(key, self.backoff.when(key))

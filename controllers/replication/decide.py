@@ -43,15 +43,18 @@ def _always(node: Resource) -> bool:
 
 def reconcile_service(service: Resource | None, tasks: list[Resource], nodes: list[Resource],
                       now: float, *, new_id: NewId = new_task_id,
-                      eligible: Eligible = _always) -> Decision:
+                      eligible: Eligible = _always,
+                      node_ids: frozenset[str] | None = None) -> Decision:
     """Operations that move one service's tasks toward its spec, and when to look again.
 
     ``tasks`` are the service's Task resources, each with ``effectiveState``
     (and ``effectiveStatus``); ``nodes`` is the complete node list (Node
     merged with heartbeat status); ``eligible`` says whether a node meets
-    the service's placement constraints (global services only).
+    the service's placement constraints (global services only); ``node_ids``, when
+    given, are the ids of ``nodes`` (a caller that keeps them saves recomputing).
     """
-    node_ids = frozenset(node_id(n) for n in nodes)
+    if node_ids is None:
+        node_ids = frozenset(node_id(n) for n in nodes)
     if service is None:
         return Decision(remove_all(tasks, node_ids))
     mine, others = split_by_incarnation(tasks, service)
