@@ -20,6 +20,8 @@ Environment: ``KUBELESS_BENCH_PROFILE=DIR`` runs the controllers and the
 second agent under cProfile, one profile per phase (DIR/controllers-setup.prof,
 -apply.prof, -kill.prof; DIR/agent-g1-*.prof).
 ``KUBELESS_BENCH_SCALE=0.1`` scales nodes and tasks down (a quick check).
+``KUBELESS_BENCH_CONTROLLERS=replication,scheduler,health`` runs only those controllers
+(to see what each costs; the default is all of them).
 """
 
 from __future__ import annotations
@@ -336,6 +338,8 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
             *_python("controllers", profile_dir / "controllers" if profile_dir else None),
             "--endpoints", endpoints, "--prefix", PREFIX, "--lease-ttl", str(LEASE_TTL),
             "--identity", "bench", "--metrics-port", str(metrics_port),
+            *(["--controllers", os.environ["KUBELESS_BENCH_CONTROLLERS"]]
+              if os.environ.get("KUBELESS_BENCH_CONTROLLERS") else []),
             "--log-level", os.environ.get("KUBELESS_BENCH_LOG_LEVEL", "WARNING")], logdir, env)
         procs.append(controllers)
         agents: list[Proc] = []
