@@ -95,7 +95,9 @@ class HealthController(ViewController):
         return None
 
     def _orphan_all(self) -> list[Op]:
-        """Orphan the live tasks of every node that is down or gone, in one go."""
+        """Orphan the live tasks of every node that is down or gone, in one go, grouped
+        by service: each service's orphans land in as few transactions as may be, so
+        replication sees them together and replaces them in one pass."""
         ops: list[Op] = []
         now = self.now()
         for name in sorted(self.view.tasks_by_node):
@@ -104,4 +106,10 @@ class HealthController(ViewController):
                 node = {"metadata": {"name": name}, "spec": {}, "status": {"state": DOWN}}
             if node["status"].get("state") == DOWN:
                 ops += orphan_tasks(node, self.view.tasks_on(name), now)
-        return ops
+        return sorted(ops, key=_service_of)
+
+
+def _service_of(op: Op) -> tuple[str, str]:
+    task = getattr(op, "task", None) or {}
+    return (str((task.get("metadata") or {}).get("namespace") or "default"),
+            str((task.get("spec") or {}).get("serviceName") or ""))
