@@ -66,7 +66,7 @@ class HealthController(ViewController):
         node changes nothing here, so 10,000 placements are not 10,000 reconciles."""
         node = self.view.node(name)
         if node is None or node["status"].get("state") != READY or \
-                node["spec"].get("availability") == "drain":
+                (node.get("spec") or {}).get("availability") == "drain":
             return True
         return bool(((task or {}).get("status") or {}).get("state") == "orphaned")
 
