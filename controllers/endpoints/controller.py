@@ -43,9 +43,16 @@ def encode_endpoints(value: Resource) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _running(report: Any) -> bool:
+    return isinstance(report, dict) and report.get("state") == "running"
+
+
 class EndpointsController(ViewController):
     name = "endpoints"
     workers = 4  # service keys are independent
+    # A burst of task events (a scale, a node lost) becomes one document write,
+    # well inside the agents' drain period.
+    batch_period = 0.1
 
     def __init__(self, store: ResourceStore) -> None:
         super().__init__(store)
@@ -77,7 +84,9 @@ class EndpointsController(ViewController):
             node, what, task_id = parts
             if what == "heartbeat":
                 yield from self._services_on(node)
-            elif what == "tasks" and task_id:
+            elif what == "tasks" and task_id and (_running(old) or _running(new)):
+                # a report matters only into or out of running: the bulk of reports
+                # (accepted, preparing, starting...) cannot change an endpoint
                 task_key = view.task_key_by_id.get(task_id)
                 skey = view.service_of_task_key(task_key) if task_key else None
                 if skey:
