@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
+from types import FrameType
 
 import pytest
 
@@ -11,6 +15,19 @@ from kubeless import store
 from tests.support.etcd_server import EtcdCluster
 
 _prefixes = itertools.count()
+
+
+def _dump_asyncio_tasks(signum: int, frame: FrameType | None) -> None:
+    """``kill -USR1 <pytest pid>``: print every task of the running event loop (a hung test)."""
+    loop = asyncio._get_running_loop()
+    tasks = asyncio.all_tasks(loop) if loop is not None else set()
+    print(f"\n--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
+    for task in tasks:
+        task.print_stack(limit=8, file=sys.stderr)
+    sys.stderr.flush()
+
+
+signal.signal(signal.SIGUSR1, _dump_asyncio_tasks)
 
 
 @pytest.fixture(scope="session")
