@@ -251,7 +251,8 @@ class AgentProcess:
             await worker.close()
         if self.reporter is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.reporter.flush(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.reporter.flush()
         if self.heartbeats is not None:
             await self.heartbeats.close()
         for runtime in self.runtimes.values():

@@ -157,6 +157,7 @@ class Informer:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((revision, fut))
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # never swallows a cancel, unlike wait_for
+                await fut
         finally:
             self._waiters = [(r, f) for r, f in self._waiters if f is not fut]

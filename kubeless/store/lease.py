@@ -81,9 +81,11 @@ class KeptLease:
         while True:
             await asyncio.sleep(pause)
             try:
-                ttl = await asyncio.wait_for(self.etcd.lease_keepalive_once(self.id),
-                                             timeout=self.ttl / 3)
-            except (StoreError, asyncio.TimeoutError) as err:
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                # that lands as the call completes, and revoke() would wait forever.
+                async with asyncio.timeout(self.ttl / 3):
+                    ttl = await self.etcd.lease_keepalive_once(self.id)
+            except (StoreError, TimeoutError) as err:
                 if self._clock() - last_ok >= self.ttl:
                     log.warning("lease %x lost: no refresh for %ss (%s)", self.id, self.ttl, err)
                     self.lost.set()

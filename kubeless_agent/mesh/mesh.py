@@ -16,6 +16,7 @@ and is what each forwarded connection (``relay.Relay``) asks for backends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -135,10 +136,10 @@ class RoutingMesh:
                 if not self._changed.is_set():
                     self.settled.set()
                 timeout = self.retry_interval if self.unbound else None
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait()
         finally:
             await asyncio.shield(self.close())
 

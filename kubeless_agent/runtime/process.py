@@ -114,12 +114,14 @@ class ProcessRuntime:
             return
         p.stopping = True
         _killpg(p.pid, signal.SIGTERM)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(p.ended.wait(), grace)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await p.ended.wait()
             return
         _killpg(p.pid, signal.SIGKILL)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(p.ended.wait(), 5)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await p.ended.wait()
 
     async def remove(self, task: Task) -> None:
         tid = task_id(task)

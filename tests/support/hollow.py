@@ -206,8 +206,15 @@ class HollowCluster:
 
     async def stop_controllers(self) -> None:
         if self._runner_task is not None:
-            self._runner_task.cancel()
-            await asyncio.gather(self._runner_task, return_exceptions=True)
+            runner_task = self._runner_task
+            runner_task.cancel()
+            # A swallowed cancellation would hang the test; fail it, naming what still runs.
+            await asyncio.wait({runner_task}, timeout=30)
+            if not runner_task.done():
+                alive = sorted(t.get_name() for t in asyncio.all_tasks()
+                               if t is not asyncio.current_task() and not t.done())
+                raise AssertionError(f"the controllers did not stop within 30 s: {alive}")
+            await asyncio.gather(runner_task, return_exceptions=True)
             self._runner_task = None
         if self._ctl_store is not None:
             await self._ctl_store.etcd.close()
