@@ -47,7 +47,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -55,8 +54,8 @@ from typing import Any
 import docker
 import yaml
 
+from bench.harness import with_etcd
 from kubeless import store
-from tests.support.etcd_server import EtcdCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "kubeless-demo:latest"
@@ -193,17 +192,7 @@ def report(directs: list[dict[str, float]], meshes: list[dict[str, float]],
 def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench mesh needs wrk (Debian's package; `make deps` installs it)")
-    cluster = EtcdCluster(1).start()
-    logdir = Path(tempfile.mkdtemp(prefix="kubeless-bench-mesh-"))
-    try:
-        measure(cluster.endpoints, logdir)
-    except BaseException:
-        print(f"(process logs kept in {logdir})", flush=True)
-        raise
-    else:
-        shutil.rmtree(logdir, ignore_errors=True)
-    finally:
-        cluster.stop()
+    with_etcd("mesh", measure)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,9 +29,9 @@ from typing import Any
 import docker
 
 from bench.control_plane import Proc, _end, _spawn, vm_hwm_mb
+from bench.harness import with_etcd
 from kubeless import store
 from kubeless_agent.runtime.docker_spec import LABEL_NODE
-from tests.support.etcd_server import EtcdCluster
 
 PREFIX = "/bench-workloads"
 IMAGE = "kubeless-demo:latest"
@@ -160,17 +158,7 @@ async def _run(endpoints: str, logdir: Path) -> None:
 
 
 def main() -> None:
-    cluster = EtcdCluster(1).start()
-    logdir = Path(tempfile.mkdtemp(prefix="kubeless-bench-wl-"))
-    try:
-        asyncio.run(_run(cluster.endpoints, logdir))
-    except BaseException:
-        print(f"(process logs kept in {logdir})", flush=True)
-        raise
-    else:
-        shutil.rmtree(logdir, ignore_errors=True)
-    finally:
-        cluster.stop()
+    with_etcd("workloads", lambda endpoints, logdir: asyncio.run(_run(endpoints, logdir)))
 
 
 if __name__ == "__main__":

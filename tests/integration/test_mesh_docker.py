@@ -39,14 +39,13 @@ from dnslib import DNSRecord
 
 from kubeless import store
 from tests.support.etcd_server import EtcdCluster, free_port
-from tests.support.workloads import IMAGE, ROOT, docker_engine, remove_node_containers, until
+from tests.support.workloads import (FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine,
+                                     remove_node_containers, until)
 
 pytestmark = pytest.mark.integration
 A, B = "127.0.0.2", "127.0.0.3"
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION from $KUBELESS_TASK_NAME\" "
                        "> /www/index.html; httpd -f -p 80 -h /www & wait"]
-HEALTHCHECK = {"test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"],
-               "interval": "500ms", "timeout": "2s", "retries": 3, "startPeriod": "0s"}
 
 
 @dataclass

@@ -38,7 +38,7 @@ from kubeless.api import validate
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 from tests.support.etcd_server import EtcdCluster
-from tests.support.workloads import IMAGE, ROOT, docker_engine, until
+from tests.support.workloads import FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine, until
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]
@@ -49,8 +49,6 @@ LEADERS = {"replication", "scheduler", "health", "rollout"}
 # PID 1 of a container ignores SIGTERM unless it traps it: trap it, so a stop takes no grace.
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION\" > /www/index.html; "
                        "httpd -f -p 80 -h /www & wait"]
-HEALTHCHECK = {"test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"],
-               "interval": "500ms", "timeout": "2s", "retries": 3, "startPeriod": "0s"}
 
 
 # -- the module's control plane: the controllers and one docker agent, as processes --------
