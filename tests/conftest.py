@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from types import FrameType
@@ -44,6 +45,21 @@ def own_etcd() -> Iterator[EtcdCluster]:
     cluster = EtcdCluster(1).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts: ended after it (SIGTERM, then SIGKILL after 10 s)."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 @pytest.fixture

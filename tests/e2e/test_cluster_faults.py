@@ -25,6 +25,7 @@ from tests.cluster import waits
 from tests.cluster.checker import Checker
 from tests.cluster.harness import Cluster
 from tests.e2e.conftest import HEARTBEAT_TTL, LEASE_TTL
+from tests.support.waiting import hold
 
 SLACK = 10.0  # "TTL plus a few seconds": restart delay 1s, scheduling, container start
 
@@ -43,17 +44,6 @@ async def deploy(rs: store.ResourceStore, checker: Checker, name: str, replicas:
     await waits.apply(rs, waits.service(name, replicas, **kw))
     await checker.converge({name: replicas}, 60)
     return await waits.wait_converged(rs, name, replicas)
-
-
-async def hold(seconds: float, check: Any, what: str) -> None:
-    """Assert ``check`` stays true for ``seconds`` (a bounded observation window)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        assert result, f"{what} stopped holding"
-        await asyncio.sleep(0.2)
 
 
 def report(what: str, seconds: float) -> None:

@@ -20,8 +20,9 @@ import pytest
 from kubeless.store import Put
 from kubeless.store.codec import encode_yaml
 from tests.support.etcd_server import EtcdCluster
-from tests.support.hollow import (ROOT, HollowCluster, active, desired, per_node, running,
+from tests.support.hollow import (ROOT, HollowCluster, desired, per_node, running,
                                   service, state, until)
+from tests.support.waiting import hold
 
 pytestmark = pytest.mark.integration
 
@@ -287,9 +288,10 @@ async def test_restart_policy_any_with_max_attempts(cluster: HollowCluster) -> N
             return tasks
         return None
     await until(settled, 15, "4 failed tasks per slot (1 + 3 restarts)")
-    await asyncio.sleep(1.0)  # nothing more may come
+    async def eight() -> bool:
+        return len(await cluster.tasks("crash")) == 8
+    await hold(1.0, eight, "no restart beyond maxAttempts")
     tasks = await cluster.tasks("crash")
-    assert len(tasks) == 8
     for slot in (1, 2):
         mine = [t for t in tasks if t["spec"]["slot"] == slot]
         assert sum(1 for t in mine if desired(t) == "running") == 1  # the slot's record
@@ -311,10 +313,9 @@ async def test_restart_condition_none_and_on_failure(cluster: HollowCluster) -> 
     await until(lambda: ended("once", "failed", 2), 10, "once failed")
     await until(lambda: ended("job", "complete", 2), 10, "job complete")
     await until(lambda: ended("retry", "failed", 3), 10, "retry failed 3 times")
-    await asyncio.sleep(1.0)
-    assert len(await cluster.tasks("once")) == 2
-    assert len(await cluster.tasks("job")) == 2
-    assert len(await cluster.tasks("retry")) == 3
+    async def no_more() -> bool:
+        return [len(await cluster.tasks(n)) for n in ("once", "job", "retry")] == [2, 2, 3]
+    await hold(1.0, no_more, "no task replaced against its restart policy")
     status = await cluster.status("job")
     assert status.get("runningReplicas") == 0
 

@@ -17,53 +17,26 @@ from typing import Any
 
 import pytest
 
-from controllers.framework import ControllerRunner
-from controllers.health.controller import HealthController
-from controllers.replication.controller import ReplicationController
+from controllers.framework import Controller
 from controllers.rollout import annotations as ann
 from controllers.rollout.controller import RolloutController
-from controllers.scheduler.controller import SchedulerController
 from kubeless import store
 from kubeless.api import validate
 from kubeless.cli.plan import merge
 from kubeless.cli.rollout_cmds import roll_back
 from tests.support.etcd_server import EtcdCluster
 from tests.support.hollow import ROOT, HollowCluster, service, until
+from tests.support.waiting import hold
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]
-CONTROLLER_NAMES = ("replication", "scheduler", "health", "rollout", "controller")
 
 
 class RolloutCluster(HollowCluster):
     """HollowCluster whose controllers include the rollout controller."""
 
-    async def stop_controllers(self) -> None:
-        """The harness's stop, but a worker whose cancellation was swallowed (asyncio's
-        wait_for in Python 3.11 can do that) is cancelled again instead of hanging."""
-        stopping = asyncio.ensure_future(super().stop_controllers())
-        for _ in range(20):
-            done, _ = await asyncio.wait({stopping}, timeout=3)
-            if done:
-                return stopping.result()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task() and task is not stopping and \
-                        task.get_name().split(" ")[0] in CONTROLLER_NAMES:
-                    task.cancel()
-        raise AssertionError("the controllers did not stop")
-
-    async def start_controllers(self) -> ControllerRunner:
-        ctl_store = self._ctl_store = store.connect(self.endpoints, self.prefix)
-        controllers = [ReplicationController(ctl_store), SchedulerController(ctl_store),
-                       HealthController(ctl_store), RolloutController(ctl_store)]
-        runner = self.runner = ControllerRunner(ctl_store, controllers, self.identity,
-                                                lease_ttl=self.lease_ttl)
-        self._runner_task = asyncio.create_task(runner.run(), name="controllers")
-        await until(lambda: all(runner.elector(c.name).is_leader for c in controllers)
-                    or self._runner_task.done(), 15, "controllers lead")  # type: ignore[union-attr]
-        if self._runner_task.done():
-            self._runner_task.result()
-        return runner
+    def make_controllers(self, ctl_store: store.ResourceStore) -> list[Controller]:
+        return [*super().make_controllers(ctl_store), RolloutController(ctl_store)]
 
 
 @pytest.fixture
@@ -205,7 +178,9 @@ async def test_failing_image_pauses_after_the_first_batch(cluster: RolloutCluste
     await change(cluster, set_image("web:fail"))
     us = await wait_state(cluster, "paused")
     assert "failure" in us["message"]
-    await asyncio.sleep(0.5)  # nothing more happens
+    async def three_old() -> bool:
+        return running_images(await cluster.tasks("web")) == ["web:1"] * 3
+    await hold(0.5, three_old, "the paused rollout takes nothing more down")
     tasks = await cluster.tasks("web")
     assert running_images(tasks) == ["web:1"] * 3, [  # only parallelism (1) old task went
         (t["metadata"]["name"][:5], t["metadata"]["creationTimestamp"], t["spec"]["slot"],
@@ -283,9 +258,10 @@ async def test_pause_and_resume(cluster: RolloutCluster) -> None:
     await change(cluster, set_image("web:2"))
     await until(lambda: _annotate(cluster, {ann.PAUSED: "true"}), 5, "paused annotation")
     await wait_state(cluster, "paused")
-    await asyncio.sleep(1.0)
-    n = running_images(await cluster.tasks("web")).count("web:2")
-    assert n < 4
+
+    async def stays_paused() -> bool:  # the batch under way may end; no new batch starts
+        return running_images(await cluster.tasks("web")).count("web:2") < 4
+    await hold(1.0, stays_paused, "the update stays unfinished while paused")
     await until(lambda: _annotate(cluster, {ann.RESUMED: "1"}, drop=ann.PAUSED), 5, "resume")
     await wait_state(cluster, "completed")
 

@@ -26,7 +26,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,32 +37,15 @@ from kubeless.api.tasks import TERMINAL_STATES
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 from kubeless_agent import AgentConfig, AgentProcess, running_agent
+from tests.support.waiting import hold, until  # noqa: F401 (re-exported to the tests)
 
-from controllers.framework import ControllerRunner
+from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
 from controllers.replication.controller import ReplicationController
 from controllers.scheduler.controller import SchedulerController
 
 ROOT = Path(__file__).resolve().parents[2]
 Resource = dict[str, Any]
-
-
-# -- waiting ---------------------------------------------------------------------
-
-async def until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
-                interval: float = 0.05) -> Any:
-    """Poll ``cond`` (sync or async) until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = cond()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 # -- reading tasks -----------------------------------------------------------------
@@ -191,10 +173,14 @@ class HollowCluster:
         await self.stop_controllers()
         await self.store.etcd.close()
 
+    def make_controllers(self, ctl_store: store.ResourceStore) -> list[Controller]:
+        """The controllers the cluster runs (a subclass adds more)."""
+        return [ReplicationController(ctl_store), SchedulerController(ctl_store),
+                HealthController(ctl_store)]
+
     async def start_controllers(self) -> ControllerRunner:
         ctl_store = self._ctl_store = store.connect(self.endpoints, self.prefix)
-        controllers = [ReplicationController(ctl_store), SchedulerController(ctl_store),
-                       HealthController(ctl_store)]
+        controllers = self.make_controllers(ctl_store)
         runner = self.runner = ControllerRunner(ctl_store, controllers, self.identity,
                                                 lease_ttl=self.lease_ttl)
         self._runner_task = asyncio.create_task(runner.run(), name="controllers")

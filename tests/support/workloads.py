@@ -9,13 +9,10 @@ Assignments are written straight into etcd, as the scheduler does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from kubeless import store
 from kubeless.api.tasks import new_task_id
 from kubeless.store import Delete, Put
 from kubeless.store.codec import encode_json
+from tests.support.waiting import until  # noqa: F401 (re-exported to the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "kubeless-demo:latest"
@@ -93,20 +91,6 @@ async def unassign(rs: store.ResourceStore, t: dict[str, Any]) -> None:
 async def report(rs: store.ResourceStore, t: dict[str, Any]) -> dict[str, Any] | None:
     kv, _ = await rs.etcd.get(rs.keys.observed(t["spec"]["nodeName"], t["metadata"]["name"]))
     return None if kv is None else dict(json.loads(kv.value))
-
-
-async def until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
-                interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = cond()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 async def reaches(rs: store.ResourceStore, t: dict[str, Any], state: str,
