@@ -41,7 +41,7 @@ class CliError(click.ClickException):
 class Context:
     endpoints: str = DEFAULT_ENDPOINTS
     prefix: str = DEFAULT_PREFIX
-    timeout: float = 3.0
+    timeout: float = 5.0  # the whole budget of one etcd call, retries included
 
     def run(self, fn: Callable[[ResourceStore], Awaitable[T]]) -> T:
         return asyncio.run(self._run(fn))
@@ -50,8 +50,7 @@ class Context:
         from kubeless import store
 
         try:
-            rstore = store.connect(self.endpoints, self.prefix, call_timeout=self.timeout,
-                                   retry_for=self.timeout)
+            rstore = store.connect(self.endpoints, self.prefix, retry_for=self.timeout)
         except store.BadEndpoint as err:
             raise CliError(str(err)) from None
         try:

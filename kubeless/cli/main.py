@@ -50,7 +50,7 @@ class LazyGroup(click.Group):
               show_default=True, help="etcd endpoints, comma-separated [env KUBELESS_ENDPOINTS].")
 @click.option("--prefix", envvar="KUBELESS_PREFIX", default=DEFAULT_PREFIX, show_default=True,
               help="Key prefix of this cluster in etcd [env KUBELESS_PREFIX].")
-@click.option("--timeout", type=float, default=3.0, show_default=True,
+@click.option("--timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for etcd before giving up.")
 @click.version_option(package_name="kubeless")
 @click.pass_context

@@ -300,7 +300,7 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str,
     from kubeless.cluster import bootstrap
 
     here = where(ctx.endpoints, ctx.prefix)
-    rstore = store.connect(ctx.endpoints, ctx.prefix, call_timeout=ctx.timeout, retry_for=10)
+    rstore = store.connect(ctx.endpoints, ctx.prefix, retry_for=10)
     try:
         if state.has_node():
             stored = state.load_node()

@@ -21,7 +21,7 @@ from .resources import (API_VERSION, ListResult, Resource, ResourceStore, Resour
 
 
 def connect(endpoints: str | list[str] | tuple[str, ...] = DEFAULT_ENDPOINT,
-            prefix: str = DEFAULT_PREFIX, *, call_timeout: float = 5.0,
+            prefix: str = DEFAULT_PREFIX, *, call_timeout: float = 2.0,
             retry_for: float = 5.0) -> ResourceStore:
     """A resource store on a new channel (call ``await store.etcd.close()`` when done)."""
     etcd = Etcd(parse_endpoints(endpoints), call_timeout=call_timeout, retry_for=retry_for)

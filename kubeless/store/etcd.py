@@ -6,11 +6,29 @@ one channel over several members), so we drive its protobuf stubs directly
 over the channel built in ``channel.py``. This module knows gRPC; nothing
 above it does: every gRPC error is translated into ``errors`` here.
 
-Unary calls are retried with exponential backoff while etcd is
-unavailable, up to ``retry_for`` seconds. A transaction is retried only
-when the failure happened before etcd could have applied it (UNAVAILABLE);
-since every write compares a revision, a retried duplicate fails its
-compare instead of writing twice.
+Unary calls are retried with backoff while no member can serve them, up
+to ``retry_for`` seconds for the whole call (each attempt gets what is
+left of that budget, at most ``call_timeout``). What counts as "no member
+can serve it now" is one list, ``_retryable``: a member that went away
+(UNAVAILABLE, or gRPC's UNKNOWN "Stream removed" for a connection a
+killed member reset), an election under way ("no leader", "leader
+changed", a proposal dropped), and an attempt that ran out of time. An
+attempt gets at most ``call_timeout`` (2 s): a write forwarded to a leader
+that just died is never answered, so waiting out the whole budget on it
+would fail a call that a retry on the new leader serves.
+
+Transactions are retried on all of these too, although an attempt that
+timed out or lost its connection may have been applied. Every write
+compares a revision, so a duplicate fails its compare instead of writing
+twice; when a retried transaction fails its compare after such an
+attempt, ``txn`` reads its keys back, and if they hold exactly what it
+wrote (every put's value and lease, every delete absent), the earlier
+attempt was applied and the result is success.
+
+Streams (watches, keep-alives) carry etcd's ``hasleader`` metadata, so a
+member that loses its leader (cut off from the others) ends them and the
+caller resumes them on a member that has one, as etcd's own client does
+with ``WithRequireLeader``.
 """
 
 from __future__ import annotations
@@ -33,7 +51,22 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-_NO_LEADER_HINTS = ("no leader", "leader changed", "timed out", "too many requests")
+# Details of an UNKNOWN status that mean "this member cannot answer now": an
+# election (etcd's own errors), or a transport the member's death broke (gRPC
+# reports a reset HTTP/2 stream as UNKNOWN "Stream removed").
+_TRANSIENT_HINTS = ("no leader", "leader changed", "timed out", "too many requests",
+                    "proposal dropped", "stream removed", "socket closed", "connection reset",
+                    "goaway")
+# Failures after which a transaction may still have been applied: it reached a
+# member, then the connection broke or the member gave up waiting for the commit
+# ("request timed out"); a refusal such as "no leader" is not one.
+_MAYBE_APPLIED_HINTS = ("stream removed", "socket closed", "connection reset", "goaway",
+                        "timed out")
+# A stream on a member without a leader is ended by etcd (rpctypes.MetadataRequireLeaderKey).
+_REQUIRE_LEADER = (("hasleader", "true"),)
+# The least time an attempt gets, however little of the budget is left: a
+# healthy member answers in milliseconds, one that is electing in about a second.
+_MIN_ATTEMPT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +178,7 @@ def _op_pb(op: Put | Delete) -> Any:
 class Etcd:
     """One connection (one gRPC channel) to an etcd cluster."""
 
-    def __init__(self, endpoints: tuple[Endpoint, ...], *, call_timeout: float = 5.0,
+    def __init__(self, endpoints: tuple[Endpoint, ...], *, call_timeout: float = 2.0,
                  retry_for: float = 5.0) -> None:
         self.endpoints = endpoints
         self.call_timeout = call_timeout
@@ -171,21 +204,24 @@ class Etcd:
         detail = (err.details() or err.code().name).splitlines()[0]
         return Unavailable(f"etcd is unavailable: {detail}", tuple(map(str, self.endpoints)))
 
-    async def _call(self, fn: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+    async def _call(self, fn: Callable[[float], Awaitable[T]]) -> T:
+        """``fn(timeout)`` until it answers, a non-transient error, or ``retry_for`` is spent."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_for
         delay = 0.05
         while True:
+            attempt = max(min(self.call_timeout, deadline - loop.time()), _MIN_ATTEMPT)
             try:
-                return await fn()
+                return await fn(attempt)
             except grpc.aio.AioRpcError as err:
-                if not _retryable(err, idempotent):
+                if not _retryable(err):
                     raise _translate(err) from err
                 if loop.time() + delay > deadline:
                     raise self._unavailable(err) from err
-                log.debug("etcd call failed (%s), retrying in %.2fs", err.code().name, delay)
+                log.debug("etcd call failed (%s: %s), retrying in %.2fs", err.code().name,
+                          err.details(), delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.5)
 
     # -- key-value --------------------------------------------------------
 
@@ -196,7 +232,7 @@ class Etcd:
         req = rpc.RangeRequest(key=key.encode(), range_end=end or b"", revision=revision,
                                limit=limit, keys_only=keys_only, count_only=count_only,
                                serializable=serializable)
-        resp = await self._call(lambda: self._kv.Range(req, timeout=self.call_timeout))
+        resp = await self._call(lambda t: self._kv.Range(req, timeout=t))
         return [_kv(kv) for kv in resp.kvs], resp.more, resp.count, resp.header.revision
 
     async def get(self, key: str) -> tuple[KeyValue | None, int]:
@@ -209,7 +245,7 @@ class Etcd:
             return {}, 0
         ops = [rpc.RequestOp(request_range=rpc.RangeRequest(key=k.encode())) for k in keys]
         req = rpc.TxnRequest(compare=[], success=ops, failure=[])
-        resp = await self._call(lambda: self._kv.Txn(req, timeout=self.call_timeout))
+        resp = await self._call(lambda t: self._kv.Txn(req, timeout=t))
         found = {}
         for r in resp.responses:
             for kv in r.response_range.kvs:
@@ -242,18 +278,45 @@ class Etcd:
         req = rpc.TxnRequest(compare=[_compare_pb(c) for c in compares],
                              success=[_op_pb(o) for o in success],
                              failure=[_op_pb(o) for o in failure])
-        resp = await self._call(lambda: self._kv.Txn(req, timeout=self.call_timeout),
-                                idempotent=False)
+        ambiguous = False
+
+        async def attempt(timeout: float) -> Any:
+            nonlocal ambiguous
+            try:
+                return await self._kv.Txn(req, timeout=timeout)
+            except grpc.aio.AioRpcError as err:
+                ambiguous = ambiguous or _maybe_applied(err)
+                raise
+
+        resp = await self._call(attempt)
+        if not resp.succeeded and ambiguous and success:
+            revision = await self._applied(success)
+            if revision:
+                log.debug("a retried transaction found its earlier attempt applied")
+                return TxnResult(True, revision, [])
         return TxnResult(resp.succeeded, resp.header.revision, list(resp.responses))
+
+    async def _applied(self, ops: Sequence[Put | Delete]) -> int:
+        """The revision at which ``ops`` hold as written (0: they do not)."""
+        found, revision = await self.get_many([op.key for op in ops])
+        puts = [op for op in ops if isinstance(op, Put)]
+        for op in ops:
+            kv = found.get(op.key)
+            if isinstance(op, Delete):
+                if op.prefix or kv is not None:
+                    return 0
+            elif kv is None or kv.value != op.value or kv.lease != op.lease:
+                return 0
+        return max((found[op.key].mod_revision for op in puts), default=revision)
 
     async def compact(self, revision: int) -> None:
         req = rpc.CompactionRequest(revision=revision, physical=True)
-        await self._call(lambda: self._kv.Compact(req, timeout=self.call_timeout))
+        await self._call(lambda t: self._kv.Compact(req, timeout=t))
 
     async def status(self) -> Any:
         """The status of whichever member answers (version, leader, raft term)."""
         return await self._call(
-            lambda: self._maintenance.Status(rpc.StatusRequest(), timeout=self.call_timeout))
+            lambda t: self._maintenance.Status(rpc.StatusRequest(), timeout=t))
 
     # -- watch ------------------------------------------------------------
 
@@ -273,7 +336,7 @@ class Etcd:
             yield rpc.WatchRequest(create_request=create)
             await stop.wait()
 
-        call = self._watch.Watch(requests())
+        call = self._watch.Watch(requests(), metadata=_REQUIRE_LEADER)
         try:
             async for resp in call:
                 if resp.compact_revision:
@@ -300,7 +363,7 @@ class Etcd:
 
     async def lease_grant(self, ttl: int) -> int:
         req = rpc.LeaseGrantRequest(TTL=ttl)
-        resp = await self._call(lambda: self._lease.LeaseGrant(req, timeout=self.call_timeout))
+        resp = await self._call(lambda t: self._lease.LeaseGrant(req, timeout=t))
         if resp.error:
             raise StoreError(f"lease grant refused: {resp.error}")
         return int(resp.ID)
@@ -308,18 +371,18 @@ class Etcd:
     async def lease_revoke(self, lease_id: int) -> None:
         req = rpc.LeaseRevokeRequest(ID=lease_id)
         try:
-            await self._call(lambda: self._lease.LeaseRevoke(req, timeout=self.call_timeout))
+            await self._call(lambda t: self._lease.LeaseRevoke(req, timeout=t))
         except StoreError as err:
             if "not found" not in str(err):
                 raise
 
     async def lease_keepalive_once(self, lease_id: int) -> int:
         """Refresh a lease once; returns the TTL etcd granted (0: the lease is gone)."""
-        async def once() -> int:
+        async def once(timeout: float) -> int:
             async def one() -> AsyncIterator[Any]:
                 yield rpc.LeaseKeepAliveRequest(ID=lease_id)
 
-            call = self._lease.LeaseKeepAlive(one(), timeout=self.call_timeout)
+            call = self._lease.LeaseKeepAlive(one(), timeout=timeout, metadata=_REQUIRE_LEADER)
             try:
                 async for resp in call:
                     return int(resp.TTL)
@@ -335,21 +398,25 @@ class Etcd:
     async def lease_ttls(self, lease_id: int) -> tuple[int, int]:
         """(seconds left, seconds granted) of a lease; left is -1 when it is gone."""
         req = rpc.LeaseTimeToLiveRequest(ID=lease_id)
-        resp = await self._call(lambda: self._lease.LeaseTimeToLive(req,
-                                                                    timeout=self.call_timeout))
+        resp = await self._call(lambda t: self._lease.LeaseTimeToLive(req,
+                                                                    timeout=t))
         return int(resp.TTL), int(resp.grantedTTL)
 
 
-def _retryable(err: grpc.aio.AioRpcError, idempotent: bool) -> bool:
-    code = err.code()
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return True
-    if not idempotent:
-        return False
-    if code in _RETRYABLE:
+def _retryable(err: grpc.aio.AioRpcError) -> bool:
+    """No member can serve the call now, but one may soon (see the module docstring)."""
+    if err.code() in _RETRYABLE:
         return True
     details = (err.details() or "").lower()
-    return code == grpc.StatusCode.UNKNOWN and any(h in details for h in _NO_LEADER_HINTS)
+    return err.code() == grpc.StatusCode.UNKNOWN and any(h in details for h in _TRANSIENT_HINTS)
+
+
+def _maybe_applied(err: grpc.aio.AioRpcError) -> bool:
+    """The call may have reached a member and been applied before it failed."""
+    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return True
+    details = (err.details() or "").lower()
+    return any(h in details for h in _MAYBE_APPLIED_HINTS)
 
 
 def _translate(err: grpc.aio.AioRpcError) -> StoreError:

@@ -30,7 +30,7 @@ IMAGE = "kubeless-demo:latest"
 
 
 def connect(cluster: Cluster) -> store.ResourceStore:
-    return store.connect(cluster.endpoints, cluster.prefix, call_timeout=2.0, retry_for=2.0)
+    return store.connect(cluster.endpoints, cluster.prefix)  # every client's defaults
 
 
 async def until(cond: Callable[[], Any], timeout: float, what: str,
