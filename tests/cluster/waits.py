@@ -22,11 +22,29 @@ from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 
 if TYPE_CHECKING:
-    from tests.cluster.harness import Cluster
+    from tests.cluster.harness import Cluster, Host
 
 Resource = dict[str, Any]
 CONTROLLERS = ("replication", "scheduler", "health", "rollout")
 IMAGE = "kubeless-demo:latest"
+
+
+async def etcd_leader(cluster: Cluster, members: list[Host] | None = None) -> Host | None:
+    """The manager whose etcd every answering member of ``members`` follows, else None
+    (no leader yet, or members disagree: an election is under way)."""
+    by_id: dict[int, Host] = {}
+    leaders: set[int] = set()
+    for h in members if members is not None else cluster.managers:
+        one = store.Etcd(store.parse_endpoints(h.etcd_url), call_timeout=0.5, retry_for=0.5)
+        try:
+            status = await one.status()
+        except store.StoreError:
+            continue
+        finally:
+            await one.close()
+        by_id[status.header.member_id] = h
+        leaders.add(status.leader)
+    return by_id.get(leaders.pop()) if len(leaders) == 1 else None
 
 
 def connect(cluster: Cluster) -> store.ResourceStore:
