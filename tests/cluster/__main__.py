@@ -4,6 +4,8 @@
              CLI at it, stay in the foreground until Ctrl-C, then remove everything
     soak     random faults for SOAK_SECONDS (default 180) while services are scaled
              and updated; prints the faults and any invariant violation; exit 1 on any
+    failover kill one etcd member (leader, follower, in turn) ``--rounds`` times under
+             client load; print the time to a new leader and the failed calls
     cleanup  remove what runs whose owner died left behind (their recorded names only);
              ``--all`` also the runs of live owners (stop a stuck ``make cluster``)
 """
@@ -33,6 +35,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     sub.choices["soak"].add_argument("--seconds", type=float,
                                      default=float(os.environ.get("SOAK_SECONDS", "180")))
     sub.choices["soak"].add_argument("--seed", type=int, default=None)
+    f = sub.add_parser("failover")
+    f.add_argument("--managers", type=int, default=3)
+    f.add_argument("--rounds", type=int, default=10)
     c = sub.add_parser("cleanup")
     c.add_argument("--all", action="store_true", help="also runs whose owner still lives")
     return p.parse_args(argv)
@@ -89,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             from tests.cluster.soak import soak
 
             return soak(args)
+        if args.cmd == "failover":
+            from tests.cluster.failover import failover
+
+            return failover(args)
         return cleanup(args)
     except SetupError as err:
         print(f"error: {err}", file=sys.stderr)
