@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cli.printers import format_rows
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
@@ -68,7 +69,7 @@ def node() -> None:
 
 
 @node.command("ls")
-@click.option("-q", "--quiet", is_flag=True, help="Only node ids.")
+@flag("-q", "--quiet", help="Only node ids.")
 @pass_context
 def ls(ctx: Context, quiet: bool) -> None:
     """List nodes: ID, HOSTNAME, STATUS, AVAILABILITY, MANAGER STATUS."""
@@ -189,7 +190,7 @@ node.command("demote", help="Make nodes workers.")(
 
 @node.command("rm")
 @click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Remove a node that is still up.")
+@flag("-f", "--force", help="Remove a node that is still up.")
 @pass_context
 def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:
     """Remove nodes from the cluster (a node that is up needs --force)."""
