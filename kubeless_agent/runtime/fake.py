@@ -35,6 +35,9 @@ class FakeRuntime:
     def subscribe(self, listener: ReportListener) -> None:
         self._listeners.append(listener)
 
+    def engine_version(self) -> str:
+        return "fake"
+
     # -- the protocol ---------------------------------------------------------
 
     async def start(self, task: Task) -> None:
