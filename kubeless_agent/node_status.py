@@ -1,10 +1,13 @@
 """What a node's heartbeat says beyond its identity: its runtime's state and its logs port.
 
 ``advertise`` puts ``logsPort`` (where ``kubeless_agent.logs`` serves task
-logs on the node's address) and ``runtimeState`` / ``runtimeMessage``
+logs on the node's address), ``runtimeState`` / ``runtimeMessage``
 (``up``, ``down`` or ``unknown``, from a runtime that has
-``runtime_state()``) into the node's heartbeat, and puts it again whenever
-the runtime's state changes (a Docker Engine that goes away or comes back).
+``runtime_state()``) and ``engineVersion`` (the runtime's
+``engine_version()``: the Docker Engine's version, ``process <kubeless
+version>``, ``fake``; node ls's ENGINE VERSION) into the node's heartbeat,
+and puts them again whenever the runtime's state changes (a Docker Engine
+that goes away or comes back, perhaps upgraded).
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ class HeartbeatFields(Protocol):
     def update(self, node_id: str, fields: dict[str, Any]) -> None: ...
 
 
-def runtime_fields(state: dict[str, str]) -> dict[str, Any]:
+def runtime_fields(state: dict[str, str], engine_version: str) -> dict[str, Any]:
     return {"runtimeState": state.get("state", "unknown"),
-            "runtimeMessage": state.get("message") or ""}
+            "runtimeMessage": state.get("message") or "", "engineVersion": engine_version}
+
+
+def engine_version(runtime: Any) -> str:
+    """The runtime's ``engine_version()``, else its name."""
+    version: Callable[[], str] | None = getattr(runtime, "engine_version", None)
+    return version() if version is not None else str(getattr(runtime, "name", ""))
 
 
 def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Any,
@@ -29,8 +38,9 @@ def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Any,
         fields["logsPort"] = logs_port
     state_of: Callable[[], dict[str, str]] | None = getattr(runtime, "runtime_state", None)
     if state_of is not None:
-        fields.update(runtime_fields(state_of()))
-        runtime.watch_state(lambda state: heartbeats.update(node_id, runtime_fields(state)))
+        fields.update(runtime_fields(state_of(), engine_version(runtime)))
+        runtime.watch_state(lambda state: heartbeats.update(
+            node_id, runtime_fields(state, engine_version(runtime))))
     else:
-        fields.update(runtimeState="up", runtimeMessage="")
+        fields.update(runtime_fields({"state": "up"}, engine_version(runtime)))
     heartbeats.update(node_id, fields)

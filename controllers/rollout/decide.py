@@ -15,10 +15,13 @@ the current spec; the rollout owns which version runs in a slot. Each pass
 4. failures (``facts.failed_within``) over slots updated above
    ``maxFailureRatio`` apply ``failureAction``: pause, continue, or rollback
    (a rollback that fails pauses: it never rolls back a rollback);
-5. new slots are started while fewer than ``parallelism`` are in flight
-   (a current task neither running nor ended, a start-first pair, a free
-   slot replication has yet to fill); with a ``delay``, a batch starts only
-   ``delay`` after the last one all ran. Stop-first stops the old task
+5. new slots are started while fewer than ``parallelism`` are taken. A
+   slot is taken while it is in flight (a current task neither running nor
+   ended, a start-first pair, a free slot replication has yet to fill) and,
+   with a ``delay``, for ``delay`` after its new task ran or ended: as in
+   Swarm's updater, whose ``parallelism`` workers each wait the delay after
+   the slot they updated before taking the next, so the delay is waited
+   between batches whatever the parallelism. Stop-first stops the old task
    (replication refills the slot); start-first creates the new task in the
    same slot, annotated ``kubeless.io/replaces: <old id>``;
 6. nothing old and nothing in flight, ``monitor`` after the last new task
@@ -112,14 +115,12 @@ def decide(service: Resource, tasks: list[Resource], previous: Resource | None, 
 
     fresh = [s for s in old if not _attempted(s, float(status.get("failuresSince") or 0))]
     busy = _in_flight(slots, desired)
-    wait = _delay_left(slots, cfg.delay, now) if busy == 0 else 0.0
-    room = (len(fresh) if cfg.parallelism == 0 else cfg.parallelism - busy)
-    if wait > 0 and fresh:
-        plan.requeue_after = wait
-    elif room > 0:
-        for slot in sorted(fresh, key=_urgency)[:room]:
-            _replace(plan, service, slot, cfg, now, new_id)
-            busy += 1
+    resting = _resting(slots, cfg.delay, float(status.get("startedAt") or 0), now)
+    room = len(fresh) if cfg.parallelism == 0 else cfg.parallelism - busy - len(resting)
+    for slot in sorted(fresh, key=_urgency)[:max(room, 0)]:
+        _replace(plan, service, slot, cfg, now, new_id)
+    if len(fresh) > max(room, 0) and resting:
+        plan.requeue_after = min(resting) - now
     if not fresh and busy == 0:
         _complete(plan, slots, cfg.monitor, now)
     return plan
@@ -222,9 +223,21 @@ def _last_ran(slots: list[Slot]) -> float | None:
     return max((t for t in times if t is not None), default=None)
 
 
-def _delay_left(slots: list[Slot], delay: float, now: float) -> float:
-    last = _last_ran(slots)
-    return 0.0 if delay <= 0 or last is None else max(last + delay - now, 0.0)
+def _resting(slots: list[Slot], delay: float, since: float, now: float) -> list[float]:
+    """When each slot whose updated task ran (or ended) less than ``delay`` ago, since the
+    rollout started at ``since``, gives its place back (Swarm's worker waits the delay
+    after each slot it updated, then takes the next)."""
+    if delay <= 0:
+        return []
+    until: list[float] = []
+    for slot in slots:
+        if any(in_flight(t) for t in slot.new):
+            continue  # in flight: counted as such
+        times = [status_time(t) for t in slot.current if is_running(t) or is_done(t)]
+        last = max((t for t in times if t is not None and t >= since), default=None)
+        if last is not None and last + delay > now:
+            until.append(last + delay)
+    return until
 
 
 def _urgency(slot: Slot) -> tuple[int, bool, str]:

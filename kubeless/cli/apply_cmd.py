@@ -18,14 +18,14 @@ import click
 
 from kubeless.cli import published
 from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cli.manifests import Manifest, ManifestError, load
 from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
 from kubeless.cli.printers import to_yaml
 
 files_option = click.option("-f", "--filename", "files", multiple=True, required=True,
                             help="File, folder or - for standard input (repeatable).")
-recursive_option = click.option("-R", "--recursive", is_flag=True,
-                                help="Read folders given with -f recursively.")
+recursive_option = flag("-R", "--recursive", help="Read folders given with -f recursively.")
 namespace_option = click.option("-n", "--namespace", help="Namespace of documents without one.")
 
 
@@ -129,8 +129,8 @@ def _commit_plan(rstore: Any, actions: list[Action]) -> Any:
 @files_option
 @recursive_option
 @namespace_option
-@click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")
-@click.option("--prune", is_flag=True, help="Delete Services with the -l label that the files no longer declare.")
+@flag("--dry-run", help="Validate and show what would change; write nothing.")
+@flag("--prune", help="Delete Services with the -l label that the files no longer declare.")
 @click.option("-l", "--selector", help="Label selector for --prune (key=value).")
 @pass_context
 def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str | None,

@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cluster import DEFAULT_STATE_DIR, ClusterError, NodeState, StateDir
 
 log = logging.getLogger("kubeless")
@@ -443,8 +444,8 @@ def join(ctx: Context, token: str | None, endpoints: str | None, state_dir: str,
 
 @click.command("join-token")
 @click.argument("role", type=click.Choice(["worker", "manager"]))
-@click.option("--rotate", is_flag=True, help="Make a new token; the old one stops working.")
-@click.option("-q", "--quiet", is_flag=True, help="Print the token only.")
+@flag("--rotate", help="Make a new token; the old one stops working.")
+@flag("-q", "--quiet", help="Print the token only.")
 @click.option("--state-dir", envvar="KUBELESS_STATE_DIR", default=DEFAULT_STATE_DIR,
               show_default=True, help="The manager's state dir, where plain tokens are kept.")
 @pass_context

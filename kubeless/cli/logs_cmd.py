@@ -19,14 +19,15 @@ from urllib.parse import quote
 import click
 
 from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.flags import flag
 
 
 @click.command("logs")
 @click.argument("task_id")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the task stops.")
+@flag("-f", "--follow", help="Keep printing output until the task stops.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines.")
-@click.option("--no-prefix", is_flag=True, help="Print lines without the task@node prefix.")
+@flag("--no-prefix", help="Print lines without the task@node prefix.")
 @pass_context
 def logs(ctx: Context, task_id: str, namespace: str | None, follow: bool, tail: int | None,
          no_prefix: bool) -> None:

@@ -2,38 +2,41 @@
 
 Nodes are registered by their agents; users change their availability
 (active, pause, drain), labels and role. ``node ls`` merges each Node with
-its heartbeat (Ready while the agent's lease lives) and shows the manager
-status of manager nodes: Leader when its controllers lead, Reachable when
-they are alive, Unreachable when they are not.
+its heartbeat (Ready while the agent's lease lives), shows the manager
+status of manager nodes (Leader when its controllers lead, Reachable when
+they are alive, Unreachable when they are not) and the engine version its
+agent reports, and marks with ``*`` the node this CLI runs on.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cli.printers import format_rows
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
-STATE_DIR_DEFAULT = "/var/lib/kubeless"
 
 
-def local_node_id() -> str | None:
-    """The node this CLI runs on: KUBELESS_NODE, the agent's state dir, else None."""
+def local_node_id(names: set[str]) -> str | None:
+    """The node this CLI runs on (``*`` in node ls): ``KUBELESS_NODE``, else the node-id
+    of this host's state dir (``KUBELESS_STATE_DIR`` or /var/lib/kubeless, then
+    ``kubeless up``'s) that names one of ``names``; None when there is none."""
     if os.environ.get("KUBELESS_NODE"):
         return os.environ["KUBELESS_NODE"]
-    state_dir = Path(os.environ.get("KUBELESS_STATE_DIR", STATE_DIR_DEFAULT))
-    try:
-        return (state_dir / "node-id").read_text().strip() or None
-    except OSError:
-        return None
+    from kubeless.cli.up_cmd import default_state_dir
+    from kubeless.cluster import DEFAULT_STATE_DIR, StateDir
+
+    dirs = (os.environ.get("KUBELESS_STATE_DIR") or DEFAULT_STATE_DIR,
+            os.environ.get("KUBELESS_UP_DIR") or default_state_dir())
+    ids = (StateDir(d).node_id() for d in dirs)
+    return next((i for i in ids if i in names), None)
 
 
 def manager_status(node: dict[str, Any], leaders: set[str], live: set[str]) -> str:
@@ -45,20 +48,19 @@ def manager_status(node: dict[str, Any], leaders: set[str], live: set[str]) -> s
     return "Reachable" if name in live else "Unreachable"
 
 
+NODE_COLUMNS = ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"]
+
+
 def node_rows(nodes: list[dict[str, Any]], leaders: set[str], live: set[str],
               me: str | None) -> list[list[str]]:
-    if me is None:  # no state dir here: the one node with this host's name, if unique
-        same_host = [n["metadata"]["name"] for n in nodes
-                     if (n.get("status") or {}).get("hostname") == socket.gethostname()]
-        me = same_host[0] if len(same_host) == 1 else None
+    """node ls's rows (NODE_COLUMNS), by id; ``me``'s id is marked ``*`` as docker does."""
     rows = []
     for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         name, status = n["metadata"]["name"], n.get("status") or {}
-        mine = name == me
-        rows.append([f"{name} *" if mine else name, status.get("hostname", ""),
+        rows.append([f"{name} *" if name == me else name, status.get("hostname", ""),
                      status.get("state", "down").capitalize(),
                      n["spec"].get("availability", "active").capitalize(),
-                     manager_status(n, leaders, live)])
+                     manager_status(n, leaders, live), str(status.get("engineVersion") or "")])
     return rows
 
 
@@ -68,10 +70,10 @@ def node() -> None:
 
 
 @node.command("ls")
-@click.option("-q", "--quiet", is_flag=True, help="Only node ids.")
+@flag("-q", "--quiet", help="Only node ids.")
 @pass_context
 def ls(ctx: Context, quiet: bool) -> None:
-    """List nodes: ID, HOSTNAME, STATUS, AVAILABILITY, MANAGER STATUS."""
+    """List nodes: ID (* this one), HOSTNAME, STATUS, AVAILABILITY, MANAGER STATUS, ENGINE VERSION."""
     from kubeless.store.nodes import list_nodes, manager_state
 
     async def run(rstore: Any) -> tuple[Any, set[str], set[str]]:
@@ -85,9 +87,8 @@ def ls(ctx: Context, quiet: bool) -> None:
     if quiet:
         click.echo("".join(f"{n['metadata']['name']}\n" for n in result.items), nl=False)
         return
-    rows = node_rows(result.items, leaders, live, local_node_id())
-    click.echo(format_rows(["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"], rows),
-               nl=False)
+    me = local_node_id({n["metadata"]["name"] for n in result.items})
+    click.echo(format_rows(NODE_COLUMNS, node_rows(result.items, leaders, live, me)), nl=False)
 
 
 async def _get_node(rstore: Any, name: str) -> dict[str, Any]:
@@ -189,7 +190,7 @@ node.command("demote", help="Make nodes workers.")(
 
 @node.command("rm")
 @click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Remove a node that is still up.")
+@flag("-f", "--force", help="Remove a node that is still up.")
 @pass_context
 def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:
     """Remove nodes from the cluster (a node that is up needs --force)."""

@@ -15,6 +15,7 @@ import click
 
 from kubeless.api import Kind
 from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cli.printers import OUTPUTS, describe as describe_text, render, table
 
 
@@ -90,8 +91,8 @@ async def _list(rstore: Any, kind: Kind, ns: str | None,
 @click.option("-o", "--output", type=click.Choice(OUTPUTS[1:]), help="Output format.")
 @click.option("-l", "--selector", help="Label selector (key=value,key).")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
-@click.option("-w", "--watch", is_flag=True, help="After listing, print each change.")
+@flag("-A", "--all-namespaces", help="Every namespace.")
+@flag("-w", "--watch", help="After listing, print each change.")
 @pass_context
 def get(ctx: Context, kind: str, names: tuple[str, ...], output: str | None,
         selector: str | None, namespace: str | None, all_namespaces: bool, watch: bool) -> None:
@@ -200,10 +201,10 @@ def describe(ctx: Context, kind: str, names: tuple[str, ...], selector: str | No
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
 @click.option("-f", "--filename", "files", multiple=True, help="Delete what these files declare.")
-@click.option("-R", "--recursive", is_flag=True, help="Read folders given with -f recursively.")
+@flag("-R", "--recursive", help="Read folders given with -f recursively.")
 @click.option("-l", "--selector", help="Delete every resource of KIND with these labels.")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("--ignore-not-found", is_flag=True, help="A missing resource is not an error.")
+@flag("--ignore-not-found", help="A missing resource is not an error.")
 @pass_context
 def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[str, ...],
            recursive: bool, selector: str | None, namespace: str | None,

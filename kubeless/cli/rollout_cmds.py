@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cli.printers import format_rows
 
 KIND_WORDS = ("service", "services", "svc")
@@ -187,7 +188,7 @@ def verdict(live: Resource) -> tuple[str | None, str]:
 
 @rollout.command("status")
 @_target_args
-@click.option("-w", "--watch/--no-watch", default=True, help="Follow until the rollout ends.")
+@flag("-w", "--watch/--no-watch", default=True, help="Follow until the rollout ends.")
 @click.option("--timeout", "wait_for", type=float, default=0.0,
               help="Give up after this many seconds (0: never).")
 @click.option("--interval", type=float, default=0.5, help="Seconds between reads.")

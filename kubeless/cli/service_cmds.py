@@ -20,10 +20,11 @@ import click
 from kubeless.api import ports
 from kubeless.cli import published
 from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cli.plan import merge
 from kubeless.cli.printers import decorate, format_rows, ports_text
 from kubeless.cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
-                                        flag_name, update_service)
+                                        flag_name, short_name, update_service)
 
 _POSITIONAL = ("name", "image", "command", "namespace")
 
@@ -38,13 +39,14 @@ def _flag_options(update: bool) -> Callable[[Any], Any]:
                 continue
             if f.name == "name" and update:
                 continue
-            spelled = flag_name(f.name, update)
+            short = short_name(f.name, update)
+            spelled = (short, flag_name(f.name, update)) if short else (flag_name(f.name, update),)
             if f.type == "bool":
-                fn = click.option(spelled, f.name, is_flag=True)(fn)
+                fn = flag(*spelled, f.name)(fn)
             elif str(f.type).startswith("tuple"):
-                fn = click.option(spelled, f.name, multiple=True, metavar="VALUE")(fn)
+                fn = click.option(*spelled, f.name, multiple=True, metavar="VALUE")(fn)
             else:
-                fn = click.option(spelled, f.name, metavar="VALUE")(fn)
+                fn = click.option(*spelled, f.name, metavar="VALUE")(fn)
         return fn
     return decorate_command
 
@@ -72,7 +74,7 @@ def service() -> None:
 @click.argument("image")
 @click.argument("command", nargs=-1)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @_flag_options(update=False)
 @pass_context
 def create(ctx: Context, image: str, command: tuple[str, ...], namespace: str | None,
@@ -151,7 +153,7 @@ async def _read_modify_write(rstore: Any, name: str, namespace: str,
 @service.command("update")
 @click.argument("name")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @_flag_options(update=True)
 @pass_context
 def update(ctx: Context, name: str, namespace: str | None, detach: bool, **values: Any) -> None:
@@ -175,7 +177,7 @@ def update(ctx: Context, name: str, namespace: str | None, detach: bool, **value
 @service.command("scale")
 @click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @pass_context
 def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: bool) -> None:
     """Set the replicas of one or more replicated services."""
@@ -205,8 +207,8 @@ def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: b
 
 @service.command("ls")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
-@click.option("-q", "--quiet", is_flag=True, help="Only names.")
+@flag("-A", "--all-namespaces", help="Every namespace.")
+@flag("-q", "--quiet", help="Only names.")
 @pass_context
 def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool) -> None:
     """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
@@ -231,7 +233,7 @@ def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool) -
 @service.command("inspect")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("--pretty", is_flag=True, help="Human-readable instead of JSON.")
+@flag("--pretty", help="Human-readable instead of JSON.")
 @pass_context
 def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty: bool) -> None:
     """Show services in full (a JSON array, as docker service inspect)."""
@@ -313,8 +315,8 @@ def ps_rows(tasks: list[dict[str, Any]], now: float, no_trunc: bool = False) -> 
 @service.command("ps")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("--no-trunc", is_flag=True, help="Full task ids and errors.")
-@click.option("-q", "--quiet", is_flag=True, help="Only task ids.")
+@flag("--no-trunc", help="Full task ids and errors.")
+@flag("-q", "--quiet", help="Only task ids.")
 @pass_context
 def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bool,
        quiet: bool) -> None:
@@ -345,7 +347,7 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
 @service.command("rollback")
 @click.argument("name")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-d", "--detach", is_flag=True, default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @pass_context
 def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> None:
     """Put a service's previous spec back (current and previous swap), as docker service rollback."""
@@ -359,9 +361,9 @@ def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> No
 @service.command("logs")
 @click.argument("name")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the tasks stop.")
+@flag("-f", "--follow", help="Keep printing output until the tasks stop.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines of each task.")
-@click.option("--no-prefix", is_flag=True, help="Print lines without the task@node prefix.")
+@flag("--no-prefix", help="Print lines without the task@node prefix.")
 @pass_context
 def logs(ctx: Context, name: str, namespace: str | None, follow: bool, tail: int | None,
          no_prefix: bool) -> None:

@@ -106,6 +106,17 @@ def flag_name(field: str, update: bool = False) -> str:
     return base + "-add" if update and field in _ADDS else base
 
 
+# docker's one-letter spellings; in an update only those of fields without -add/-rm
+_SHORT = {"publish": "-p", "env": "-e", "labels": "-l", "user": "-u", "workdir": "-w"}
+
+
+def short_name(field: str, update: bool = False) -> str | None:
+    """docker's one-letter spelling of a field's flag, e.g. `-p` for `--publish`."""
+    if update and field in _ADDS:
+        return None
+    return _SHORT.get(field)
+
+
 def _bad(flag: str, value: Any, reason: str) -> FlagError:
     return FlagError(f"invalid {flag} {str(value)!r}: {reason}")
 

@@ -69,6 +69,13 @@ class StateDir:
             raise StateDirError(f"{path} is not a node state file ({err}); "
                                 "remove the state dir to join again") from err
 
+    def node_id(self) -> str | None:
+        """The id in ``node-id``; None when there is none or it cannot be read."""
+        try:
+            return (self.path / NODE_ID_FILE).read_text().strip() or None
+        except OSError:
+            return None
+
     def save_node(self, node: NodeState) -> None:
         self.ensure()
         self._write(NODE_FILE, yaml.safe_dump(asdict(node), sort_keys=False), 0o644)

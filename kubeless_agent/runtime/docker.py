@@ -103,6 +103,7 @@ class DockerRuntime:
         self._state = {"state": "unknown", "message": "not connected yet"}
         self._background: set[asyncio.Task[None]] = set()
         self._negotiated = False
+        self._engine_version = ""  # known once connected (_negotiate, off the loop)
         self._bridge: tuple[str, str] | None = None
         self.dns: ClusterDns | None = None
 
@@ -112,7 +113,9 @@ class DockerRuntime:
 
     def _negotiate(self) -> None:
         """Speak the engine's API version when it is older than ours (blocking; a thread)."""
-        engine = str(self._events_client.api.version(api_version=False).get("ApiVersion") or "")
+        info = self._events_client.api.version(api_version=False)
+        self._engine_version = str(info.get("Version") or "")
+        engine = str(info.get("ApiVersion") or "")
         version = min(MAX_API_VERSION, engine, key=_version_key) if engine else MAX_API_VERSION
         for client in (self._client, self._events_client):
             client.api._version = version  # the SDK's own negotiation ("auto") needs the engine
@@ -237,6 +240,10 @@ class DockerRuntime:
     def runtime_state(self) -> dict[str, str]:
         """``{"state": "up"|"down"|"unknown", "message": ...}`` of the engine."""
         return dict(self._state)
+
+    def engine_version(self) -> str:
+        """The Docker Engine's version, as of the last connection ("" before the first)."""
+        return self._engine_version
 
     def watch_state(self, watcher: StateWatcher) -> None:
         """Call ``watcher(runtime_state())`` on the loop whenever the engine comes or goes."""

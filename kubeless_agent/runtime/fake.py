@@ -5,6 +5,9 @@ seconds). A task is made to fail by its template: env
 ``KUBELESS_FAKE_FAIL=1`` or an image ending in ``:fail`` -> failed
 (exitCode 1, error "fake failure"); ``KUBELESS_FAKE_EXIT=<code>`` -> it
 exits with that code right after starting (0: complete, else failed).
+``KUBELESS_FAKE_START_DELAYS=<s>,<s>,...`` makes a task take that many
+seconds to run, picked by its slot (slot 1 the first, cycling), so the
+tasks of one batch run apart as real containers do.
 ``fail(task_id)`` and ``exit(task_id, code)`` end a running task later.
 Nothing outlives the process: a new fake runtime lists no tasks.
 """
@@ -32,15 +35,19 @@ class FakeRuntime:
     def subscribe(self, listener: ReportListener) -> None:
         self._listeners.append(listener)
 
+    def engine_version(self) -> str:
+        return "fake"
+
     # -- the protocol ---------------------------------------------------------
 
     async def start(self, task: Task) -> None:
         tid = task_id(task)
         self.calls.append(("start", tid))
         self._emit(tid, {"state": "accepted", "containerId": f"fake-{tid}"})
-        if self.delay > 0:
+        delay = _start_delay(task, self.delay)
+        if delay > 0:
             loop = asyncio.get_running_loop()
-            self._timers[tid] = loop.call_later(self.delay, self._run, task)
+            self._timers[tid] = loop.call_later(delay, self._run, task)
         else:
             self._run(task)
 
@@ -110,6 +117,19 @@ class FakeRuntime:
         timer = self._timers.pop(tid, None)
         if timer is not None:
             timer.cancel()
+
+
+def _start_delay(task: Task, default: float) -> float:
+    """``KUBELESS_FAKE_START_DELAYS`` for the task's slot, else the runtime's delay."""
+    raw = task_env(task).get("KUBELESS_FAKE_START_DELAYS")
+    slot = (task.get("spec") or {}).get("slot")
+    if not raw or not isinstance(slot, int):
+        return default
+    try:
+        delays = [float(d) for d in raw.split(",")]
+    except ValueError:
+        return default
+    return max(delays[(slot - 1) % len(delays)], 0.0)
 
 
 def _exited(code: int, error: str | None, container: str | None) -> Report:

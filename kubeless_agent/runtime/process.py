@@ -27,6 +27,7 @@ import asyncio
 import builtins
 import collections
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -80,6 +81,10 @@ class ProcessRuntime:
 
     def runtime_state(self) -> dict[str, str]:
         return {"state": "up", "message": ""}
+
+    def engine_version(self) -> str:
+        """The agent is this runtime's engine: ``process <kubeless version>``."""
+        return f"process {_kubeless_version()}"
 
     def watch_state(self, watcher: Any) -> None:
         """The process runtime is up while the agent is."""
@@ -367,3 +372,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _kubeless_version() -> str:
+    try:
+        return importlib.metadata.version("kubeless")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -90,6 +90,26 @@ async def test_registers_node_and_heartbeat(etcd_cluster: EtcdCluster, prefix: s
     assert (await rstore.etcd.get(rstore.keys.heartbeat("n1")))[0] is None
 
 
+@pytest.mark.parametrize("runtime", ["fake", "process"])
+async def test_the_heartbeat_carries_the_engine_version(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore, runtime: str,
+        tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    options = (("state_dir", str(tmp_path)),) if runtime == "process" else ()
+    wanted = {"fake": "fake", "process": f"process {version('kubeless')}"}[runtime]
+    async with running_agent(config(etcd_cluster, prefix, runtime=runtime,
+                                    runtime_options=options)):
+        async def engine_version() -> str | None:
+            hb = await get_json(rstore.etcd, rstore.keys.heartbeat("n1"))
+            return None if hb is None else hb.get("engineVersion")
+        await until(lambda: _equal(engine_version(), wanted), 10, "engineVersion in the heartbeat")
+
+
+async def _equal(value: Any, want: Any) -> bool:
+    return bool(await value == want)
+
+
 async def test_existing_node_is_left_to_its_users(etcd_cluster: EtcdCluster, prefix: str,
                                                   rstore: store.ResourceStore) -> None:
     await rstore.create({"kind": "Node", "metadata": {"name": "n1", "labels": {"a": "b"}},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from tests.support.etcd_server import EtcdCluster, free_port
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -206,6 +208,49 @@ def test_swarm_service_verbs(kubeless: Run) -> None:
     assert applied.returncode == 0, applied.stdout
     assert kubeless("service", "rm", "web").stdout.strip() == "web"
     assert names(kubeless) == []
+
+
+def test_the_seeds_commands_with_boolean_values(kubeless: Run) -> None:
+    """docker service create/update --detach=true (the seed's exact command), -p, --force=."""
+    res = kubeless("service", "create", "--detach=true", "--name", "web", "--replicas", "3",
+                   "-p", "8080:80", "web:1")
+    assert res.returncode == 0, res.stderr
+    assert kubeless("service", "update", "--detach=true", "--update-parallelism", "2",
+                    "--update-delay", "10s", "--image", "web:2", "web").returncode == 0
+    assert kubeless("service", "update", "--force=false", "-d=false", "web").returncode == 0
+    doc = yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout)
+    spec = doc["spec"]
+    assert spec["replicas"] == 3 and spec["ports"][0]["published"] == 8080
+    assert spec["template"]["image"] == "web:2" and spec["update"]["delay"] == "10s"
+    assert spec["forceUpdate"] == 0 and doc["metadata"]["generation"] == 2
+    bad = kubeless("service", "update", "--force=maybe", "web")
+    assert bad.returncode == 2 and bad.stderr.strip() == \
+        "Error: Option '--force' takes true or false, not 'maybe'."
+    assert yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout) == doc
+
+
+async def test_node_ls_marks_this_node_and_shows_the_engine_version(
+        kubeless: Run, etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path,
+        procs: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three hollow nodes of a fake-runtime agent on real etcd; the CLI's state dir names n-1."""
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "kubeless_agent", "--endpoints", etcd_cluster.endpoints,
+         "--prefix", prefix, "--runtime", "fake", "--node-name", "n", "--hollow-nodes", "3",
+         "--heartbeat-ttl", "3", "--log-level", "WARNING"], start_new_session=True))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "node-id").write_text("n-1\n")
+    monkeypatch.setenv("KUBELESS_STATE_DIR", str(state))
+
+    def all_ready() -> list[str] | None:
+        rows = kubeless("node", "ls").stdout.splitlines()
+        return rows if len(rows) == 4 and all(" Ready " in r for r in rows[1:]) else None
+    rows = await until(lambda: asyncio.to_thread(all_ready), 20, "three nodes Ready")
+    assert rows[0].split("  ")[0] == "ID" and rows[0].rstrip().endswith("ENGINE VERSION")
+    assert [r.split()[:2] for r in rows[1:]] == [["n-0", "n-0"], ["n-1", "*"], ["n-2", "n-2"]]
+    assert all(r.rstrip().endswith(" fake") for r in rows[1:])
+    assert kubeless("node", "ls", "-q").stdout.split() == ["n-0", "n-1", "n-2"]
+    assert kubeless("node", "ls", "--quiet=true").stdout.split() == ["n-0", "n-1", "n-2"]
 
 
 def test_service_verbs_bad_input(kubeless: Run) -> None:

@@ -308,6 +308,18 @@ class SocketProxy:
         self.writers -= {writer, up_w}
 
 
+async def test_the_heartbeat_carries_the_engine_version(
+        agent: AgentProcess, rstore: store.ResourceStore, node: str, engine: Any) -> None:
+    import json
+
+    wanted = str((await asyncio.to_thread(engine.version))["Version"])
+
+    async def engine_version() -> str:
+        kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(node))
+        return "" if kv is None else str(json.loads(kv.value).get("engineVersion"))
+    await until(lambda: _is(engine_version(), wanted), 10, f"engineVersion {wanted}")
+
+
 async def test_an_engine_that_goes_away_marks_the_runtime_down_then_recovers(
         etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore, node: str,
         engine: Any, tmp_path: Path) -> None:

@@ -53,8 +53,8 @@ def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
 
 def manager_column(ls: str) -> dict[str, str]:
     rows = ls.splitlines()
-    at = rows[0].index("MANAGER STATUS")
-    return {r.split()[0]: r[at:].strip() for r in rows[1:]}
+    at, end = rows[0].index("MANAGER STATUS"), rows[0].index("ENGINE VERSION")
+    return {r.split()[0]: r[at:end].strip() for r in rows[1:]}
 
 
 async def test_leader_failover(etcd_cluster: EtcdCluster, prefix: str,

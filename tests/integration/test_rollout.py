@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from controllers.framework import Controller
+from controllers.replication.facts import created_time
 from controllers.rollout import annotations as ann
 from controllers.rollout.controller import RolloutController
 from kubeless import store
@@ -278,3 +279,26 @@ async def _annotate(c: HollowCluster, add: dict[str, str], drop: str = "") -> bo
     except store.Conflict:
         return False
     return True
+
+
+async def test_delay_between_batches_of_two(cluster: RolloutCluster) -> None:
+    """6 tasks, parallelism 2, delay D: three batches, so at least 2 D between the first
+    slot taken and the last (Swarm waits the delay after each batch; the bug waited it
+    only when a whole batch happened to run at once). The same for a rollback."""
+    delay = 1.0
+    svc = web(parallelism=2, delay=f"{delay}s")
+    svc["spec"]["replicas"] = 6
+    # the tasks of a batch run apart (slots 1, 3, 5 at once; 2, 4, 6 after 0.8 s), as real
+    # containers do: a whole batch never runs at one instant
+    svc["spec"]["template"]["env"] = {"KUBELESS_FAKE_START_DELAYS": "0,0.8"}
+    await cluster.apply(svc)
+    await cluster.wait_running("web", 6)
+    for image, step in (("web:2", lambda: change(cluster, set_image("web:2"))),
+                        ("web:1", lambda: roll_back(cluster.store, "web", "default"))):
+        before = {t["metadata"]["name"] for t in await cluster.tasks("web")}
+        await step()
+        await wait_state(cluster, "completed", "rollback_completed", timeout=40)
+        fresh = [t for t in await cluster.tasks("web") if t["metadata"]["name"] not in before]
+        assert running_images(fresh) == [image] * 6
+        created = sorted(created_time(t) or 0 for t in fresh)
+        assert created[-1] - created[0] >= 2 * delay, (image, created)

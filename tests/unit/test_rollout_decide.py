@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication.slots import REPLACES_ANNOTATION
@@ -157,6 +159,46 @@ def test_delay_waits_after_the_last_batch_ran() -> None:
     assert summary(run(svc, tasks, active(svc), now=NOW + 6).ops) == [("stop", "o2", "shutdown")]
 
 
+def new(slot: int, ran: float, state: str = "running") -> Resource:
+    return task(f"n{slot}", slot, "web:2", state=state, version=2, ts=NOW - ran)
+
+
+# (parallelism, tasks, ops wanted, requeue_after wanted); delay 10s, rollout started NOW - 30
+DELAYS: dict[str, tuple[int, list[Resource], list[tuple[str, Any, Any]], float | None]] = {
+    "parallelism 2: one of the batch ran, the other starts: nothing more": (
+        2, [new(1, 4), new(2, 1, "starting")] + olds()[2:], [], 6),
+    "parallelism 2: the batch ran 4 and 5 s ago: the first place frees in 5 s": (
+        2, [new(1, 4), new(2, 5)] + olds()[2:], [], 5),
+    "parallelism 2: one ran 11 s ago, one 4 s ago: one slot now": (
+        2, [new(1, 11), new(2, 4)] + olds()[2:], [("stop", "o3", "shutdown")], 6),
+    "parallelism 2: both ran over 10 s ago: the next batch": (
+        2, [new(1, 11), new(2, 12)] + olds()[2:],
+        [("stop", "o3", "shutdown"), ("stop", "o4", "shutdown")], None),
+    "parallelism 3: one resting, one in flight: one slot now": (
+        3, [new(1, 4), new(2, 1, "starting")] + olds()[2:], [("stop", "o3", "shutdown")], 6),
+    "a new task that failed rests its slot too (Swarm waits after any end)": (
+        2, [new(1, 4, "failed"), new(2, 3)] + olds()[2:], [], 6),
+    "a task that ran before the rollout started does not rest": (
+        1, [new(1, 40)] + olds()[1:], [("stop", "o2", "shutdown")], None),
+    "parallelism 0: every slot at once, no delay": (
+        0, [new(1, 4)] + olds()[1:], [("stop", f"o{i}", "shutdown") for i in (2, 3, 4)], None),
+}
+
+
+@pytest.mark.parametrize("case", list(DELAYS))
+def test_delay_between_batches_whatever_the_parallelism(case: str) -> None:
+    parallelism, tasks, wanted, requeue = DELAYS[case]
+    for kind in ("update", "rollback"):
+        svc = service(parallelism=parallelism, delay="10s")
+        prev = active(svc, startedAt=NOW - 30, failuresSince=NOW - 30)
+        if kind == "rollback":
+            svc["spec"]["update"]["delay"] = "0s"  # only the rollback config counts
+            prev.update(state="rollback_started", rollback=True)
+        plan = run(svc, tasks, prev)
+        assert summary(plan.ops) == wanted, kind
+        assert plan.requeue_after == (None if requeue is None else pytest.approx(requeue)), kind
+
+
 # ---- monitor and failures ------------------------------------------------------------
 
 def updated(n: int, *, ts: float = NOW - 50) -> list[Resource]:
@@ -304,3 +346,54 @@ def test_keep_previous_on_a_spec_change_and_keep_rollout_annotations() -> None:
     got = new["metadata"]["annotations"]
     assert got["mine"] == "x" and got[ann.PAUSED] == "true"
     assert json.loads(got[ann.PREVIOUS_SPEC])["spec"]["template"]["image"] == "web:1"
+
+
+# ---- the delay, as a property of a whole rollout ---------------------------------------
+
+def simulate(parallelism: int, delay: float, latencies: list[float]) -> list[tuple[float, float]]:
+    """Roll a stop-first update over len(latencies) slots: each pass applies the plan,
+    replication refills a stopped slot at once, a new task runs ``latency`` later.
+    Returns (taken, ran) per slot: when its old task was stopped and its new one ran."""
+    svc = service(parallelism=parallelism, delay=f"{delay}s", replicas=len(latencies))
+    tasks = {i: task(f"o{i}", i) for i in range(1, len(latencies) + 1)}
+    taken: dict[int, float] = {}
+    ran: dict[int, float] = {}
+    prev: Resource | None = {"specHash": "before", "generation": 1, "forceUpdate": 0}
+    now = NOW
+    for _ in range(10 * len(latencies) + 10):
+        for slot, at in taken.items():  # the new tasks whose time has come run
+            if slot not in ran and at + latencies[slot - 1] <= now:
+                ran[slot] = at + latencies[slot - 1]
+                tasks[slot] = new(slot, NOW - ran[slot])
+        plan = decide(svc, list(tasks.values()), prev, len(latencies), now, new_id=ids())
+        prev = plan.update_status
+        for op in plan.ops:
+            slot = op.task["spec"]["slot"]
+            taken[slot] = now
+            tasks[slot] = new(slot, NOW - now, "pending")
+        if prev.get("state") == "completed":
+            return [(taken[s], ran[s]) for s in sorted(taken)]
+        waits = [taken[s] + latencies[s - 1] for s in taken if s not in ran]
+        if plan.requeue_after is not None:
+            waits.append(now + plan.requeue_after)
+        now = min(waits)
+    raise AssertionError("the rollout did not end")
+
+
+@given(parallelism=st.integers(1, 4), delay=st.sampled_from([0.5, 3.0, 10.0]),
+       latencies=st.lists(st.sampled_from([0.0, 0.2, 1.0, 4.0, 15.0]), min_size=1, max_size=8))
+@settings(max_examples=150, deadline=None)
+def test_no_slot_is_taken_while_parallelism_others_are_in_flight_or_resting(
+        parallelism: int, delay: float, latencies: list[float]) -> None:
+    """Swarm's workers: a slot holds its place from the moment it is taken until ``delay``
+    after its new task ran; never more than ``parallelism`` places are held at once."""
+    spans = simulate(parallelism, delay, latencies)
+    assert len(spans) == len(latencies)  # every slot updated
+    for taken, _ in spans:
+        held = sum(1 for t, r in spans if t <= taken < r + delay)
+        assert held <= parallelism
+
+
+def test_six_tasks_parallelism_two_take_at_least_two_delays() -> None:
+    spans = simulate(2, 10.0, [0.2, 1.0, 4.0] * 2)  # a batch whose tasks run apart
+    assert max(t for t, _ in spans) - min(t for t, _ in spans) >= 20.0
