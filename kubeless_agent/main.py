@@ -13,7 +13,8 @@ and cluster DNS (``kubeless_agent.dns``) from one informer on ``endpoints/``:
 published ingress ports on ``--mesh-bind`` (default: the advertise
 address), DNS on ``--dns-addr`` (default: the advertise address port 53
 and, with the docker runtime, the Docker bridge's gateway port 53, which
-containers are given as their nameserver).
+containers are given as their only nameserver), forwarding names outside
+``kubeless.`` to the nameservers of ``--resolv-conf`` (``kubeless_agent.dns.wiring``).
 
 SIGTERM or SIGINT stops it gracefully: the lease is revoked (heartbeats
 disappear at once) and tasks are left running for the next agent to adopt.
@@ -38,7 +39,8 @@ from kubeless.store import parse_endpoints
 from kubeless.store.codec import decode
 
 from kubeless_agent import metrics
-from kubeless_agent.dns import DnsServer, ReadyNodes, container_nameserver, parse_dns_addr
+from kubeless_agent.dns.resolvconf import DEFAULT_PATH as DEFAULT_RESOLV_CONF
+from kubeless_agent.dns import DnsServer, ReadyNodes, assemble_dns, parse_dns_addr
 from kubeless_agent.heartbeat import Heartbeats
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
@@ -74,6 +76,7 @@ class AgentConfig:
     mesh: bool = True  # serve the routing mesh (never for hollow nodes)
     mesh_bind: str | None = None  # listen here (None: the advertise address when local)
     dns_addrs: tuple[str, ...] | None = None  # ADDR[:PORT]s; None: automatic; (): no DNS
+    resolv_conf: str = DEFAULT_RESOLV_CONF  # where DNS finds the upstreams it forwards to
     drain_period: float = 2.0  # seconds a running task behind the mesh waits before its stop
 
     @property
@@ -185,30 +188,12 @@ class AgentProcess:
             self.mesh = RoutingMesh(config.mesh_bind or bind_address(config.advertise_addr))
             self.endpoints.add_handler(self.mesh.on_endpoints)
         if config.serves_dns:
-            addrs = await self._dns_addresses()
-            self.dns = DnsServer(addrs)
+            assert self.heartbeats is not None
+            self.dns = await assemble_dns(
+                config.dns_addrs, bind_address(config.advertise_addr), config.resolv_conf,
+                self.runtimes[self.idents[0].node_id], self.heartbeats, self.node_ids)
             self.endpoints.add_handler(self.dns.on_endpoints)
             self.ready_nodes = ReadyNodes(etcd, self.keys, self.dns.set_ready)
-
-    async def _dns_addresses(self) -> list[tuple[str, int]]:
-        """Where DNS listens; tells a docker runtime which nameserver its containers get."""
-        config = self.config
-        runtime = self.runtimes[self.idents[0].node_id]
-        bridge = await runtime.bridge_network() if hasattr(runtime, "bridge_network") else None
-        if config.dns_addrs is None:
-            addrs = [(bind_address(config.advertise_addr), 53)]
-            if bridge:
-                addrs.append((bridge[0], 53))
-        else:
-            addrs = [parse_dns_addr(a) for a in config.dns_addrs]
-        if bridge:
-            nameserver = container_nameserver(addrs, *bridge)
-            if nameserver:
-                getattr(runtime, "use_cluster_dns")(nameserver)
-            else:
-                log.warning("dns: no --dns-addr on port 53 in the Docker bridge %s; containers "
-                            "get the engine's default nameservers", bridge[1])
-        return addrs
 
     async def _serve_logs(self) -> None:
         assert self.heartbeats is not None
@@ -237,6 +222,8 @@ class AgentProcess:
             await self.endpoints.synced.wait()
         if self.mesh is not None:
             await self.mesh.settled.wait()
+        if self.dns is not None:  # containers started from now on get a nameserver that works
+            await self.dns.settled.wait()
         for worker in self.workers.values():
             worker.resync()
         await self.heartbeats.live.wait()
@@ -357,6 +344,9 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
                    help="cluster DNS: listen here (default: the advertise address port 53 "
                         "and, with the docker runtime, the Docker bridge gateway port 53, "
                         "the containers' nameserver); 'none': no DNS")
+    p.add_argument("--resolv-conf", default=DEFAULT_RESOLV_CONF, metavar="PATH",
+                   help="cluster DNS forwards names outside kubeless. to this file's "
+                        "nameservers (default /etc/resolv.conf)")
     p.add_argument("--drain-period", default="2s",
                    help="wait this long before stopping a running task behind the mesh "
                         "(default 2s)")
@@ -377,7 +367,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             runtime_options=(("state_dir", args.process_dir),)
             if args.runtime == "process" and args.process_dir else (),
             mesh=not args.no_mesh, mesh_bind=args.mesh_bind,
-            dns_addrs=dns_addrs(args.dns_addr), drain_period=seconds(args.drain_period))
+            dns_addrs=dns_addrs(args.dns_addr), resolv_conf=args.resolv_conf,
+            drain_period=seconds(args.drain_period))
     except ValueError as err:
         p.error(str(err))
     logging.basicConfig(level=args.log_level.upper(),

@@ -8,11 +8,16 @@ logs on the node's address), ``runtimeState`` / ``runtimeMessage``
 version>``, ``fake``; node ls's ENGINE VERSION) into the node's heartbeat,
 and puts them again whenever the runtime's state changes (a Docker Engine
 that goes away or comes back, perhaps upgraded).
+
+``dns_fields`` is the node's ``dns`` field: where the agent serves cluster
+DNS, the nameserver its containers get, the upstreams it forwards to, and
+``error``, every reason it cannot serve all of that ("" when none), so
+``node inspect`` and ``describe node`` show a DNS that does not work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 
@@ -44,3 +49,17 @@ def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Any,
     else:
         fields.update(runtime_fields({"state": "up"}, engine_version(runtime)))
     heartbeats.update(node_id, fields)
+
+
+def _show(addr: tuple[str, int]) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+
+
+def dns_fields(serving: Iterable[tuple[str, int]], unbound: Mapping[tuple[str, int], str],
+               nameserver: str | None, upstreams: Iterable[tuple[str, int]],
+               problems: Iterable[str]) -> dict[str, Any]:
+    """``{"dns": {serving, nameserver, upstreams, error}}`` for the heartbeat."""
+    errors = [f"cannot serve on {_show(a)}: {why}" for a, why in sorted(unbound.items())]
+    errors += [p for p in problems if p]
+    return {"dns": {"serving": [_show(a) for a in serving], "nameserver": nameserver or "",
+                    "upstreams": [_show(u) for u in upstreams], "error": "; ".join(errors)}}

@@ -19,9 +19,11 @@ What it does, and where:
   ``die`` is not lost).
 
 With cluster DNS (``use_cluster_dns``), containers get the agent's DNS
-server as nameserver: the address of the default bridge's gateway
-(``bridge_network()``: its gateway, or another address of its subnet that
-the agent's DNS listens on), reachable from every container of that bridge.
+server as their only nameserver (as Docker's embedded 127.0.0.11 is): an
+address of the default bridge (``bridge_network()``: its gateway, found by
+``bridge.bridge_gateway``, or another address of its subnet that the
+agent's DNS listens on), reachable from every container of that bridge.
+The agent answers ``kubeless.`` and forwards every other name upstream.
 
 Every blocking SDK call runs in a small thread pool, never on the loop.
 Container config (names, labels, ports, mounts, limits, healthcheck) is
@@ -52,10 +54,10 @@ from kubeless.api.tasks import state_index
 from kubeless_agent import metrics
 from kubeless_agent.netaddr import bind_address
 from kubeless_agent.runtime import Report, ReportListener, RuntimeFailure, Task, task_id
+from kubeless_agent.runtime.bridge import bridge_gateway, interface_ipv4, interface_name
 from kubeless_agent.runtime.docker_spec import (LABEL_NODE, LABEL_TASK, ClusterDns,
                                                 bind_sources, container_config, exited,
-                                                image_of, observed, reported_ports,
-                                                upstream_nameservers)
+                                                image_of, observed, reported_ports)
 
 log = logging.getLogger(__name__)
 
@@ -208,28 +210,30 @@ class DockerRuntime:
 
     async def bridge_network(self) -> tuple[str, str] | None:
         """The default bridge's (gateway, subnet), e.g. ("172.17.0.1", "172.17.0.0/16"): the
-        host as containers reach it. None when the engine does not say."""
+        host as containers reach it (``bridge.bridge_gateway``: the IPAM gateway, else the
+        bridge interface's address, else the subnet's first host). None, logged, when
+        neither the engine nor the kernel says."""
         if self._bridge is None:
             try:
                 network = await self._call(self._client.api.inspect_network, "bridge")
             except RuntimeFailure as err:
                 log.warning("docker: no bridge network for cluster DNS: %s", err)
                 return None
-            configs = ((network.get("IPAM") or {}).get("Config")) or []
-            self._bridge = next(((str(c["Gateway"]), str(c.get("Subnet") or ""))
-                                 for c in configs if c.get("Gateway")), None)
+            found = bridge_gateway(network, interface_ipv4(interface_name(network)))
+            if found is None:
+                log.warning("docker: the bridge network has no gateway, %s has no address "
+                            "and no subnet is configured: no cluster DNS for containers",
+                            interface_name(network))
+                return None
+            log.info("docker: containers reach the host at %s (%s, subnet %s)", found.gateway,
+                     found.source, found.subnet)
+            self._bridge = (found.gateway, found.subnet)
         return self._bridge
 
-    def use_cluster_dns(self, nameserver: str, resolv_conf: str | None = None) -> None:
-        """Containers started from now on resolve through ``nameserver`` first."""
-        if resolv_conf is None:
-            try:
-                with open("/etc/resolv.conf", encoding="utf-8") as f:
-                    resolv_conf = f.read()
-            except OSError:
-                resolv_conf = ""
-        upstreams = [a for a in upstream_nameservers(resolv_conf) if a != nameserver]
-        self.dns = ClusterDns((nameserver, *upstreams))
+    def use_cluster_dns(self, nameserver: str | None) -> None:
+        """Containers started from now on get ``nameserver`` (the agent's DNS) as their only
+        nameserver; None: the engine's defaults (the agent cannot serve them)."""
+        self.dns = ClusterDns((nameserver,)) if nameserver else None
 
     # -- runtime health and logs ---------------------------------------------------
 

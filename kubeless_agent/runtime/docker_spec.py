@@ -7,7 +7,7 @@ made), image, entrypoint (template.command) and cmd (template.args), env
 (plus KUBELESS_TASK_NAME, KUBELESS_NODE_NAME and KUBELESS_TASK_ID), workdir,
 user, published ports, mounts, limits, healthcheck, restart policy "no"
 (kubeless replaces tasks itself), the stop timeout and, when the agent
-serves cluster DNS, the container's nameservers and search domains
+serves cluster DNS, the container's nameserver and search domains
 (``<namespace>.kubeless kubeless``). ``observed(inspect)``
 turns a container's inspect document into a runtime report. No I/O here:
 checking that a bind source exists is the caller's business.
@@ -35,25 +35,15 @@ DNS_ZONE = "kubeless"
 
 @dataclass(frozen=True)
 class ClusterDns:
-    """The nameservers a container gets: the agent's DNS first, then the host's upstreams
-    (the agent refuses names outside the zone, so a resolver moves on to them)."""
+    """The nameservers a container gets: the agent's DNS only (it answers ``kubeless.``
+    and forwards every other name to the host's resolvers). One nameserver, as with
+    Docker's embedded DNS: musl resolvers (Alpine, busybox) ask every nameserver at once
+    and take the first answer, so a second one would break service discovery at random."""
 
     nameservers: tuple[str, ...]
 
     def search(self, namespace: str) -> list[str]:
         return [f"{namespace}.{DNS_ZONE}", DNS_ZONE]
-
-
-def upstream_nameservers(resolv_conf: str) -> list[str]:
-    """The host's nameservers a container can reach (loopback ones are the host's own)."""
-    found = []
-    for line in resolv_conf.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            addr = parts[1]
-            if not addr.startswith("127.") and addr != "::1" and addr not in found:
-                found.append(addr)
-    return found
 
 
 def template(task: Task) -> dict[str, Any]:
