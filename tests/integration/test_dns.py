@@ -4,13 +4,20 @@ Two agents (fake runtime) on 127.0.0.2 and 127.0.0.3 each serve DNS on a
 free port of their address; endpoints documents are written by hand, as
 the endpoints controller writes them. Node readiness comes from the
 heartbeats: the A records of a service with an ingress port are every
-ready node's address, and a node whose agent stopped leaves them.
+ready node's address, and a node whose agent stopped leaves them. Names
+outside the zone go to the test's own upstream (``--resolv-conf``). An
+address the agent cannot listen on is in its log and in its node's
+``dns`` status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +28,7 @@ from kubeless import store
 from kubeless.store import Put
 from kubeless.store.codec import encode_json
 from kubeless_agent import AgentConfig, running_agent
+from tests.support.dns_upstream import Upstream
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import until
 
@@ -44,6 +52,13 @@ def free_udp_tcp_port(host: str) -> int:
     raise RuntimeError("no free port")
 
 
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """The test's own resolver on loopback, which the agents forward outside names to."""
+    with Upstream({"example.test": ["A 192.0.2.9"]}) as up:
+        yield up
+
+
 def doc(ingress: bool = True) -> dict[str, Any]:
     return {"namespace": "default", "service": "web", "serviceUid": "u",
             "ports": [{"name": "http", "target": 80, "published": 30080, "protocol": "tcp",
@@ -64,11 +79,13 @@ def addresses(reply: DNSRecord) -> list[str]:
 
 
 async def test_dns_over_udp_and_tcp(etcd_cluster: EtcdCluster, prefix: str,
-                                    rstore: store.ResourceStore) -> None:
+                                    rstore: store.ResourceStore, tmp_path: Path,
+                                    upstream: Upstream) -> None:
     servers = [(A, free_udp_tcp_port(A)), (B, free_udp_tcp_port(B))]
     configs = [AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix,
                            node_name=f"dns-{i}", advertise_addr=addr, heartbeat_ttl=2,
-                           mesh=False, dns_addrs=(f"{addr}:{port}",), logs_port=None)
+                           mesh=False, dns_addrs=(f"{addr}:{port}",), logs_port=None,
+                           resolv_conf=str(upstream.resolv_conf(tmp_path)))
                for i, (addr, port) in enumerate(servers)]
     await rstore.etcd.txn([], [Put(rstore.keys.endpoints("default", "web"), encode_json(doc()))])
     async with running_agent(configs[0]) as first:
@@ -83,8 +100,12 @@ async def test_dns_over_udp_and_tcp(etcd_cluster: EtcdCluster, prefix: str,
             assert [str(rr.rdata) for rr in srv.ar] == [A]
             nx = await query(servers[0], "nope.default.kubeless")
             assert nx.header.rcode == RCODE.NXDOMAIN
-            refused = await query(servers[0], "example.com")
-            assert refused.header.rcode == RCODE.REFUSED
+            outside = await query(servers[0], "example.test")  # forwarded upstream
+            assert addresses(outside) == ["192.0.2.9"]
+            assert upstream.asked == [("example.test.", "A", "udp")]
+            status = await until(lambda: _dns_status(rstore, "dns-0"), 15, "dns status")
+            assert status == {"serving": [f"{A}:{servers[0][1]}"], "nameserver": "",
+                              "upstreams": [f"{upstream.host}:{upstream.port}"], "error": ""}
         # the second agent stopped: its lease is revoked, its node leaves the answers
         await until(lambda: _a_is(servers[0], [A]), 15, "the stopped node leaves")
         assert first.dns is not None and not first.dns.unbound
@@ -111,3 +132,32 @@ async def _a_is(server: tuple[str, int], want: list[str], tcp: bool = False) -> 
     except OSError:
         return False
     return addresses(reply) == want
+
+
+async def test_an_address_it_cannot_serve_is_in_the_log_and_the_node_status(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="kubeless_agent.dns.server")
+    port = free_udp_tcp_port(A)
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # another resolver holds it
+    held.bind((A, port))
+    empty = tmp_path / "resolv.conf"
+    empty.write_text("search example.test\n")
+    config = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name="dns-held",
+                         advertise_addr=A, heartbeat_ttl=2, mesh=False,
+                         dns_addrs=(f"{A}:{port}",), logs_port=None, resolv_conf=str(empty))
+    try:
+        async with running_agent(config):
+            status = await until(lambda: _dns_status(rstore, "dns-held"), 15, "dns status")
+            assert status["serving"] == []
+            assert status["error"] == (f"cannot serve on {A}:{port}: Address already in use; "
+                                       f"no upstream nameserver in {empty}"), status
+    finally:
+        held.close()
+    assert any(f"{A}:{port}: Address already in use" in r.getMessage()
+               for r in caplog.records), caplog.text
+
+
+async def _dns_status(rstore: store.ResourceStore, node: str) -> dict[str, Any] | None:
+    kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(node))
+    return None if kv is None else json.loads(kv.value).get("dns")
