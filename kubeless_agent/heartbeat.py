@@ -114,6 +114,7 @@ class Heartbeats:
     async def _hold(self, lease: KeptLease) -> None:
         """Put pending heartbeats until the lease is lost."""
         while not lease.lost.is_set():
+            self._nudged.clear()  # an update while putting sets it again
             if self._pending:
                 try:
                     await self._put_pending(lease.id)
@@ -121,7 +122,6 @@ class Heartbeats:
                     log.warning("putting heartbeats: %s; retrying", err)
             if not self._pending:
                 self.live.set()
-            self._nudged.clear()
             waits = [asyncio.ensure_future(lease.lost.wait()),
                      asyncio.ensure_future(self._nudged.wait())]
             try:
@@ -135,17 +135,23 @@ class Heartbeats:
         keys = sorted(self._pending)
         for start in range(0, len(keys), BATCH):
             chunk = keys[start:start + BATCH]
+            sent = {k: self._values[k] for k in chunk}
             res = await self.etcd.txn([Compare(k, "create", "==", 0) for k in chunk],
-                                      [Put(k, self._values[k], lease_id) for k in chunk])
+                                      [Put(k, sent[k], lease_id) for k in chunk])
             if res.succeeded:
-                self._pending.difference_update(chunk)
+                self._done(sent)
                 continue
             for key in chunk:  # some exist: on our lease (refresh) or another's (wait)
-                if await self._put_one(key, lease_id):
-                    self._pending.discard(key)
+                value = self._values[key]
+                if await self._put_one(key, lease_id, value):
+                    self._done({key: value})
 
-    async def _put_one(self, key: str, lease_id: int) -> bool:
-        put = [Put(key, self._values[key], lease_id)]
+    def _done(self, sent: dict[str, bytes]) -> None:
+        """Put: no longer pending, unless ``update`` changed the value meanwhile."""
+        self._pending.difference_update(k for k, v in sent.items() if self._values[k] == v)
+
+    async def _put_one(self, key: str, lease_id: int, value: bytes) -> bool:
+        put = [Put(key, value, lease_id)]
         for compare in (Compare(key, "create", "==", 0), Compare(key, "lease", "==", lease_id)):
             if (await self.etcd.txn([compare], put)).succeeded:
                 return True

@@ -107,6 +107,8 @@ class Forwarder:
             self._apply()
 
     def _apply(self) -> None:
+        if self._stamp is None and self._error == "not read yet":
+            return  # before the first load
         found = upstreams(self._text, self.own) if self._error is None else []
         if self._error is not None:
             problem = f"cannot read {self.path}: {self._error}"
