@@ -37,6 +37,7 @@ import yaml
 from dnslib import DNSRecord
 
 from kubeless import store
+from tests.support.dns_upstream import Upstream
 from tests.support.etcd_server import EtcdCluster, free_port
 from tests.support.workloads import (FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine,
                                      remove_node_containers, until)
@@ -55,7 +56,8 @@ class Plane:
     engine: Any
     logs: Path
     dns_port: int
-    dns_bridge: str  # the address on docker0 this module's DNS has to itself
+    dns_bridge: str  # the address on docker0 node a's DNS has to itself
+    upstream: Upstream  # the resolver the agents forward outside names to
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def check(self) -> None:
@@ -93,32 +95,51 @@ def spawn(logs: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="module")
-def bridge_dns_address() -> Iterator[str]:
-    """An address of this module's own on docker0 for the containers' nameserver: the
-    gateway's port 53 may be held by another cluster's agent on this shared host."""
-    addr = f"172.17.255.{200 + int(uuid.uuid4().hex[:2], 16) % 50}"
-    added = subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "docker0"],
-                           capture_output=True).returncode == 0
-    yield addr if added else "172.17.0.1"
-    if added:
-        subprocess.run(["ip", "addr", "del", f"{addr}/32", "dev", "docker0"], capture_output=True)
+def bridge_dns_addresses() -> Iterator[tuple[str, str]]:
+    """Two addresses of this module's own on docker0, one per agent, for the containers'
+    nameserver: an agent gives its containers its DNS only where it listens itself, and
+    the gateway's port 53 may be held by another cluster's agent on this shared host."""
+    added: list[str] = []
+    for _ in range(40):
+        addr = f"172.17.255.{100 + int(uuid.uuid4().hex[:2], 16) % 150}"
+        if subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "docker0"],
+                          capture_output=True).returncode == 0:
+            added.append(addr)
+        if len(added) == 2:
+            break
+    try:
+        assert len(added) == 2, "no free address on docker0 for this module's DNS"
+        yield added[0], added[1]
+    finally:
+        for addr in added:
+            subprocess.run(["ip", "addr", "del", f"{addr}/32", "dev", "docker0"],
+                           capture_output=True)
 
 
 @pytest.fixture(scope="module")
-def plane(bridge_dns_address: str, etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+def upstream() -> Iterator[Upstream]:
+    with Upstream({"outside.example.test": ["A 192.0.2.77"]}) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluster: EtcdCluster,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     engine = docker_engine()
     run = uuid.uuid4().hex[:6]
     logs = tmp_path_factory.mktemp("mesh-docker")
     p = Plane(etcd_cluster.endpoints, f"/kubeless-mesh-{run}", (f"mesh-{run}-a", f"mesh-{run}-b"),
-              engine, logs, free_port(), bridge_dns_address)
+              engine, logs, free_port(), bridge_dns_addresses[0], upstream)
+    resolv_conf = str(upstream.resolv_conf(logs))
     common = ["--endpoints", p.endpoints, "--prefix", p.prefix]
     p.procs.append(spawn(logs, "controllers", "controllers", *common, "--lease-ttl", "2",
                          "--log-level", "INFO"))
-    for node, addr in zip(p.nodes, (A, B)):
+    for node, addr, bridge in zip(p.nodes, (A, B), bridge_dns_addresses):
         p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common, "--runtime",
                              "docker", "--node-name", node, "--advertise-addr", addr,
                              "--heartbeat-ttl", "3", "--dns-addr",
-                             f"{addr}:{p.dns_port},{p.dns_bridge}:53", "--log-level", "INFO"))
+                             f"{addr}:{p.dns_port},{bridge}:53", "--resolv-conf",
+                             resolv_conf, "--log-level", "INFO"))
     try:
         yield p
     finally:
@@ -241,7 +262,15 @@ async def test_a_name_resolves_inside_a_container(plane: Plane, rs: store.Resour
     assert out.exit_code == 0 and A in text and B in text, text
     out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
                                   ["cat", "/etc/resolv.conf"])
-    assert "search default.kubeless kubeless" in out.output.decode()
+    resolv = out.output.decode()
+    assert "search default.kubeless kubeless" in resolv
+    # the agent's DNS only: musl (busybox, Alpine) asks every nameserver at once
+    assert [line.split()[1] for line in resolv.splitlines()
+            if line.startswith("nameserver")] == [plane.dns_bridge], resolv
+    out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
+                                  ["nslookup", "outside.example.test"])
+    assert out.exit_code == 0 and "192.0.2.77" in out.output.decode(), out.output.decode()
+    assert ("outside.example.test.", "A") in {q[:2] for q in plane.upstream.asked}
     out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
                                   ["nslookup", "web"])
     assert A in out.output.decode(), out.output.decode()  # the search domain
