@@ -65,7 +65,7 @@ def bridge_gateway(network: Mapping[str, Any], interface_addrs: Sequence[str]) -
             return Bridge(str(c["Gateway"]).split("/")[0], str(c.get("Subnet") or ""),
                           "IPAM gateway")
     subnets = _subnets(network)
-    addrs = [ipaddress.ip_interface(a) for a in interface_addrs if _is_ipv4_interface(a)]
+    addrs = [ipaddress.IPv4Interface(a) for a in interface_addrs if _is_ipv4_interface(a)]
     name = interface_name(network)
     for net in subnets:
         for a in addrs:
