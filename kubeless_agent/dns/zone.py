@@ -18,8 +18,9 @@ Names (NAMESPACE and SERVICE are DNS labels, so none of these collide):
 
 Unknown names are NXDOMAIN; a name that exists without records of the asked
 type (or an empty non-terminal like NAMESPACE.kubeless) is NODATA; both
-carry the SOA for negative caching. Names outside the zone are REFUSED, so
-a resolver moves to its next nameserver. Every TTL is ``ttl`` (5 s).
+carry the SOA for negative caching. Names outside the zone are REFUSED here
+(the server forwards them upstream before ever asking the zone, see
+``forward``). Every TTL is ``ttl`` (5 s).
 
 ``build_zone`` makes a ``Zone`` (name -> type -> records) once per change;
 ``answer`` turns one query into its reply with no I/O.

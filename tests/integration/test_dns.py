@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +155,9 @@ async def test_an_address_it_cannot_serve_is_in_the_log_and_the_node_status(
             assert status["serving"] == []
             assert status["error"] == (f"cannot serve on {A}:{port}: Address already in use; "
                                        f"no upstream nameserver in {empty}"), status
+            shown = await asyncio.to_thread(_cli, etcd_cluster, prefix, "node", "inspect",
+                                            "dns-held")
+            assert json.loads(shown)[0]["status"]["dns"] == status  # what users see
     finally:
         held.close()
     assert any(f"{A}:{port}: Address already in use" in r.getMessage()
@@ -161,3 +167,11 @@ async def test_an_address_it_cannot_serve_is_in_the_log_and_the_node_status(
 async def _dns_status(rstore: store.ResourceStore, node: str) -> dict[str, Any] | None:
     kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(node))
     return None if kv is None else json.loads(kv.value).get("dns")
+
+
+def _cli(etcd_cluster: EtcdCluster, prefix: str, *args: str) -> str:
+    env = {**os.environ, "KUBELESS_ENDPOINTS": etcd_cluster.endpoints, "KUBELESS_PREFIX": prefix}
+    res = subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
