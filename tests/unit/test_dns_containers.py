@@ -135,3 +135,44 @@ def test_containers_get_the_agents_dns_only_and_their_namespace_first() -> None:
 def test_without_cluster_dns_the_engine_decides() -> None:
     host = container_config(task(), "n1", "127.0.0.1")["host_config"]
     assert "dns" not in host and "dns_search" not in host
+
+
+class _Runtime:
+    def __init__(self) -> None:
+        self.told: list[str | None] = []
+
+    def use_cluster_dns(self, nameserver: str | None) -> None:
+        self.told.append(nameserver)
+
+
+class _Beats:
+    def __init__(self) -> None:
+        self.fields: dict[str, dict] = {}  # type: ignore[type-arg]
+        self.updates = 0
+
+    def update(self, node_id: str, fields: dict) -> None:  # type: ignore[type-arg]
+        self.fields[node_id] = fields
+        self.updates += 1
+
+
+def test_the_wiring_follows_what_is_bound() -> None:
+    from kubeless_agent.dns.server import DnsServer
+    from kubeless_agent.dns.wiring import DnsWiring
+
+    server = DnsServer([("127.0.0.2", 53), (GW, 53)])
+    runtime, beats = _Runtime(), _Beats()
+    wiring = DnsWiring(server, runtime, (GW, SUBNET), beats, ["n1"])
+    server.unbound[(GW, 53)] = "Address already in use"
+    server.sockets[("127.0.0.2", 53)] = []
+    wiring.changed()
+    assert runtime.told == [None]  # the engine's defaults: a dead nameserver is worse
+    assert beats.fields["n1"]["dns"]["error"].startswith(
+        f"cannot serve on {GW}:53: Address already in use; not serving DNS on port 53")
+    wiring.changed()
+    assert beats.updates == 1  # nothing new: no heartbeat put
+    del server.unbound[(GW, 53)]
+    server.sockets[(GW, 53)] = []
+    wiring.changed()
+    assert runtime.told == [None, None, GW]
+    assert beats.fields["n1"]["dns"] == {"serving": ["127.0.0.2:53", f"{GW}:53"],
+                                         "nameserver": GW, "upstreams": [], "error": ""}
