@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from kubeless_agent.dns.resolvconf import show
+
 
 class HeartbeatFields(Protocol):
     def update(self, node_id: str, fields: dict[str, Any]) -> None: ...
@@ -51,15 +53,11 @@ def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Any,
     heartbeats.update(node_id, fields)
 
 
-def _show(addr: tuple[str, int]) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-
-
 def dns_fields(serving: Iterable[tuple[str, int]], unbound: Mapping[tuple[str, int], str],
                nameserver: str | None, upstreams: Iterable[tuple[str, int]],
                problems: Iterable[str]) -> dict[str, Any]:
     """``{"dns": {serving, nameserver, upstreams, error}}`` for the heartbeat."""
-    errors = [f"cannot serve on {_show(a)}: {why}" for a, why in sorted(unbound.items())]
+    errors = [f"cannot serve on {show(a)}: {why}" for a, why in sorted(unbound.items())]
     errors += [p for p in problems if p]
-    return {"dns": {"serving": [_show(a) for a in serving], "nameserver": nameserver or "",
-                    "upstreams": [_show(u) for u in upstreams], "error": "; ".join(errors)}}
+    return {"dns": {"serving": [show(a) for a in serving], "nameserver": nameserver or "",
+                    "upstreams": [show(u) for u in upstreams], "error": "; ".join(errors)}}

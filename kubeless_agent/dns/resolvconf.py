@@ -63,6 +63,6 @@ def upstreams(text: str, own: Collection[Upstream] = ()) -> list[Upstream]:
 
 
 def show(upstream: Upstream) -> str:
-    """``10.0.0.2:53``, ``[::1]:53``."""
+    """``10.0.0.2:53``, ``[::1]:53``: an address and port as resolv.conf and logs say it."""
     host, port = upstream
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
