@@ -385,6 +385,24 @@ class Cluster:
         self.note(f"kill {h.name} {','.join(killed)}")
         return killed
 
+    def terminate(self, host: str | Host, part: str, timeout: float = 30.0) -> None:
+        """Stop ``part`` gracefully (SIGTERM, what ``systemctl stop`` sends) and wait for it
+        to exit; SIGKILL only when it has not within ``timeout`` (which is then an error)."""
+        h = self._host(host)
+        if not h.running(part):
+            return
+        p = h.procs[part]
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise SetupError(f"{part} of {h.name} did not stop within {timeout}s of SIGTERM")
+        finally:
+            h.killed.add(part)
+            self.note(f"terminate {h.name} {part}")
+
     def kill_containers(self, host: str | Host) -> int:
         """SIGKILL every container of the host's engine (as a power loss would)."""
         h = self._host(host)

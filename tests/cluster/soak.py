@@ -9,12 +9,18 @@ At the end every service must converge to its last replicas with its last
 spec and no stray container; it prints the faults injected, the writes made
 and refused, the violations found, and exits 1 on any violation. ``--seed``
 replays a run's choices (the timing of a real cluster still varies).
+
+One fault is not a failure but an operation: an agent stopped gracefully
+(SIGTERM, as ``systemctl restart`` sends) and started again. Nothing is
+written meanwhile, and its host must then run exactly the containers it ran
+before (same ids): a graceful restart replaces nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -87,6 +93,9 @@ FAULTS: dict[str, Fault] = {
 }
 
 
+GRACEFUL = "graceful-agent-restart"
+
+
 async def _etcd_whole(c: Cluster) -> bool:
     for m in c.managers:
         if not await asyncio.to_thread(c.etcd_healthy, m):
@@ -107,6 +116,7 @@ class Soak:
         self.version = {name: 1 for name in SERVICES}
         self.faults: list[str] = []
         self.writes: Counter[str] = Counter()
+        self.violations: list[str] = []
         self.t0 = time.monotonic()
 
     def log(self, what: str) -> None:
@@ -139,7 +149,10 @@ class Soak:
                                                                  "failureAction": "continue"}))
         await checker.converge(self.replicas, 90)
         while time.monotonic() - self.t0 < self.seconds:
-            kind = self.rnd.choice(list(FAULTS))
+            kind = self.rnd.choice([*FAULTS, GRACEFUL])
+            if kind == GRACEFUL:
+                await self.graceful_restart(rs)
+                continue
             what = FAULTS[kind](self.c, self.rnd)
             self.faults.append(f"t+{time.monotonic() - self.t0:.1f}s {what}")
             self.log(f"FAULT {what}")
@@ -153,9 +166,32 @@ class Soak:
             if self.rnd.random() < 0.5:
                 await self.write(rs)
 
+    async def graceful_restart(self, rs: store.ResourceStore) -> None:
+        """SIGTERM an agent, start it again; its host's containers must be the same ones."""
+        h = self.rnd.choice(list(self.c.hosts.values()))
+        await waits.cluster_ready(self.c, 90)  # nothing moving: the containers are settled
+        before = await asyncio.to_thread(_container_ids, self.c, h.name)
+        old = await _started_at(rs, h.name)
+        what = f"agent of {h.name} stopped gracefully (SIGTERM) and started again"
+        self.faults.append(f"t+{time.monotonic() - self.t0:.1f}s {what}")
+        self.log(f"OPERATION {what}")
+        await asyncio.to_thread(self.c.terminate, h, "agent")
+        self.c.start_part(h, "agent")
+
+        async def new_agent_live() -> bool:
+            return await _started_at(rs, h.name) not in (None, old)
+        await waits.until(new_agent_live, 60, f"the new agent of {h.name}'s heartbeat")
+        after = await asyncio.to_thread(_container_ids, self.c, h.name)
+        if after != before:
+            self.violations.append(f"graceful restart of {h.name}'s agent changed its "
+                                   f"containers: {len(before - after)} gone, "
+                                   f"{len(after - before)} new")
+        await _whole_again(self.c)
+        self.log("cluster whole again")
+
     async def settle(self, rs: store.ResourceStore, checker: Checker) -> list[str]:
         """Problems left once the cluster had time to converge."""
-        problems = []
+        problems = list(self.violations)
         try:
             await checker.converge(self.replicas, 120)
         except AssertionError as err:
@@ -166,6 +202,15 @@ class Soak:
             if versions - {str(v)}:
                 problems.append(f"{name} runs VERSION {sorted(versions)}, wanted {v}")
         return problems
+
+
+def _container_ids(c: Cluster, host: str) -> set[str]:
+    return {str(row["id"]) for row in waits.containers(c)[host]}
+
+
+async def _started_at(rs: store.ResourceStore, node: str) -> str | None:
+    kv, _ = await rs.etcd.get(rs.keys.heartbeat(node))
+    return None if kv is None else str(json.loads(kv.value).get("startedAt"))
 
 
 async def _soak(cluster: Cluster, rnd: random.Random, seconds: float) -> int:
