@@ -4,7 +4,8 @@ Three parts, one idea each:
 
 - decisions, pure: ``next_action`` (what the next runtime call for a task
   is, from its assignment and what we know of it), ``moves_forward`` and
-  ``make_report`` (a report never moves a state backwards);
+  ``make_report`` (a report never moves a state backwards, and a terminal
+  state is never rewritten);
 - ``Reporter``, shared by every node of the process: coalesces reports per
   task and writes them in transactions of at most 100 operations, each
   comparing the report key's mod_revision (so a stale agent cannot
@@ -93,8 +94,17 @@ def next_action(rec: TaskRecord) -> str:
 
 
 def moves_forward(current: str | None, new: str) -> bool:
-    """A report may repeat its state (with more detail) or move it on, never back."""
-    return current is None or state_index(new) >= state_index(current)
+    """A report may repeat its state (with more detail) or move it on, never back.
+
+    A terminal state is final: the task's history. Nothing moves it on to
+    another terminal state, so the stopped container of a task shut down
+    long ago, found again by a restarted agent (``exited with code 137``),
+    never rewrites that ``shutdown`` as ``failed``."""
+    if current is None:
+        return True
+    if is_terminal(current):
+        return new == current
+    return state_index(new) >= state_index(current)
 
 
 def make_report(node: str, report: Report, previous: Report | None, now: float) -> Report:
@@ -330,9 +340,10 @@ class Worker:
     async def _advance(self, tid: str) -> None:
         while (rec := self.records.get(tid)) is not None:
             stored = self.reporter.state_of(self.report_key(tid))
-            if stored is not None and moves_forward(rec.state, stored):
+            if stored is not None and stored != rec.state and \
+                    (is_terminal(stored) or moves_forward(rec.state, stored)):
                 metrics.task_state_changed(rec.state, stored)
-                rec.state = stored  # e.g. a previous agent process saw it end
+                rec.state = stored  # e.g. a previous agent process saw it end: its report stands
             action = next_action(rec)
             if action == "none":
                 return

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubeless.api.tasks import TASK_STATES, state_index
+from kubeless.api.tasks import TASK_STATES, is_terminal, state_index
 from kubeless_agent.worker import TaskRecord, make_report, moves_forward, next_action, stop_grace
 
 
@@ -51,20 +51,27 @@ def test_desired_state_defaults_to_running() -> None:
 
 
 @given(st.lists(st.sampled_from(TASK_STATES), min_size=1, max_size=30))
-def test_accepted_reports_never_go_back(states: list[str]) -> None:
+def test_accepted_reports_never_go_back_nor_rewrite_an_end(states: list[str]) -> None:
     current: str | None = None
     for s in states:
         if moves_forward(current, s):
             assert current is None or state_index(s) >= state_index(current)
+            assert not is_terminal(current) or s == current
             current = s
     assert current is not None
-    assert state_index(current) == max(state_index(s) for s in states)
+    ended = [s for s in states if is_terminal(s)]
+    if ended:  # the first end reported is the last word
+        assert current == ended[0]
+    else:
+        assert state_index(current) == max(state_index(s) for s in states)
 
 
 @pytest.mark.parametrize("current, new, ok", [
     (None, "accepted", True), ("accepted", "running", True), ("running", "running", True),
     ("running", "accepted", False), ("failed", "shutdown", False), ("running", "shutdown", True),
-    ("shutdown", "rejected", True), ("complete", "running", False),
+    ("complete", "running", False), ("shutdown", "shutdown", True),
+    ("shutdown", "failed", False),  # a stopped container found again: 137 is not a failure
+    ("shutdown", "rejected", False), ("complete", "failed", False), ("failed", "failed", True),
 ])
 def test_moves_forward(current: str | None, new: str, ok: bool) -> None:
     assert moves_forward(current, new) is ok
