@@ -3,9 +3,20 @@
 A node is ready while ``agents/<id>/heartbeat`` exists. The key is put in a
 transaction that compares the key is absent (create_revision 0) or already
 bound to our lease, so two agents claiming one node id never take turns:
-the second waits until the first one's lease has missed a refresh (its
-holder died, or cannot reach etcd), then takes
-the key over, so an agent restarted on its node keeps the node ready.
+the second waits while the first is live, and takes the key over (one
+transaction comparing what it read, so the key never disappears and the
+node stays ready across an agent restart) when
+
+- the holder stopped on purpose: a graceful stop (SIGTERM, SIGINT;
+  ``release``) stops the keepalives and puts every heartbeat again, on the
+  same lease, with ``stoppedAt``. The lease is NOT revoked: the node stays
+  ready for the rest of the TTL, and an agent started again within it takes
+  the node over at once. If none comes, the lease expires and the node
+  goes down as after a crash;
+- or the holder's lease missed a refresh (it died, or cannot reach etcd).
+
+Leaving on purpose (``kubeless node leave``) revokes the lease instead
+(``close``): every heartbeat of the process disappears at once.
 
 When the lease is lost (etcd unreachable for a whole TTL, or the lease
 revoked), every heartbeat is gone or about to go: the loop grants a new
@@ -90,10 +101,39 @@ class Heartbeats:
             log.warning("heartbeat lease %x lost; granting a new one", lease.id)
 
     async def close(self) -> None:
-        """Revoke the lease: every heartbeat of this process disappears at once."""
+        """Revoke the lease: every heartbeat of this process disappears at once (leaving)."""
         self.live.clear()
         if self.lease is not None:
             await self.lease.revoke()
+
+    async def release(self, timeout: float = 2.0) -> None:
+        """A graceful stop: mark every heartbeat stopped, on the same lease, and stop the
+        keepalives without revoking. The node stays ready until the lease expires (a TTL),
+        and an agent started again meanwhile takes its heartbeat over at once."""
+        self.live.clear()
+        lease = self.lease
+        if lease is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._mark_stopped(lease.id)
+        except (StoreError, TimeoutError) as err:  # it expires anyway; takeover waits a refresh
+            log.warning("marking the heartbeats stopped: %s", err)
+        await lease.abandon()
+
+    async def _mark_stopped(self, lease_id: int) -> None:
+        """Put every heartbeat again with ``stoppedAt``, each compared to be on our lease
+        (a key another agent took over is left alone)."""
+        at = now_rfc3339()
+        keys = sorted(self._values)
+        for start in range(0, len(keys), BATCH):
+            chunk = keys[start:start + BATCH]
+            puts = {k: Put(k, stopped_value(self._values[k], at), lease_id) for k in chunk}
+            if (await self.etcd.txn([Compare(k, "lease", "==", lease_id) for k in chunk],
+                                    list(puts.values()))).succeeded:
+                continue
+            for key, put in puts.items():
+                await self.etcd.txn([Compare(key, "lease", "==", lease_id)], [put])
 
     # -- the steps ------------------------------------------------------------
 
@@ -155,6 +195,13 @@ class Heartbeats:
         for compare in (Compare(key, "create", "==", 0), Compare(key, "lease", "==", lease_id)):
             if (await self.etcd.txn([compare], put)).succeeded:
                 return True
+        kv, _ = await self.etcd.get(key)
+        if kv is not None and kv.lease and kv.lease != lease_id and stopped_at(kv.value):
+            if (await self.etcd.txn([Compare(key, "mod", "==", kv.mod_revision)],
+                                    put)).succeeded:
+                log.info("%s: took over from lease %x at once: its agent stopped gracefully "
+                         "at %s", key, kv.lease, stopped_at(kv.value))
+                return True
         holder = await self._dead_holder(key)
         if holder and (await self.etcd.txn([Compare(key, "lease", "==", holder)], put)).succeeded:
             log.info("%s: took over from lease %x, which missed a refresh (this "
@@ -185,3 +232,18 @@ class Heartbeats:
             await self.etcd.lease_revoke(lease_id)
         except StoreError as err:
             log.debug("revoking old lease %x: %s", lease_id, err)
+
+
+def stopped_value(value: bytes, at: str) -> bytes:
+    """A heartbeat's value marked as its agent's graceful stop (``stoppedAt``)."""
+    return encode_json({**json.loads(value), "stoppedAt": at})
+
+
+def stopped_at(value: bytes) -> str | None:
+    """When the heartbeat's agent stopped gracefully, or None while it is live."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    at = data.get("stoppedAt") if isinstance(data, dict) else None
+    return str(at) if at else None

@@ -16,8 +16,13 @@ and, with the docker runtime, the Docker bridge's gateway port 53, which
 containers are given as their only nameserver), forwarding names outside
 ``kubeless.`` to the nameservers of ``--resolv-conf`` (``kubeless_agent.dns.wiring``).
 
-SIGTERM or SIGINT stops it gracefully: the lease is revoked (heartbeats
-disappear at once) and tasks are left running for the next agent to adopt.
+SIGTERM or SIGINT stops it gracefully: tasks are left running and the
+heartbeats are marked stopped but NOT revoked (``Heartbeats.release``), so
+the node stays ready for the rest of its lease's TTL and an agent started
+again within it takes the node over at once and adopts every task (nothing
+is replaced). Leaving on purpose is ``kubeless node leave``: its request
+(``kubeless_agent.leave``) makes the agent revoke the lease, remove its
+tasks' containers and exit; an agent is refused for a node that left.
 """
 
 from __future__ import annotations
@@ -44,13 +49,14 @@ from kubeless_agent.dns import DnsServer, ReadyNodes, assemble_dns, parse_dns_ad
 from kubeless_agent.heartbeat import Heartbeats
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
+from kubeless_agent.leave import NodeLeft, left_message, left_nodes, mark_done, remove_all
 from kubeless_agent.logs import LogServer
 from kubeless_agent.mesh import RoutingMesh
 from kubeless_agent.netaddr import bind_address
 from kubeless_agent.node_status import advertise
 from kubeless_agent.registration import register_nodes
 from kubeless_agent.runtime import RUNTIMES, Runtime, make_runtime
-from kubeless_agent.worker import AgentsRouter, Reporter, Worker
+from kubeless_agent.worker import AgentsRouter, Reporter, Worker, stop_grace
 
 log = logging.getLogger("kubeless_agent")
 
@@ -124,6 +130,8 @@ class AgentProcess:
         self.mesh: RoutingMesh | None = None
         self.dns: DnsServer | None = None
         self.ready_nodes: ReadyNodes | None = None
+        self.leaving = False  # kubeless node leave asked: revoke, remove every task, exit
+        self._stop: asyncio.Event | None = None
 
     @property
     def node_ids(self) -> list[str]:
@@ -141,9 +149,11 @@ class AgentProcess:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (or a long-lived task crashes, which raises)."""
         etcd = self.etcd = Etcd(parse_endpoints(self.config.endpoints))
+        self._stop = stop
         try:
-            if not await _unless_stopped(
-                    register_nodes(ResourceStore(etcd, self.keys), self.idents), stop):
+            if not await _unless_stopped(self._check_not_left(etcd), stop) or not \
+                    await _unless_stopped(
+                        register_nodes(ResourceStore(etcd, self.keys), self.idents), stop):
                 return
             await self._assemble(etcd)
             async with asyncio.TaskGroup() as tg:
@@ -173,7 +183,7 @@ class AgentProcess:
         self.informer.add_handler(AgentsRouter(
             self.keys, self.workers, self.reporter,
             revision_of=lambda key: informer.revisions.get(key, 0),
-            on_heartbeat_deleted=self.heartbeats.nudge))
+            on_heartbeat_deleted=self.heartbeats.nudge, on_leave=self._on_leave))
         metrics.NODES.set(len(self.idents))
         await self._serve_logs()
         await self._assemble_services(etcd)
@@ -231,6 +241,19 @@ class AgentProcess:
                  ", ..." if len(self.idents) > 1 else "")
         self.ready.set()
 
+    async def _check_not_left(self, etcd: Etcd) -> None:
+        left = await left_nodes(etcd, self.keys, self.node_ids)
+        if left:
+            raise NodeLeft(left_message(left[0]))
+
+    def _on_leave(self, node_id: str) -> None:
+        if not self.leaving:
+            log.warning("node %s is leaving the cluster (kubeless node leave): revoking its "
+                        "heartbeat, removing its tasks, stopping", node_id)
+        self.leaving = True
+        if self._stop is not None:
+            self._stop.set()
+
     async def _close(self) -> None:
         if self.log_server is not None:
             await self.log_server.close()
@@ -241,12 +264,27 @@ class AgentProcess:
                 async with asyncio.timeout(2.0):
                     await self.reporter.flush()
         if self.heartbeats is not None:
-            await self.heartbeats.close()
+            await (self.heartbeats.close() if self.leaving else self.heartbeats.release())
+        if self.leaving:
+            await self._leave()
         for runtime in self.runtimes.values():
             with contextlib.suppress(Exception):
                 await runtime.close()
         if self.etcd is not None:
             await self.etcd.close()
+
+
+    async def _leave(self) -> None:
+        """The node left: remove every task this agent's runtimes hold, then say so."""
+        assert self.etcd is not None
+        for node_id, runtime in self.runtimes.items():
+            worker = self.workers.get(node_id)
+            graces = {tid: stop_grace(rec.task) for tid, rec in worker.records.items()} \
+                if worker is not None else {}
+            removed = await remove_all(runtime, graces)
+            with contextlib.suppress(Exception):
+                await mark_done(self.etcd, self.keys, node_id, removed)
+            log.warning("node %s left the cluster; %d task(s) removed", node_id, removed)
 
 
 async def _unless_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:

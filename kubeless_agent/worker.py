@@ -414,12 +414,14 @@ class AgentsRouter:
 
     def __init__(self, keys: Keyspace, workers: Mapping[str, Worker], reporter: Reporter,
                  revision_of: Callable[[str], int],
-                 on_heartbeat_deleted: Callable[[str], None] | None = None) -> None:
+                 on_heartbeat_deleted: Callable[[str], None] | None = None,
+                 on_leave: Callable[[str], None] | None = None) -> None:
         self.root = keys.root + "agents/"
         self.workers = workers
         self.reporter = reporter
         self.revision_of = revision_of
         self.on_heartbeat_deleted = on_heartbeat_deleted
+        self.on_leave = on_leave
 
     def __call__(self, key: str, old: Any, new: Any) -> None:
         if not key.startswith(self.root):
@@ -435,6 +437,8 @@ class AgentsRouter:
             self.reporter.observe(key, new, self.revision_of(key) if new is not None else 0)
         elif rest == "heartbeat" and new is None and self.on_heartbeat_deleted is not None:
             self.on_heartbeat_deleted(node)
+        elif rest == "leave" and new is not None and self.on_leave is not None:
+            self.on_leave(node)  # kubeless node leave (kubeless_agent.leave)
 
 
 def _is_task(value: Any) -> bool:

@@ -91,6 +91,10 @@ class Keyspace:
     def heartbeat(self, node_id: str) -> str:
         return f"{self.root}agents/{node_id}/heartbeat"
 
+    def leave(self, node_id: str) -> str:
+        """``kubeless node leave``'s request to the node's agent (kept until ``node rm``)."""
+        return f"{self.root}agents/{node_id}/leave"
+
     def assignment(self, node_id: str, task_id: str) -> str:
         return f"{self.root}agents/{node_id}/assignments/{task_id}"
 

@@ -86,8 +86,9 @@ async def test_registers_node_and_heartbeat(etcd_cluster: EtcdCluster, prefix: s
         assert hb["address"] == "10.1.2.3" and hb["runtime"] == "fake"
         assert hb["capacity"]["cpus"] >= 1 and hb["capacity"]["memory"] > 0
         assert set(hb["platform"]) == {"os", "arch"} and hb["startedAt"]
-    # a graceful stop revokes the lease: the heartbeat is gone at once
-    assert (await rstore.etcd.get(rstore.keys.heartbeat("n1")))[0] is None
+    # a graceful stop leaves the heartbeat to its TTL, marked stopped (a restart takes it over)
+    kv, _ = await rstore.etcd.get(rstore.keys.heartbeat("n1"))
+    assert kv is not None and json.loads(kv.value)["stoppedAt"]
 
 
 @pytest.mark.parametrize("runtime", ["fake", "process"])
@@ -260,7 +261,8 @@ async def test_hollow_nodes_register(etcd_cluster: EtcdCluster, prefix: str,
         await assign(rstore, assignment("h1", "hollow-17"))
         await until(lambda: _is(rstore, "hollow-17", "h1", "running"))
     kvs, _ = await rstore.etcd.list_prefix(rstore.keys.root + "agents/")
-    assert not [kv for kv in kvs if kv.key.endswith("/heartbeat")]
+    beats = [json.loads(kv.value) for kv in kvs if kv.key.endswith("/heartbeat")]
+    assert len(beats) == 50 and all(b.get("stoppedAt") for b in beats), "all marked stopped"
 
 
 # -- the agent as a process -----------------------------------------------------------
@@ -289,9 +291,13 @@ async def test_process_killed_or_terminated(etcd_cluster: EtcdCluster, prefix: s
 
         proc = start_agent(etcd_cluster, prefix, "proc1", ttl)
         await until(lambda: _exists(rstore, key), 20, "heartbeat of the restarted agent")
-        proc.send_signal(signal.SIGTERM)
-        await until(lambda: _gone(rstore, key), 1.0, "heartbeat gone at once after SIGTERM")
+        proc.send_signal(signal.SIGTERM)  # graceful: marked stopped, left to its TTL
         assert proc.wait(10) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        stopped = time.monotonic()
+        beat = await get_json(rstore.etcd, key)
+        assert beat is not None and beat.get("stoppedAt"), "SIGTERM does not revoke the lease"
+        await until(lambda: _gone(rstore, key), ttl + 1, "heartbeat gone after its TTL")
+        assert time.monotonic() - stopped <= ttl + 1
     finally:
         if proc.poll() is None:
             proc.kill()

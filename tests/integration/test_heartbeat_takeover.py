@@ -4,7 +4,8 @@ Two ``Heartbeats`` for one node id on one real etcd: while the first keeps
 its lease alive the second waits (two live agents never take turns); once
 the first stops refreshing (a SIGKILLed agent: its lease is abandoned, not
 revoked), the second takes the key over before the lease expires, so the
-node never looks down.
+node never looks down. A gracefully stopped holder (``release``: marked
+``stoppedAt``, not revoked) is taken over at once, or expires with its lease.
 """
 
 from __future__ import annotations
@@ -63,3 +64,49 @@ async def test_a_live_holder_keeps_the_key_and_a_dead_one_is_taken_over(
             r.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
         await second.close()
+
+
+async def test_a_gracefully_stopped_holder_is_taken_over_at_once(
+        rstore: store.ResourceStore) -> None:
+    """SIGTERM: the heartbeat is marked stopped, not revoked; the next agent takes it over
+    at once (not after a missed refresh), and the key never disappears meanwhile."""
+    ttl = 30  # a missed refresh would take 10 s to show: only the marker explains a quick takeover
+    first = Heartbeats(rstore.etcd, rstore.keys, [ident()], ttl)
+    run = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.live.wait(), 10)
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    await first.release()
+    kv, _ = await rstore.etcd.get(rstore.keys.heartbeat("twin"))
+    assert kv is not None and kv.lease == first.lease_id, "release must not revoke"
+    assert json.loads(kv.value)["stoppedAt"]
+
+    second = Heartbeats(rstore.etcd, rstore.keys, [ident()], ttl, retry_interval=0.2)
+    runs = [asyncio.create_task(second.run())]
+    try:
+        await asyncio.wait_for(second.live.wait(), 5)  # far less than the 20 s of a dead holder
+        kv, _ = await rstore.etcd.get(rstore.keys.heartbeat("twin"))
+        assert kv is not None and kv.lease == second.lease_id
+        assert "stoppedAt" not in json.loads(kv.value)
+    finally:
+        for r in runs:
+            r.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        await second.close()
+        await rstore.etcd.lease_revoke(first.lease_id)
+
+
+async def test_a_stopped_holder_nobody_replaces_expires_with_its_lease(
+        rstore: store.ResourceStore) -> None:
+    first = Heartbeats(rstore.etcd, rstore.keys, [ident()], 2)
+    run = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.live.wait(), 10)
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    await first.release()
+    assert await holder(rstore) == first.lease_id
+    await until(lambda: holder_gone(rstore), 2 + 2, "the heartbeat expired with its lease")
+
+
+async def holder_gone(rs: store.ResourceStore) -> bool:
+    return await holder(rs) == 0

@@ -249,7 +249,7 @@ class HollowCluster:
                                 start_new_session=True)
 
     async def stop_group(self, name: str) -> None:
-        """Stop a group gracefully (its heartbeat lease is revoked: nodes down at once)."""
+        """Stop a group gracefully (heartbeats marked stopped, left to their lease's TTL)."""
         group = self.groups.pop(name)
         if group._cm is not None:
             await group._cm.__aexit__(None, None, None)
@@ -273,6 +273,7 @@ class HollowCluster:
             if heartbeats.lease is not None:
                 await heartbeats.lease.abandon()
         heartbeats.close = crash_close  # type: ignore[method-assign]
+        heartbeats.release = crash_close  # type: ignore[method-assign]
         await group._cm.__aexit__(None, None, None)
 
     async def revoke_group_lease(self, name: str) -> int:
