@@ -98,8 +98,13 @@ class Cli:
         pytest.fail(f"not within {DEADLINE}s: {what}\n{output}")
 
     def wait_ready(self, node: str, proc: tuple[subprocess.Popen[str], Path]) -> None:
+        """Until a live agent holds the heartbeat (not a stopped one's, left to its TTL)."""
         key = self.keys().heartbeat(node)
-        self.wait_for(f"node {node} ready", lambda: key in self.values(key), proc)
+
+        def live() -> bool:
+            beat = self.values(key).get(key)
+            return beat is not None and not json.loads(beat).get("stoppedAt")
+        self.wait_for(f"node {node} ready", live, proc)
 
 
 @pytest.fixture
@@ -247,7 +252,8 @@ def test_a_node_restarts_from_its_state_dir_without_token_or_flags(cli: Cli,
     cli.wait_ready("w1", first)
     assert cli.stop(first[0]) == 0
     assert cli.stop(cli.procs[0][0]) == 0
-    assert not cli.values(cli.keys().heartbeat("w1"))
+    beat = cli.values(cli.keys().heartbeat("w1"))  # marked stopped, left to its TTL
+    assert [json.loads(v).get("stoppedAt") for v in beat.values()] != [None], beat
 
     # no token, no endpoints, no prefix: all from the state dirs
     again = cli.start("join", "--state-dir", str(w1_dir), with_cluster=False)
