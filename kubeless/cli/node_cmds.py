@@ -1,4 +1,4 @@
-"""``kubeless node``: ls, inspect, update, promote, demote, rm (as ``docker node``).
+"""``kubeless node``: ls, inspect, update, promote, demote, rm, leave (as ``docker node``).
 
 Nodes are registered by their agents; users change their availability
 (active, pause, drain), labels and role. ``node ls`` merges each Node with
@@ -201,6 +201,21 @@ def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:
                 raise CliError(f"node {name} is up: drain it and stop its agent first, "
                                "or use --force")
             await rstore.delete("Node", name)
+            await forget_leave(rstore, name)
             click.echo(name)
 
     ctx.run(run)
+
+
+async def forget_leave(rstore: Any, name: str) -> None:
+    """A removed node's leave request goes with it: the name may join again."""
+    from kubeless.store import Compare, Delete
+
+    kv, _ = await rstore.etcd.get(rstore.keys.leave(name))
+    if kv is not None:
+        await rstore.etcd.txn([Compare(kv.key, "mod", "==", kv.mod_revision)], [Delete(kv.key)])
+
+
+from kubeless.cli.leave_cmd import leave  # noqa: E402 - registered on the group above
+
+node.add_command(leave)

@@ -81,6 +81,14 @@ class StateDir:
         self._write(NODE_FILE, yaml.safe_dump(asdict(node), sort_keys=False), 0o644)
         self._write(NODE_ID_FILE, node.node_id + "\n", 0o644)
 
+    def forget_node(self) -> None:
+        """The node left its cluster (``kubeless node leave``): its identity goes."""
+        for name in (NODE_FILE, NODE_ID_FILE):
+            try:
+                (self.path / name).unlink(missing_ok=True)
+            except OSError as err:
+                raise StateDirError(f"cannot remove {self.path / name}: {err.strerror}") from err
+
     # -- plain join tokens (a manager's) -----------------------------------------
 
     def load_tokens(self) -> dict[str, str]:
