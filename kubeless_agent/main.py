@@ -155,8 +155,12 @@ class AgentProcess:
                     await _unless_stopped(
                         register_nodes(ResourceStore(etcd, self.keys), self.idents), stop):
                 return
-            await self._assemble(etcd)
+            # The heartbeat first: a restarted agent takes its node over before the slower
+            # assembly (adopting containers, DNS), well within the previous agent's TTL.
+            self.heartbeats = Heartbeats(etcd, self.keys, self.idents, self.config.heartbeat_ttl)
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(_guard("heartbeat", self.heartbeats.run()), name="heartbeat")
+                await self._assemble(etcd)
                 for name, coro in self._loops():
                     tg.create_task(_guard(name, coro), name=name)
                 tg.create_task(_guard("startup", self._startup()), name="startup")
@@ -169,7 +173,7 @@ class AgentProcess:
 
     async def _assemble(self, etcd: Etcd) -> None:
         self.reporter = Reporter(etcd)
-        self.heartbeats = Heartbeats(etcd, self.keys, self.idents, self.config.heartbeat_ttl)
+        assert self.heartbeats is not None
         for ident in self.idents:
             runtime = self.runtimes[ident.node_id] = self.runtime_factory(ident)
             worker = Worker(ident.node_id, runtime, self.reporter, self.keys,
@@ -217,7 +221,7 @@ class AgentProcess:
 
     def _loops(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         assert self.heartbeats and self.reporter and self.informer
-        loops = [("heartbeat", self.heartbeats.run()), ("reporter", self.reporter.run()),
+        loops = [("reporter", self.reporter.run()),
                  ("informer", self.informer.run())]
         for name, part in (("endpoints", self.endpoints), ("mesh", self.mesh),
                            ("dns", self.dns), ("ready-nodes", self.ready_nodes)):
@@ -455,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve(config))
     except Exception as err:  # already logged by the task that failed
+        while isinstance(err, ExceptionGroup) and err.exceptions:
+            err = err.exceptions[0]  # the cause, not "unhandled errors in a TaskGroup"
         print(f"kubeless-agent: {err}", file=sys.stderr)
         return 1
     return 0

@@ -163,3 +163,66 @@ def test_up_applies_manifests_and_comes_back_to_the_same_cluster(up: Up, tmp_pat
     while alive(etcd) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(etcd)
+
+
+def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
+        up: Up, tmp_path: Path) -> None:
+    """Ctrl-C stops the agent, the controllers and etcd; the next ``up`` (etcd extends the
+    leases it kept) takes the node's heartbeat over at once and adopts every process."""
+    import asyncio
+    import json
+
+    from kubeless import store
+    from kubeless_agent.leave import remove_all
+    from kubeless_agent.runtime import make_runtime
+    from tests.support.waiting import hold
+
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text("apiVersion: kubeless.io/v1\nkind: Service\nmetadata: {name: nap}\n"
+                        "spec: {replicas: 3, template: {image: none, command: [sleep, '600'],"
+                        " stopGracePeriod: 1s}}\n")
+    node = "upnode"
+
+    async def read() -> tuple[dict[str, int], dict[str, str], int]:
+        rs = store.connect(up.url, "/kubeless", retry_for=5)
+        try:
+            tasks, _ = await rs.etcd.list_prefix(rs.keys.root + "tasks/")
+            reports, _ = await rs.etcd.list_prefix(rs.keys.agent(node) + "tasks/")
+            beat, _ = await rs.etcd.get(rs.keys.heartbeat(node))
+            revs = {kv.key: kv.mod_revision for kv in tasks + reports}
+            pids = {kv.key: json.loads(kv.value).get("containerId") for kv in reports
+                    if json.loads(kv.value).get("state") == "running"}
+            return revs, pids, beat.create_revision if beat is not None else 0
+        finally:
+            await rs.etcd.close()
+
+    def three_running() -> tuple[dict[str, int], dict[str, str], int] | None:
+        found = asyncio.run(read())
+        return found if len(found[1]) == 3 else None
+
+    first, out = up.start("--runtime", "process", "--node-name", node, "--dns-addr", "none",
+                          "--apply", str(manifest))
+    try:
+        up.wait_ready_node(first, out)
+        deadline = time.monotonic() + DEADLINE
+        while (before := three_running()) is None:
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        up.etcd_pid()
+        assert stop(first) == 0
+        second, out2 = up.start("--runtime", "process", "--node-name", node, "--dns-addr", "none")
+        up.wait_ready_node(second, out2)
+        text = out2.read_text()
+        assert "took over from lease" in text and "its agent stopped gracefully" in text, text
+        up.etcd_pid()
+
+        async def unchanged() -> bool:
+            return await read() == before  # same revisions, pids and heartbeat creation
+        asyncio.run(hold(3.0, unchanged, "nothing rewritten, replaced or orphaned"))
+        assert stop(second) == 0
+    finally:
+        async def clean() -> None:
+            runtime = make_runtime("process", node, state_dir=str(up.state / "process"))
+            await remove_all(runtime, {})
+            await runtime.close()
+        asyncio.run(clean())
