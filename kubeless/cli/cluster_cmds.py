@@ -10,7 +10,9 @@ again override them).
 
 ``run_node`` is the foreground part: the agent (``kubeless_agent``) and,
 on a manager, the controllers, in one event loop; SIGINT or SIGTERM stops
-both (the agent revokes its lease, the controllers resign).
+both (the agent leaves its heartbeat to its TTL, marked stopped, so a
+restart within it adopts everything; the controllers resign). Leaving on
+purpose is ``kubeless node leave`` (``kubeless.cli.leave_cmd``).
 
 Not implemented yet (a later issue): transport security. etcd is reached
 without TLS or per-node credentials, so anyone who can reach etcd can read

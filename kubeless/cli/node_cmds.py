@@ -1,6 +1,7 @@
 """``kubeless node``: ls, inspect, update, promote, demote, rm, leave (as ``docker node``).
 
-Nodes are registered by their agents; users change their availability
+Nodes are registered by their agents; ``node leave`` (``leave_cmd``) is run
+on a node to take it out of the cluster. Users change their availability
 (active, pause, drain), labels and role. ``node ls`` merges each Node with
 its heartbeat (Ready while the agent's lease lives), shows the manager
 status of manager nodes (Leader when its controllers lead, Reachable when

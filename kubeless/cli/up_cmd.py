@@ -8,7 +8,10 @@ manager: its agent and its controllers. The runtime is docker when a
 Docker Engine answers, else process, and ``up`` says which. With
 ``--apply FILE`` it applies manifests once the node is ready (``make up``
 applies manifests/demo.yaml this way). Ctrl-C stops everything: the agent
-revokes its lease, the controllers resign, then the etcd is stopped.
+marks its heartbeat stopped (not revoked: containers keep running and the
+node stays ready), the controllers resign, then the etcd is stopped. The
+next ``up`` starts that etcd again (which extends the leases it kept), and
+its agent takes the heartbeat over at once and adopts every container.
 
     <state-dir>/   etcd/ (data), etcd.pid, etcd.log, up.pid, and the node's
                    state (node.yaml, node-id, ca.key, join-tokens.yaml)
