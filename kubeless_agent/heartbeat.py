@@ -119,6 +119,9 @@ class Heartbeats:
                 await self._mark_stopped(lease.id)
         except (StoreError, TimeoutError) as err:  # it expires anyway; takeover waits a refresh
             log.warning("marking the heartbeats stopped: %s", err)
+        else:
+            log.info("heartbeat lease %x left to its TTL (%ds): an agent started again within "
+                     "it takes the node over and adopts every task", lease.id, self.ttl)
         await lease.abandon()
 
     async def _mark_stopped(self, lease_id: int) -> None:
