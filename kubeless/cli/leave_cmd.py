@@ -31,14 +31,14 @@ from typing import Any
 import click
 
 from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.flags import flag
 from kubeless.cluster import DEFAULT_STATE_DIR, NodeState, StateDir
 
 POLL = 0.2
 
 
 @click.command("leave")
-@click.option("-f", "--force", is_flag=True,
-              help="Leave even when this node is a manager (its controllers leave too).")
+@flag("-f", "--force", help="Leave even when this node is a manager (its controllers leave too).")
 @click.option("--state-dir", envvar="KUBELESS_STATE_DIR", default=DEFAULT_STATE_DIR,
               show_default=True, help="The node's state dir [env KUBELESS_STATE_DIR].")
 @click.option("--timeout", type=float, default=60.0, show_default=True,

@@ -199,8 +199,8 @@ def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:
         for name in names:
             current = await _get_node(rstore, name)
             if current["status"]["state"] == "ready" and not force:
-                raise CliError(f"node {name} is up: drain it and stop its agent first, "
-                               "or use --force")
+                raise CliError(f"node {name} is up: run `kubeless node leave` on it (or stop "
+                               "its agent and let its heartbeat expire), or use --force")
             await rstore.delete("Node", name)
             await forget_leave(rstore, name)
             click.echo(name)
