@@ -277,7 +277,6 @@ class AgentProcess:
         if self.etcd is not None:
             await self.etcd.close()
 
-
     async def _leave(self) -> None:
         """The node left: remove every task this agent's runtimes hold, then say so."""
         assert self.etcd is not None
