@@ -31,7 +31,7 @@ from kubeless import store
 from kubeless.store import Put
 from kubeless.store.codec import encode_json
 from kubeless_agent import AgentConfig, running_agent
-from tests.support.dns_upstream import Upstream
+from tests.support.dns_upstream import Upstream, free_udp_tcp_port
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import until
 
@@ -39,20 +39,6 @@ pytestmark = pytest.mark.integration
 
 A, B = "127.0.0.2", "127.0.0.3"
 TASK = "t" * 25
-
-
-def free_udp_tcp_port(host: str) -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = int(u.getsockname()[1])
-            try:
-                with socket.socket() as t:
-                    t.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture

@@ -25,10 +25,9 @@ from dnslib import QTYPE, RCODE, RR, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 
-def free_loopback(tcp_and_udp: bool = True) -> tuple[str, int]:
-    """A random 127.x.y.z address and a port free there for UDP and TCP."""
-    for _ in range(100):
-        host = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(2, 254)}"
+def free_udp_tcp_port(host: str) -> int:
+    """A port free on ``host`` for both UDP and TCP (DNS serves both on one port)."""
+    for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.bind((host, 0))
             port = int(u.getsockname()[1])
@@ -37,8 +36,14 @@ def free_loopback(tcp_and_udp: bool = True) -> tuple[str, int]:
                     t.bind((host, port))
             except OSError:
                 continue
-        return host, port
-    raise RuntimeError("no free loopback address and port")
+        return port
+    raise RuntimeError(f"no port free for UDP and TCP on {host}")
+
+
+def free_loopback() -> tuple[str, int]:
+    """A random 127.x.y.z address and a port free there for UDP and TCP."""
+    host = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(2, 254)}"
+    return host, free_udp_tcp_port(host)
 
 
 class _Resolver(BaseResolver):  # type: ignore[misc]
