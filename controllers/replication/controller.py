@@ -19,19 +19,9 @@ from kubeless.store import ResourceStore
 from controllers.base import ViewController
 from controllers.ops import WriteServiceStatus
 from controllers.replication.decide import reconcile_service, service_status
-from controllers.scheduler.constraints import matches, parse_constraints
+from controllers.replication.global_mode import eligibility
 
 Resource = dict[str, Any]
-
-
-def constraint_matcher(service: Resource) -> Any:
-    """eligible(node) for a global service: its placement constraints hold on the node."""
-    try:
-        constraints = parse_constraints((service["spec"].get("placement") or {})
-                                        .get("constraints") or [])
-    except ValueError:
-        return lambda node: False
-    return lambda node: all(matches(c, node) for c in constraints)
 
 
 class ReplicationController(ViewController):
@@ -102,7 +92,7 @@ class ReplicationController(ViewController):
                                 "detail": str(service)}]})
             return None
         nodes = self.view.nodes()
-        eligible = constraint_matcher(service)
+        eligible = eligibility(service)
         decision = reconcile_service(service, tasks, nodes, self.now(), eligible=eligible,
                                      node_ids=self.view.node_ids())
         if decision.ops:

@@ -2,7 +2,7 @@
 
 A node is, for a global service:
 - *wanted*: ready, availability active, and ``eligible(node)`` (the caller
-  passes the scheduler's constraint matcher): it gets a task if it has none
+  passes ``eligibility(service)``): it gets a task if it has none
   wanting to run, and an ended one is replaced under the restart policy;
 - *paused* (availability pause): keeps the task it has, gets none new;
 - *down* (not ready): left alone: health orphans its task, nothing is made
@@ -11,10 +11,13 @@ A node is, for a global service:
 - *gone* (no Node resource): its tasks are deleted, since no agent will act
   on them (the caller must pass the complete, synced node list).
 Tasks carrying a slot (not global tasks) are stopped and deleted once ended.
-History is trimmed per node. Constraint matching itself is the scheduler's.
+History is trimmed per node. ``eligibility`` reads the service's placement
+constraints with kubeless.api.constraints, the grammar the scheduler uses.
 """
 
 from __future__ import annotations
+
+from kubeless.api.constraints import InvalidConstraint, matches_all, parse_constraints
 
 from controllers.ops import Op, Resource
 from controllers.replication import history
@@ -34,6 +37,17 @@ from controllers.replication.facts import (
 from controllers.replication.restart import RestartPolicy, carried, history_annotation, judge, \
     restart_times
 from controllers.replication.slots import current_tasks, discard
+
+
+def eligibility(service: Resource) -> Eligible:
+    """eligible(node) for a global service: its placement constraints hold on the node.
+    Constraints that do not parse (validation refuses them) make no node eligible."""
+    placement = (service.get("spec") or {}).get("placement") or {}
+    try:
+        constraints = parse_constraints(placement.get("constraints") or ())
+    except (InvalidConstraint, TypeError):
+        return lambda node: False
+    return lambda node: matches_all(constraints, node)
 
 
 def node_id(node: Resource) -> str:

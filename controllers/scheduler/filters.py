@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import ClassVar
 
-from controllers.scheduler.constraints import matches_all
+from kubeless.api.constraints import matches_all
+
 from controllers.scheduler.nodeinfo import NodeInfo
 from controllers.scheduler.request import TaskRequest
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from controllers.scheduler.constraints import Constraint, normalise_key, parse_constraints
 from kubeless.api import parse_cpus, parse_size
+from kubeless.api.constraints import Constraint, InvalidConstraint, normalise_key, parse_constraint
 from kubeless.api.tasks import ACTIVE_STATES
 
 Resource = dict[str, Any]
@@ -120,5 +120,16 @@ class TaskRequest:
         max_replicas = placement.get("maxReplicasPerNode") or 0
         if not isinstance(max_replicas, int) or max_replicas < 0:
             raise ValueError(f"invalid maxReplicasPerNode {max_replicas!r}")
-        return cls(usage, parse_constraints(tuple(placement.get("constraints") or ())),
-                   preferences, max_replicas)
+        return cls(usage, _constraints(placement.get("constraints") or ()), preferences,
+                   max_replicas)
+
+
+def _constraints(texts: Any) -> tuple[Constraint, ...]:
+    """The task's parsed constraints; ValueError naming the first that does not parse."""
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_constraint(text))
+        except (InvalidConstraint, TypeError) as exc:
+            raise ValueError(f"constraint {text!r}: {exc}") from None
+    return tuple(out)

@@ -27,7 +27,8 @@ from bisect import bisect_left, insort
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from controllers.scheduler.constraints import LABEL_PREFIX, node_attribute
+from kubeless.api.constraints import LABEL_PREFIX, node_attribute
+
 from controllers.scheduler.filters import Filter
 from controllers.scheduler.nodeinfo import NodeInfo
 from controllers.scheduler.request import TaskRequest

@@ -124,7 +124,7 @@ def test_unschedulable_reason_text() -> None:
 def test_invalid_constraint_is_unschedulable() -> None:
     plan = plan_placements(pending(1, constraints=["node.ip==1.2.3.4"]), [make_node("n1")], [])
     assert plan.unschedulable[0].reason.startswith(
-        "invalid placement: invalid constraint 'node.ip==1.2.3.4': unknown node attribute")
+        "invalid placement: constraint 'node.ip==1.2.3.4': unknown attribute \"node.ip\"")
 
 
 def test_global_tasks_are_checked_on_their_node() -> None:
