@@ -14,9 +14,11 @@ from typing import Any
 import click
 
 from kubeless.api import Kind
+from kubeless.api.selectors import Selector
 from kubeless.cli.context import CliError, Context, current_namespace, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.printers import OUTPUTS, describe as describe_text, render, table
+from kubeless.cli.selector_flag import SELECTOR_HELP, narrowing_selector, selector_of
 
 
 def _kind(word: str) -> Kind:
@@ -25,15 +27,6 @@ def _kind(word: str) -> Kind:
     try:
         return resolve_kind(word)
     except UnknownKind as err:
-        raise CliError(str(err)) from None
-
-
-def _selector(text: str | None) -> dict[str, str | None] | None:
-    from kubeless.store import parse_selector
-
-    try:
-        return parse_selector(text) if text else None
-    except ValueError as err:
         raise CliError(str(err)) from None
 
 
@@ -47,7 +40,7 @@ def _not_found(kind: Kind, name: str) -> CliError:
 
 
 async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str | None,
-                selector: dict[str, str | None] | None) -> tuple[list[dict[str, Any]], int]:
+                selector: Selector | None) -> tuple[list[dict[str, Any]], int]:
     """The named resources (in order), or every one matching; (items, revision)."""
     from kubeless.store import StoreError
 
@@ -67,9 +60,8 @@ async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str 
 
 
 async def _list(rstore: Any, kind: Kind, ns: str | None,
-                selector: dict[str, str | None] | None) -> Any:
+                selector: Selector | None) -> Any:
     """Resources as users see them: nodes with heartbeats, tasks with agents' reports."""
-    from kubeless.store import matches_selector
     from kubeless.store.nodes import list_nodes
     from kubeless.store.tasks import list_tasks
 
@@ -80,8 +72,7 @@ async def _list(rstore: Any, kind: Kind, ns: str | None,
     else:
         return await rstore.list(kind.kind, ns, selector)
     if selector:
-        result.items = [i for i in result.items
-                        if matches_selector(i["metadata"].get("labels"), selector)]
+        result.items = [i for i in result.items if selector.matches(i["metadata"].get("labels"))]
     return result
 
 
@@ -89,7 +80,7 @@ async def _list(rstore: Any, kind: Kind, ns: str | None,
 @click.argument("kind")
 @click.argument("names", nargs=-1)
 @click.option("-o", "--output", type=click.Choice(OUTPUTS[1:]), help="Output format.")
-@click.option("-l", "--selector", help="Label selector (key=value,key).")
+@click.option("-l", "--selector", help=SELECTOR_HELP)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-A", "--all-namespaces", help="Every namespace.")
 @flag("-w", "--watch", help="After listing, print each change.")
@@ -99,7 +90,7 @@ def get(ctx: Context, kind: str, names: tuple[str, ...], output: str | None,
     """List resources of a kind (services, nodes, tasks), or the ones named."""
     k = _kind(kind)
     ns = None if all_namespaces else current_namespace(namespace)
-    sel = _selector(selector)
+    sel = selector_of(selector)
     fmt = output or "table"
 
     async def run(rstore: Any) -> None:
@@ -170,25 +161,24 @@ async def _watch(rstore: Any, kind: Kind, ns: str | None, sel: Any, names: set[s
             t.cancel()
 
 
-def _matches(obj: dict[str, Any], sel: dict[str, str | None]) -> bool:
-    from kubeless.store import matches_selector
-
-    return matches_selector(obj["metadata"].get("labels"), sel)
+def _matches(obj: dict[str, Any], sel: Selector) -> bool:
+    return sel.matches(obj["metadata"].get("labels"))
 
 
 @click.command()
 @click.argument("kind")
 @click.argument("names", nargs=-1)
-@click.option("-l", "--selector", help="Label selector (key=value,key).")
+@click.option("-l", "--selector", help=SELECTOR_HELP)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @pass_context
 def describe(ctx: Context, kind: str, names: tuple[str, ...], selector: str | None,
              namespace: str | None) -> None:
     """Show resources in detail."""
     k = _kind(kind)
+    sel = selector_of(selector)
 
     async def run(rstore: Any) -> list[dict[str, Any]]:
-        items, _ = await fetch(rstore, k, names, current_namespace(namespace), _selector(selector))
+        items, _ = await fetch(rstore, k, names, current_namespace(namespace), sel)
         return items
 
     items = ctx.run(run)
@@ -222,12 +212,13 @@ def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[
         raise CliError("say what to delete: -f FILE, KIND NAME..., or KIND -l key=value")
     k = _kind(kind)
     ns = current_namespace(namespace) if k.namespaced else None
+    sel = narrowingselector_of(selector) if selector else None
 
     async def run(rstore: Any) -> list[str]:
         from kubeless.store import StoreError
 
-        if selector:
-            items, _ = await fetch(rstore, k, (), ns, _selector(selector))
+        if sel is not None:
+            items, _ = await fetch(rstore, k, (), ns, sel)
         else:
             found = [await rstore.get(k.kind, n, ns) for n in names]
             missing = [n for n, obj in zip(names, found) if obj is None]

@@ -9,6 +9,8 @@
     lease      a lease kept alive, that says when it was lost
 """
 
+from kubeless.api.selectors import matches_selector, parse_selector  # list(selector=) takes one
+
 from .channel import DEFAULT_ENDPOINT, BadEndpoint, Endpoint, parse_endpoints
 from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, LeaseLost, NotFound,
                      StoreError, Unavailable)
@@ -16,8 +18,7 @@ from .etcd import Compare, Delete, Etcd, KeyValue, Put, TxnResult, WatchBatch, W
 from .informer import Informer
 from .keys import DEFAULT_PREFIX, Keyspace, ResourceKey
 from .lease import KeptLease
-from .resources import (API_VERSION, ListResult, Resource, ResourceStore, ResourceTxn,
-                        matches_selector, now_rfc3339, parse_selector)
+from .resources import API_VERSION, ListResult, Resource, ResourceStore, ResourceTxn, now_rfc3339
 
 
 def connect(endpoints: str | list[str] | tuple[str, ...] = DEFAULT_ENDPOINT,

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from kubeless.api.selectors import Selector
+
 from .codec import decode, encode_json, encode_yaml
 from .errors import AlreadyExists, Conflict, CorruptValue, NotFound, StoreError
 from .etcd import Compare, Delete, Etcd, KeyValue, Put
@@ -42,32 +44,6 @@ class ListResult:
 def now_rfc3339() -> str:
     """UTC, RFC 3339, to the millisecond (latency metrics need better than seconds)."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def matches_selector(labels: dict[str, str] | None, selector: dict[str, str | None]) -> bool:
-    """Equality selector: every key=value must match; a None value means "key exists"."""
-    labels = labels or {}
-    for key, want in selector.items():
-        if key not in labels or (want is not None and labels[key] != want):
-            return False
-    return True
-
-
-def parse_selector(text: str | None) -> dict[str, str | None]:
-    """``app=web,tier`` -> {"app": "web", "tier": None}; ValueError on bad input."""
-    selector: dict[str, str | None] = {}
-    for part in (text or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "!=" in part:
-            raise ValueError(f"label selector {part!r}: only key=value and key are supported")
-        key, sep, value = part.partition("=")
-        key = key.strip().rstrip("=")
-        if not key:
-            raise ValueError(f"label selector {part!r}: empty key")
-        selector[key] = value.strip().lstrip("=") if sep else None
-    return selector
 
 
 def copy_data(value: Any) -> Any:
@@ -151,7 +127,7 @@ class ResourceStore:
         return next((t for t in result.items if t["metadata"]["name"] == name), None)
 
     async def list(self, kind: str, namespace: str | None = None,
-                   selector: dict[str, str | None] | None = None) -> ListResult:
+                   selector: Selector | None = None) -> ListResult:
         """Every resource of a kind at one revision (all namespaces when None)."""
         kvs, revision = await self.etcd.list_prefix(self.keys.kind_prefix(kind, namespace))
         statuses: dict[str, Any] = {}
@@ -166,7 +142,7 @@ class ResourceStore:
             except CorruptValue as err:
                 result.skipped.append(err)
                 continue
-            if selector and not matches_selector(obj["metadata"].get("labels"), selector):
+            if selector and not selector.matches(obj["metadata"].get("labels")):
                 continue
             skv = statuses.get(self._status_key_for(kind, obj))
             if skv is not None:
