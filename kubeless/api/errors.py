@@ -61,6 +61,9 @@ class ApiError(Exception):
 class InvalidResource(ApiError):
     """A document broke one or more rules; ``violations`` lists them all.
 
+    str() is one line for one violation (``web.yaml:1 (Service default/web):
+    spec.replicas: ...``), else a count and a line per violation.
+
     ``subject`` names the resource when known (``"Service default/web"``);
     ``source`` is set by callers that read files.
     """
@@ -85,6 +88,8 @@ class InvalidResource(ApiError):
             for part in (self.source, f"({self.subject})" if self.subject else None)
             if part
         )
+        if len(self.violations) == 1:  # one line: where, then the violation
+            return f"{head or 'invalid resource'}: {self.violations[0]}"
         first = f"{head}: {self._summary()}" if head else f"invalid resource: {self._summary()}"
         return "\n".join([first, *(f"  {v}" for v in self.violations)])
 

@@ -2,8 +2,12 @@
 
 The envelope (apiVersion, kind, metadata) is checked here in code, as
 Kubernetes does; spec and status are checked against the kind's CRD schema
-(see schema.py) after defaults are applied (defaults.py). Every problem is
-collected, so a user sees all of them at once, each with its path.
+(see schema.py) after defaults are applied (defaults.py); then the rules a
+structural schema cannot say: image references (images.py), placement
+constraints and spread attributes (constraints.py) and mount sources. The
+CRD keeps only the shape of those fields: these grammars are the judges.
+Every problem is collected, so a user sees all of them at once, each with
+its path.
 Unknown apiVersion or kind stop early: nothing else can be checked.
 """
 
@@ -13,8 +17,10 @@ import difflib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from kubeless.api.constraints import InvalidConstraint, constraint_error, normalise_key
 from kubeless.api.defaults import apply_defaults
 from kubeless.api.errors import InvalidResource, UnknownApiVersion, UnknownKind, Violation, join_path
+from kubeless.api.images import image_error
 from kubeless.api.kinds import API_VERSION, Kind, load_kinds
 from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
 from kubeless.api.schema import validator_for
@@ -171,10 +177,41 @@ def _violations(error: "ValidationError") -> Iterator[Violation]:
 
 
 def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
-    """Rules a structural schema cannot say."""
+    """Rules a structural schema cannot say: grammars (images, constraints) and mounts."""
     spec = doc.get("spec")
     template = spec.get("template") if isinstance(spec, dict) else None
-    mounts = template.get("mounts") if isinstance(template, dict) else None
+    if isinstance(template, dict):
+        yield from _image(template)
+        yield from _mounts(template)
+    placement = spec.get("placement") if isinstance(spec, dict) else None
+    if isinstance(placement, dict):
+        yield from _placement(placement)
+
+
+def _image(template: dict[str, Any]) -> Iterator[Violation]:
+    image = template.get("image")
+    if isinstance(image, str) and image and (error := image_error(image)) is not None:
+        yield Violation("spec.template.image", error)
+
+
+def _placement(placement: dict[str, Any]) -> Iterator[Violation]:
+    constraints = placement.get("constraints")
+    for index, text in enumerate(constraints if isinstance(constraints, list) else []):
+        if isinstance(text, str) and (error := constraint_error(text)) is not None:
+            yield Violation(join_path(["spec", "placement", "constraints", index]), error)
+    preferences = placement.get("preferences")
+    for index, pref in enumerate(preferences if isinstance(preferences, list) else []):
+        spread = pref.get("spread") if isinstance(pref, dict) else None
+        if isinstance(spread, str) and spread:
+            try:
+                normalise_key(spread)
+            except InvalidConstraint as exc:
+                path = join_path(["spec", "placement", "preferences", index, "spread"])
+                yield Violation(path, str(exc))
+
+
+def _mounts(template: dict[str, Any]) -> Iterator[Violation]:
+    mounts = template.get("mounts")
     for index, mount in enumerate(mounts if isinstance(mounts, list) else []):
         if not isinstance(mount, dict):
             continue

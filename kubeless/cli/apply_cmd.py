@@ -16,12 +16,14 @@ from typing import Any
 
 import click
 
+from kubeless.api.selectors import Selector
 from kubeless.cli import published
 from kubeless.cli.context import CliError, Context, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.manifests import Manifest, ManifestError, load
 from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
 from kubeless.cli.printers import to_yaml
+from kubeless.cli.selector_flag import narrowing_selector
 
 files_option = click.option("-f", "--filename", "files", multiple=True, required=True,
                             help="File, folder or - for standard input (repeatable).")
@@ -50,6 +52,8 @@ def validated(files: tuple[str, ...], recursive: bool,
             continue
         out.append((m.source, doc))
     problems += duplicates(out)
+    if len(problems) == 1 and "\n" not in problems[0]:
+        raise CliError(f"{problems[0]}; nothing was written")
     if problems:
         count = len(problems)
         head = f"{count} invalid document{'s' if count > 1 else ''}; nothing was written"
@@ -79,15 +83,9 @@ async def _live(rstore: Any, docs: list[tuple[str, dict[str, Any]]]) -> dict[Any
     return live
 
 
-async def _prune_candidates(rstore: Any, selector: str | None) -> list[dict[str, Any]] | None:
-    if selector is None:
+async def _prune_candidates(rstore: Any, sel: Selector | None) -> list[dict[str, Any]] | None:
+    if sel is None:
         return None
-    from kubeless.store import parse_selector
-
-    try:
-        sel = parse_selector(selector)
-    except ValueError as err:
-        raise CliError(str(err)) from None
     found = []
     for kind in PRUNABLE_KINDS:
         found += (await rstore.list(kind, None, sel)).items
@@ -131,7 +129,7 @@ def _commit_plan(rstore: Any, actions: list[Action]) -> Any:
 @namespace_option
 @flag("--dry-run", help="Validate and show what would change; write nothing.")
 @flag("--prune", help="Delete Services with the -l label that the files no longer declare.")
-@click.option("-l", "--selector", help="Label selector for --prune (key=value).")
+@click.option("-l", "--selector", help="Label selector for --prune (as get -l).")
 @pass_context
 def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str | None,
           dry_run: bool, prune: bool, selector: str | None) -> None:
@@ -140,6 +138,7 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
         raise CliError("--prune needs a label selector (-l key=value) naming what the files own")
     if selector and not prune:
         raise CliError("-l with apply only selects what --prune may delete; add --prune")
+    sel = narrowing_selector(selector) if prune and selector else None
     docs = validated(files, recursive, namespace)
 
     async def run(rstore: Any) -> list[Action]:
@@ -147,7 +146,7 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
 
         try:
             for attempt in range(published.ATTEMPTS):
-                candidates = await _prune_candidates(rstore, selector if prune else None)
+                candidates = await _prune_candidates(rstore, sel)
                 numbered, revision = await _numbered(rstore, docs, candidates)
                 actions = plan_apply(numbered, await _live(rstore, numbered), candidates)
                 if dry_run:

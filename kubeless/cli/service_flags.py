@@ -26,6 +26,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kubeless.api.constraints import (InvalidConstraint, constraint_error, normalise_key,
+                                       parse_constraint)
+from kubeless.api.images import image_error
+
 API_VERSION = "kubeless.io/v1"
 Parser = Callable[[str, Any], Any]
 
@@ -128,7 +132,6 @@ _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
 _SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|K|M|G|T|b)?$")
 _DOCKER_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(?:([kmgt])i?b?|b)$", re.I)
 _DECIMAL = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
-_CONSTRAINT = re.compile(r"^\s*(node\.[^\s=!]+)\s*(==|!=)\s*([^\s=!].*?)\s*$")
 _SHORT_PORT = re.compile(r"^(?:([0-9]+):)?([0-9]+)(?:/([a-z]+))?$")
 
 
@@ -293,22 +296,36 @@ def _check_mount(flag: str, value: Any, mount: dict[str, Any]) -> None:
 
 
 def _constraint(flag: str, value: Any) -> str:
-    if not _CONSTRAINT.match(str(value)):
-        raise _bad(flag, value, "expected node.<attribute>==<value> or "
-                   "node.<attribute>!=<value>, e.g. node.labels.zone==eu")
+    if (error := constraint_error(str(value))) is not None:
+        raise _bad(flag, value, error)
     return str(value)
 
 
-def _constraint_key(text: str) -> tuple[str, ...]:
-    found = _CONSTRAINT.match(text)
-    return found.groups() if found else (text,)
+def _constraint_key(text: str) -> object:
+    """What `--constraint-rm` compares: the parsed constraint, or the text when it
+    does not parse (so a stored constraint that no longer parses can be removed)."""
+    try:
+        return parse_constraint(text)
+    except InvalidConstraint:
+        return text.strip()
 
 
-def _preference(flag: str, value: Any) -> dict[str, str]:
+def _image(flag: str, value: Any) -> str:
+    if (error := image_error(str(value))) is not None:
+        raise FlagError(f"invalid {flag}: {error}")
+    return str(value)
+
+
+def _preference(flag: str, value: Any, check: bool = True) -> dict[str, str]:
     strategy, sep, descriptor = str(value).partition("=")
     if strategy != "spread" or not sep or not descriptor.strip():
         raise _bad(flag, value, "expected spread=<descriptor>, e.g. "
                    "spread=node.labels.zone")
+    try:
+        if check:
+            normalise_key(descriptor)
+    except InvalidConstraint as exc:
+        raise _bad(flag, value, str(exc)) from None
     return {"spread": descriptor.strip()}
 
 
@@ -317,7 +334,7 @@ def _preference(flag: str, value: Any) -> dict[str, str]:
 _TPL, _RES, _RP, _HC = ("template",), ("template", "resources"), \
     ("template", "restartPolicy"), ("template", "healthcheck")
 _SCALARS: tuple[tuple[str, tuple[str, ...], Parser], ...] = (
-    ("image", _TPL + ("image",), _word),
+    ("image", _TPL + ("image",), _image),
     ("mode", ("mode",), _choice("replicated", "global")),
     ("replicas", ("replicas",), _count),
     ("workdir", _TPL + ("workdir",), _text),
@@ -452,7 +469,7 @@ def _merge_placement(spec: dict[str, Any], flags: ServiceFlags, update: bool) ->
                 lambda c: _constraint_key(c) in gone_c)
     flag = flag_name("placement_pref", update)
     add_p = [_preference(flag, p) for p in flags.placement_pref]
-    gone_p = [_preference("--placement-pref-rm", p) for p in flags.placement_pref_rm]
+    gone_p = [_preference("--placement-pref-rm", p, check=False) for p in flags.placement_pref_rm]
     _merge_list(spec, ("placement", "preferences"), add_p, lambda p: p in gone_p)
 
 

@@ -170,8 +170,27 @@ def test_task_validates() -> None:
         pytest.param(minimal_service(ports=[{"target": 70000}]),
                      ["spec.ports[0].target: 70000 is greater than the maximum of 65535"], id="port-range"),
         pytest.param(minimal_service(placement={"constraints": ["node.role=manager"]}),
-                     ["spec.placement.constraints[0]: 'node.role=manager' does not match "
-                      "'^\\\\s*[A-Za-z0-9_./-]+\\\\s*(==|!=)\\\\s*\\\\S.*$'"], id="bad-constraint"),
+                     ["spec.placement.constraints[0]: expected ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, "
+                      "e.g. node.labels.zone==eu"], id="bad-constraint"),
+        pytest.param(minimal_service(placement={"constraints": ["node.role==manager",
+                                                                "node.colour==blue"]}),
+                     ['spec.placement.constraints[1]: unknown attribute "node.colour" (known: node.id, '
+                      "node.hostname, node.role, node.platform.os, node.platform.arch, "
+                      "node.labels.<key>)"], id="unknown-constraint-attribute"),
+        pytest.param(minimal_service(placement={"constraints": [7]}),
+                     ["spec.placement.constraints[0]: 7 is not of type 'string'"],
+                     id="constraint-not-a-string"),
+        pytest.param(minimal_service(placement={"preferences": [{"spread": "node.colour"}]}),
+                     ['spec.placement.preferences[0].spread: unknown attribute "node.colour" (known: '
+                      "node.id, node.hostname, node.role, node.platform.os, node.platform.arch, "
+                      "node.labels.<key>)"], id="unknown-spread-attribute"),
+        pytest.param({**minimal_service(), "spec": {"template": {"image": "Kubeless Demo:LATEST!!"}}},
+                     ['spec.template.image: "Kubeless Demo:LATEST!!" is not a valid image reference: '
+                      'repository name "Kubeless Demo" may only hold lowercase letters, digits, and '
+                      "'.', '_', '__' or '-' between them, with '/' between components"],
+                     id="bad-image"),
+        pytest.param({**minimal_service(), "spec": {"template": {"image": 5}}},
+                     ["spec.template.image: 5 is not of type 'string'"], id="image-not-a-string"),
         pytest.param({**minimal_service(), "extra": 1}, ["extra: unknown field"], id="unknown-top-level"),
         pytest.param({**minimal_service(), "metadata": {}}, ["metadata.name: required"], id="no-name"),
         pytest.param({**minimal_service(), "metadata": "web"}, ["metadata: must be a mapping"],
@@ -234,6 +253,14 @@ def test_invalid_resource_str() -> None:
     assert lines[0] == "web.yaml document 2 (Service default/Web_1): 3 errors"
     assert len(lines) == 4
     assert lines[3].strip() == "spec.replicas: -1 is less than the minimum of 0"
+
+
+def test_one_violation_is_one_line() -> None:
+    with pytest.raises(InvalidResource) as caught:
+        validate(minimal_service(replicas=-1))
+    caught.value.source = "web.yaml:1"
+    assert str(caught.value) == ("web.yaml:1 (Service default/web): spec.replicas: -1 is less than "
+                                 "the minimum of 0")
 
 
 def test_violation_str() -> None:

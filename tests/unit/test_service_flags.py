@@ -186,6 +186,10 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("no image", {"image": None}, "IMAGE"),
     ("empty image", {"image": ""}, "IMAGE"),
     ("image with space", {"image": "web 1"}, "IMAGE"),
+    ("image the issue's way", {"image": "Kubeless Demo:LATEST!!"},
+     'invalid IMAGE: "Kubeless Demo:LATEST!!" is not a valid image reference'),
+    ("image uppercase", {"image": "Web:1"}, "must be lowercase"),
+    ("image short digest", {"image": "web@sha256:abc"}, "at least 32 hex digits"),
     ("empty command", {"command": ("",)}, "COMMAND"),
     ("bad name", {"name": "Web_1"}, "--name"),
     ("long name", {"name": "a" * 64}, "--name"),
@@ -230,6 +234,13 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("constraint single =", {"constraint": ("node.role=manager",)}, "--constraint"),
     ("constraint no value", {"constraint": ("node.role==",)}, "--constraint"),
     ("constraint other op", {"constraint": ("node.role>=manager",)}, "--constraint"),
+    ("constraint unknown attribute", {"constraint": ("node.colour==blue",)},
+     'invalid --constraint \'node.colour==blue\': unknown attribute "node.colour" (known: node.id'),
+    ("constraint engine labels", {"constraint": ("engine.labels.os==linux",)},
+     "do not report engine labels"),
+    ("constraint role value", {"constraint": ("node.role==boss",)}, "manager or worker"),
+    ("pref unknown attribute", {"placement_pref": ("spread=node.colour",)},
+     'unknown attribute "node.colour"'),
     ("pref not spread", {"placement_pref": ("binpack=node.id",)}, "--placement-pref"),
     ("pref empty", {"placement_pref": ("spread=",)}, "--placement-pref"),
     ("max per node negative", {"max_replicas_per_node": "-2"}, "--replicas-max-per-node"),
@@ -477,6 +488,10 @@ UPDATE_BAD: list[tuple[str, dict[str, Any], ServiceFlags, str]] = [
     ("bad pref add", {}, ServiceFlags(placement_pref=("x",)), "--placement-pref-add"),
     ("bad pref rm", {}, ServiceFlags(placement_pref_rm=("x",)), "--placement-pref-rm"),
     ("bad image", {}, ServiceFlags(image=""), "--image"),
+    ("image the issue's way", {}, ServiceFlags(image="Kubeless Demo:LATEST!!"),
+     'invalid --image: "Kubeless Demo:LATEST!!" is not a valid image reference'),
+    ("unknown constraint attribute", {}, ServiceFlags(constraint=("node.colour==blue",)),
+     "--constraint-add 'node.colour==blue': unknown attribute"),
     ("bad duration", {}, ServiceFlags(update_delay="5"), "--update-delay"),
 ]
 
@@ -496,7 +511,7 @@ def test_update_refuses(spec_patch: dict[str, Any], flags: ServiceFlags, needle:
 # --- properties: create and update agree ---------------------------------------
 
 SCALAR_VALUES: dict[str, st.SearchStrategy[Any]] = {
-    "image": st.sampled_from(["web:1", "web:2", "registry:5000/app@sha256:abc"]),
+    "image": st.sampled_from(["web:1", "web:2", "registry:5000/app@sha256:" + "ab" * 32]),
     "replicas": st.integers(0, 50),
     "workdir": st.sampled_from(["/", "/www"]),
     "user": st.sampled_from(["1000", "nobody"]),
@@ -554,3 +569,10 @@ def test_publish_rm_removes_exactly_those_targets(base: list[tuple[int, int]],
     new = changed(created, ServiceFlags(publish_rm=tuple(str(t) for t in rm)))
     assert new["spec"].get("ports", []) == [
         {"target": t, "published": p} for p, t in base if t not in rm]
+
+
+def test_constraint_rm_removes_a_stored_constraint_that_no_longer_parses() -> None:
+    doc = full()
+    doc["spec"]["placement"]["constraints"] = ["node.colour==blue", "node.role!=manager"]
+    new = update_service(doc, ServiceFlags(constraint_rm=("node.colour==blue",)))
+    assert new["spec"]["placement"]["constraints"] == ["node.role!=manager"]
