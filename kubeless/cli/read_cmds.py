@@ -212,7 +212,7 @@ def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[
         raise CliError("say what to delete: -f FILE, KIND NAME..., or KIND -l key=value")
     k = _kind(kind)
     ns = current_namespace(namespace) if k.namespaced else None
-    sel = narrowingselector_of(selector) if selector else None
+    sel = narrowing_selector(selector) if selector else None
 
     async def run(rstore: Any) -> list[str]:
         from kubeless.store import StoreError
