@@ -69,7 +69,7 @@ def _split(text: str) -> tuple[str, str, str]:
     if colon <= name.rfind("/"):
         return name, "", digest
     if colon == len(name) - 1:
-        raise InvalidImage(f"nothing after the last ':': expected a tag; {_FORM}")
+        raise InvalidImage(f"nothing after the last ':' (a tag goes there); {_FORM}")
     return name[:colon], name[colon + 1:], digest
 
 
@@ -99,7 +99,7 @@ def parse_image(text: object) -> ImageRef:
     if not isinstance(text, str):
         raise InvalidImage(f"an image must be a string, not {type(text).__name__}")
     if not text or text != text.strip():
-        raise InvalidImage("an image reference has no spaces around it" if text else "empty")
+        raise InvalidImage("leading or trailing spaces" if text else "empty")
     name, tag, digest = _split(text)
     domain, path = _domain_and_path(name)
     _check_name(domain, path)
@@ -116,6 +116,8 @@ def image_error(text: object) -> str | None:
     try:
         parse_image(text)
     except InvalidImage as exc:
-        shown = f'"{text}" ' if isinstance(text, str) and text else ""
+        if text == "":
+            return "the image reference is empty"
+        shown = f'"{text}" ' if isinstance(text, str) else ""
         return f"{shown}is not a valid image reference: {exc}"
     return None

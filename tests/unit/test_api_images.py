@@ -43,8 +43,7 @@ REFUSED = {
     "the issue's example": ("Kubeless Demo:LATEST!!", 'repository name "Kubeless Demo" may only hold'),
     "uppercase name": ("Web:1", 'repository name "Web" must be lowercase'),
     "space inside": ("web app", 'repository name "web app" may only hold'),
-    "leading space": (" web", "no spaces around it"),
-    "empty": ("", "empty"),
+    "leading space": (" web", "leading or trailing spaces"),
     "empty tag": ("web:", "nothing after the last ':'"),
     "empty tag after a registry": ("reg:5000/app:", "nothing after the last ':'"),
     "tag starting with a dash": ("web:-1", 'tag "-1" may only hold'),
@@ -67,9 +66,12 @@ REFUSED = {
 def test_refused(text: str, message: str) -> None:
     error = image_error(text)
     assert error is not None and message in error, error
-    assert error.startswith(f'"{text}" is not a valid image reference: ' if text
-                            else "is not a valid image reference")
+    assert error.startswith(f'"{text}" is not a valid image reference: ')
     assert "\n" not in error
+
+
+def test_empty() -> None:
+    assert image_error("") == "the image reference is empty"
 
 
 @pytest.mark.parametrize("value", [None, 1, ["web:1"]], ids=["none", "int", "list"])
