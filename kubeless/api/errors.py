@@ -62,7 +62,8 @@ class InvalidResource(ApiError):
     """A document broke one or more rules; ``violations`` lists them all.
 
     ``subject`` names the resource when known (``"Service default/web"``);
-    ``source`` is set by callers that read files.
+    ``source`` is set by callers that read files. Shown on one line when there
+    is one violation, else a summary line and one indented line per violation.
     """
 
     def __init__(
@@ -85,6 +86,8 @@ class InvalidResource(ApiError):
             for part in (self.source, f"({self.subject})" if self.subject else None)
             if part
         )
+        if len(self.violations) == 1:  # one line: "web.yaml:1 (Service default/web): spec.x: ..."
+            return f"{head or 'invalid resource'}: {self.violations[0]}"
         first = f"{head}: {self._summary()}" if head else f"invalid resource: {self._summary()}"
         return "\n".join([first, *(f"  {v}" for v in self.violations)])
 

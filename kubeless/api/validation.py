@@ -17,6 +17,7 @@ from kubeless.api.defaults import apply_defaults
 from kubeless.api.errors import InvalidResource, UnknownApiVersion, UnknownKind, Violation, join_path
 from kubeless.api.kinds import API_VERSION, Kind, load_kinds
 from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
+from kubeless.api.ports import repeated_ports
 from kubeless.api.schema import validator_for
 
 if TYPE_CHECKING:
@@ -172,6 +173,19 @@ def _violations(error: "ValidationError") -> Iterator[Violation]:
 
 def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
     """Rules a structural schema cannot say."""
+    yield from _mount_sources(doc)
+    yield from _repeated_ports(doc)
+
+
+def _repeated_ports(doc: dict[str, Any]) -> Iterator[Violation]:
+    spec = doc.get("spec")
+    ports = spec.get("ports") if isinstance(spec, dict) else None
+    for index, first, (number, proto) in repeated_ports(ports if isinstance(ports, list) else []):
+        path = join_path(["spec", "ports", index, "published"])
+        yield Violation(path, f"{number}/{proto} is already published by spec.ports[{first}]")
+
+
+def _mount_sources(doc: dict[str, Any]) -> Iterator[Violation]:
     spec = doc.get("spec")
     template = spec.get("template") if isinstance(spec, dict) else None
     mounts = template.get("mounts") if isinstance(template, dict) else None

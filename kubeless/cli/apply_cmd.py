@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from kubeless.cli import published
-from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.context import CliError, Context, checked_namespace, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.manifests import Manifest, ManifestError, load
 from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
@@ -34,6 +34,8 @@ def validated(files: tuple[str, ...], recursive: bool,
     """Every document, validated and defaulted; all problems reported at once."""
     from kubeless.api import ApiError, validate
 
+    if namespace:
+        checked_namespace(namespace, "-n")
     try:
         manifests = load(files, recursive)
     except ManifestError as err:
@@ -50,6 +52,8 @@ def validated(files: tuple[str, ...], recursive: bool,
             continue
         out.append((m.source, doc))
     problems += duplicates(out)
+    if len(problems) == 1 and "\n" not in problems[0]:
+        raise CliError(f"{problems[0]}; nothing was written")
     if problems:
         count = len(problems)
         head = f"{count} invalid document{'s' if count > 1 else ''}; nothing was written"
