@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from kubeless.cli import published
-from kubeless.cli.context import CliError, Context, checked_namespace, pass_context
+from kubeless.cli.context import USAGE, CliError, Context, checked_namespace, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.manifests import Manifest, ManifestError, load
 from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
@@ -141,9 +141,10 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
           dry_run: bool, prune: bool, selector: str | None) -> None:
     """Create or update resources from files, in one transaction."""
     if prune and not selector:
-        raise CliError("--prune needs a label selector (-l key=value) naming what the files own")
+        raise CliError("--prune needs a label selector (-l key=value) naming what the files own",
+                       USAGE)
     if selector and not prune:
-        raise CliError("-l with apply only selects what --prune may delete; add --prune")
+        raise CliError("-l with apply only selects what --prune may delete; add --prune", USAGE)
     docs = validated(files, recursive, namespace)
 
     async def run(rstore: Any) -> list[Action]:
