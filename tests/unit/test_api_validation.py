@@ -183,6 +183,10 @@ def test_task_validates() -> None:
                      ['metadata.annotations["a b"]: "a b" is not a valid label key: use letters, digits, '
                       "'-', '_' and '.', starting and ending with a letter or digit, at most 63 characters "
                       '(after an optional "prefix/")'], id="annotation-key"),
+        pytest.param(minimal_service(ports=[{"target": 80, "published": 8080},
+                                            {"target": 81, "published": 8080, "mode": "host"}]),
+                     ["spec.ports[1].published: 8080/tcp is already published by spec.ports[0]"],
+                     id="port-published-twice"),
         pytest.param({**minimal_service(), "metadata": {"name": "web", "namespace": "Prod"}},
                      ['metadata.namespace: "Prod" is not a valid namespace: use lowercase letters, digits and '
                       "'-', starting and ending with a letter or digit, at most 63 characters"], id="namespace"),
@@ -234,6 +238,14 @@ def test_invalid_resource_str() -> None:
     assert lines[0] == "web.yaml document 2 (Service default/Web_1): 3 errors"
     assert len(lines) == 4
     assert lines[3].strip() == "spec.replicas: -1 is less than the minimum of 0"
+
+
+def test_invalid_resource_with_one_violation_is_one_line() -> None:
+    with pytest.raises(InvalidResource) as caught:
+        validate(minimal_service(replicas=-1))
+    caught.value.source = "web.yaml:1"
+    assert str(caught.value) == ("web.yaml:1 (Service default/web): spec.replicas: -1 is less "
+                                 "than the minimum of 0")
 
 
 def test_violation_str() -> None:
