@@ -65,7 +65,8 @@ class InvalidResource(ApiError):
     spec.replicas: ...``), else a count and a line per violation.
 
     ``subject`` names the resource when known (``"Service default/web"``);
-    ``source`` is set by callers that read files.
+    ``source`` is set by callers that read files. Shown on one line when there
+    is one violation, else a summary line and one indented line per violation.
     """
 
     def __init__(

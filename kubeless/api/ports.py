@@ -81,16 +81,27 @@ def holdings(service: Resource) -> list[Holding]:
             for p in _ports(service) if p.get("published")]
 
 
+def repeated_ports(ports: Sequence[Any]) -> list[tuple[int, int, PortKey]]:
+    """(index, index of its first use, (number, protocol)) for every entry of a
+    ``spec.ports`` list that publishes a number and protocol an earlier entry does."""
+    first: dict[PortKey, int] = {}
+    out = []
+    for index, port in enumerate(ports):
+        if not isinstance(port, dict) or not isinstance(port.get("published"), int):
+            continue
+        key = (port["published"], _protocol(port))
+        if key in first:
+            out.append((index, first[key], key))
+        else:
+            first[key] = index
+    return out
+
+
 def own_duplicates(service: Resource) -> list[str]:
     """Messages for a number and protocol a service publishes twice."""
-    seen: set[PortKey] = set()
-    out = []
-    for h in holdings(service):
-        if h.key in seen:
-            out.append(f"service {h.service}: published port {h.published}/{h.protocol} "
-                       "is declared twice")
-        seen.add(h.key)
-    return out
+    ref = service_ref(service)
+    return [f"service {ref}: published port {number}/{proto} is declared twice"
+            for _, _, (number, proto) in repeated_ports(_ports(service))]
 
 
 def conflicts(service: Resource, others: Iterable[Resource]) -> list[str]:

@@ -23,6 +23,7 @@ from kubeless.api.errors import InvalidResource, UnknownApiVersion, UnknownKind,
 from kubeless.api.images import image_error
 from kubeless.api.kinds import API_VERSION, Kind, load_kinds
 from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
+from kubeless.api.ports import repeated_ports
 from kubeless.api.schema import validator_for
 
 if TYPE_CHECKING:
@@ -177,7 +178,8 @@ def _violations(error: "ValidationError") -> Iterator[Violation]:
 
 
 def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
-    """Rules a structural schema cannot say: grammars (images, constraints) and mounts."""
+    """Rules a structural schema cannot say: grammars (images, constraints), mounts, ports."""
+    yield from _repeated_ports(doc)
     spec = doc.get("spec")
     template = spec.get("template") if isinstance(spec, dict) else None
     if isinstance(template, dict):
@@ -186,6 +188,14 @@ def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
     placement = spec.get("placement") if isinstance(spec, dict) else None
     if isinstance(placement, dict):
         yield from _placement(placement)
+
+
+def _repeated_ports(doc: dict[str, Any]) -> Iterator[Violation]:
+    spec = doc.get("spec")
+    ports = spec.get("ports") if isinstance(spec, dict) else None
+    for index, first, (number, proto) in repeated_ports(ports if isinstance(ports, list) else []):
+        path = join_path(["spec", "ports", index, "published"])
+        yield Violation(path, f"{number}/{proto} is already published by spec.ports[{first}]")
 
 
 def _image(template: dict[str, Any]) -> Iterator[Violation]:

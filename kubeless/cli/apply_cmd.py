@@ -18,7 +18,7 @@ import click
 
 from kubeless.api.selectors import Selector
 from kubeless.cli import published
-from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.context import USAGE, CliError, Context, checked_namespace, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.manifests import Manifest, ManifestError, load
 from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
@@ -36,6 +36,8 @@ def validated(files: tuple[str, ...], recursive: bool,
     """Every document, validated and defaulted; all problems reported at once."""
     from kubeless.api import ApiError, validate
 
+    if namespace:
+        checked_namespace(namespace, "-n")
     try:
         manifests = load(files, recursive)
     except ManifestError as err:
@@ -135,9 +137,10 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
           dry_run: bool, prune: bool, selector: str | None) -> None:
     """Create or update resources from files, in one transaction."""
     if prune and not selector:
-        raise CliError("--prune needs a label selector (-l key=value) naming what the files own")
+        raise CliError("--prune needs a label selector (-l key=value) naming what the files own",
+                       USAGE)
     if selector and not prune:
-        raise CliError("-l with apply only selects what --prune may delete; add --prune")
+        raise CliError("-l with apply only selects what --prune may delete; add --prune", USAGE)
     sel = narrowing_selector(selector) if prune and selector else None
     docs = validated(files, recursive, namespace)
 

@@ -4,7 +4,9 @@
 runs ``fn(store)`` on an event loop, and closes the channel, so a command
 body is one small coroutine. User-facing failures are ``CliError``: one
 clear line first, and an exit code; ``main`` prints them without a
-traceback.
+traceback. Exit codes: ``USAGE`` (2) when the command line or a
+``KUBELESS_*`` variable cannot be read (an unknown flag, a missing
+argument, a flag value that is not valid), 1 for every other failure.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ T = TypeVar("T")
 
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
 DEFAULT_PREFIX = "/kubeless"
+USAGE = 2  # the exit code of a command line that cannot be read, as click's
 
 
 class CliError(click.ClickException):
-    """A user-facing failure: printed as ``error: <message>``, exits with ``code``."""
+    """A user-facing failure: printed as ``error: <message>``, exits with ``code``
+    (``USAGE`` for a bad command line, 1 otherwise)."""
 
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
@@ -52,7 +56,7 @@ class Context:
         try:
             rstore = store.connect(self.endpoints, self.prefix, retry_for=self.timeout)
         except store.BadEndpoint as err:
-            raise CliError(str(err)) from None
+            raise CliError(str(err), USAGE) from None
         try:
             return await fn(rstore)
         finally:
@@ -60,7 +64,22 @@ class Context:
 
 
 def current_namespace(namespace: str | None) -> str:
-    return namespace or os.environ.get("KUBELESS_NAMESPACE") or "default"
+    """The namespace a command works in: ``-n``, else ``KUBELESS_NAMESPACE``, else default;
+    a usage error when the one given is not a valid namespace."""
+    if namespace:
+        return checked_namespace(namespace, "-n")
+    from_env = os.environ.get("KUBELESS_NAMESPACE")
+    return checked_namespace(from_env, "KUBELESS_NAMESPACE") if from_env else "default"
+
+
+def checked_namespace(namespace: str, given_by: str) -> str:
+    """``namespace`` when it is a valid namespace; else CliError(USAGE) naming ``given_by``."""
+    from kubeless.api.names import namespace_error
+
+    error = namespace_error(namespace)
+    if error is not None:
+        raise CliError(f"invalid {given_by}: {error}", USAGE)
+    return namespace
 
 
 pass_context = click.make_pass_decorator(Context)

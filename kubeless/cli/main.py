@@ -1,17 +1,23 @@
 """The ``kubeless`` command: global options, the command tree, and error handling.
 
 Every failure a user can cause ends here as ``error: <one line>`` (details
-may follow on later lines) and a non-zero exit, never a traceback.
+may follow on later lines) and a non-zero exit, never a traceback: exit 2
+(``USAGE``) when the command line cannot be read - click's own usage errors
+(an unknown flag or command, a missing argument, a value click's types
+refuse) are printed the same way, on one line, instead of click's usage
+block - and 1 for every other failure.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import sys
+from typing import Any
 
 import click
 
-from kubeless.cli.context import DEFAULT_ENDPOINTS, DEFAULT_PREFIX, CliError, Context
+from kubeless.cli.context import DEFAULT_ENDPOINTS, DEFAULT_PREFIX, USAGE, CliError, Context
 
 # Command name -> "module:attribute". Modules load only when their command
 # runs: `kubeless get` must start fast (grpc alone costs ~90 ms of imports).
@@ -45,12 +51,28 @@ class LazyGroup(click.Group):
         return command
 
 
+class Seconds(click.ParamType):
+    """A number of seconds greater than 0 (``--timeout``): not negative, zero, nan or inf."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} is not a number of seconds greater than 0, e.g. 5", param, ctx)
+        return seconds
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--endpoints", envvar="KUBELESS_ENDPOINTS", default=DEFAULT_ENDPOINTS,
               show_default=True, help="etcd endpoints, comma-separated [env KUBELESS_ENDPOINTS].")
 @click.option("--prefix", envvar="KUBELESS_PREFIX", default=DEFAULT_PREFIX, show_default=True,
               help="Key prefix of this cluster in etcd [env KUBELESS_PREFIX].")
-@click.option("--timeout", type=float, default=5.0, show_default=True,
+@click.option("--timeout", type=Seconds(), default=5.0, show_default=True,
               help="Seconds to wait for etcd before giving up.")
 @click.version_option(package_name="kubeless")
 @click.pass_context
@@ -67,7 +89,7 @@ def main() -> None:
     from kubeless.store import StoreError
 
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="kubeless", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -76,8 +98,11 @@ def main() -> None:
     except CliError as err:
         err.show()
         sys.exit(err.exit_code)
-    except click.ClickException as err:  # usage errors: bad flags, missing arguments
-        err.show()
+    except click.UsageError as err:  # click's: unknown flags, missing arguments, bad values
+        click.echo(f"error: {usage_line(err)}", err=True)
+        sys.exit(USAGE)
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
     except StoreError as err:
         click.echo(f"error: {err}", err=True)
@@ -86,6 +111,16 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+
+
+def usage_line(err: click.UsageError) -> str:
+    """click's message on one line, pointing at the command's help when it is known."""
+    message = " ".join(err.format_message().split())
+    if err.ctx is None:
+        return message
+    if not message.endswith((".", "?")):
+        message += "."
+    return f"{message} See '{err.ctx.command_path} --help'."
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from kubeless.cli.context import CliError, Context, pass_context
+from kubeless.cli.context import USAGE, CliError, Context, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.printers import format_rows
 
@@ -136,7 +136,7 @@ def _label_changes(adds: tuple[str, ...], removes: tuple[str, ...]) -> Change:
     for item in adds:
         key, sep, value = item.partition("=")
         if not key:
-            raise CliError(f"invalid --label-add {item!r}: use key=value")
+            raise CliError(f"invalid --label-add {item!r}: use key=value", USAGE)
         pairs.append((key, value if sep else ""))
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import click
 
 from kubeless.api import Kind
 from kubeless.api.selectors import Selector
-from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.printers import OUTPUTS, describe as describe_text, render, table
 from kubeless.cli.selector_flag import SELECTOR_HELP, narrowing_selector, selector_of
@@ -202,14 +202,14 @@ def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[
     """Delete resources: by files (-f), by KIND NAME..., or by KIND -l selector."""
     if files:
         if kind:
-            raise CliError("give either -f FILES or KIND NAME, not both")
+            raise CliError("give either -f FILES or KIND NAME, not both", USAGE)
         from kubeless.cli.apply_cmd import delete_from_files
 
         for line in delete_from_files(ctx, files, recursive, namespace, ignore_not_found):
             click.echo(line)
         return
     if not kind or not (names or selector):
-        raise CliError("say what to delete: -f FILE, KIND NAME..., or KIND -l key=value")
+        raise CliError("say what to delete: -f FILE, KIND NAME..., or KIND -l key=value", USAGE)
     k = _kind(kind)
     ns = current_namespace(namespace) if k.namespaced else None
     sel = narrowing_selector(selector) if selector else None

@@ -19,7 +19,7 @@ import click
 
 from kubeless.api import ports
 from kubeless.cli import published
-from kubeless.cli.context import CliError, Context, current_namespace, pass_context
+from kubeless.cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless.cli.flags import flag
 from kubeless.cli.plan import merge
 from kubeless.cli.printers import decorate, format_rows, ports_text
@@ -83,7 +83,7 @@ def create(ctx: Context, image: str, command: tuple[str, ...], namespace: str | 
     try:
         doc = build_service(_flags(namespace, image=image, command=command, **values))
     except FlagError as err:
-        raise CliError(str(err)) from None
+        raise CliError(str(err), USAGE) from None
     doc = _validated(doc)
 
     async def run(rstore: Any) -> None:
@@ -162,13 +162,13 @@ def update(ctx: Context, name: str, namespace: str | None, detach: bool, **value
     try:
         flags = _flags(ns, name=name, **values)
     except FlagError as err:
-        raise CliError(str(err)) from None
+        raise CliError(str(err), USAGE) from None
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
         try:
             return update_service(doc, flags)
         except FlagError as err:
-            raise CliError(str(err)) from None
+            raise CliError(str(err), USAGE) from None
 
     ctx.run(lambda rstore: _read_modify_write(rstore, name, ns, change))
     click.echo(name)
@@ -186,7 +186,7 @@ def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: b
     for pair in pairs:
         name, sep, count = pair.partition("=")
         if not sep or not count.isdigit():
-            raise CliError(f"invalid scale {pair!r}: use SERVICE=REPLICAS, e.g. web=3")
+            raise CliError(f"invalid scale {pair!r}: use SERVICE=REPLICAS, e.g. web=3", USAGE)
         wanted.append((name, int(count)))
 
     def set_replicas(count: int) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -55,7 +55,10 @@ def parse_endpoints(text: str | list[str] | tuple[str, ...]) -> tuple[Endpoint, 
 
 
 def _parse_one(text: str) -> Endpoint:
-    url = urlsplit(text if "://" in text else f"http://{text}")
+    try:
+        url = urlsplit(text if "://" in text else f"http://{text}")
+    except ValueError as err:  # "Invalid IPv6 URL": an unclosed [
+        raise BadEndpoint(f"etcd endpoint {text!r}: {err}") from None
     if url.scheme not in ("http", "https"):
         raise BadEndpoint(f"etcd endpoint {text!r}: scheme must be http or https")
     if url.scheme == "https":

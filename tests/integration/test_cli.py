@@ -225,7 +225,7 @@ def test_the_seeds_commands_with_boolean_values(kubeless: Run) -> None:
     assert spec["forceUpdate"] == 0 and doc["metadata"]["generation"] == 2
     bad = kubeless("service", "update", "--force=maybe", "web")
     assert bad.returncode == 2 and bad.stderr.strip() == \
-        "Error: Option '--force' takes true or false, not 'maybe'."
+        "error: Option '--force' takes true or false, not 'maybe'."
     assert yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout) == doc
 
 

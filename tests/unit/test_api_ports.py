@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubeless.api.ports import (DYNAMIC_RANGE, carry_over, conflicts, holdings, own_duplicates,
-                                plan_ports)
+                                plan_ports, repeated_ports)
 
 Resource = dict[str, Any]
 
@@ -75,6 +75,24 @@ def test_a_service_may_not_publish_one_number_twice() -> None:
                                    "twice"]
     assert own_duplicates(svc("web", {"target": 80, "published": 8080},
                               {"target": 80, "published": 8080, "protocol": "udp"})) == []
+
+
+REPEATED: dict[str, tuple[list[Any], list[tuple[int, int, tuple[int, str]]]]] = {
+    "none": ([{"target": 80, "published": 80}, {"target": 81, "published": 81}], []),
+    "tcp and udp are apart": ([{"target": 53, "published": 53},
+                               {"target": 53, "published": 53, "protocol": "udp"}], []),
+    "unnumbered ports hold nothing": ([{"target": 80}, {"target": 80}], []),
+    "third repeats the first": ([{"target": 80, "published": 80}, {"target": 81},
+                                 {"target": 82, "published": 80, "mode": "host"}],
+                                [(2, 0, (80, "tcp"))]),
+    "not mappings are skipped": (["80", {"target": 80, "published": 80}], []),
+}
+
+
+@pytest.mark.parametrize("case", REPEATED)
+def test_repeated_ports(case: str) -> None:
+    ports, want = REPEATED[case]
+    assert repeated_ports(ports) == want
 
 
 # -- allocation and carry-over ----------------------------------------------------------

@@ -202,6 +202,10 @@ def test_task_validates() -> None:
                      ['metadata.annotations["a b"]: "a b" is not a valid label key: use letters, digits, '
                       "'-', '_' and '.', starting and ending with a letter or digit, at most 63 characters "
                       '(after an optional "prefix/")'], id="annotation-key"),
+        pytest.param(minimal_service(ports=[{"target": 80, "published": 8080},
+                                            {"target": 81, "published": 8080, "mode": "host"}]),
+                     ["spec.ports[1].published: 8080/tcp is already published by spec.ports[0]"],
+                     id="port-published-twice"),
         pytest.param({**minimal_service(), "metadata": {"name": "web", "namespace": "Prod"}},
                      ['metadata.namespace: "Prod" is not a valid namespace: use lowercase letters, digits and '
                       "'-', starting and ending with a letter or digit, at most 63 characters"], id="namespace"),

@@ -121,7 +121,7 @@ def test_a_bad_value_on_the_command_line_is_one_line_and_exit_2() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == \
-        ["Error: Option '--detach' takes true or false, not 'maybe'."]
+        ["error: Option '--detach' takes true or false, not 'maybe'."]
 
 
 def _every_command(cmd: click.Command, ctx: click.Context, path: str) -> list[tuple[str, click.Command]]:
