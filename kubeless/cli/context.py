@@ -77,9 +77,10 @@ class Context:
 def _writing() -> bool:
     """Whether the command running now writes (``kubeless service create`` ...)."""
     click_ctx = click.get_current_context(silent=True)
-    if click_ctx is None:
-        return False
-    words = click_ctx.command_path.split()[1:]  # without the program's name
+    words: list[str] = []
+    while click_ctx is not None and click_ctx.parent is not None:  # the root is the program
+        words.insert(0, click_ctx.info_name or "")
+        click_ctx = click_ctx.parent
     return " ".join(words) in WRITING_COMMANDS
 
 

@@ -225,17 +225,10 @@ class ResourceStore:
         await txn.commit()
 
     async def delete_invalid(self, err: CorruptValue) -> None:
-        """Delete a value that does not decode (and its status key), comparing the
-        mod_revision it was read at: a value rewritten meanwhile is kept (Conflict)."""
-        ref = self.keys.parse(err.key)
-        ops: list[Put | Delete] = [Delete(err.key)]
-        status_key = self.keys.status(ref.kind, ref.name, ref.namespace) if ref else None
-        if status_key:
-            ops.append(Delete(status_key))
-        res = await self.etcd.txn([Compare(err.key, "mod", "==", err.mod_revision)], ops)
-        if not res.succeeded:
-            raise Conflict(f"cannot delete {err.key}: it changed since it was read "
-                           f"(mod revision {err.mod_revision}); read it again and retry")
+        """Delete a value that does not decode, compare-guarded (see ResourceTxn)."""
+        txn = self.transaction()
+        txn.delete_invalid(err)
+        await txn.commit()
 
     async def write_status(self, obj: Resource, status: dict[str, Any],
                            status_revision: int = 0) -> int:
@@ -318,6 +311,17 @@ class ResourceTxn:
         if status_key:
             self.ops.append(Delete(status_key))
         self._remember(obj, key, "delete")
+
+    def delete_invalid(self, err: CorruptValue) -> None:
+        """Delete a value that is not a resource (and its status key), comparing the
+        mod_revision it was read at: a value rewritten meanwhile is kept (Conflict)."""
+        self.compares.append(Compare(err.key, "mod", "==", err.mod_revision))
+        self.ops.append(Delete(err.key))
+        ref = self.store.keys.parse(err.key)
+        status_key = self.store.keys.status(ref.kind, ref.name, ref.namespace) if ref else None
+        if status_key:
+            self.ops.append(Delete(status_key))
+        self._refs[err.key] = (err.key, "delete")
 
     def _status_put(self, obj: Resource) -> None:
         kind, ns, name = identity(obj)
