@@ -20,6 +20,14 @@ Long lists are cut into transactions of at most ``max_ops`` etcd operations
 most ``concurrency`` in flight. Each batch succeeds or fails on its own: a
 conflicting batch is reported (with the keys whose compare failed) for the
 caller to requeue, never raised. A failed fence raises ``NotLeader``.
+
+One operation etcd can never take must not block the others: a batch etcd
+refuses as too large (``TooLarge``: over its --max-request-bytes or
+--max-txn-ops) is split in halves, and the halves committed on their own,
+until the offender is alone; it is then skipped and reported in
+``ApplyResult.too_large`` (not an error: retrying cannot help), for its
+controller to say why on the resource (the scheduler on the task, replication
+on the service's status).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from controllers.ops import (AssignTask, CreateTask, DeleteTask, Op, UpdateTask,
                              WriteServiceStatus)
 from kubeless.api.tasks import state_index
 from kubeless.store import (Compare, Conflict, Delete, KeyValue, Put, ResourceStore, ResourceTxn,
-                            StoreError)
+                            StoreError, TooLarge)
 from kubeless.store.codec import encode_yaml
 
 from .errors import NotLeader
@@ -56,6 +64,7 @@ class BatchResult:
     revision: int = 0                     # the commit's revision when it succeeded
     conflicts: tuple[str, ...] = ()       # keys whose compare failed
     error: StoreError | None = None       # etcd failed (Unavailable...): outcome unknown
+    too_large: int = 0                    # etcd refused this lone operation: its request bytes
 
     @property
     def ok(self) -> bool:
@@ -77,7 +86,13 @@ class ApplyResult:
 
     @property
     def failed_ops(self) -> list[Op]:
-        return [op for b in self.batches if not b.ok for op in b.ops]
+        """What did not land and may on a retry (skipped ``too_large`` ones excluded)."""
+        return [op for b in self.batches if not b.ok and not b.too_large for op in b.ops]
+
+    @property
+    def too_large(self) -> list[tuple[Op, int]]:
+        """Operations skipped because etcd refuses them even alone, with their request bytes."""
+        return [(b.ops[0], b.too_large) for b in self.batches if b.too_large]
 
     @property
     def conflicts(self) -> list[str]:
@@ -92,7 +107,7 @@ class ApplyResult:
         requeues the key with backoff; the batches that landed stay written."""
         if self.errors:
             raise self.errors[0]
-        if not self.ok:
+        if self.failed_ops:
             raise Conflict(f"{len(self.failed_ops)} operations conflicted on "
                            f"{', '.join(self.conflicts) or 'keys that changed meanwhile'}")
         return self
@@ -203,9 +218,9 @@ class Applier:
         fence = self.fence.fence()  # NotLeader at once when we know we do not lead
         slots = asyncio.Semaphore(self.concurrency)
 
-        async def one(group: tuple[Op, ...], txn: ResourceTxn) -> BatchResult:
+        async def one(group: tuple[Op, ...], txn: ResourceTxn) -> list[BatchResult]:
             async with slots:
-                return await self._commit(group, txn, fence)
+                return await self._commit_or_split(group, txn, fence)
 
         outcomes = await asyncio.gather(*(one(g, t) for g, t in self.batches(ops)),
                                         return_exceptions=True)
@@ -213,14 +228,35 @@ class Applier:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome  # NotLeader, or a bug
-            results.append(outcome)
+            results.extend(outcome)
         return ApplyResult(results)
+
+    async def _commit_or_split(self, group: tuple[Op, ...], txn: ResourceTxn,
+                               fence: Compare) -> list[BatchResult]:
+        """Commit one batch; when etcd refuses it as too large, each half on its own
+        (in turn), down to the lone operation etcd refuses, which is skipped."""
+        try:
+            return [await self._commit(group, txn, fence)]
+        except TooLarge as err:
+            if len(group) == 1:
+                log.warning("etcd refuses %s even alone (%d bytes): skipped; %s",
+                            describe_op(group[0]), err.size, err)
+                return [BatchResult(group, too_large=err.size or 1)]
+        half = len(group) // 2
+        out: list[BatchResult] = []
+        for part in (group[:half], group[half:]):
+            for sub_group, sub_txn in self.batches(part):
+                out.extend(await self._commit_or_split(sub_group, sub_txn, fence))
+        return out
 
     async def _commit(self, group: tuple[Op, ...], txn: ResourceTxn,
                       fence: Compare) -> BatchResult:
+        """One transaction; TooLarge when etcd refuses it for its size."""
         compares = [fence, *txn.compares]
         try:
             res = await self.store.etcd.txn(compares, txn.ops)
+        except TooLarge:
+            raise
         except StoreError as err:
             log.warning("applying %d operations failed: %s", len(group), err)
             return BatchResult(group, error=err)
@@ -236,6 +272,23 @@ class Applier:
         log.info("a batch of %d operations conflicted on %s", len(group),
                  ", ".join(failed) or "keys that changed back meanwhile")
         return BatchResult(group, conflicts=failed)
+
+
+def too_large_message(size: int, verb: str) -> str:
+    """What a resource says when etcd refuses to ``verb`` its task (``service ps`` and
+    ``describe`` show it): "task too large for etcd: assigning it is a N-byte request..."."""
+    return (f"task too large for etcd: {verb} it is a {size}-byte request, more than etcd "
+            f"accepts (--max-request-bytes); make the service smaller")
+
+
+def describe_op(op: Op) -> str:
+    """``AssignTask default/web/abc`` (for logs)."""
+    task = getattr(op, "task", None)
+    if isinstance(task, dict):
+        meta = task.get("metadata") or {}
+        service = (task.get("spec") or {}).get("serviceName", "")
+        return f"{type(op).__name__} {meta.get('namespace')}/{service}/{meta.get('name')}"
+    return f"{type(op).__name__} {getattr(op, 'namespace', '')}/{getattr(op, 'name', '')}"
 
 
 def _holds(c: Compare, kv: KeyValue | None) -> bool:

@@ -4,7 +4,9 @@ Events map to services: a service's spec, any of its tasks, an agent's
 report on one of its tasks, and, for global services, any node or
 heartbeat change. Reconcile validates the service (an invalid one is left
 alone and says why in its status), asks ``reconcile_service`` what to do,
-commits it, and writes the service status when it changed.
+commits it, and writes the service status when it changed. A task etcd
+refuses to create even alone (too large: the applier skips it) leaves the
+service a ``TasksWritten`` condition saying so, and the others are written.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ from kubeless.api import ApiError
 from kubeless.store import ResourceStore
 
 from controllers.base import ViewController
-from controllers.ops import WriteServiceStatus
+from controllers.framework.applier import too_large_message
+from controllers.ops import CreateTask, WriteServiceStatus
 from controllers.replication.decide import reconcile_service, service_status
 from controllers.replication.global_mode import eligibility
 
 Resource = dict[str, Any]
+
+
+def invalid_message(err: ApiError) -> str:
+    """One line: every violation of an invalid service (what ``get`` warns with)."""
+    violations = getattr(err, "violations", None)
+    if violations:
+        return "; ".join(str(v) for v in violations)
+    return str(err).splitlines()[0]
 
 
 class ReplicationController(ViewController):
@@ -88,17 +99,22 @@ class ReplicationController(ViewController):
             await self._write_status(ns, name, current_status, {
                 "observedGeneration": stored["metadata"].get("generation"),
                 "conditions": [{"type": "Valid", "status": "False",
-                                "message": str(service).splitlines()[0],
+                                "message": invalid_message(service),
                                 "detail": str(service)}]})
             return None
         nodes = self.view.nodes()
         eligible = eligibility(service)
         decision = reconcile_service(service, tasks, nodes, self.now(), eligible=eligible,
                                      node_ids=self.view.node_ids())
+        status: dict[str, Any] = {}
         if decision.ops:
-            await self.apply(decision.ops)
+            result = await self.apply(decision.ops)
             tasks = self.view.tasks_of(ns, name)  # as the writes left them
-        status = service_status(service, tasks, nodes, eligible=eligible)
+            refused = [size for op, size in result.too_large if isinstance(op, CreateTask)]
+            if refused:
+                status["conditions"] = [{"type": "TasksWritten", "status": "False",
+                                         "message": too_large_message(max(refused), "creating")}]
+        status.update(service_status(service, tasks, nodes, eligible=eligible))
         await self._write_status(ns, name, current_status, status)
         return decision.requeue_after
 

@@ -10,7 +10,9 @@ Tasks just written are held "in flight" (counted on their node, not planned
 again) until the cache shows them, as kube-scheduler assumes pods it binds,
 so a pass never waits for the informer to see the last one. Tasks no node accepts keep waiting with the reason in
 ``status.message`` and ``status.error`` (what ``service ps`` shows), and
-are placed as soon as a node fits.
+are placed as soon as a node fits. A task whose assignment etcd refuses as
+too large (the applier skips it, see applier.py) says so the same way and is
+not planned again while this process leads: it could never be written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from controllers.base import ViewController
 from controllers.view import is_waiting
 from controllers.ops import AssignTask, Op, UpdateTask
 from controllers import metrics
-from controllers.framework import ControllerContext
+from controllers.framework import ApplyResult, ControllerContext
+from controllers.framework.applier import too_large_message
 from controllers.scheduler.aggregates import NodeAggregates
 from controllers.scheduler.request import Usage
 from controllers.scheduler.plan import plan_placements
@@ -51,6 +54,9 @@ class SchedulerController(ViewController):
         # informer after committing; an entry goes once the cache shows another
         # version of the task (ours, or whoever's write won), or when the write failed.
         self._in_flight: dict[str, tuple[Any, str | None, Usage | None]] = {}
+        # Task keys whose assignment etcd refused as too large: never planned again
+        # (a task's spec does not change); forgotten when the task goes.
+        self._too_large: set[str] = set()
 
     def setup(self, ctx: ControllerContext) -> None:
         super().setup(ctx)
@@ -81,7 +87,8 @@ class SchedulerController(ViewController):
         self._settle()
         view = self.view
         pending = [t for t in map(view.effective, [k for k in view.waiting
-                                                   if k not in self._in_flight])
+                                                   if k not in self._in_flight
+                                                   and k not in self._too_large])
                    if t is not None]
         if not pending:
             return None
@@ -102,7 +109,8 @@ class SchedulerController(ViewController):
             if status.get("message") != u.reason or status.get("error") != u.reason:
                 ops.append(UpdateTask(self._stored(u.task, status={
                     **status, "message": u.reason, "error": u.reason}), "unschedulable"))
-        await self._commit(ops)
+        result = await self._commit(ops)
+        await self._commit(self._refused(result))
         for a in plan.assignments:
             created = created_at(a.task)
             if created is not None:
@@ -124,13 +132,35 @@ class SchedulerController(ViewController):
                 task = tasks.get(key)
                 if task is None or task["metadata"].get("resourceVersion") != flight[0]:
                     del self._in_flight[key]
+            if key not in tasks:
+                self._too_large.discard(key)
 
-    async def _commit(self, ops: list[Op]) -> None:
+    def _refused(self, result: ApplyResult | None) -> list[Op]:
+        """Status updates saying why the tasks etcd refused to assign will wait forever."""
+        ops: list[Op] = []
+        for op, size in result.too_large if result else ():
+            if not isinstance(op, AssignTask):
+                continue
+            key = self.view.task_key_by_id.get(op.task["metadata"]["name"])
+            if key is None or key in self._too_large:
+                continue
+            self._too_large.add(key)
+            task = self.view.effective(key)
+            if task is None:
+                continue
+            reason = too_large_message(size, "assigning")
+            status = task.get("status") or {}
+            if status.get("message") != reason or status.get("error") != reason:
+                ops.append(UpdateTask(self._stored(task, status={
+                    **status, "message": reason, "error": reason}), "too large"))
+        return ops
+
+    async def _commit(self, ops: list[Op]) -> ApplyResult | None:
         """Commit (fenced, batched), holding each task as in flight meanwhile and after,
         until the cache shows it; a write that did not land is forgotten at once so
         the next pass plans its task again. Raises as ``apply`` does."""
         if not ops:
-            return
+            return None
         keys = self.view.task_key_by_id
         for op in ops:
             assert isinstance(op, (AssignTask, UpdateTask))
@@ -149,7 +179,7 @@ class SchedulerController(ViewController):
                 for op in batch.ops:
                     assert isinstance(op, (AssignTask, UpdateTask))
                     self._in_flight.pop(keys.get(op.task["metadata"]["name"], ""), None)
-        result.check()
+        return result.check()
 
     @staticmethod
     def _stored(task: Resource, **changes: Any) -> Resource:

@@ -22,6 +22,7 @@ from kubeless.api.defaults import apply_defaults
 from kubeless.api.errors import InvalidResource, UnknownApiVersion, UnknownKind, Violation, join_path
 from kubeless.api.images import image_error
 from kubeless.api.kinds import API_VERSION, Kind, load_kinds
+from kubeless.api.limits import size_violations
 from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
 from kubeless.api.ports import repeated_ports
 from kubeless.api.schema import validator_for
@@ -51,7 +52,8 @@ def validate(doc: Any) -> dict[str, Any]:
         raise InvalidResource([Violation("", f"a resource must be a mapping, not {what}")])
     kind = kind_of(doc)
     out: dict[str, Any] = apply_defaults(kind.schema, doc)
-    found = [*_top_level(out), *_metadata(kind, out), *_schema(kind, out), *_semantics(kind, out)]
+    found = [*_top_level(out), *_metadata(kind, out), *_schema(kind, out), *_semantics(kind, out),
+             *size_violations(kind.kind, out)]
     violations = list(dict.fromkeys(found))
     if violations:
         raise InvalidResource(violations, subject=describe(kind, out))

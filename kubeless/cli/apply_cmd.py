@@ -75,11 +75,25 @@ def _with_namespace(m: Manifest, namespace: str | None) -> dict[str, Any]:
     return {**doc, "metadata": {**meta, "namespace": namespace}}
 
 
-async def _live(rstore: Any, docs: list[tuple[str, dict[str, Any]]]) -> dict[Any, Any]:
+async def _live(rstore: Any, docs: list[tuple[str, dict[str, Any]]],
+                invalid: dict[Any, Any] | None = None) -> dict[Any, Any]:
+    """What etcd holds for each document. A value there that is not a resource goes
+    in ``invalid`` (CorruptValue by ref) when given (delete -f removes it), else it
+    stops the command: apply will not overwrite what it cannot read."""
+    from kubeless.store import CorruptValue
+
     live = {}
-    for _, doc in docs:
+    for source, doc in docs:
         kind, ns, name = ref_of(doc)
-        current = await rstore.get(kind, name, ns)
+        try:
+            current = await rstore.get(kind, name, ns)
+        except CorruptValue as err:
+            if invalid is None:
+                raise CliError(f"{source}: {kind.lower()} \"{name}\" in etcd is not a valid "
+                               f"resource ({err.reason}); remove it first: kubeless delete "
+                               f"{kind.lower()} {name}; nothing was written") from None
+            invalid[(kind, ns, name)] = err
+            continue
         if current is not None:
             live[(kind, ns, name)] = current
     return live
@@ -223,13 +237,17 @@ def delete_from_files(ctx: Context, files: tuple[str, ...], recursive: bool,
     async def run(rstore: Any) -> list[str]:
         from kubeless.store import StoreError
 
-        live = await _live(rstore, docs)
+        invalid: dict[Any, Any] = {}
+        live = await _live(rstore, docs, invalid)
         txn = rstore.transaction()
         gone = []
         for _, doc in docs:
             ref = ref_of(doc)
-            if ref in live:
-                txn.delete(live[ref])
+            if ref in live or ref in invalid:
+                if ref in live:
+                    txn.delete(live[ref])
+                else:
+                    txn.delete_invalid(invalid[ref])
                 gone.append(f'{ref[0].lower()} "{ref[2]}" deleted')
             elif not ignore_not_found:
                 raise CliError(f'{ref[0].lower()} "{ref[2]}" not found; nothing was deleted')

@@ -7,6 +7,13 @@ clear line first, and an exit code; ``main`` prints them without a
 traceback. Exit codes: ``USAGE`` (2) when the command line or a
 ``KUBELESS_*`` variable cannot be read (an unknown flag, a missing
 argument, a flag value that is not valid), 1 for every other failure.
+traceback.
+
+Before a writing command (``WRITING_COMMANDS``) runs, one cheap read checks
+that the prefix holds a cluster (its record, or any node); when it holds
+neither, a warning says so on stderr, since a mistyped ``--prefix`` or
+``KUBELESS_PREFIX`` would otherwise write where no controller looks. The
+exit code is unchanged: tests and benchmarks write into fresh prefixes.
 """
 
 from __future__ import annotations
@@ -27,6 +34,14 @@ T = TypeVar("T")
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
 DEFAULT_PREFIX = "/kubeless"
 USAGE = 2  # the exit code of a command line that cannot be read, as click's
+
+# Commands (words after ``kubeless``) that write desired state into the prefix.
+WRITING_COMMANDS = frozenset({
+    "apply", "delete",
+    "service create", "service update", "service scale", "service rm", "service rollback",
+    "rollout undo", "rollout pause", "rollout resume",
+    "node update", "node promote", "node demote", "node rm",
+})
 
 
 class CliError(click.ClickException):
@@ -58,9 +73,46 @@ class Context:
         except store.BadEndpoint as err:
             raise CliError(str(err), USAGE) from None
         try:
+            if _writing():
+                await warn_if_no_cluster(rstore, self.endpoints, self.prefix)
             return await fn(rstore)
         finally:
             await rstore.etcd.close()
+
+
+def _writing() -> bool:
+    """Whether the command running now writes (``kubeless service create`` ...)."""
+    click_ctx = click.get_current_context(silent=True)
+    words: list[str] = []
+    while click_ctx is not None and click_ctx.parent is not None:  # the root is the program
+        words.insert(0, click_ctx.info_name or "")
+        click_ctx = click_ctx.parent
+    return " ".join(words) in WRITING_COMMANDS
+
+
+async def warn_if_no_cluster(rstore: ResourceStore, endpoints: str, prefix: str) -> None:
+    """Warn on stderr when the prefix holds no cluster record and no node: one read
+    of the record, and only when it is missing a count of node keys (``count_only``).
+    An unreachable etcd fails the command here (it could write nothing either);
+    any other failed read says nothing, and the command goes on."""
+    from kubeless.store import StoreError, Unavailable
+    from kubeless.store.etcd import prefix_end
+
+    keys = rstore.keys
+    try:
+        _, _, records, _ = await rstore.etcd.range(keys.cluster(), count_only=True)
+        if records:
+            return
+        _, _, nodes, _ = await rstore.etcd.range(keys.kind_prefix("Node"),
+                                                 prefix_end(keys.kind_prefix("Node")),
+                                                 count_only=True)
+    except Unavailable:
+        raise
+    except StoreError:
+        return
+    if nodes == 0:
+        click.echo(f"warning: no cluster at prefix {prefix} in {endpoints}: no cluster record "
+                   f"and no nodes (is --prefix or KUBELESS_PREFIX right?)", err=True)
 
 
 def current_namespace(namespace: str | None) -> str:

@@ -83,8 +83,10 @@ def ls(ctx: Context, quiet: bool) -> None:
         return result, leaders, live
 
     result, leaders, live = ctx.run(run)
-    for err in result.skipped:
-        click.echo(f"warning: skipped {err}", err=True)
+    from kubeless.cli.read_cmds import warn_skipped
+    from kubeless.store import Keyspace
+
+    warn_skipped("node", result.skipped, Keyspace(ctx.prefix))
     if quiet:
         click.echo("".join(f"{n['metadata']['name']}\n" for n in result.items), nl=False)
         return

@@ -4,12 +4,19 @@ Tables follow kubectl: NAME first (NAMESPACE before it with ``-A``), then
 the kind's printer columns of priority 0, and priority 1 with ``-o wide``.
 Values a table shows but nobody stores (``2/3`` replicas, published ports)
 are derived here into ``status`` before printing.
+
+A value in etcd that is not a resource (``Invalid``: not YAML, not a
+mapping, the wrong kind) still gets its row, named from its key, with
+``<invalid>`` in the first column; ``describe`` shows its key, the reason
+and the start of the raw value.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -22,6 +29,41 @@ except AttributeError:  # PyYAML without libyaml
     _Dumper = yaml.SafeDumper
 
 OUTPUTS = ("table", "wide", "yaml", "json", "name")
+RAW_SHOWN = 2048  # bytes of an invalid value that describe shows
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A value stored under a resource's key that is not that resource."""
+
+    namespace: str | None
+    name: str
+    key: str
+    reason: str
+    mod_revision: int
+    value: bytes
+
+    @classmethod
+    def of(cls, err: Any, ref: Any) -> Invalid:
+        """From a store ``CorruptValue`` and the ``ResourceKey`` its key parses to."""
+        name = ref.name if ref is not None else err.key.rsplit("/", 1)[-1]
+        return cls(ref.namespace if ref is not None else None, name, err.key, err.reason,
+                   err.mod_revision, err.value)
+
+
+def invalid_warning(kind: Kind, bad: Invalid) -> str:
+    """The stderr line ``get`` and ``ls`` print for an invalid value."""
+    ns = f" -n {bad.namespace}" if kind.namespaced and bad.namespace != "default" else ""
+    return (f'warning: {kind.singular} "{bad.name}" is invalid: {bad.reason} '
+            f"(kubeless delete {kind.singular} {bad.name}{ns} removes it)")
+
+
+def condition_warnings(kind: Kind, obj: dict[str, Any]) -> list[str]:
+    """A stderr line per false condition the controllers set (Valid, TasksWritten)."""
+    name = (obj.get("metadata") or {}).get("name")
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return [f'warning: {kind.singular} "{name}": {c.get("type")}=False: {c.get("message")}'
+            for c in conditions if isinstance(c, dict) and c.get("status") == "False"]
 
 
 def to_yaml(obj: Any) -> str:
@@ -62,20 +104,25 @@ def decorate(obj: dict[str, Any]) -> dict[str, Any]:
 
 def table(kind: Kind, items: list[dict[str, Any]], *, wide: bool = False,
           all_namespaces: bool = False, now: datetime | None = None,
-          header: bool = True) -> str:
+          header: bool = True, invalid: Sequence[Invalid] = ()) -> str:
     now = now or datetime.now(timezone.utc)
     columns = [c for c in kind.printer_columns if c.priority == 0 or wide]
-    head = (["NAMESPACE"] if all_namespaces and kind.namespaced else []) + ["NAME"]
+    with_ns = all_namespaces and kind.namespaced
+    head = (["NAMESPACE"] if with_ns else []) + ["NAME"]
     head += [c.name.upper() for c in columns]
-    rows = []
+    rows: list[tuple[tuple[str, str], list[str]]] = []
     for raw in items:
         obj = decorate(raw)
         meta = obj.get("metadata") or {}
-        row = [meta.get("namespace", "")] if all_namespaces and kind.namespaced else []
-        row.append(meta.get("name", ""))
-        row += [cell(obj, c, now) for c in columns]
-        rows.append(row)
-    return format_rows(head if header else None, rows)
+        ident = (meta.get("namespace") or "", meta.get("name", ""))
+        cells = [cell(obj, c, now) for c in columns]
+        rows.append((ident, ([ident[0]] if with_ns else []) + [ident[1]] + cells))
+    for bad in invalid:
+        ident = (bad.namespace or "", bad.name)
+        cells = ["<invalid>"] + [""] * (len(columns) - 1) if columns else []
+        rows.append((ident, ([ident[0]] if with_ns else []) + [ident[1]] + cells))
+    rows.sort(key=lambda r: r[0])
+    return format_rows(head if header else None, [row for _, row in rows])
 
 
 def format_rows(head: list[str] | None, rows: list[list[str]]) -> str:
@@ -89,11 +136,15 @@ def format_rows(head: list[str] | None, rows: list[list[str]]) -> str:
 
 
 def render(kind: Kind, items: list[dict[str, Any]], output: str, *, single: bool,
-           all_namespaces: bool = False) -> str:
+           all_namespaces: bool = False, invalid: Sequence[Invalid] = ()) -> str:
+    """Tables and names include invalid values; YAML and JSON print resources only
+    (every document printed is one a user could apply again)."""
     if output in ("table", "wide"):
-        return table(kind, items, wide=output == "wide", all_namespaces=all_namespaces)
+        return table(kind, items, wide=output == "wide", all_namespaces=all_namespaces,
+                     invalid=invalid)
     if output == "name":
-        return "".join(f"{kind.singular}/{i['metadata']['name']}\n" for i in items)
+        names = sorted([i["metadata"]["name"] for i in items] + [b.name for b in invalid])
+        return "".join(f"{kind.singular}/{name}\n" for name in names)
     body: Any = items[0] if single and items else {"apiVersion": "v1", "kind": "List",
                                                    "items": items}
     return to_yaml(body) if output == "yaml" else to_json(body)
@@ -117,6 +168,23 @@ def describe(kind: Kind, obj: dict[str, Any]) -> str:
         if obj.get(section):
             out += f"{section.capitalize()}:\n" + _indent(to_yaml(obj[section]))
     return out
+
+
+def describe_invalid(kind: Kind, bad: Invalid) -> str:
+    """An invalid value: where it is, why it is not a resource, and how it starts."""
+    lines = [f"Name:          {bad.name}"]
+    if kind.namespaced:
+        lines.append(f"Namespace:     {bad.namespace}")
+    lines += [f"Kind:          {kind.kind}",
+              f"Key:           {bad.key}",
+              f"Version:       {bad.mod_revision}",
+              f"Invalid:       {bad.reason}",
+              f"Value:         {len(bad.value)} bytes"
+              + (f" (the first {RAW_SHOWN} shown)" if len(bad.value) > RAW_SHOWN else "")]
+    raw = bad.value[:RAW_SHOWN].decode("utf-8", errors="replace")
+    ns = f" -n {bad.namespace}" if kind.namespaced and bad.namespace != "default" else ""
+    remedy = f"Remove it:     kubeless delete {kind.singular} {bad.name}{ns}"
+    return "\n".join(lines) + "\n" + _indent(raw) + remedy + "\n"
 
 
 def _pairs(mapping: dict[str, str] | None) -> str:

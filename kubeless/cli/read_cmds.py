@@ -2,13 +2,21 @@
 
 get prints the CRD's printer columns (``-o wide`` adds the priority-1
 ones), or YAML, JSON or names; ``--watch`` then prints a row for every
-change until interrupted. Values in etcd that do not decode are reported
-on stderr and skipped.
+change until interrupted.
+
+A value in etcd that is not a resource (written behind the CLI's back: not
+YAML, not a mapping, the wrong kind) is listed, not hidden: ``get`` shows
+its row (``<invalid>``) and a warning with the reason on stderr, as it does
+for a resource the controllers found invalid (a false condition); ``-o
+yaml|json`` leave it out (every document printed can be applied again) and
+a named one fails the command; ``describe`` shows its key, reason and value;
+``delete`` removes it, comparing the mod revision it was read at.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -17,7 +25,8 @@ from kubeless.api import Kind
 from kubeless.api.selectors import Selector
 from kubeless.cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless.cli.flags import flag
-from kubeless.cli.printers import OUTPUTS, describe as describe_text, render, table
+from kubeless.cli.printers import (OUTPUTS, Invalid, condition_warnings, describe_invalid,
+                                   describe as describe_text, invalid_warning, render, table)
 from kubeless.cli.selector_flag import SELECTOR_HELP, narrowing_selector, selector_of
 
 
@@ -30,18 +39,39 @@ def _kind(word: str) -> Kind:
         raise CliError(str(err)) from None
 
 
-def _warn_skipped(skipped: list[Any]) -> None:
+def warn(kind: Kind, found: Found) -> None:
+    """A stderr line per invalid value and per resource with a false condition."""
+    for bad in found.invalid:
+        click.echo(invalid_warning(kind, bad), err=True)
+    for obj in found.items:
+        for line in condition_warnings(kind, obj):
+            click.echo(line, err=True)
+
+
+def warn_skipped(kind_word: str, skipped: list[Any], keys: Any) -> None:
+    """For ``service ls`` and ``node ls``: a warning per invalid value (CorruptValue)."""
+    kind = _kind(kind_word)
     for err in skipped:
-        click.echo(f"warning: skipped {err}", err=True)
+        click.echo(invalid_warning(kind, Invalid.of(err, keys.parse(err.key))), err=True)
 
 
 def _not_found(kind: Kind, name: str) -> CliError:
     return CliError(f'{kind.singular} "{name}" not found')
 
 
+@dataclass
+class Found:
+    """Resources read at one revision, and the values under their keys that are not."""
+
+    items: list[dict[str, Any]]
+    revision: int
+    invalid: list[Invalid] = field(default_factory=list)
+
+
 async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str | None,
-                selector: Selector | None) -> tuple[list[dict[str, Any]], int]:
-    """The named resources (in order), or every one matching; (items, revision)."""
+                selector: Selector | None) -> Found:
+    """The named resources (in order), or every one matching, and the invalid values
+    among them (none with a selector: their labels are unknown)."""
     from kubeless.store import StoreError
 
     ns = namespace if kind.namespaced else None
@@ -49,14 +79,16 @@ async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str 
         result = await _list(rstore, kind, ns, selector)
     except StoreError as err:
         raise CliError(str(err)) from None
-    _warn_skipped(result.skipped)
+    invalid = [] if selector else [Invalid.of(e, rstore.keys.parse(e.key)) for e in result.skipped]
     if not names:
-        return result.items, result.revision
+        return Found(result.items, result.revision, invalid)
     by_name = {i["metadata"]["name"]: i for i in result.items}
-    missing = [n for n in names if n not in by_name]
+    bad = {b.name: b for b in invalid}
+    missing = [n for n in names if n not in by_name and n not in bad]
     if missing:
         raise _not_found(kind, missing[0])
-    return [by_name[n] for n in names], result.revision
+    return Found([by_name[n] for n in names if n in by_name], result.revision,
+                 [bad[n] for n in names if n in bad])
 
 
 async def _list(rstore: Any, kind: Kind, ns: str | None,
@@ -94,15 +126,23 @@ def get(ctx: Context, kind: str, names: tuple[str, ...], output: str | None,
     fmt = output or "table"
 
     async def run(rstore: Any) -> None:
-        items, revision = await fetch(rstore, k, names, ns, sel)
-        if not items and fmt in ("table", "wide") and not names:
+        found = await fetch(rstore, k, names, ns, sel)
+        documents = fmt in ("yaml", "json")
+        failing = bool(names and documents and found.invalid)  # the error says it all
+        warn(k, Found(found.items, found.revision, [] if failing else found.invalid))
+        if not found.items and not found.invalid and fmt in ("table", "wide") and not names:
             where = "" if ns is None or not k.namespaced else f" in namespace {ns}"
             click.echo(f"No {k.plural} found{where}.", err=True)
-        else:
-            click.echo(render(k, items, fmt, single=len(names) == 1,
-                              all_namespaces=all_namespaces), nl=False)
+        elif found.items or not documents:
+            click.echo(render(k, found.items, fmt, single=len(names) == 1,
+                              all_namespaces=all_namespaces, invalid=found.invalid), nl=False)
+        if failing:
+            bad = found.invalid[0]
+            raise CliError(f'{k.singular} "{bad.name}" is not a valid resource in etcd '
+                           f"({bad.reason}): `kubeless describe {k.singular} {bad.name}` "
+                           f"shows its value")
         if watch:
-            await _watch(rstore, k, ns, sel, set(names), revision, fmt, all_namespaces)
+            await _watch(rstore, k, ns, sel, set(names), found.revision, fmt, all_namespaces)
 
     try:
         ctx.run(run)
@@ -145,7 +185,11 @@ async def _watch(rstore: Any, kind: Kind, ns: str | None, sel: Any, names: set[s
             try:
                 obj = await rstore.get(kind.kind, name, ns)
             except CorruptValue as err:
-                click.echo(f"warning: skipped {err}", err=True)
+                bad = Invalid.of(err, keys.parse(err.key))
+                click.echo(invalid_warning(kind, bad), err=True)
+                if fmt in ("table", "wide"):
+                    click.echo(table(kind, [], wide=fmt == "wide", header=False,
+                                     all_namespaces=all_namespaces, invalid=[bad]), nl=False)
                 continue
             if obj is None or (sel and not _matches(obj, sel)):
                 continue
@@ -177,14 +221,30 @@ def describe(ctx: Context, kind: str, names: tuple[str, ...], selector: str | No
     k = _kind(kind)
     sel = selector_of(selector)
 
-    async def run(rstore: Any) -> list[dict[str, Any]]:
-        items, _ = await fetch(rstore, k, names, current_namespace(namespace), sel)
-        return items
+    async def run(rstore: Any) -> Found:
+        return await fetch(rstore, k, names, current_namespace(namespace), sel)
 
-    items = ctx.run(run)
-    if not items:
+    found = ctx.run(run)
+    if not found.items and not found.invalid:
         raise CliError(f"no {k.plural} found")
-    click.echo("\n".join(describe_text(k, i) for i in items), nl=False)
+    texts = [describe_text(k, i) + _problems(k, i) for i in found.items]
+    texts += [describe_invalid(k, bad) for bad in found.invalid]
+    click.echo("\n".join(texts), nl=False)
+
+
+def _problems(kind: Kind, obj: dict[str, Any]) -> str:
+    """``Invalid:`` and what validation finds wrong with a stored Service or Node (a
+    value written behind the CLI's back); empty when it is valid."""
+    from kubeless.api import ApiError, validate
+
+    if kind.kind == "Task":
+        return ""
+    try:
+        validate({k: v for k, v in obj.items() if k != "status"})
+    except ApiError as err:
+        problems = getattr(err, "violations", None) or [str(err)]
+        return "Invalid:\n" + "".join(f"  {p}\n" for p in problems)
+    return ""
 
 
 @click.command()
@@ -217,22 +277,47 @@ def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[
     async def run(rstore: Any) -> list[str]:
         from kubeless.store import StoreError
 
+        invalid: list[Any] = []
         if sel is not None:
-            items, _ = await fetch(rstore, k, (), ns, sel)
+            items = (await fetch(rstore, k, (), ns, sel)).items
         else:
-            found = [await rstore.get(k.kind, n, ns) for n in names]
-            missing = [n for n, obj in zip(names, found) if obj is None]
+            missing, items, invalid = await _named(rstore, k, names, ns)
             if missing and not ignore_not_found:
                 raise _not_found(k, missing[0])
-            items = [obj for obj in found if obj is not None]
         txn = rstore.transaction()
         for obj in items:
             txn.delete(obj)
+        for err in invalid:
+            txn.delete_invalid(err)  # compared with the mod revision it was read at
         try:
             await txn.commit()
         except StoreError as err:
             raise CliError(f"{err}; nothing was deleted") from None
-        return [f'{k.singular} "{obj["metadata"]["name"]}" deleted' for obj in items]
+        gone = [obj["metadata"]["name"] for obj in items]
+        gone += [rstore.keys.parse(err.key).name for err in invalid]
+        return [f'{k.singular} "{name}" deleted' for name in gone]
 
     for line in ctx.run(run):
         click.echo(line)
+
+
+async def _named(rstore: Any, kind: Kind, names: tuple[str, ...], ns: str | None,
+                 ) -> tuple[list[str], list[dict[str, Any]], list[Any]]:
+    """(missing names, the resources named, the invalid values named: CorruptValue
+    carrying the mod revision each was read at)."""
+    from kubeless.store import CorruptValue
+
+    missing: list[str] = []
+    items: list[dict[str, Any]] = []
+    invalid: list[Any] = []
+    for name in names:
+        try:
+            obj = await rstore.get(kind.kind, name, ns)
+        except CorruptValue as err:
+            invalid.append(err)
+            continue
+        if obj is None:
+            missing.append(name)
+        else:
+            items.append(obj)
+    return missing, items, invalid

@@ -214,8 +214,10 @@ def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool) -
     """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
     ns = None if all_namespaces else current_namespace(namespace)
     result = ctx.run(lambda rstore: rstore.list("Service", ns))
-    for err in result.skipped:
-        click.echo(f"warning: skipped {err}", err=True)
+    from kubeless.cli.read_cmds import warn_skipped
+    from kubeless.store import Keyspace
+
+    warn_skipped("service", result.skipped, Keyspace(ctx.prefix))
     if quiet:
         click.echo("".join(f"{s['metadata']['name']}\n" for s in result.items), nl=False)
         return

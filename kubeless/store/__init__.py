@@ -13,7 +13,7 @@ from kubeless.api.selectors import matches_selector, parse_selector  # list(sele
 
 from .channel import DEFAULT_ENDPOINT, BadEndpoint, Endpoint, parse_endpoints
 from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, LeaseLost, NotFound,
-                     StoreError, Unavailable)
+                     StoreError, TooLarge, Unavailable)
 from .etcd import Compare, Delete, Etcd, KeyValue, Put, TxnResult, WatchBatch, WatchEvent
 from .informer import Informer
 from .keys import DEFAULT_PREFIX, Keyspace, ResourceKey
@@ -33,7 +33,8 @@ __all__ = [
     "API_VERSION", "AlreadyExists", "BadEndpoint", "Compacted", "Compare", "Conflict",
     "CorruptValue", "DEFAULT_ENDPOINT", "DEFAULT_PREFIX", "Delete", "Endpoint", "Etcd",
     "Informer", "KeptLease", "KeyValue", "Keyspace", "LeaseLost", "ListResult", "NotFound",
-    "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TxnResult",
+    "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TooLarge",
+    "TxnResult",
     "Unavailable", "WatchBatch", "WatchEvent", "connect", "matches_selector", "now_rfc3339",
     "parse_endpoints", "parse_selector",
 ]

@@ -7,6 +7,7 @@
     ├── NotFound           the key is not there
     ├── Compacted          a watch or read asked for a compacted revision (list again)
     ├── CorruptValue       a value in etcd is not valid YAML/JSON (readers skip it)
+    ├── TooLarge           etcd refused a request as too large (terminal for that request)
     └── LeaseLost          our lease expired or was revoked (we closed nothing: etcd did)
 
 etcd and gRPC exceptions are translated here, at the boundary, and chained
@@ -51,12 +52,28 @@ class Compacted(StoreError):
 
 
 class CorruptValue(StoreError):
-    """A stored value does not decode or is not a valid resource."""
+    """A stored value does not decode or is not a valid resource.
 
-    def __init__(self, key: str, reason: str) -> None:
+    Readers that found it under a key set ``mod_revision`` and ``value`` (what
+    was stored), so the value can be shown and deleted, compare-guarded.
+    """
+
+    def __init__(self, key: str, reason: str, *, mod_revision: int = 0,
+                 value: bytes = b"") -> None:
         self.key = key
         self.reason = reason
+        self.mod_revision = mod_revision
+        self.value = value
         super().__init__(f"{key}: {reason}")
+
+
+class TooLarge(StoreError):
+    """etcd refused a request as larger than it accepts (its --max-request-bytes, or
+    --max-txn-ops): retrying the same request can never succeed; a smaller one may."""
+
+    def __init__(self, message: str, size: int = 0) -> None:
+        self.size = size  # the request's encoded size in bytes, when known
+        super().__init__(message)
 
 
 class LeaseLost(StoreError):

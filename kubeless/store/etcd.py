@@ -44,7 +44,7 @@ import grpc.aio
 from aetcd import rpc
 
 from .channel import Endpoint, open_channel
-from .errors import Compacted, StoreError, Unavailable
+from .errors import Compacted, StoreError, TooLarge, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,11 @@ class Etcd:
                 ambiguous = ambiguous or _maybe_applied(err)
                 raise
 
-        resp = await self._call(attempt)
+        try:
+            resp = await self._call(attempt)
+        except TooLarge as err:
+            err.size = req.ByteSize()
+            raise
         if not resp.succeeded and ambiguous and success:
             revision = await self._applied(success)
             if revision:
@@ -419,10 +423,27 @@ def _maybe_applied(err: grpc.aio.AioRpcError) -> bool:
     return any(h in details for h in _MAYBE_APPLIED_HINTS)
 
 
+# etcd's refusals of a request too big for it: "etcdserver: request is too large"
+# (over --max-request-bytes), "etcdserver: too many operations in txn request" (over
+# --max-txn-ops), and gRPC's own limit on what the server receives (the request bytes
+# plus a margin), RESOURCE_EXHAUSTED "received message larger than max".
+_TOO_LARGE_HINTS = ("request is too large", "too many operations in txn request",
+                    "larger than max")
+
+
+def _too_large(err: grpc.aio.AioRpcError) -> bool:
+    details = (err.details() or "").lower()
+    return err.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                          grpc.StatusCode.RESOURCE_EXHAUSTED) and \
+        any(h in details for h in _TOO_LARGE_HINTS)
+
+
 def _translate(err: grpc.aio.AioRpcError) -> StoreError:
     detail = (err.details() or err.code().name).splitlines()[0]
     if err.code() == grpc.StatusCode.OUT_OF_RANGE and "compacted" in detail:
         return Compacted(0)
+    if _too_large(err):
+        return TooLarge(f"etcd refused the request as too large: {detail}")
     if err.code() in _RETRYABLE:
         return Unavailable(f"etcd is unavailable: {detail}")
     return StoreError(f"etcd refused the request: {detail}")

@@ -8,7 +8,10 @@ mod_revision, and updates compare it, so a stale write fails with
 key so that users and controllers never conflict.
 
 Readers skip values that are not YAML or not shaped like the resource their
-key names, and report them in ``ListResult.skipped`` instead of crashing.
+key names, and report them in ``ListResult.skipped`` instead of crashing;
+``get`` raises them as ``CorruptValue`` carrying the key's mod_revision and
+value, so callers can show the value and delete it (``delete_invalid``),
+compare-guarded like any other write.
 """
 
 from __future__ import annotations
@@ -93,18 +96,29 @@ class ResourceStore:
         return (encode_json if obj["kind"] in _JSON_KINDS else encode_yaml)(stored)
 
     def decode(self, kind: str, kv: KeyValue) -> Resource:
-        """A stored value as a resource; CorruptValue when it is not one."""
-        obj = decode(kv.key, kv.value)
-        ref = self.keys.parse(kv.key)
+        """A stored value as a resource; CorruptValue (with the key's mod_revision and
+        value) when it is not one."""
+        try:
+            obj = decode(kv.key, kv.value)
+            reason = self._misshapen(kind, kv.key, obj)
+        except CorruptValue as err:
+            reason = err.reason
+        if reason is not None:
+            raise CorruptValue(kv.key, reason, mod_revision=kv.mod_revision, value=kv.value)
+        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        return obj  # type: ignore[no-any-return]
+
+    def _misshapen(self, kind: str, key: str, obj: Any) -> str | None:
+        """Why a decoded value is not the resource its key names (None: it is)."""
         if not isinstance(obj, dict):
-            raise CorruptValue(kv.key, "not a mapping")
+            return f"not a mapping (a {type(obj).__name__})"
         if obj.get("kind") != kind:
-            raise CorruptValue(kv.key, f"kind is {obj.get('kind')!r}, expected {kind!r}")
+            return f"kind is {obj.get('kind')!r}, expected {kind!r}"
         meta = obj.get("metadata")
+        ref = self.keys.parse(key)
         if not isinstance(meta, dict) or (ref and meta.get("name") != ref.name):
-            raise CorruptValue(kv.key, "metadata.name does not match its key")
-        meta["resourceVersion"] = str(kv.mod_revision)
-        return obj
+            return "metadata.name does not match its key"
+        return None
 
     # -- reads ------------------------------------------------------------
 
@@ -184,6 +198,12 @@ class ResourceStore:
                                               "resourceVersion": resource_version}}
         txn = self.transaction()
         txn.delete(obj)
+        await txn.commit()
+
+    async def delete_invalid(self, err: CorruptValue) -> None:
+        """Delete a value that does not decode, compare-guarded (see ResourceTxn)."""
+        txn = self.transaction()
+        txn.delete_invalid(err)
         await txn.commit()
 
     async def write_status(self, obj: Resource, status: dict[str, Any],
@@ -267,6 +287,17 @@ class ResourceTxn:
         if status_key:
             self.ops.append(Delete(status_key))
         self._remember(obj, key, "delete")
+
+    def delete_invalid(self, err: CorruptValue) -> None:
+        """Delete a value that is not a resource (and its status key), comparing the
+        mod_revision it was read at: a value rewritten meanwhile is kept (Conflict)."""
+        self.compares.append(Compare(err.key, "mod", "==", err.mod_revision))
+        self.ops.append(Delete(err.key))
+        ref = self.store.keys.parse(err.key)
+        status_key = self.store.keys.status(ref.kind, ref.name, ref.namespace) if ref else None
+        if status_key:
+            self.ops.append(Delete(status_key))
+        self._refs[err.key] = (err.key, "delete")
 
     def _status_put(self, obj: Resource) -> None:
         kind, ns, name = identity(obj)

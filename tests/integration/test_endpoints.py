@@ -27,7 +27,7 @@ from kubeless import store
 from kubeless.cli.context import CliError
 from kubeless.store import Put
 from kubeless_agent.runtime.fake import FakeRuntime
-from tests.support.etcd_server import EtcdCluster
+from tests.support.etcd_server import EtcdCluster, mark_cluster
 from tests.support.hollow import ROOT, HollowCluster, running, service, until
 
 from controllers.endpoints.controller import EndpointsController
@@ -257,6 +257,7 @@ def manifest(name: str, *ports: Resource) -> str:
 
 @pytest.fixture
 def run(etcd_cluster: EtcdCluster, prefix: str) -> Any:
+    mark_cluster(etcd_cluster.endpoints, prefix)  # no "no cluster at prefix" warning
     return lambda *args, stdin=None: cli(etcd_cluster.endpoints, prefix, *args, stdin=stdin)
 
 
@@ -340,6 +341,8 @@ async def test_concurrent_clashing_writers_cannot_both_win(etcd_cluster: EtcdClu
             for n in ("one", "two")]
     stores = [store.connect(etcd_cluster.endpoints, prefix) for _ in docs]
     try:
+        # a cluster record: the CLI below warns of none otherwise (refused() wants one line)
+        await stores[0].etcd.txn([], [store.Put(stores[0].keys.cluster(), b"{}")])
         # both read the same revision before either writes: the guard sends one back
         results = await asyncio.gather(*(_create(s, d) for s, d in zip(stores, docs)),
                                        return_exceptions=True)

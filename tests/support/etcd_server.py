@@ -135,3 +135,25 @@ class EtcdCluster:
             self.stop_member(m, signal.SIGKILL)
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def put_raw(endpoints: str, key: str, value: bytes) -> None:
+    """Write one value as a user of etcdctl would, behind kubeless's back (from sync code;
+    etcdctl itself cannot put an empty value)."""
+    import asyncio
+
+    from kubeless.store import Put, connect
+
+    async def put() -> None:
+        etcd = connect(endpoints).etcd
+        try:
+            await etcd.txn([], [Put(key, value)])
+        finally:
+            await etcd.close()
+    asyncio.run(put())
+
+
+def mark_cluster(endpoints: str, prefix: str) -> None:
+    """Give a fresh test prefix a cluster record, so the CLI's writing commands do not
+    warn that no cluster is there (tests that assert stderr line by line)."""
+    put_raw(endpoints, f"{prefix}/v1/cluster", b"{}")
