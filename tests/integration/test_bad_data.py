@@ -190,8 +190,9 @@ def test_apply_refuses_a_service_too_large_to_schedule(kubeless: Run,
     doc = huge_doc("huge", MAX_TASK_PAYLOAD_BYTES)  # under the 1 MiB document limit
     res = kubeless("apply", "-f", "-", stdin=json.dumps(doc))
     assert res.returncode == 1 and "Traceback" not in res.stderr
-    assert res.stderr.startswith("error: 1 invalid document; nothing was written\n")
-    assert "spec: too large to schedule" in res.stderr, res.stderr
+    assert res.stderr.startswith("error: <stdin>:1 (Service default/huge): spec: too large to "
+                                 "schedule"), res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
     assert revision(etcd_cluster) == before
     fits = kubeless("apply", "-f", "-", stdin=json.dumps(huge_doc("big", 600 * 1024)))
     assert fits.returncode == 0, fits.stderr

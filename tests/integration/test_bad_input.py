@@ -306,6 +306,7 @@ def run_cli(case: Case, root: Path, endpoints: str, prefix: str,
 async def _seed_and_read_revision(endpoints: str, prefix: str) -> int:
     rstore = store.connect(endpoints, prefix)
     try:
+        await rstore.etcd.txn([], [store.Put(rstore.keys.cluster(), b"{}")])  # a cluster is here
         await rstore.create(validate(yaml.safe_load(svc("web"))))
         return await revision(rstore)
     finally:
