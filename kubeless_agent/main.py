@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kubeless.api import parse_duration, parse_size
-from kubeless.store import DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore
+from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
+                            StoreError)
 from kubeless.store import parse_endpoints
 from kubeless.store.codec import decode
 
@@ -151,9 +152,10 @@ class AgentProcess:
         etcd = self.etcd = Etcd(parse_endpoints(self.config.endpoints))
         self._stop = stop
         try:
-            if not await _unless_stopped(self._check_not_left(etcd), stop) or not \
-                    await _unless_stopped(
-                        register_nodes(ResourceStore(etcd, self.keys), self.idents), stop):
+            if not await _until_done("checking the node has not left",
+                                     lambda: self._check_not_left(etcd), stop) or \
+                    not await _until_done("registering", lambda: register_nodes(
+                        ResourceStore(etcd, self.keys), self.idents), stop):
                 return
             # The heartbeat first: a restarted agent takes its node over before the slower
             # assembly (adopting containers, DNS), well within the previous agent's TTL.
@@ -304,6 +306,24 @@ async def _unless_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) -
         return False
     work.result()
     return True
+
+
+async def _until_done(what: str, step: Callable[[], Coroutine[Any, Any, Any]],
+                      stop: asyncio.Event) -> bool:
+    """Run ``step`` until it succeeds, again while etcd cannot serve it (an agent started
+    while etcd has no quorum waits for it, as a kubelet does); False when stopped first."""
+    delay = 0.2
+    while True:
+        try:
+            return await _unless_stopped(step(), stop)
+        except StoreError as err:
+            log.warning("%s: %s; retrying in %.1fs", what, err, delay)
+        try:
+            async with asyncio.timeout(delay):
+                await stop.wait()
+            return False
+        except TimeoutError:
+            delay = min(delay * 2, 5.0)
 
 
 def hollow_prefix(keys: Keyspace, node_ids: Sequence[str]) -> str:

@@ -55,13 +55,13 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 # election (etcd's own errors), or a transport the member's death broke (gRPC
 # reports a reset HTTP/2 stream as UNKNOWN "Stream removed").
 _TRANSIENT_HINTS = ("no leader", "leader changed", "timed out", "too many requests",
-                    "proposal dropped", "stream removed", "socket closed", "connection reset",
-                    "goaway")
+                    "proposal dropped", "deadline exceeded", "stream removed", "socket closed",
+                    "connection reset", "goaway")
 # Failures after which a transaction may still have been applied: it reached a
 # member, then the connection broke or the member gave up waiting for the commit
 # ("request timed out"); a refusal such as "no leader" is not one.
 _MAYBE_APPLIED_HINTS = ("stream removed", "socket closed", "connection reset", "goaway",
-                        "timed out")
+                        "timed out", "deadline exceeded")
 # A stream on a member without a leader is ended by etcd (rpctypes.MetadataRequireLeaderKey).
 _REQUIRE_LEADER = (("hasleader", "true"),)
 # The least time an attempt gets, however little of the budget is left: a

@@ -392,6 +392,8 @@ class Cluster:
         if not h.running(part):
             return
         p = h.procs[part]
+        h.killed.add(part)  # before it exits: a checker must not take the exit for a crash
+        self.note(f"terminate {h.name} {part}")
         p.terminate()
         try:
             p.wait(timeout)
@@ -399,9 +401,6 @@ class Cluster:
             p.kill()
             p.wait()
             raise SetupError(f"{part} of {h.name} did not stop within {timeout}s of SIGTERM")
-        finally:
-            h.killed.add(part)
-            self.note(f"terminate {h.name} {part}")
 
     def kill_containers(self, host: str | Host) -> int:
         """SIGKILL every container of the host's engine (as a power loss would)."""

@@ -30,6 +30,7 @@ from kubeless import store
 from tests.cluster import waits
 from tests.cluster.checker import Checker
 from tests.cluster.harness import Cluster
+from tests.support.waiting import hold
 
 SERVICES = {"soak-a": 4, "soak-b": 3}
 Fault = Callable[[Cluster, random.Random], str]
@@ -151,7 +152,7 @@ class Soak:
         while time.monotonic() - self.t0 < self.seconds:
             kind = self.rnd.choice([*FAULTS, GRACEFUL])
             if kind == GRACEFUL:
-                await self.graceful_restart(rs)
+                await self.graceful_restart(rs, checker)
                 continue
             what = FAULTS[kind](self.c, self.rnd)
             self.faults.append(f"t+{time.monotonic() - self.t0:.1f}s {what}")
@@ -166,11 +167,12 @@ class Soak:
             if self.rnd.random() < 0.5:
                 await self.write(rs)
 
-    async def graceful_restart(self, rs: store.ResourceStore) -> None:
+    async def graceful_restart(self, rs: store.ResourceStore, checker: Checker) -> None:
         """SIGTERM an agent, start it again; its host's containers must be the same ones."""
         h = self.rnd.choice(list(self.c.hosts.values()))
-        await waits.cluster_ready(self.c, 90)  # nothing moving: the containers are settled
-        before = await asyncio.to_thread(_container_ids, self.c, h.name)
+        await waits.cluster_ready(self.c, 90)
+        await checker.converge(self.replicas, 120)
+        before = await _settled_ids(self.c, h.name)  # nothing moving there any more
         old = await _started_at(rs, h.name)
         what = f"agent of {h.name} stopped gracefully (SIGTERM) and started again"
         self.faults.append(f"t+{time.monotonic() - self.t0:.1f}s {what}")
@@ -206,6 +208,23 @@ class Soak:
 
 def _container_ids(c: Cluster, host: str) -> set[str]:
     return {str(row["id"]) for row in waits.containers(c)[host]}
+
+
+async def _settled_ids(c: Cluster, host: str, window: float = 3.0,
+                       timeout: float = 60.0) -> set[str]:
+    """The host's container ids once they stayed the same for ``window`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = await asyncio.to_thread(_container_ids, c, host)
+
+        async def same() -> bool:
+            return await asyncio.to_thread(_container_ids, c, host) == ids
+        try:
+            await hold(window, same, f"{host}'s containers")
+            return ids
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
 
 
 async def _started_at(rs: store.ResourceStore, node: str) -> str | None:

@@ -20,10 +20,12 @@ from kubeless import store
 from kubeless.store import Delete, Put
 from kubeless.store.codec import encode_json
 from kubeless_agent import AgentConfig, running_agent
+from kubeless_agent.main import AgentProcess
 from kubeless_agent.identity import NodeIdentity
 from kubeless_agent.runtime import Task
 from kubeless_agent.runtime.fake import FakeRuntime
 from tests.support.etcd_server import EtcdCluster
+from tests.support.waiting import hold
 
 pytestmark = pytest.mark.integration
 
@@ -330,3 +332,23 @@ async def test_node_comes_back_after_etcd_was_away(own_etcd: EtcdCluster) -> Non
             assert REGISTRY.get_sample_value("kubeless_agent_task_reports_total")
     finally:
         await rs.etcd.close()
+
+
+async def test_an_agent_started_before_etcd_answers_waits_for_it(own_etcd: EtcdCluster,
+                                                                 prefix: str) -> None:
+    """An agent that starts while etcd cannot answer (no quorum yet after an outage)
+    waits for it and comes up, as a kubelet does; it never exits on it."""
+    member = own_etcd.members[0]
+    own_etcd.stop_member(member)
+    agent = AgentProcess(config(own_etcd, prefix, node_name="early", mesh=False, dns_addrs=(),
+                                logs_port=None))
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    try:
+        await hold(6.0, lambda: not run.done(), "the agent waiting for etcd")  # > one budget
+        own_etcd.start_member(member)
+        await until(lambda: agent.ready.is_set() or run.done(), 30, "the agent ready")
+        assert agent.ready.is_set(), run.exception() if run.done() else "not ready"
+    finally:
+        stop.set()
+        await asyncio.gather(run, return_exceptions=True)

@@ -24,6 +24,8 @@ CASES = {
                                             True, True),
     "killed member reset the stream": (S.UNKNOWN, "Stream removed", True, True),
     "attempt ran out of time": (S.DEADLINE_EXCEEDED, "Deadline Exceeded", True, True),
+    "member's own request context expired": (S.UNKNOWN, "context deadline exceeded", True,
+                                              True),
     "proposal dropped without a leader": (S.UNKNOWN, "raft proposal dropped", True, False),
     "compacted revision": (S.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been "
                                            "compacted", False, False),
