@@ -12,13 +12,15 @@ since they were read (see published.py).
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 import click
 
 from kubeless.api.selectors import Selector
 from kubeless.cli import published
-from kubeless.cli.context import USAGE, CliError, Context, checked_namespace, pass_context
+from kubeless.cli.context import (USAGE, CliError, Context, checked_namespace,
+                                  current_namespace, pass_context)
 from kubeless.cli.flags import flag
 from kubeless.cli.manifests import Manifest, ManifestError, load
 from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
@@ -38,6 +40,8 @@ def validated(files: tuple[str, ...], recursive: bool,
 
     if namespace:
         checked_namespace(namespace, "-n")
+    default = namespace or (current_namespace(None) if os.environ.get("KUBELESS_NAMESPACE")
+                            else None)
     try:
         manifests = load(files, recursive)
     except ManifestError as err:
@@ -47,7 +51,7 @@ def validated(files: tuple[str, ...], recursive: bool,
     out, problems = [], []
     for m in manifests:
         try:
-            doc = validate(_with_namespace(m, namespace))
+            doc = validate(_with_namespace(m, namespace, default))
         except ApiError as err:
             err.source = m.source
             problems.append(str(err))
@@ -63,12 +67,16 @@ def validated(files: tuple[str, ...], recursive: bool,
     return out
 
 
-def _with_namespace(m: Manifest, namespace: str | None) -> dict[str, Any]:
+def _with_namespace(m: Manifest, namespace: str | None, default: str | None) -> dict[str, Any]:
+    """The document in ``-n``'s namespace (another one declared is an error), else, when it
+    declares none, in ``default`` (KUBELESS_NAMESPACE), as kubectl's context namespace."""
     doc = m.doc
     meta = doc.get("metadata")
-    if namespace is None or not isinstance(meta, dict) or doc.get("kind") == "Node":
+    if default is None or not isinstance(meta, dict) or doc.get("kind") == "Node":
         return doc
     declared = meta.get("namespace")
+    if namespace is None:
+        return doc if declared else {**doc, "metadata": {**meta, "namespace": default}}
     if declared and declared != namespace:
         raise CliError(f"{m.source}: the namespace of the document ({declared}) does not match "
                        f"-n {namespace}; nothing was written")

@@ -25,10 +25,12 @@ def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
     mark_cluster(etcd_cluster.endpoints, prefix)  # no "no cluster at prefix" warning
 
     def run(*args: str, stdin: str | None = None, endpoints: str | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+            timeout: float = 30, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints or etcd_cluster.endpoints,
                "KUBELESS_PREFIX": prefix}
         env.pop("KUBELESS_NAMESPACE", None)
+        if namespace is not None:
+            env["KUBELESS_NAMESPACE"] = namespace
         return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], input=stdin,
                               capture_output=True, text=True, env=env, timeout=timeout)
     return run
@@ -102,6 +104,16 @@ def test_apply_is_all_or_nothing_on_invalid_document(kubeless: Run, tmp_path: Pa
     assert_clean_error(res, "nothing was written", "spec.replicas: -1 is less than the minimum of 0",
                        "spec.template.mounts[0].type", f"{f}:")
     assert names(kubeless) == []
+
+
+def test_apply_takes_kubeless_namespace_as_the_default(kubeless: Run, tmp_path: Path) -> None:
+    """KUBELESS_NAMESPACE is what kubectl's context namespace is: the namespace of documents
+    that declare none; a declared one stays (only -n makes a different one an error)."""
+    f = write(tmp_path / "two.yaml", svc("plain"), svc("declared", ns="other"))
+    res = kubeless("apply", "-f", str(f), namespace="team")
+    assert res.returncode == 0, res.stderr
+    assert names(kubeless, "-n", "team") == ["service/plain"]
+    assert names(kubeless, "-n", "other") == ["service/declared"]
 
 
 def test_apply_folder_recursive_and_stdin(kubeless: Run, tmp_path: Path) -> None:
