@@ -213,6 +213,8 @@ def diff(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str |
             return plan_apply(numbered, await _live(rstore, numbered))
         except StoreError as err:
             raise CliError(str(err), code=2) from None
+        except CliError as err:  # an invalid value in etcd: an error, as diff(1) says 2
+            raise CliError(err.message, code=2) from None
 
     different = False
     for a in ctx.run(run):

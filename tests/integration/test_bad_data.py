@@ -132,6 +132,9 @@ def test_an_invalid_value_is_listed_described_and_deleted(
     assert_one_error_line(refused, 'service "bad" in etcd is not a valid resource',
                           "kubeless delete service bad")
     assert revision(etcd_cluster) == before
+    compared = kubeless("diff", "-f", "-", stdin=yaml.safe_dump(svc_doc("bad")))
+    assert compared.returncode == 2, compared  # an error, not a difference (diff(1)'s 2)
+    assert_one_error_line(compared, 'service "bad" in etcd is not a valid resource')
 
     deleted = kubeless("delete", "service", "bad")
     assert deleted.returncode == 0, deleted.stderr
