@@ -421,6 +421,13 @@ async def test_start_first_update_never_drops_below_four_healthy(cluster: Cluste
     assert sampler.samples >= 10, vars(sampler)
     assert sampler.min_running >= REPLICAS and sampler.min_healthy >= REPLICAS, vars(sampler)
     assert sampler.max_running <= REPLICAS + 2, vars(sampler)  # parallelism 2 pairs at most
+
+    async def old_reported_stopped() -> list[Resource] | None:
+        # the engine stopped them (converged); their agent's report may still be on its way
+        now = await cluster.tasks()
+        return now if all(t["status"].get("state") == "shutdown" for t in now
+                          if t["metadata"]["name"] in old_ids) else None
+    tasks = await until(old_reported_stopped, 20, "the old tasks reported shut down")
     boxes = by_task(await asyncio.to_thread(cluster.boxes))
     for t in tasks:
         if t["metadata"]["name"] not in old_ids:
