@@ -30,6 +30,7 @@ from kubeless.api.limits import MAX_TASK_PAYLOAD_BYTES
 from kubeless.store import Conflict, CorruptValue, Put
 from kubeless.store.codec import encode_yaml
 from kubeless.store.tasks import list_tasks
+from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster, mark_cluster, put_raw
 from tests.support.hollow import HollowCluster, running, service, until
 
@@ -74,14 +75,6 @@ def svc_doc(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "kubeless.io/v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "default"},
             "spec": {"replicas": 1, "template": {"image": "web:1"}, **spec}}
-
-
-def assert_one_error_line(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert res.returncode != 0, res.stdout
-    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    for needle in needles:
-        assert needle in res.stderr, res.stderr
 
 
 # -- values that are not resources ----------------------------------------------------

@@ -23,6 +23,7 @@ import yaml
 
 from kubeless import store
 from kubeless.cluster.tokens import hash_secret, parse_token
+from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -124,14 +125,6 @@ def init_cluster(cli: Cli, tmp: Path, name: str = "m1") -> tuple[Path, dict[str,
     return state, {"worker": worker, "manager": manager}, out
 
 
-def assert_one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert res.returncode != 0, res.stdout
-    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    for needle in needles:
-        assert needle in res.stderr, res.stderr
-
-
 def test_init_writes_the_record_with_hashes_only_and_runs_the_first_manager(
         cli: Cli, tmp_path: Path) -> None:
     state, tokens, out = init_cluster(cli, tmp_path)
@@ -206,7 +199,7 @@ def test_bad_tokens_are_refused_and_register_nothing(cli: Cli, tmp_path: Path) -
     state, tokens, _ = init_cluster(cli, tmp_path)
     again = cli.run("init", "--runtime", "fake", "--node-name", "other",
                     "--state-dir", str(tmp_path / "other"))
-    assert_one_line_error(again, "already holds cluster")
+    assert_one_error_line(again, "already holds cluster")
     assert cli.node("other") is None
 
     def join(token: str, name: str, state_dir: str = "") -> subprocess.CompletedProcess[str]:
@@ -215,21 +208,21 @@ def test_bad_tokens_are_refused_and_register_nothing(cli: Cli, tmp_path: Path) -
 
     good = parse_token(tokens["worker"])
     wrong = f"SWMTKN-1-{good.digest}-{'0' * 25}"
-    assert_one_line_error(join(wrong, "wrong"), "not valid", "wrong or was rotated")
-    assert_one_line_error(join("SWMTKN-1-nope", "bad"), "malformed")
+    assert_one_error_line(join(wrong, "wrong"), "not valid", "wrong or was rotated")
+    assert_one_error_line(join("SWMTKN-1-nope", "bad"), "malformed")
 
     rotated = cli.run("join-token", "worker", "--rotate", "--state-dir", str(state))
     assert rotated.returncode == 0, rotated.stderr
     new = TOKEN.findall(rotated.stdout)[0]
     assert new != tokens["worker"]
-    assert_one_line_error(join(tokens["worker"], "old"), "rotated")
+    assert_one_error_line(join(tokens["worker"], "old"), "rotated")
     printed = cli.run("join-token", "worker", "-q", "--state-dir", str(state))
     assert printed.stdout.strip() == new, "the state dir keeps the rotated token"
 
     other = Cli(cli.endpoints, cli.prefix + "-other", tmp_path)
     try:
         _, foreign, _ = init_cluster(other, tmp_path, "x1")
-        assert_one_line_error(join(foreign["worker"], "foreign"), "another cluster")
+        assert_one_error_line(join(foreign["worker"], "foreign"), "another cluster")
     finally:
         other.close()
     for name in ("wrong", "bad", "old", "foreign"):
@@ -240,7 +233,7 @@ def test_bad_tokens_are_refused_and_register_nothing(cli: Cli, tmp_path: Path) -
                      "--node-name", "late", "--state-dir", str(tmp_path / "late"))
     cli.wait_ready("late", late)
     taken = join(new, "late", "late-again")  # a fresh state dir, a name already registered
-    assert_one_line_error(taken, "already registered")
+    assert_one_error_line(taken, "already registered")
 
 
 def test_a_node_restarts_from_its_state_dir_without_token_or_flags(cli: Cli,
@@ -266,6 +259,6 @@ def test_a_node_restarts_from_its_state_dir_without_token_or_flags(cli: Cli,
 
     refused = cli.run("join", "--token", tokens["worker"], cli.endpoints,
                       "--state-dir", str(w1_dir))
-    assert_one_line_error(refused, "already holds node w1")
+    assert_one_error_line(refused, "already holds node w1")
     none = cli.run("join", "--state-dir", str(tmp_path / "empty"))
-    assert_one_line_error(none, "no --token given")
+    assert_one_error_line(none, "no --token given")
