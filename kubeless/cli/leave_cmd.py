@@ -9,8 +9,8 @@ explicit way out:
    last manager's leave stops every controller of the cluster);
 2. put the leave request (``kubeless_agent.leave``) under the node's own
    agent prefix;
-3. a live agent of the node (its heartbeat held and not marked stopped)
-   revokes its lease (the node goes down at once, its tasks are replaced
+3. a live agent of the node (its heartbeat held and not marked stopped, read before
+   the request is put) revokes its lease (the node goes down at once, its tasks are replaced
    elsewhere), removes its containers and exits: wait for its ``leftAt``;
    with no live agent, do the same here: delete the heartbeat (compared to
    what was read) and remove the node's containers with its runtime;
@@ -81,9 +81,15 @@ async def _leave(rstore: Any, node: NodeState, state: StateDir, force: bool,
         raise CliError(f"node {node.node_id} is a manager: leaving takes its controllers "
                        "out of the cluster (the last manager's leave stops them all); "
                        f"demote it first (kubeless node demote {node.node_id}) or use --force")
+    # Liveness is read before the request is put: a live agent that sees the request
+    # revokes its heartbeat at once, and a check made after it would take the agent
+    # for gone and race it for the containers.
+    live = await _agent_is_live(rstore, node.node_id)
     await request_leave(rstore.etcd, rstore.keys, node.node_id)
-    if await _agent_is_live(rstore, node.node_id):
-        return await _wait_left(rstore, node.node_id, timeout)
+    if live:
+        removed = await _wait_left(rstore, node.node_id, timeout)
+        if removed is not None:
+            return removed
     value, _ = await read_request(rstore.etcd, rstore.keys, node.node_id)
     if isinstance(value, dict) and value.get("leftAt"):
         return int(value.get("removed") or 0)  # an agent did it meanwhile
@@ -99,7 +105,10 @@ async def _agent_is_live(rstore: Any, node_id: str) -> bool:
     return stopped_at(kv.value) is None
 
 
-async def _wait_left(rstore: Any, node_id: str, timeout: float) -> int:
+async def _wait_left(rstore: Any, node_id: str, timeout: float) -> int | None:
+    """How many tasks the agent removed once it left; None when it stopped gracefully
+    before seeing the request (its heartbeat marked stopped): the CLI does it then."""
+    from kubeless_agent.heartbeat import stopped_at
     from kubeless_agent.leave import read_request
 
     end = time.monotonic() + timeout
@@ -107,6 +116,9 @@ async def _wait_left(rstore: Any, node_id: str, timeout: float) -> int:
         value, _ = await read_request(rstore.etcd, rstore.keys, node_id)
         if isinstance(value, dict) and value.get("leftAt"):
             return int(value.get("removed") or 0)
+        kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(node_id))
+        if kv is not None and stopped_at(kv.value) is not None:
+            return None
         await asyncio.sleep(POLL)
     raise CliError(f"the agent of node {node_id} did not leave within {timeout:.0f}s: is it "
                    "stuck? Its leave request stays: stop it, then run `kubeless node leave` "
