@@ -64,7 +64,7 @@ async def _informer_figure(endpoints: str) -> None:
 def _cli(endpoints: str, *args: str) -> float:
     env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": PREFIX}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], check=True,
+    subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], check=True,
                    capture_output=True, env=env)
     return time.perf_counter() - started
 

@@ -105,7 +105,7 @@ def apply(endpoints: str) -> None:
                     "ports": [{"name": "http", "target": 80, "mode": "ingress"}]}}
     env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": PREFIX,
            "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-m", "kubeless.cli.main", "apply", "-f", "-"],
+    res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", "apply", "-f", "-"],
                          input=yaml.safe_dump(svc), capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=60)
     if res.returncode != 0:

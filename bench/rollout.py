@@ -15,7 +15,7 @@ from typing import Any
 
 from kubeless import store
 from kubeless.api import validate
-from kubeless.cli.plan import merge
+from kubeless_cli.plan import merge
 from tests.support.etcd_server import EtcdCluster
 from tests.support.hollow import HollowCluster, service, until
 

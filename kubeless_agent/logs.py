@@ -4,7 +4,7 @@ Logs stay on the node that ran the task (as with docker, whose ``service
 logs`` goes through each node): the agent serves them on its advertise
 address, on ``--logs-port`` (0: any free port), and says where in its
 heartbeat (``logsPort``); the CLI reads the heartbeat of the task's node
-and connects (``kubeless.cli.logs_cmd``).
+and connects (``kubeless_cli.logs_cmd``).
 
 The response is ``text/plain``, the task's output line by line, and the
 connection closes when the output ends (at once, or with ``follow=1`` when

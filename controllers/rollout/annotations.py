@@ -7,7 +7,7 @@ inputs live in annotations, written in the same put as the spec:
     kubeless.io/previous-spec     JSON {"generation": G, "spec": {...}}: the spec the
                                   service had before its last spec change (Swarm's
                                   PreviousSpec); written by ``service update``/``apply``
-                                  (kubeless.cli.plan.merge) and by rollbacks
+                                  (kubeless_cli.plan.merge) and by rollbacks
     kubeless.io/rollback          JSON {"generation": G, "reason": "..."}: generation G is
                                   a rollback (rolled out with spec.rollback, states
                                   rollback_*); a stale value (another G) means nothing

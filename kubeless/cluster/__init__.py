@@ -7,7 +7,7 @@
     bootstrap  create, join, resume and rotate, against etcd
     errors     what a user can get wrong
 
-Layer: above ``kubeless.store``, below ``kubeless.cli``; it never imports the
+Layer: above ``kubeless.store``, below ``kubeless_cli``; it never imports the
 agent or the controllers (the CLI runs those).
 
 Not here yet (a later issue): transport security. Nothing signs node

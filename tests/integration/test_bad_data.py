@@ -50,7 +50,7 @@ def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
         env = {**os.environ, "KUBELESS_ENDPOINTS": etcd_cluster.endpoints,
                "KUBELESS_PREFIX": prefix_ or prefix}
         env.pop("KUBELESS_NAMESPACE", None)
-        return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], input=stdin,
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], input=stdin,
                               capture_output=True, text=True, env=env, timeout=30)
     return run
 

@@ -283,7 +283,7 @@ def run_cli(case: Case, root: Path, endpoints: str, prefix: str,
     """``kubeless ARGS`` run in this process, through the real entry point (``main``, where
     every error is formatted and the exit code chosen): 65 subprocesses would cost half a
     second of start-up each. An exception escaping ``main`` fails the test with it."""
-    from kubeless.cli.main import main
+    from kubeless_cli.main import main
 
     env = {"KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": prefix, **case.env}
     monkeypatch.delenv("KUBELESS_NAMESPACE", raising=False)

@@ -31,7 +31,7 @@ def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
         env.pop("KUBELESS_NAMESPACE", None)
         if namespace is not None:
             env["KUBELESS_NAMESPACE"] = namespace
-        return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], input=stdin,
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], input=stdin,
                               capture_output=True, text=True, env=env, timeout=timeout)
     return run
 

@@ -37,7 +37,7 @@ def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
            "PYTHONPATH": str(ROOT)}
     env.pop("KUBELESS_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=30)
 
 

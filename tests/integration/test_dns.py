@@ -157,7 +157,7 @@ async def _dns_status(rstore: store.ResourceStore, node: str) -> dict[str, Any] 
 
 def _cli(etcd_cluster: EtcdCluster, prefix: str, *args: str) -> str:
     env = {**os.environ, "KUBELESS_ENDPOINTS": etcd_cluster.endpoints, "KUBELESS_PREFIX": prefix}
-    res = subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], env=env,
+    res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from kubeless import store
-from kubeless.cli.context import CliError
+from kubeless_cli.context import CliError
 from kubeless.store import Put
 from kubeless_agent.runtime.fake import FakeRuntime
 from tests.support.etcd_server import EtcdCluster, mark_cluster
@@ -245,7 +245,7 @@ def cli(endpoints: str, prefix: str, *args: str,
     env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": prefix,
            "PYTHONPATH": str(ROOT)}
     env.pop("KUBELESS_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
                           input=stdin, capture_output=True, text=True, env=env, timeout=30)
 
 
@@ -335,7 +335,7 @@ async def test_a_port_held_by_another_service_is_refused(run: Any, tmp_path: Pat
 async def test_concurrent_clashing_writers_cannot_both_win(etcd_cluster: EtcdCluster,
                                                            prefix: str, tmp_path: Path) -> None:
     from kubeless.api import validate
-    from kubeless.cli.service_cmds import _create
+    from kubeless_cli.service_cmds import _create
 
     docs = [validate(yaml.safe_load(manifest(n, {"target": 80, "published": 8080})))
             for n in ("one", "two")]

@@ -47,7 +47,7 @@ async def leaders(c: HollowCluster) -> dict[str, str]:
 def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
            "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=30)
 
 

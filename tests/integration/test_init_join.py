@@ -46,14 +46,14 @@ class Cli:
         return env
 
     def run(self, *args: str, with_cluster: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args],
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args],
                               capture_output=True, text=True, env=self.env(with_cluster),
                               timeout=60)
 
     def start(self, *args: str, with_cluster: bool = True) -> tuple[subprocess.Popen[str], Path]:
         out = self.tmp / f"proc-{len(self.procs)}.out"
         with open(out, "w") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "kubeless.cli.main", *args],
+            proc = subprocess.Popen([sys.executable, "-m", "kubeless_cli.main", *args],
                                     stdout=f, stderr=subprocess.STDOUT, text=True,
                                     env=self.env(with_cluster))
         self.procs.append((proc, out))

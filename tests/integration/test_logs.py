@@ -57,7 +57,7 @@ async def agent(etcd_cluster: EtcdCluster, prefix: str, node: str, runtime: str,
 async def kubeless(etcd_cluster: EtcdCluster, prefix: str, *args: str,
                    timeout: float = 30) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubeless.cli.main", "--endpoints", etcd_cluster.endpoints,
+        sys.executable, "-m", "kubeless_cli.main", "--endpoints", etcd_cluster.endpoints,
         "--prefix", prefix, *args, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out, err = await asyncio.wait_for(proc.communicate(), timeout)

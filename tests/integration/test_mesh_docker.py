@@ -69,7 +69,7 @@ class Plane:
     def cli(self, *args: str, stdin: str | None = None) -> str:
         env = {**os.environ, "KUBELESS_ENDPOINTS": self.endpoints, "KUBELESS_PREFIX": self.prefix,
                "PYTHONPATH": str(ROOT)}
-        res = subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], cwd=ROOT,
+        res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
                              capture_output=True, text=True, env=env, input=stdin, timeout=60)
         assert res.returncode == 0, f"kubeless {' '.join(args)}: {res.stderr}"
         return res.stdout

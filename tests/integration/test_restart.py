@@ -88,7 +88,7 @@ class RealNode:
         return self.proc.wait(30)
 
     def kubeless(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubeless.cli.main", "--endpoints",
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", "--endpoints",
                                self.etcd.endpoints, "--prefix", self.prefix, *args],
                               capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
 
@@ -287,7 +287,7 @@ def test_node_leave_errors(etcd_cluster: EtcdCluster, prefix: str, tmp_path: Pat
              "holds no node")
     one_line(node.kubeless("node", "leave", "--state-dir", str(node.state)), "not found")
     gone = subprocess.run(
-        [sys.executable, "-m", "kubeless.cli.main", "--endpoints", "http://127.0.0.1:9",
+        [sys.executable, "-m", "kubeless_cli.main", "--endpoints", "http://127.0.0.1:9",
          "--timeout", "1", "node", "leave", "--state-dir", str(node.state)],
         capture_output=True, text=True, env=ENV, timeout=60, cwd=ROOT)
     one_line(gone, "error:")

@@ -3,7 +3,7 @@
 Each test runs replication, scheduler, health and rollout (2 s leases) on
 two groups of hollow nodes (fake runtime: an image ending ``:fail`` fails
 at start) against the session's etcd, changes a 4-replica service the way
-``service update`` does (``kubeless.cli.plan.merge``: generation bumped,
+``service update`` does (``kubeless_cli.plan.merge``: generation bumped,
 previous spec kept), and samples the tasks in the background.
 """
 
@@ -23,8 +23,8 @@ from controllers.rollout import annotations as ann
 from controllers.rollout.controller import RolloutController
 from kubeless import store
 from kubeless.api import validate
-from kubeless.cli.plan import merge
-from kubeless.cli.rollout_cmds import roll_back
+from kubeless_cli.plan import merge
+from kubeless_cli.rollout_cmds import roll_back
 from tests.support.etcd_server import EtcdCluster
 from tests.support.hollow import ROOT, HollowCluster, service, until
 from tests.support.waiting import hold
@@ -215,7 +215,7 @@ async def test_manual_rollback_swaps_current_and_previous(cluster: RolloutCluste
     previous = ann.previous_spec(svc)  # type: ignore[arg-type]
     assert previous is not None and previous[1]["template"]["image"] == "web:2"
     status = subprocess.run(
-        [sys.executable, "-m", "kubeless.cli.main", "--endpoints", cluster.endpoints,
+        [sys.executable, "-m", "kubeless_cli.main", "--endpoints", cluster.endpoints,
          "--prefix", cluster.prefix, "rollout", "status", "service/web"],
         cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert status.returncode == 1 and "rolled back" in status.stdout

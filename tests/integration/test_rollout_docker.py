@@ -74,7 +74,7 @@ class Plane:
         env = {**os.environ, "KUBELESS_ENDPOINTS": self.endpoints, "KUBELESS_PREFIX": self.prefix,
                "PYTHONPATH": str(ROOT)}
         env.pop("KUBELESS_NAMESPACE", None)
-        return subprocess.run([sys.executable, "-m", "kubeless.cli.main", *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
                               capture_output=True, text=True, env=env, timeout=timeout)
 
     async def acli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

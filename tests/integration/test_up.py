@@ -64,14 +64,14 @@ class Up:
         out = self.tmp / f"up-{len(self.procs)}.out"
         with open(out, "w") as f:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "kubeless.cli.main", "up", "--runtime", "fake",
+                [sys.executable, "-m", "kubeless_cli.main", "up", "--runtime", "fake",
                  "--etcd-port", str(self.port), "--state-dir", str(self.state), *extra],
                 stdout=f, stderr=subprocess.STDOUT, text=True, env=self.env)
         self.procs.append(proc)
         return proc, out
 
     def kubeless(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubeless.cli.main", "--endpoints",
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", "--endpoints",
                                self.url, *args], capture_output=True, text=True, env=self.env,
                               timeout=30)
 

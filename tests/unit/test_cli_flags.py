@@ -1,4 +1,4 @@
-"""Boolean flags the docker way (kubeless.cli.flags): ``--flag``, ``--flag=true|false``,
+"""Boolean flags the docker way (kubeless_cli.flags): ``--flag``, ``--flag=true|false``,
 never ``--flag value``; every boolean flag of the CLI is one; a bad value is one line."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 import click
 import pytest
 
-from kubeless.cli import main
-from kubeless.cli.context import Context
-from kubeless.cli.flags import BoolFlag
+from kubeless_cli import main
+from kubeless_cli.context import Context
+from kubeless_cli.flags import BoolFlag
 from tests.support.hollow import ROOT
 
 
@@ -116,7 +116,7 @@ def test_a_bad_value_is_one_clear_error(case: str) -> None:
 
 def test_a_bad_value_on_the_command_line_is_one_line_and_exit_2() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "kubeless.cli.main", "--endpoints", "http://127.0.0.1:9",
+        [sys.executable, "-m", "kubeless_cli.main", "--endpoints", "http://127.0.0.1:9",
          "service", "create", "--detach=maybe", "--name", "web", "nginx"],
         cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stdout == ""
@@ -143,4 +143,4 @@ def test_every_boolean_flag_of_the_cli_takes_true_or_false() -> None:
     plain = [(path, name) for path, cmd in _every_command(main.cli, ctx, "")
              for p in cmd.params if isinstance(p, click.Option) and p.is_flag
              and not isinstance(p, BoolFlag) and (name := p.name) not in ("help", "version")]
-    assert plain == [], "declare boolean flags with kubeless.cli.flags.flag"
+    assert plain == [], "declare boolean flags with kubeless_cli.flags.flag"

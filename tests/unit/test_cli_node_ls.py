@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kubeless.cli.node_cmds import NODE_COLUMNS, local_node_id, node_rows
-from kubeless.cli.printers import format_rows
+from kubeless_cli.node_cmds import NODE_COLUMNS, local_node_id, node_rows
+from kubeless_cli.printers import format_rows
 
 
 def node(name: str, *, role: str = "worker", state: str | None = "ready",

@@ -1,4 +1,4 @@
-"""Table tests for kubeless.cli.service_flags: every flag, every bad input,
+"""Table tests for kubeless_cli.service_flags: every flag, every bad input,
 and the properties of update (keeps what it is not told to change, never
 mutates its input, agrees with create)."""
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubeless.cli.service_flags import (
+from kubeless_cli.service_flags import (
     API_VERSION,
     UPDATE_ONLY,
     FlagError,

@@ -18,12 +18,12 @@ from typing import Any
 import click
 
 from kubeless.api import ports
-from kubeless.cli import published
-from kubeless.cli.context import USAGE, CliError, Context, current_namespace, pass_context
-from kubeless.cli.flags import flag
-from kubeless.cli.plan import merge
-from kubeless.cli.printers import decorate, format_rows, ports_text
-from kubeless.cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
+from kubeless_cli import published
+from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
+from kubeless_cli.flags import flag
+from kubeless_cli.plan import merge
+from kubeless_cli.printers import decorate, format_rows, ports_text
+from kubeless_cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
                                         flag_name, short_name, update_service)
 
 _POSITIONAL = ("name", "image", "command", "namespace")
@@ -214,7 +214,7 @@ def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool) -
     """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
     ns = None if all_namespaces else current_namespace(namespace)
     result = ctx.run(lambda rstore: rstore.list("Service", ns))
-    from kubeless.cli.read_cmds import warn_skipped
+    from kubeless_cli.read_cmds import warn_skipped
     from kubeless.store import Keyspace
 
     warn_skipped("service", result.skipped, Keyspace(ctx.prefix))
@@ -253,7 +253,7 @@ def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty:
     items = ctx.run(run)
     if pretty:
         from kubeless.api import resolve_kind
-        from kubeless.cli.printers import describe as describe_text
+        from kubeless_cli.printers import describe as describe_text
 
         click.echo("\n".join(describe_text(resolve_kind("Service"), i) for i in items), nl=False)
     else:
@@ -353,7 +353,7 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
 @pass_context
 def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> None:
     """Put a service's previous spec back (current and previous swap), as docker service rollback."""
-    from kubeless.cli.rollout_cmds import roll_back
+    from kubeless_cli.rollout_cmds import roll_back
 
     ns = current_namespace(namespace)
     ctx.run(lambda rstore: roll_back(rstore, name, ns))
@@ -370,6 +370,6 @@ def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> No
 def logs(ctx: Context, name: str, namespace: str | None, follow: bool, tail: int | None,
          no_prefix: bool) -> None:
     """Print the output of a service's tasks, through their nodes' agents (as docker)."""
-    from kubeless.cli.logs_cmd import service_logs
+    from kubeless_cli.logs_cmd import service_logs
 
     service_logs(ctx, name, namespace, follow, tail, no_prefix)

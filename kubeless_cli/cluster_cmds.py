@@ -12,7 +12,7 @@ again override them).
 on a manager, the controllers, in one event loop; SIGINT or SIGTERM stops
 both (the agent leaves its heartbeat to its TTL, marked stopped, so a
 restart within it adopts everything; the controllers resign). Leaving on
-purpose is ``kubeless node leave`` (``kubeless.cli.leave_cmd``).
+purpose is ``kubeless node leave`` (``kubeless_cli.leave_cmd``).
 
 Not implemented yet (a later issue): transport security. etcd is reached
 without TLS or per-node credentials, so anyone who can reach etcd can read
@@ -32,8 +32,8 @@ from typing import Any
 
 import click
 
-from kubeless.cli.context import CliError, Context, pass_context
-from kubeless.cli.flags import flag
+from kubeless_cli.context import CliError, Context, pass_context
+from kubeless_cli.flags import flag
 from kubeless.cluster import DEFAULT_STATE_DIR, ClusterError, NodeState, StateDir
 
 log = logging.getLogger("kubeless")

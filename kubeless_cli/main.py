@@ -17,24 +17,24 @@ from typing import Any
 
 import click
 
-from kubeless.cli.context import DEFAULT_ENDPOINTS, DEFAULT_PREFIX, USAGE, CliError, Context
+from kubeless_cli.context import DEFAULT_ENDPOINTS, DEFAULT_PREFIX, USAGE, CliError, Context
 
 # Command name -> "module:attribute". Modules load only when their command
 # runs: `kubeless get` must start fast (grpc alone costs ~90 ms of imports).
 COMMANDS = {
-    "apply": "kubeless.cli.apply_cmd:apply",
-    "diff": "kubeless.cli.apply_cmd:diff",
-    "get": "kubeless.cli.read_cmds:get",
-    "describe": "kubeless.cli.read_cmds:describe",
-    "delete": "kubeless.cli.read_cmds:delete",
-    "service": "kubeless.cli.service_cmds:service",
-    "node": "kubeless.cli.node_cmds:node",
-    "logs": "kubeless.cli.logs_cmd:logs",
-    "rollout": "kubeless.cli.rollout_cmds:rollout",
-    "init": "kubeless.cli.cluster_cmds:init",
-    "join": "kubeless.cli.cluster_cmds:join",
-    "join-token": "kubeless.cli.cluster_cmds:join_token",
-    "up": "kubeless.cli.up_cmd:up",
+    "apply": "kubeless_cli.apply_cmd:apply",
+    "diff": "kubeless_cli.apply_cmd:diff",
+    "get": "kubeless_cli.read_cmds:get",
+    "describe": "kubeless_cli.read_cmds:describe",
+    "delete": "kubeless_cli.read_cmds:delete",
+    "service": "kubeless_cli.service_cmds:service",
+    "node": "kubeless_cli.node_cmds:node",
+    "logs": "kubeless_cli.logs_cmd:logs",
+    "rollout": "kubeless_cli.rollout_cmds:rollout",
+    "init": "kubeless_cli.cluster_cmds:init",
+    "join": "kubeless_cli.cluster_cmds:join",
+    "join-token": "kubeless_cli.cluster_cmds:join_token",
+    "up": "kubeless_cli.up_cmd:up",
 }
 
 

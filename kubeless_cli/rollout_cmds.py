@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
-from kubeless.cli.context import CliError, Context, current_namespace, pass_context
-from kubeless.cli.flags import flag
-from kubeless.cli.printers import format_rows
+from kubeless_cli.context import CliError, Context, current_namespace, pass_context
+from kubeless_cli.flags import flag
+from kubeless_cli.printers import format_rows
 
 KIND_WORDS = ("service", "services", "svc")
 Resource = dict[str, Any]

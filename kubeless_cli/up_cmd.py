@@ -34,10 +34,10 @@ from typing import Any
 
 import click
 
-from kubeless.cli.cluster_cmds import (cluster_call, explicit_endpoints,
+from kubeless_cli.cluster_cmds import (cluster_call, explicit_endpoints,
                                        new_node_state, node_resource, run_node, save_init, where,
                                        agent_options, agent_service_options)
-from kubeless.cli.context import CliError, Context, pass_context
+from kubeless_cli.context import CliError, Context, pass_context
 from kubeless.cluster import ClusterError, NodeState, StateDir
 
 ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
@@ -351,7 +351,7 @@ def _banner(state: StateDir, etcd: DevEtcd, node: NodeState, runtime: str, why: 
 async def apply_manifest(node: NodeState, path: str) -> None:
     """``kubeless apply -f path`` against this cluster, its output on ours."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubeless.cli.main", "--endpoints", node.endpoints,
+        sys.executable, "-m", "kubeless_cli.main", "--endpoints", node.endpoints,
         "--prefix", node.prefix, "apply", "-f", path, stdin=subprocess.DEVNULL)
     code = await proc.wait()
     if code != 0:

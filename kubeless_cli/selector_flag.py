@@ -9,7 +9,7 @@ select everything.
 from __future__ import annotations
 
 from kubeless.api.selectors import InvalidSelector, Selector, parse_selector
-from kubeless.cli.context import CliError
+from kubeless_cli.context import CliError
 
 SELECTOR_HELP = ("Label selector: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k, !k; "
                  "comma-separated, all must hold.")

@@ -18,9 +18,9 @@ from typing import Any
 
 import click
 
-from kubeless.cli.context import USAGE, CliError, Context, pass_context
-from kubeless.cli.flags import flag
-from kubeless.cli.printers import format_rows
+from kubeless_cli.context import USAGE, CliError, Context, pass_context
+from kubeless_cli.flags import flag
+from kubeless_cli.printers import format_rows
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -31,7 +31,7 @@ def local_node_id(names: set[str]) -> str | None:
     ``kubeless up``'s) that names one of ``names``; None when there is none."""
     if os.environ.get("KUBELESS_NODE"):
         return os.environ["KUBELESS_NODE"]
-    from kubeless.cli.up_cmd import default_state_dir
+    from kubeless_cli.up_cmd import default_state_dir
     from kubeless.cluster import DEFAULT_STATE_DIR, StateDir
 
     dirs = (os.environ.get("KUBELESS_STATE_DIR") or DEFAULT_STATE_DIR,
@@ -83,7 +83,7 @@ def ls(ctx: Context, quiet: bool) -> None:
         return result, leaders, live
 
     result, leaders, live = ctx.run(run)
-    from kubeless.cli.read_cmds import warn_skipped
+    from kubeless_cli.read_cmds import warn_skipped
     from kubeless.store import Keyspace
 
     warn_skipped("node", result.skipped, Keyspace(ctx.prefix))
@@ -219,6 +219,6 @@ async def forget_leave(rstore: Any, name: str) -> None:
         await rstore.etcd.txn([Compare(kv.key, "mod", "==", kv.mod_revision)], [Delete(kv.key)])
 
 
-from kubeless.cli.leave_cmd import leave  # noqa: E402 - registered on the group above
+from kubeless_cli.leave_cmd import leave  # noqa: E402 - registered on the group above
 
 node.add_command(leave)

@@ -23,11 +23,11 @@ import click
 
 from kubeless.api import Kind
 from kubeless.api.selectors import Selector
-from kubeless.cli.context import USAGE, CliError, Context, current_namespace, pass_context
-from kubeless.cli.flags import flag
-from kubeless.cli.printers import (OUTPUTS, Invalid, condition_warnings, describe_invalid,
+from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
+from kubeless_cli.flags import flag
+from kubeless_cli.printers import (OUTPUTS, Invalid, condition_warnings, describe_invalid,
                                    describe as describe_text, invalid_warning, render, table)
-from kubeless.cli.selector_flag import SELECTOR_HELP, narrowing_selector, selector_of
+from kubeless_cli.selector_flag import SELECTOR_HELP, narrowing_selector, selector_of
 
 
 def _kind(word: str) -> Kind:
@@ -263,7 +263,7 @@ def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[
     if files:
         if kind:
             raise CliError("give either -f FILES or KIND NAME, not both", USAGE)
-        from kubeless.cli.apply_cmd import delete_from_files
+        from kubeless_cli.apply_cmd import delete_from_files
 
         for line in delete_from_files(ctx, files, recursive, namespace, ignore_not_found):
             click.echo(line)

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import click
 
-from kubeless.cli.context import CliError, Context, current_namespace, pass_context
-from kubeless.cli.flags import flag
+from kubeless_cli.context import CliError, Context, current_namespace, pass_context
+from kubeless_cli.flags import flag
 
 
 @click.command("logs")

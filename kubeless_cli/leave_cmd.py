@@ -30,8 +30,8 @@ from typing import Any
 
 import click
 
-from kubeless.cli.context import CliError, Context, pass_context
-from kubeless.cli.flags import flag
+from kubeless_cli.context import CliError, Context, pass_context
+from kubeless_cli.flags import flag
 from kubeless.cluster import DEFAULT_STATE_DIR, NodeState, StateDir
 
 POLL = 0.2
@@ -53,7 +53,7 @@ def leave(ctx: Context, force: bool, state_dir: str, timeout: float) -> None:
     stop of the agent (SIGTERM, Ctrl-C) does none of this: a restart within
     the heartbeat TTL keeps every container.
     """
-    from kubeless.cli.cluster_cmds import cluster_call, explicit, explicit_endpoints
+    from kubeless_cli.cluster_cmds import cluster_call, explicit, explicit_endpoints
 
     state = StateDir(state_dir)
     if not cluster_call(state.has_node):
@@ -147,7 +147,7 @@ async def _leave_here(rstore: Any, node: NodeState, state: StateDir) -> int:
 
 
 def _runtime(node: NodeState, state: StateDir) -> Any:
-    from kubeless.cli.cluster_cmds import agent_config
+    from kubeless_cli.cluster_cmds import agent_config
     from kubeless_agent.main import AgentProcess
 
     agent = AgentProcess(agent_config(node, state))

@@ -18,14 +18,14 @@ from typing import Any
 import click
 
 from kubeless.api.selectors import Selector
-from kubeless.cli import published
-from kubeless.cli.context import (USAGE, CliError, Context, checked_namespace,
+from kubeless_cli import published
+from kubeless_cli.context import (USAGE, CliError, Context, checked_namespace,
                                   current_namespace, pass_context)
-from kubeless.cli.flags import flag
-from kubeless.cli.manifests import Manifest, ManifestError, load
-from kubeless.cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
-from kubeless.cli.printers import to_yaml
-from kubeless.cli.selector_flag import narrowing_selector
+from kubeless_cli.flags import flag
+from kubeless_cli.manifests import Manifest, ManifestError, load
+from kubeless_cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
+from kubeless_cli.printers import to_yaml
+from kubeless_cli.selector_flag import narrowing_selector
 
 files_option = click.option("-f", "--filename", "files", multiple=True, required=True,
                             help="File, folder or - for standard input (repeatable).")

@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from kubeless.cli.context import CliError
+from kubeless_cli.context import CliError
 
 Resource = dict[str, Any]
 ATTEMPTS = 8
