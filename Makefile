@@ -8,9 +8,9 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client docker.io busybox-static prometheus iproute2 procps curl wrk
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test unit integration bench deps docker venv typecheck up clean cluster soak
+.PHONY: test unit integration bench deps docker venv typecheck lint up clean cluster soak
 
-test: deps docker venv
+test: deps docker venv lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: venv
@@ -23,6 +23,12 @@ bench: deps docker venv
 	$(PY) -m bench
 
 typecheck: venv
+	$(PY) -m mypy
+
+# The layers (pyproject.toml [tool.importlinter], docs/ARCHITECTURE.md) and
+# mypy --strict on every production package: both before any test runs.
+lint: venv
+	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
 
 # Debian packages the tests run for real; apt-get update only when one is missing.

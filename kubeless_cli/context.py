@@ -50,7 +50,8 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = code
+        # click declares exit_code on the class; each error sets its own.
+        self.exit_code = code  # type: ignore[misc]
 
     def show(self, file: object = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -51,7 +51,13 @@ class LazyGroup(click.Group):
         return command
 
 
-class Seconds(click.ParamType):
+if TYPE_CHECKING:  # generic in the stubs of recent click only; plain at run time everywhere
+    _FloatParam = click.ParamType[float]
+else:
+    _FloatParam = click.ParamType
+
+
+class Seconds(_FloatParam):
     """A number of seconds greater than 0 (``--timeout``): not negative, zero, nan or inf."""
 
     name = "seconds"
