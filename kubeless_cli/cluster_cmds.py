@@ -305,7 +305,7 @@ def configure_logging() -> None:
 @click.command()
 @node_options
 @pass_context
-def init(ctx: Context, state_dir: str, **opts: Any) -> None:
+def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
     """Make a new cluster in the etcd given, then run this host as its first manager.
 
     Writes the cluster record (id, a root CA certificate, join-token hashes)
@@ -393,7 +393,7 @@ def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
 @click.argument("endpoints", required=False)
 @node_options
 @pass_context
-def join(ctx: Context, token: str | None, endpoints: str | None, state_dir: str,
+def join(ctx: Context, /, token: str | None, endpoints: str | None, state_dir: str,
          **opts: Any) -> None:
     """Join the cluster whose etcd is at ENDPOINTS and run this node in the foreground.
 

@@ -77,7 +77,7 @@ def service() -> None:
 @flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @_flag_options(update=False)
 @pass_context
-def create(ctx: Context, image: str, command: tuple[str, ...], namespace: str | None,
+def create(ctx: Context, /, image: str, command: tuple[str, ...], namespace: str | None,
            detach: bool, **values: Any) -> None:
     """Create a service: IMAGE [COMMAND [ARG...]], as docker service create."""
     try:
@@ -156,7 +156,7 @@ async def _read_modify_write(rstore: Any, name: str, namespace: str,
 @flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @_flag_options(update=True)
 @pass_context
-def update(ctx: Context, name: str, namespace: str | None, detach: bool, **values: Any) -> None:
+def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, **values: Any) -> None:
     """Change a service, as docker service update (--force replaces every task)."""
     ns = current_namespace(namespace)
     try:

@@ -218,7 +218,7 @@ def docker_answers() -> str | None:
 @agent_service_options()[1]
 @agent_service_options()[2]
 @pass_context
-def up(ctx: Context, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
+def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
        metrics_port: int | None, apply_files: tuple[str, ...], **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
