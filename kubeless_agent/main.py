@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kubeless.aio import guard, unless_stopped
 from kubeless.api import parse_duration, parse_size
 from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
                             StoreError)
@@ -161,11 +162,11 @@ class AgentProcess:
             # assembly (adopting containers, DNS), well within the previous agent's TTL.
             self.heartbeats = Heartbeats(etcd, self.keys, self.idents, self.config.heartbeat_ttl)
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(_guard("heartbeat", self.heartbeats.run()), name="heartbeat")
+                _spawn(tg, "heartbeat", self.heartbeats.run())
                 await self._assemble(etcd)
                 for name, coro in self._loops():
-                    tg.create_task(_guard(name, coro), name=name)
-                tg.create_task(_guard("startup", self._startup()), name="startup")
+                    _spawn(tg, name, coro)
+                _spawn(tg, "startup", self._startup())
                 await stop.wait()
                 raise _Stopping
         except* _Stopping:
@@ -292,22 +293,6 @@ class AgentProcess:
             log.warning("node %s left the cluster; %d task(s) removed", node_id, removed)
 
 
-async def _unless_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:
-    """Await ``coro`` unless ``stop`` is set first (then cancel it); True when it finished."""
-    work = asyncio.ensure_future(coro)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if not work.done():
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
-        return False
-    work.result()
-    return True
-
-
 async def _until_done(what: str, step: Callable[[], Coroutine[Any, Any, Any]],
                       stop: asyncio.Event) -> bool:
     """Run ``step`` until it succeeds, again while etcd cannot serve it (an agent started
@@ -315,7 +300,7 @@ async def _until_done(what: str, step: Callable[[], Coroutine[Any, Any, Any]],
     delay = 0.2
     while True:
         try:
-            return await _unless_stopped(step(), stop)
+            return await unless_stopped(step(), stop)
         except StoreError as err:
             log.warning("%s: %s; retrying in %.1fs", what, err, delay)
         try:
@@ -341,15 +326,9 @@ def _decode(kv: KeyValue) -> Any:
     return decode(kv.key, kv.value)
 
 
-async def _guard(name: str, coro: Coroutine[Any, Any, None]) -> None:
-    """Log a long-lived task's crash before the task group escalates it."""
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("agent task %s crashed", name)
-        raise
+def _spawn(tg: asyncio.TaskGroup, name: str, coro: Coroutine[Any, Any, None]) -> None:
+    """A long-lived task of the agent, named; its crash is logged before it escalates."""
+    tg.create_task(guard(f"agent task {name}", coro, log), name=name)
 
 
 @contextlib.asynccontextmanager

@@ -32,10 +32,11 @@ import logging
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubeless.aio import guard
 from kubeless.store import Conflict, Informer, KeyValue, NotFound, ResourceStore
 from kubeless.store.codec import decode as decode_value
 from kubeless.store.informer import Decoder
@@ -157,17 +158,6 @@ def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def _guard(name: str, aw: Awaitable[None]) -> None:
-    """Log a crash of a long-lived task with its name, then let it escalate."""
-    try:
-        await aw
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s crashed", name)
-        raise
-
-
 class ControllerRunner:
     def __init__(self, store: ResourceStore, controllers: Sequence[Controller],
                  identity: str | None = None, *, lease_ttl: int = 5,
@@ -226,20 +216,20 @@ class ControllerRunner:
         async with asyncio.TaskGroup() as tg:
             for prefix, informer in self.informers.items():
                 name = f"informer {prefix}"
-                tg.create_task(_guard(name, informer.run()), name=name)
+                tg.create_task(guard(name, informer.run(), log), name=name)
             await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))
             self.synced.set()
             log.info("%s: %d informers synced; campaigning for %s", self.identity,
                      len(self.informers), ", ".join(self.states))
             for name, state in self.states.items():
                 task_name = f"controller {name}"
-                tg.create_task(_guard(task_name, self._run_controller(state)), name=task_name)
+                tg.create_task(guard(task_name, self._run_controller(state), log), name=task_name)
 
     async def _run_controller(self, st: _State) -> None:
         elector = st.ctx.elector
         async with asyncio.TaskGroup() as tg:
             name = f"{st.ctx.name} leader election"
-            tg.create_task(_guard(name, elector.run()), name=name)
+            tg.create_task(guard(name, elector.run(), log), name=name)
             while True:
                 await elector.elected.wait()
                 await self._lead(st)
@@ -255,11 +245,11 @@ class ControllerRunner:
             for key in c.resync_keys():
                 queue.add(key)
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(_guard(f"{ctx.name} worker {i}", self._worker(st, queue)),
-                                        name=f"{ctx.name} worker {i}")
+                tasks = [tg.create_task(guard(f"{ctx.name} worker {i}", self._worker(st, queue),
+                                              log), name=f"{ctx.name} worker {i}")
                          for i in range(max(1, c.workers))]
-                tasks.append(tg.create_task(_guard(f"{ctx.name} resync", self._resync(st, queue)),
-                                            name=f"{ctx.name} resync"))
+                tasks.append(tg.create_task(guard(f"{ctx.name} resync", self._resync(st, queue),
+                                                  log), name=f"{ctx.name} resync"))
                 await ctx.elector.wait_lost()
                 log.info("%s: not leader any more; stopping workers", ctx.name)
                 queue.shutdown()
