@@ -4,7 +4,9 @@
     registration  the Node resource, created once if absent (users own it after)
     heartbeat     one kept lease, and every local node's heartbeat key bound to it
     worker        drives a runtime to match a node's assignments, and reports
-    runtime       the Runtime protocol; ``fake`` (hollow nodes) lives here too
+    runtime       the Runtime protocol (its optional parts with their defaults);
+                  ``fake`` (hollow nodes) lives here too
+    errors        the agent's exceptions, drawn as a tree
     metrics       Prometheus metrics of the process
     mesh          the routing mesh: published ingress ports answer on every node
     dns           cluster DNS for the zone ``kubeless.`` (containers resolve through it)

@@ -14,8 +14,9 @@ replication replaces them elsewhere), stops and removes the containers (or
 processes) of this node (``remove_all``), records ``leftAt`` and exits.
 When no agent of the node runs, the CLI does the same itself with the
 node's runtime. The key stays as the node's tombstone: an agent started
-for a node that left refuses to start until ``kubeless node rm`` removes
-the node (and the key) and the host joins again.
+for a node that left refuses to start (``errors.NodeLeft``, with
+``left_message``) until ``kubeless node rm`` removes the node (and the
+key) and the host joins again.
 
 Every write compares what it read. Deciding who may leave (a manager
 needs ``--force``) and the state dir are the CLI's business.
@@ -37,10 +38,6 @@ from kubeless_agent.runtime import Runtime
 from kubeless_agent.worker import DEFAULT_GRACE
 
 log = logging.getLogger(__name__)
-
-
-class NodeLeft(Exception):
-    """An agent was started for a node that left the cluster."""
 
 
 def left_message(node_id: str) -> str:

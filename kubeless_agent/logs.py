@@ -17,25 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from kubeless_agent.runtime import Runtime
+
 log = logging.getLogger(__name__)
-
-
-class LogSource(Protocol):
-    """What a runtime offers for its logs (docker and process do; fake does not)."""
-
-    async def open_logs(self, tid: str, tail: int | None = None,
-                        follow: bool = False) -> AsyncIterator[bytes]:
-        """The task's output lines; LookupError when the task is not here."""
 
 
 class LogServer:
     """Serves the logs of the tasks of every runtime in ``runtimes`` (node id -> runtime)."""
 
-    def __init__(self, runtimes: Mapping[str, Any], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, runtimes: Mapping[str, Runtime], host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         self.runtimes = runtimes
         self.host = host
         self.port = port
@@ -99,15 +94,12 @@ class LogServer:
 
     async def _open(self, tid: str, tail: int | None,
                     follow: bool) -> AsyncIterator[bytes] | None:
-        """The lines of the first runtime that knows the task, or None."""
+        """The lines of the first runtime that knows the task (docker and process keep logs;
+        fake keeps none), or None."""
         for runtime in self.runtimes.values():
-            opener: Callable[..., Awaitable[AsyncIterator[bytes]]] | None = \
-                getattr(runtime, "open_logs", None)
-            if opener is None:
-                continue
             try:
-                return await opener(tid, tail=tail, follow=follow)
-            except LookupError:
+                return await runtime.open_logs(tid, tail=tail, follow=follow)
+            except LookupError:  # UnknownTask: not this runtime's
                 continue
         return None
 

@@ -51,7 +51,8 @@ from kubeless_agent.dns import DnsServer, ReadyNodes, assemble_dns, parse_dns_ad
 from kubeless_agent.heartbeat import Heartbeats
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
-from kubeless_agent.leave import NodeLeft, left_message, left_nodes, mark_done, remove_all
+from kubeless_agent.errors import NodeLeft
+from kubeless_agent.leave import left_message, left_nodes, mark_done, remove_all
 from kubeless_agent.logs import LogServer
 from kubeless_agent.mesh import RoutingMesh
 from kubeless_agent.netaddr import bind_address

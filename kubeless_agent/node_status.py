@@ -2,8 +2,8 @@
 
 ``advertise`` puts ``logsPort`` (where ``kubeless_agent.logs`` serves task
 logs on the node's address), ``runtimeState`` / ``runtimeMessage``
-(``up``, ``down`` or ``unknown``, from a runtime that has
-``runtime_state()``) and ``engineVersion`` (the runtime's
+(``up``, ``down`` or ``unknown``: the runtime's ``runtime_state()``, always
+up but for docker's) and ``engineVersion`` (the runtime's
 ``engine_version()``: the Docker Engine's version, ``process <kubeless
 version>``, ``fake``; node ls's ENGINE VERSION) into the node's heartbeat,
 and puts them again whenever the runtime's state changes (a Docker Engine
@@ -17,10 +17,11 @@ DNS, the nameserver its containers get, the upstreams it forwards to, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from kubeless_agent.dns.resolvconf import show
+from kubeless_agent.runtime import Runtime
 
 
 class HeartbeatFields(Protocol):
@@ -32,24 +33,14 @@ def runtime_fields(state: dict[str, str], engine_version: str) -> dict[str, Any]
             "runtimeMessage": state.get("message") or "", "engineVersion": engine_version}
 
 
-def engine_version(runtime: Any) -> str:
-    """The runtime's ``engine_version()``, else its name."""
-    version: Callable[[], str] | None = getattr(runtime, "engine_version", None)
-    return version() if version is not None else str(getattr(runtime, "name", ""))
-
-
-def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Any,
+def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Runtime,
               logs_port: int | None) -> None:
     fields: dict[str, Any] = {}
     if logs_port:
         fields["logsPort"] = logs_port
-    state_of: Callable[[], dict[str, str]] | None = getattr(runtime, "runtime_state", None)
-    if state_of is not None:
-        fields.update(runtime_fields(state_of(), engine_version(runtime)))
-        runtime.watch_state(lambda state: heartbeats.update(
-            node_id, runtime_fields(state, engine_version(runtime))))
-    else:
-        fields.update(runtime_fields({"state": "up"}, engine_version(runtime)))
+    fields.update(runtime_fields(runtime.runtime_state(), runtime.engine_version()))
+    runtime.watch_state(lambda state: heartbeats.update(
+        node_id, runtime_fields(state, runtime.engine_version())))
     heartbeats.update(node_id, fields)
 
 

@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from kubeless_agent.dns.forward import Forwarder
 from kubeless_agent.dns.server import DnsServer, container_nameserver, parse_dns_addr
-from kubeless_agent.node_status import dns_fields
+from kubeless_agent.node_status import HeartbeatFields, dns_fields
+from kubeless_agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
 Bridge = tuple[str, str]  # (gateway, subnet)
 DEFAULTS = "containers get the engine's default nameservers (no service names)"
-
-
-class HeartbeatFields(Protocol):
-    def update(self, node_id: str, fields: dict[str, Any]) -> None: ...
 
 
 def listen_addresses(dns_addrs: Sequence[str] | None, bind_addr: str,
@@ -48,9 +45,10 @@ def listen_addresses(dns_addrs: Sequence[str] | None, bind_addr: str,
 
 
 def container_dns(serving: Sequence[Addr], bridge: Bridge | None,
-                  docker: bool) -> tuple[str | None, str]:
-    """(nameserver for containers or None, the problem when a docker runtime gets none)."""
-    if not docker:
+                  supported: bool) -> tuple[str | None, str]:
+    """(nameserver for containers or None, the problem when a runtime that supports cluster
+    DNS (docker) gets none)."""
+    if not supported:
         return None, ""
     if bridge is None:
         return None, f"no address of the Docker bridge found: {DEFAULTS}"
@@ -63,21 +61,20 @@ def container_dns(serving: Sequence[Addr], bridge: Bridge | None,
 class DnsWiring:
     """Tells the runtime and the heartbeats what the DNS server can do, on every change."""
 
-    def __init__(self, server: DnsServer, runtime: Any, bridge: Bridge | None,
+    def __init__(self, server: DnsServer, runtime: Runtime, bridge: Bridge | None,
                  heartbeats: HeartbeatFields, node_ids: Sequence[str]) -> None:
         self.server = server
         self.runtime = runtime
         self.bridge = bridge
         self.heartbeats = heartbeats
         self.node_ids = list(node_ids)
-        self.docker = hasattr(runtime, "use_cluster_dns")
         self.problem = ""
         self.fields: dict[str, Any] = {}
 
     def changed(self) -> None:
-        nameserver, problem = container_dns(self.server.serving(), self.bridge, self.docker)
-        if self.docker:
-            self.runtime.use_cluster_dns(nameserver)
+        nameserver, problem = container_dns(self.server.serving(), self.bridge,
+                                            self.runtime.supports_cluster_dns)
+        self.runtime.use_cluster_dns(nameserver)
         if problem and problem != self.problem:
             log.warning("dns: %s", problem)
         self.problem = problem
@@ -92,11 +89,10 @@ class DnsWiring:
 
 
 async def assemble_dns(dns_addrs: Sequence[str] | None, bind_addr: str, resolv_conf: str,
-                       runtime: Any, heartbeats: HeartbeatFields,
+                       runtime: Runtime, heartbeats: HeartbeatFields,
                        node_ids: Sequence[str]) -> DnsServer:
     """The agent's DNS server, wired to its runtime and heartbeats (not yet running)."""
-    bridge_of = getattr(runtime, "bridge_network", None)
-    bridge = await bridge_of() if bridge_of is not None else None
+    bridge = await runtime.bridge_network()
     addrs = listen_addresses(dns_addrs, bind_addr, bridge)
     server = DnsServer(addrs, forwarder=Forwarder(resolv_conf))
     server.watchers.append(DnsWiring(server, runtime, bridge, heartbeats, node_ids).changed)

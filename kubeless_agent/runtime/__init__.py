@@ -26,27 +26,53 @@ running, complete, failed, rejected, shutdown) and, when known,
 ``message``, ``error``, ``containerId``, ``exitCode`` and ``ports``
 ([{target, published, protocol}]). Reports may repeat or arrive late: the
 worker keeps states moving forward only.
+
+Optional parts: every runtime subclasses ``Runtime`` and inherits, for what it
+cannot do, a default that says so; callers call them, never probe for them:
+
+    engine_version()       what runs the tasks, for ``node ls`` (the Docker Engine's
+                           version, ``process <kubeless version>``); default: the name
+    runtime_state()        ``{"state": up|down|unknown, "message": ...}`` of the
+                           engine; default: always up
+    watch_state(watcher)   call ``watcher(runtime_state())`` on the loop when it
+                           changes; default: it never changes, nothing to call
+    open_logs(tid, tail=None, follow=False)
+                           the task's output, line by line (``tail``: the last N;
+                           ``follow``: until it stops); ``UnknownTask`` when this
+                           runtime holds no such task. Default: ``UnknownTask``
+                           (no logs kept, as with fake)
+    supports_cluster_dns   True when its tasks can be given the agent's cluster DNS as
+                           their nameserver (docker); then:
+    bridge_network()       (gateway, subnet) through which tasks reach the host, or
+                           None; default: None
+    use_cluster_dns(ns)    tasks started from now on get ``ns`` as their only
+                           nameserver (None: the engine's defaults); default: nothing
+
+Errors (``kubeless_agent.errors``, re-exported here): ``RuntimeFailure``, ``UnknownTask``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
+
+from kubeless_agent.errors import RuntimeFailure as RuntimeFailure  # re-exported: the protocol's
+from kubeless_agent.errors import UnknownTask as UnknownTask
 
 Task = dict[str, Any]  # the Task resource, as in its assignment
 Report = dict[str, Any]
 ReportListener = Callable[[str, Report], None]
+StateWatcher = Callable[[dict[str, str]], None]
 
 RUNTIME_STATES = ("accepted", "preparing", "starting", "running", "complete", "failed",
                   "rejected", "shutdown")
 
 
-class RuntimeFailure(Exception):
-    """A runtime call failed; the message is reported as the task's error."""
-
-
 class Runtime(Protocol):
+    """What the agent needs of a runtime; subclass it to inherit the optional parts."""
+
     name: str
+    supports_cluster_dns: bool = False
 
     def subscribe(self, listener: ReportListener) -> None: ...
 
@@ -59,6 +85,29 @@ class Runtime(Protocol):
     async def list(self) -> list[tuple[str, Report]]: ...
 
     async def close(self) -> None: ...
+
+    # -- optional parts: the defaults are what a runtime without them does -------
+
+    def engine_version(self) -> str:
+        return self.name
+
+    def runtime_state(self) -> dict[str, str]:
+        return {"state": "up", "message": ""}
+
+    def watch_state(self, watcher: StateWatcher) -> None:
+        """The state never changes: nothing to call."""
+        return None  # a default, not an abstract method
+
+    async def open_logs(self, tid: str, tail: int | None = None,
+                        follow: bool = False) -> AsyncIterator[bytes]:
+        raise UnknownTask(f"the {self.name} runtime keeps no logs")
+
+    async def bridge_network(self) -> tuple[str, str] | None:
+        return None
+
+    def use_cluster_dns(self, nameserver: str | None) -> None:
+        """Its tasks take no nameserver from the agent."""
+        return None  # a default, not an abstract method
 
 
 def task_id(task: Task) -> str:

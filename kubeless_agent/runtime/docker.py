@@ -53,7 +53,8 @@ from kubeless.api.tasks import state_index
 
 from kubeless_agent import metrics
 from kubeless_agent.netaddr import bind_address
-from kubeless_agent.runtime import Report, ReportListener, RuntimeFailure, Task, task_id
+from kubeless_agent.errors import RuntimeFailure, UnknownTask
+from kubeless_agent.runtime import Report, ReportListener, Runtime, StateWatcher, Task, task_id
 from kubeless_agent.runtime.bridge import bridge_gateway, interface_ipv4, interface_name
 from kubeless_agent.runtime.docker_spec import (LABEL_NODE, LABEL_TASK, ClusterDns,
                                                 bind_sources, container_config, exited,
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_API_VERSION = "1.45"  # the newest Engine API we speak; older engines get theirs
-StateWatcher = Callable[[dict[str, str]], None]
 LAST_LINES = 10
 
 
@@ -80,8 +80,9 @@ class _Container:
     timed: bool = False  # start latency observed
 
 
-class DockerRuntime:
+class DockerRuntime(Runtime):
     name = "docker"
+    supports_cluster_dns = True
 
     def __init__(self, node_id: str, *, address: str = "127.0.0.1", base_url: str | None = None,
                  timeout: float = 60.0, workers: int = 16, reconnect_interval: float = 1.0,
@@ -257,12 +258,12 @@ class DockerRuntime:
                         follow: bool = False) -> AsyncIterator[bytes]:
         """The task's output, line by line (``tail``: the last N; ``follow``: until it stops).
 
-        LookupError when this node has no container for the task.
+        UnknownTask when this node has no container for the task.
         """
         c = self._tracked.get(tid)
         ids = [c.container_id] if c and c.container_id else await self._ids_of(tid)
         if not ids:
-            raise LookupError(f"no container for task {tid} on {self.node_id}")
+            raise UnknownTask(f"no container for task {tid} on {self.node_id}")
         stream = await self._call(self._client.api.logs, ids[0], stream=True, follow=follow,
                                   tail="all" if tail is None else tail)
         return _lines_of(stream)

@@ -22,7 +22,8 @@ from typing import Any
 from kubeless.api import parse_cpus, parse_duration, parse_size
 from kubeless.api.tasks import container_name, task_display_name
 
-from kubeless_agent.runtime import Report, RuntimeFailure, Task, task_env, task_id
+from kubeless_agent.errors import RuntimeFailure
+from kubeless_agent.runtime import Report, Task, task_env, task_id
 
 LABEL_TASK = "kubeless.task.id"
 LABEL_NODE = "kubeless.node.id"

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kubeless_agent.runtime import Report, ReportListener, Task, published_ports, task_env, task_id
+from kubeless_agent.runtime import (Report, ReportListener, Runtime, Task, published_ports,
+                                    task_env, task_id)
 
 log = logging.getLogger(__name__)
 
 
-class FakeRuntime:
+class FakeRuntime(Runtime):
     name = "fake"
 
     def __init__(self, delay: float = 0.0) -> None:
@@ -34,9 +35,6 @@ class FakeRuntime:
 
     def subscribe(self, listener: ReportListener) -> None:
         self._listeners.append(listener)
-
-    def engine_version(self) -> str:
-        return "fake"
 
     # -- the protocol ---------------------------------------------------------
 

@@ -44,7 +44,8 @@ from typing import Any
 from kubeless.api.tasks import state_index
 
 from kubeless_agent import metrics
-from kubeless_agent.runtime import Report, ReportListener, RuntimeFailure, Task, task_id
+from kubeless_agent.errors import RuntimeFailure, UnknownTask
+from kubeless_agent.runtime import Report, ReportListener, Runtime, Task, task_id
 from kubeless_agent.runtime.docker_spec import environment, exited, template
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class _Process:
     code: int | None = None
 
 
-class ProcessRuntime:
+class ProcessRuntime(Runtime):
     name = "process"
 
     def __init__(self, node_id: str, *, address: str = "127.0.0.1",
@@ -79,15 +80,11 @@ class ProcessRuntime:
     def subscribe(self, listener: ReportListener) -> None:
         self._listeners.append(listener)
 
-    def runtime_state(self) -> dict[str, str]:
-        return {"state": "up", "message": ""}
-
     def engine_version(self) -> str:
         """The agent is this runtime's engine: ``process <kubeless version>``."""
         return f"process {_kubeless_version()}"
 
-    def watch_state(self, watcher: Any) -> None:
-        """The process runtime is up while the agent is."""
+    # runtime_state and watch_state: the defaults (up while the agent is, never changing)
 
     # -- the protocol -------------------------------------------------------------
 
@@ -158,7 +155,7 @@ class ProcessRuntime:
                         follow: bool = False) -> AsyncIterator[bytes]:
         path = self.dir / tid / "log"
         if not path.exists():
-            raise LookupError(f"no process for task {tid} on {self.node_id}")
+            raise UnknownTask(f"no process for task {tid} on {self.node_id}")
         return self._read_logs(tid, path, tail, follow)
 
     async def _read_logs(self, tid: str, path: Path, tail: int | None,

@@ -138,6 +138,8 @@ def test_without_cluster_dns_the_engine_decides() -> None:
 
 
 class _Runtime:
+    supports_cluster_dns = True  # as docker's
+
     def __init__(self) -> None:
         self.told: list[str | None] = []
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubeless_agent.runtime import RuntimeFailure
+from kubeless_agent.errors import RuntimeFailure
 from kubeless_agent.runtime.docker_spec import container_config, exited, observed, reported_ports
 
 
