@@ -70,13 +70,13 @@ up: deps docker venv
 # KUBELESS_ENDPOINTS to use. Options: make cluster CLUSTER_ARGS="--workers 4".
 CLUSTER_ARGS ?=
 cluster: deps venv
-	$(PY) -m tests.cluster up $(CLUSTER_ARGS)
+	$(PY) -m lab up $(CLUSTER_ARGS)
 
 # Random faults for SOAK_SECONDS (default 180) while services are scaled and
 # updated; prints the faults and any invariant violation (not run by CI).
 SOAK_SECONDS ?= 180
 soak: deps venv
-	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m tests.cluster soak $(SOAK_ARGS)
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m lab soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,7 @@ Decision half (pure, no etcd, no asyncio): ``request`` reads what a task
 asks of and takes from a node, ``nodeinfo`` keeps per-node aggregates,
 ``filters`` judges nodes and explains rejections, ``spread`` chooses among
 passing nodes under placement preferences, and ``plan`` ties them into
-``plan_placements``. ``bench`` times it on synthetic data. The asyncio
+``plan_placements`` (bench/scheduler.py times it). The asyncio
 half (watching, writing assignments) lives beside these and only calls
 ``plan_placements``. Placement constraints are parsed and matched by
 kubeless.api.constraints, the one grammar validation, the CLI and global

@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end tests: one real multi-host cluster per module.
 
-``cluster`` starts ``tests.cluster.Cluster`` (3 managers, 2 workers, each with
+``cluster`` starts ``lab.cluster.Cluster`` (3 managers, 2 workers, each with
 its own dockerd) once per module and purges it at the end. Where the machine
 cannot host it (no root, no network namespaces, no dockerd, no etcd), the
 module is skipped, and under ``CI=true`` it fails instead.
@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from kubeless import store
-from tests.cluster import waits
-from tests.cluster.harness import Cluster, preflight, run_sync
-from tests.cluster.system import SetupError
+from lab.cluster import waits
+from lab.cluster.harness import Cluster, preflight, run_sync
+from lab.cluster.system import SetupError
 
 HEARTBEAT_TTL = 6
 LEASE_TTL = 3

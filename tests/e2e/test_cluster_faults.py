@@ -1,4 +1,4 @@
-"""Fault tolerance end to end: a real 5-host cluster (tests/cluster), faults on purpose.
+"""Fault tolerance end to end: a real 5-host cluster (lab/cluster), faults on purpose.
 
 Each scenario runs a replicated demo service on the shared cluster while a
 background ``Checker`` samples every task: no slot may ever have two tasks
@@ -21,11 +21,10 @@ from typing import Any
 import pytest
 
 from kubeless import store
-from tests.cluster import waits
-from tests.cluster.checker import Checker
-from tests.cluster.harness import Cluster
-from tests.e2e.conftest import HEARTBEAT_TTL, LEASE_TTL
-from tests.support.waiting import hold
+from lab.cluster import waits
+from lab.cluster.checker import Checker
+from lab.cluster.harness import Cluster
+from lab.waiting import hold
 
 SLACK = 10.0  # "TTL plus a few seconds": restart delay 1s, scheduling, container start
 
@@ -66,7 +65,7 @@ async def test_worker_killed(cluster: Cluster, rs: store.ResourceStore, checker:
     cluster.kill_containers("w1")  # the host is gone, its containers with it
 
     await waits.until(lambda: waits.converged_off(rs, "killed", 5, {"w1"}),
-                      HEARTBEAT_TTL + SLACK, "w1's tasks running elsewhere")
+                      cluster.heartbeat_ttl + SLACK, "w1's tasks running elsewhere")
     report("worker killed -> its tasks run elsewhere", time.monotonic() - t0)
     cluster.start_part("w1", "agent")
     await waits.until(lambda: _ready(rs, "w1"), 30, "w1 ready again")
@@ -97,7 +96,7 @@ async def test_worker_cut_off(cluster: Cluster, rs: store.ResourceStore,
         except store.StoreError:
             return True  # the reader's own blip is no evidence either way
         return waits.where(ts) == before and "w2" in ready
-    await hold(HEARTBEAT_TTL + 1.0, unchanged, "the same tasks on the same nodes, w2 ready")
+    await hold(cluster.heartbeat_ttl + 1.0, unchanged, "the same tasks on the same nodes, w2 ready")
 
     # Longer than the TTL: w2's task is replaced; when w2 heals its old container stops.
     old = [tid for tid, node in before.items() if node == "w2"]
@@ -105,7 +104,7 @@ async def test_worker_cut_off(cluster: Cluster, rs: store.ResourceStore,
     cluster.cut("w2")
 
     await waits.until(lambda: waits.converged_off(rs, "cut", 5, set(old)),
-                      HEARTBEAT_TTL + SLACK, "w2's task replaced elsewhere")
+                      cluster.heartbeat_ttl + SLACK, "w2's task replaced elsewhere")
     report("worker cut off -> its tasks run elsewhere", time.monotonic() - t0)
     engine = await asyncio.to_thread(waits.containers, cluster)
     assert {c["task"] for c in engine["w2"]} >= set(old), "the cut-off host kept running them"
@@ -134,11 +133,12 @@ async def test_leader_host_killed(cluster: Cluster, rs: store.ResourceStore,
     async def taken_over() -> bool:
         led = await waits.leaders(rs)
         return all(led.get(c) in others for c in waits.CONTROLLERS)
-    await waits.until(taken_over, LEASE_TTL + SLACK, f"controllers led by one of {others}")
+    await waits.until(taken_over, cluster.lease_ttl + SLACK, f"controllers led by one of {others}")
     report("leader's host killed -> another manager leads", time.monotonic() - t0)
     await waits.scale(rs, "lead", 5)
 
-    await waits.until(lambda: waits.converged_off(rs, "lead", 5, {leader}), HEARTBEAT_TTL + 30,
+    await waits.until(lambda: waits.converged_off(rs, "lead", 5, {leader}),
+                      cluster.heartbeat_ttl + 30,
                       "the new leaders scale up and replace the dead host's tasks")
     cluster.restore()
     cluster.wait_etcd(60)
@@ -211,7 +211,7 @@ async def test_agent_restarted_keeps_containers(cluster: Cluster, rs: store.Reso
 
     async def new_agent_live() -> bool:
         return await heartbeat_started(rs, "w1") not in (None, old)
-    await waits.until(new_agent_live, HEARTBEAT_TTL + SLACK, "the new agent's heartbeat")
+    await waits.until(new_agent_live, cluster.heartbeat_ttl + SLACK, "the new agent's heartbeat")
     report("agent restarted -> its heartbeat is back", time.monotonic() - t0)
     await checker.converge({"keep": 5}, 30)
     after = await asyncio.to_thread(waits.containers, cluster)
@@ -242,7 +242,7 @@ async def test_rolling_update_while_a_worker_dies(cluster: Cluster, rs: store.Re
                               "the rolling update completed or paused")
     if ended == "paused":
         assert action == "pause", "an update set to continue paused"
-        await waits.until(lambda: _node_down(rs, "w2"), HEARTBEAT_TTL + SLACK, "w2 down")
+        await waits.until(lambda: _node_down(rs, "w2"), cluster.heartbeat_ttl + SLACK, "w2 down")
         await waits.change(rs, "roll", lambda s: s["metadata"].setdefault("annotations", {})
                            .update({"kubeless.io/rollout-resumed": str(time.time())}))
         await waits.until(lambda: _update_state(rs, "completed"), 90, "the resumed update")

@@ -20,12 +20,12 @@ from kubeless import store
 from kubeless.store import Delete, Put
 from kubeless.store.codec import encode_json
 from kubeless_agent import AgentConfig, running_agent
-from kubeless_agent.main import AgentProcess
 from kubeless_agent.identity import NodeIdentity
+from kubeless_agent.main import AgentProcess
 from kubeless_agent.runtime import Task
 from kubeless_agent.runtime.fake import FakeRuntime
+from lab.waiting import hold
 from tests.support.etcd_server import EtcdCluster
-from tests.support.waiting import hold
 
 pytestmark = pytest.mark.integration
 

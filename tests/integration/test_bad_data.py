@@ -15,8 +15,7 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,14 @@ from kubeless.api.limits import MAX_TASK_PAYLOAD_BYTES
 from kubeless.store import Conflict, CorruptValue, Put
 from kubeless.store.codec import encode_yaml
 from kubeless.store.tasks import list_tasks
+from lab.hollow import HollowCluster, running, service
+from lab.waiting import until
+from tests.support.cli import Run, run_cli
 from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster, mark_cluster, put_raw
-from tests.support.hollow import HollowCluster, running, service, until
 
 pytestmark = pytest.mark.integration
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
 SMALL_REQUEST_LIMIT = 128 * 1024  # the small --max-request-bytes of the controller tests
 
 
@@ -47,11 +47,7 @@ def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
 
     def run(*args: str, stdin: str | None = None,
             prefix_: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KUBELESS_ENDPOINTS": etcd_cluster.endpoints,
-               "KUBELESS_PREFIX": prefix_ or prefix}
-        env.pop("KUBELESS_NAMESPACE", None)
-        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], input=stdin,
-                              capture_output=True, text=True, env=env, timeout=30)
+        return run_cli(etcd_cluster.endpoints, prefix_ or prefix, *args, stdin=stdin)
     return run
 
 

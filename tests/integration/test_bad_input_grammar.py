@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.test_cli import Run, kubeless, names, svc, write  # noqa: F401
+from tests.support.cli import Run, names, svc, write
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ def etcd_revision(cluster: EtcdCluster) -> int:
 
 
 @pytest.mark.parametrize(("given", "needle"), CASES.values(), ids=CASES.keys())
-def test_bad_input_is_refused_and_writes_nothing(kubeless: Run, etcd_cluster: EtcdCluster,  # noqa: F811
+def test_bad_input_is_refused_and_writes_nothing(kubeless: Run, etcd_cluster: EtcdCluster,
                                                  tmp_path: Path, given: tuple[str, ...] | str,
                                                  needle: str) -> None:
     assert kubeless("apply", "-f", "-", stdin=svc("web", labels="{app: web}")).returncode == 0
@@ -145,7 +145,7 @@ def test_bad_input_is_refused_and_writes_nothing(kubeless: Run, etcd_cluster: Et
     assert etcd_revision(etcd_cluster) == before, "a refused command wrote to etcd"
 
 
-def test_selectors_as_kubectl_reads_them(kubeless: Run, tmp_path: Path) -> None:  # noqa: F811
+def test_selectors_as_kubectl_reads_them(kubeless: Run, tmp_path: Path) -> None:
     f = write(tmp_path / "s.yaml", svc("a", labels="{app: web, tier: front}"),
               svc("b", labels="{app: api}"), svc("c"))
     assert kubeless("apply", "-f", str(f)).returncode == 0
@@ -166,7 +166,7 @@ def test_selectors_as_kubectl_reads_them(kubeless: Run, tmp_path: Path) -> None:
     assert names(kubeless) == ["service/a"]
 
 
-def test_valid_grammar_is_applied(kubeless: Run, tmp_path: Path) -> None:  # noqa: F811
+def test_valid_grammar_is_applied(kubeless: Run, tmp_path: Path) -> None:
     f = write(tmp_path / "ok.yaml", service_doc(
         "ok", image="registry.local:5000/team/app:1.0-rc_1",
         constraints=("node.role==worker", "node.labels.kubeless.io/rack != r1",

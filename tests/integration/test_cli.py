@@ -6,49 +6,16 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support.etcd_server import EtcdCluster, free_port, mark_cluster
-from tests.support.waiting import until
+from lab.waiting import until
+from tests.support.cli import Run, names, svc, write
+from tests.support.etcd_server import EtcdCluster, free_port
 
 pytestmark = pytest.mark.integration
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
-    mark_cluster(etcd_cluster.endpoints, prefix)  # no "no cluster at prefix" warning
-
-    def run(*args: str, stdin: str | None = None, endpoints: str | None = None,
-            timeout: float = 30, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints or etcd_cluster.endpoints,
-               "KUBELESS_PREFIX": prefix}
-        env.pop("KUBELESS_NAMESPACE", None)
-        if namespace is not None:
-            env["KUBELESS_NAMESPACE"] = namespace
-        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], input=stdin,
-                              capture_output=True, text=True, env=env, timeout=timeout)
-    return run
-
-
-def svc(name: str, replicas: int = 1, image: str = "web:1", labels: str = "{}",
-        ns: str | None = None) -> str:
-    meta: dict[str, object] = {"name": name, "labels": yaml.safe_load(labels)}
-    if ns:
-        meta["namespace"] = ns
-    return yaml.safe_dump({"apiVersion": "kubeless.io/v1", "kind": "Service", "metadata": meta,
-                           "spec": {"replicas": replicas, "template": {"image": image}}},
-                          sort_keys=False)
-
-
-def write(path: Path, *docs: str) -> Path:
-    path.write_text("---\n".join(docs))
-    return path
 
 
 def assert_clean_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -57,12 +24,6 @@ def assert_clean_error(res: subprocess.CompletedProcess[str], *needles: str) -> 
     assert "Traceback" not in res.stderr
     for needle in needles:
         assert needle in res.stderr, res.stderr
-
-
-def names(run: Run, *args: str) -> list[str]:
-    res = run("get", "services", "-o", "name", *args)
-    assert res.returncode == 0, res.stderr
-    return res.stdout.split()
 
 
 def test_apply_then_get_shows_table(kubeless: Run, tmp_path: Path) -> None:

@@ -19,10 +19,9 @@ import pytest
 
 from kubeless.store import Put
 from kubeless.store.codec import encode_yaml
+from lab.hollow import ROOT, HollowCluster, desired, per_node, running, service, state
+from lab.waiting import hold, until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.hollow import (ROOT, HollowCluster, desired, per_node, running,
-                                  service, state, until)
-from tests.support.waiting import hold
 
 pytestmark = pytest.mark.integration
 

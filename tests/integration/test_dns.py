@@ -31,9 +31,9 @@ from kubeless import store
 from kubeless.store import Put
 from kubeless.store.codec import encode_json
 from kubeless_agent import AgentConfig, running_agent
+from lab.waiting import until
 from tests.support.dns_upstream import Upstream, free_udp_tcp_port
 from tests.support.etcd_server import EtcdCluster
-from tests.support.workloads import until
 
 pytestmark = pytest.mark.integration
 

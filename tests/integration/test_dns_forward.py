@@ -21,8 +21,8 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from prometheus_client import REGISTRY
 
 from kubeless_agent.dns import DnsServer, Forwarder
+from lab.waiting import until
 from tests.support.dns_upstream import Upstream, free_loopback
-from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 

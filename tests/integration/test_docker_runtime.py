@@ -21,10 +21,10 @@ import pytest
 from kubeless import store
 from kubeless_agent import AgentConfig, running_agent
 from kubeless_agent.main import AgentProcess
+from lab.waiting import hold, until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.waiting import hold
-from tests.support.workloads import (IMAGE, assign, docker_engine, reaches, remove_node_containers,
-                                     report, task, unassign, unique_node, until)
+from tests.support.workloads import (IMAGE, assign, docker_engine, reaches,
+                                     remove_node_containers, report, task, unassign, unique_node)
 
 pytestmark = pytest.mark.integration
 
@@ -234,7 +234,7 @@ async def test_agent_restart_adopts_containers_and_restarts_nothing(
 async def test_with_controllers_a_killed_container_is_replaced_and_a_crash_loop_backs_off(
         etcd_cluster: EtcdCluster, prefix: str, node: str, engine: Any) -> None:
     from kubeless.api.tasks import created_at
-    from tests.support.hollow import HollowCluster, running, service, state
+    from lab.hollow import HollowCluster, running, service, state
 
     async with HollowCluster(etcd_cluster.endpoints, prefix) as cluster, \
             running_agent(agent_config(etcd_cluster, prefix, node)):

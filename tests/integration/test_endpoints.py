@@ -24,11 +24,12 @@ import pytest
 import yaml
 
 from kubeless import store
-from kubeless_cli.context import CliError
 from kubeless.store import Put
 from kubeless_agent.runtime.fake import FakeRuntime
+from kubeless_cli.context import CliError
+from lab.hollow import ROOT, HollowCluster, running, service
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster, mark_cluster
-from tests.support.hollow import ROOT, HollowCluster, running, service, until
 
 from controllers.endpoints.controller import EndpointsController
 from controllers.framework import ControllerRunner

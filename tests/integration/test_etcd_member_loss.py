@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from kubeless.store import Compare, Etcd, Put, StoreError, parse_endpoints
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster, Member
-from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kubeless import store
+from lab.hollow import ROOT, HollowCluster, running, service
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.hollow import ROOT, HollowCluster, running, service, until
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import time
 from kubeless import store
 from kubeless_agent.heartbeat import Heartbeats
 from kubeless_agent.identity import NodeIdentity
-from tests.support.hollow import until
+from lab.waiting import until
 
 TTL = 4
 

@@ -19,13 +19,13 @@ from prometheus_client import REGISTRY
 from kubeless import store
 from kubeless.store import Delete, Put
 from kubeless.store.codec import encode_json
-from kubeless.store.informer import Informer
 from kubeless.store.codec import decode
+from kubeless.store.informer import Informer
 from kubeless_agent import AgentConfig, running_agent
 from kubeless_agent.main import AgentProcess
 from kubeless_agent.mesh import RoutingMesh
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.workloads import until
 
 pytestmark = pytest.mark.integration
 

@@ -37,10 +37,11 @@ import yaml
 from dnslib import DNSRecord
 
 from kubeless import store
+from lab.waiting import until
 from tests.support.dns_upstream import Upstream
 from tests.support.etcd_server import EtcdCluster, free_port
 from tests.support.workloads import (FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine,
-                                     remove_node_containers, until)
+                                     remove_node_containers)
 
 pytestmark = pytest.mark.integration
 A, B = "127.0.0.2", "127.0.0.3"

@@ -19,8 +19,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lab.hollow import ROOT, HollowCluster, service
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster, free_port
-from tests.support.hollow import ROOT, HollowCluster, service, until
 
 pytestmark = pytest.mark.integration
 

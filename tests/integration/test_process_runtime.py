@@ -22,8 +22,9 @@ import pytest
 from kubeless import store
 from kubeless_agent import AgentConfig, running_agent
 from kubeless_agent.main import AgentProcess
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster, free_port
-from tests.support.workloads import assign, reaches, report, task, unassign, unique_node, until
+from tests.support.workloads import assign, reaches, report, task, unassign, unique_node
 
 pytestmark = pytest.mark.integration
 

@@ -30,15 +30,15 @@ from typing import Any
 
 import pytest
 
+from controllers.framework import Controller
+from controllers.rollout.controller import RolloutController
 from kubeless import store
 from kubeless.cluster import NodeState, StateDir
 from kubeless_agent.leave import remove_all
 from kubeless_agent.runtime import make_runtime
+from lab.hollow import HollowCluster, service
+from lab.waiting import hold, until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.hollow import HollowCluster, service
-from controllers.framework import Controller
-from controllers.rollout.controller import RolloutController
-from tests.support.waiting import hold, until
 from tests.support.workloads import IMAGE, docker_engine, remove_node_containers, unique_node
 
 pytestmark = pytest.mark.integration

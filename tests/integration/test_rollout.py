@@ -25,9 +25,9 @@ from kubeless import store
 from kubeless.api import validate
 from kubeless_cli.plan import merge
 from kubeless_cli.rollout_cmds import roll_back
+from lab.hollow import ROOT, HollowCluster, service
+from lab.waiting import hold, until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.hollow import ROOT, HollowCluster, service, until
-from tests.support.waiting import hold
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]

@@ -37,8 +37,9 @@ from kubeless import store
 from kubeless.api import validate
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.workloads import FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine, until
+from tests.support.workloads import FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]

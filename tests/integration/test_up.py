@@ -175,7 +175,7 @@ def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
     from kubeless import store
     from kubeless_agent.leave import remove_all
     from kubeless_agent.runtime import make_runtime
-    from tests.support.waiting import hold
+    from lab.waiting import hold
 
     manifest = tmp_path / "svc.yaml"
     manifest.write_text("apiVersion: kubeless.io/v1\nkind: Service\nmetadata: {name: nap}\n"

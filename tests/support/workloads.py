@@ -22,7 +22,7 @@ from kubeless import store
 from kubeless.api.tasks import new_task_id
 from kubeless.store import Delete, Put
 from kubeless.store.codec import encode_json
-from tests.support.waiting import until  # noqa: F401 (re-exported to the tests)
+from lab.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "kubeless-demo:latest"

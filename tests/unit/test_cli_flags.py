@@ -13,7 +13,7 @@ import pytest
 from kubeless_cli import main
 from kubeless_cli.context import Context
 from kubeless_cli.flags import BoolFlag
-from tests.support.hollow import ROOT
+from lab.hollow import ROOT
 
 
 def command(path: str) -> click.Command:

@@ -1,10 +1,10 @@
-"""The e2e checker's slot invariant, as a pure function (tests/cluster/checker.py)."""
+"""The e2e checker's slot invariant, as a pure function (lab/cluster/checker.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.cluster.checker import doubled_slots
+from lab.cluster.checker import doubled_slots
 
 
 def t(tid: str, slot: int, state: str = "running", desired: str = "running",

@@ -8,7 +8,7 @@ import pytest
 
 from controllers.health import drain, orphan_tasks, shutdown_stale
 from controllers.ops import Op, UpdateTask
-from tests.unit.test_replication_sim import NOW, node, task
+from tests.support.builders import NOW, node, task
 
 Resource = dict[str, Any]
 

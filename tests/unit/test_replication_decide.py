@@ -8,7 +8,7 @@ import pytest
 
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication import HISTORY_ANNOTATION, reconcile_service, service_status
-from tests.unit.test_replication_sim import NOW, UID, ids, in_eu, node, service, task
+from tests.support.builders import NOW, UID, ids, in_eu, node, service, task
 
 Resource = dict[str, Any]
 NODES = [node("n1"), node("n2"), node("n3")]

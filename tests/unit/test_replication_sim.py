@@ -1,4 +1,4 @@
-"""Builders for replication/health decision tests, a small simulated cluster, and properties.
+"""A small simulated cluster for the replication and health decisions, and properties.
 
 The simulation applies decisions to a store of plain Task dicts, plays the
 scheduler (binds pending tasks to ready active nodes), the agents (report
@@ -9,8 +9,7 @@ to run per slot at every step, and no operations once converged.
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,60 +18,8 @@ from controllers.health import drain, orphan_tasks, shutdown_stale
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication import reconcile_service
 from controllers.replication.facts import is_done, node_of, slot_of, wants_running
-from kubeless.api.tasks import TASK_STATES, effective_state, effective_status
-
-Resource = dict[str, Any]
-NOW = 1_000_000.0
-UID = "uid-web"
-
-
-def service(replicas: int = 3, *, mode: str = "replicated", restart: dict[str, Any] | None = None,
-            generation: int = 1, history: int = 5, uid: str = UID) -> Resource:
-    policy = {"condition": "any", "delay": "0s", "maxAttempts": 0, "window": "0s", **(restart or {})}
-    return {"apiVersion": "kubeless.io/v1", "kind": "Service",
-            "metadata": {"name": "web", "namespace": "default", "uid": uid,
-                         "generation": generation, "labels": {"app": "web"}},
-            "spec": {"mode": mode, "replicas": replicas, "taskHistoryLimit": history,
-                     "template": {"image": "web:1", "restartPolicy": policy},
-                     "placement": {"constraints": ["node.labels.zone==eu"]},
-                     "ports": [{"target": 80, "published": 8080}]}}
-
-
-def task(name: str, *, slot: int | None = None, node: str | None = None, state: str = "running",
-         desired: str = "running", ts: float = NOW - 100, version: int = 1, uid: str = UID,
-         annotations: dict[str, str] | None = None) -> Resource:
-    spec: Resource = {"serviceName": "web", "serviceUid": uid, "specVersion": version,
-                      "template": {"image": "web:1"}, "desiredState": desired}
-    if slot is not None:
-        spec["slot"] = slot
-    if node is not None:
-        spec["nodeName"] = node
-    meta: Resource = {"name": name, "namespace": "default", "resourceVersion": "7"}
-    if annotations:
-        meta["annotations"] = annotations
-    return with_effective({"apiVersion": "kubeless.io/v1", "kind": "Task", "metadata": meta,
-                           "spec": spec, "status": {"state": state, "timestamp": ts}}, None)
-
-
-def node(name: str, *, state: str = "ready", availability: str = "active",
-         zone: str = "eu") -> Resource:
-    return {"apiVersion": "kubeless.io/v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"zone": zone}},
-            "spec": {"role": "worker", "availability": availability}, "status": {"state": state}}
-
-
-def in_eu(n: Resource) -> bool:
-    return bool(n["metadata"]["labels"].get("zone") == "eu")
-
-
-def with_effective(t: Resource, report: Resource | None) -> Resource:
-    return {**t, "effectiveState": effective_state(t, report),
-            "effectiveStatus": effective_status(t, report)}
-
-
-def ids(prefix: str = "new") -> Callable[[], str]:
-    counter: Iterator[int] = itertools.count(1)
-    return lambda: f"{prefix}{next(counter)}"
+from kubeless.api.tasks import TASK_STATES, effective_state
+from tests.support.builders import NOW, Resource, ids, in_eu, node, service, task, with_effective
 
 
 # ---- the simulated cluster -------------------------------------------------

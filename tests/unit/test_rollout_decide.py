@@ -14,7 +14,7 @@ from controllers.replication.slots import REPLACES_ANNOTATION
 from controllers.rollout import annotations as ann
 from controllers.rollout.decide import RolloutPlan, decide
 from controllers.rollout.facts import fingerprint
-from tests.unit.test_replication_sim import ids, with_effective
+from tests.support.builders import ids, with_effective
 
 Resource = dict[str, Any]
 NOW = 1_000_000.0

@@ -9,7 +9,7 @@ import pytest
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication import reconcile_service
 from controllers.replication.slots import REPLACES_ANNOTATION, start_first_pair
-from tests.unit.test_replication_sim import NOW, ids, in_eu, node, service, task
+from tests.support.builders import NOW, ids, in_eu, node, service, task
 
 Resource = dict[str, Any]
 NODES = [node("n1"), node("n2")]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from controllers.scheduler.aggregates import NodeAggregates
 from controllers.scheduler.nodeinfo import NodeInfo, build_nodeinfos
 from controllers.scheduler.request import task_key
-from controllers.scheduler.synthetic import make_node, make_task
+from lab.synthetic import make_node, make_task
 
 Resource = dict[str, Any]
 NODES = [make_node(f"n{i}", cpus=8, memory="16Gi") for i in range(4)]

@@ -19,7 +19,7 @@ from controllers.scheduler.filters import (
 )
 from controllers.scheduler.nodeinfo import NodeInfo
 from controllers.scheduler.request import TaskRequest
-from controllers.scheduler.synthetic import make_node, make_task
+from lab.synthetic import make_node, make_task
 
 
 def info_with(node: dict[str, Any], *running: dict[str, Any]) -> NodeInfo:

@@ -6,7 +6,7 @@ import pytest
 
 from controllers.scheduler.nodeinfo import NodeInfo, build_nodeinfos
 from controllers.scheduler.request import occupies
-from controllers.scheduler.synthetic import make_node, make_task
+from lab.synthetic import make_node, make_task
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from controllers.scheduler.filters import DEFAULT_PIPELINE
 from controllers.scheduler.nodeinfo import build_nodeinfos
 from controllers.scheduler.plan import Plan, plan_placements
 from controllers.scheduler.request import TaskRequest
-from controllers.scheduler.synthetic import make_node, make_task
+from lab.synthetic import make_node, make_task
 
 Resource = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """The soak: random faults at random times while services are scaled and updated.
 
-``python -m tests.cluster soak`` (``make soak``) starts the cluster, runs two
+``python -m lab soak`` (``make soak``) starts the cluster, runs two
 replicated services, and until SOAK_SECONDS have passed: injects one fault
 from ``FAULTS`` at a time (held 1 to 8 s, or until its effect is done), scales
 and updates the services at random meanwhile, then undoes the fault and waits
@@ -27,10 +27,10 @@ from collections import Counter
 from collections.abc import Callable
 
 from kubeless import store
-from tests.cluster import waits
-from tests.cluster.checker import Checker
-from tests.cluster.harness import Cluster
-from tests.support.waiting import hold
+from lab.cluster import waits
+from lab.cluster.checker import Checker
+from lab.cluster.harness import Cluster
+from lab.waiting import hold
 
 SERVICES = {"soak-a": 4, "soak-b": 3}
 Fault = Callable[[Cluster, random.Random], str]

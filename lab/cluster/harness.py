@@ -25,7 +25,7 @@ Faults: ``kill`` (SIGKILL chosen parts), ``pause``/``resume`` (SIGSTOP/SIGCONT),
 ``KUBELESS_CLUSTER_LOGS=<dir>`` keeps every host's logs there.
 ``start`` and ``stop`` are synchronous and must be called from the main thread
 (processes are spawned with PR_SET_PDEATHSIG); ``stop`` purges everything, and
-so does an atexit hook and ``python -m tests.cluster cleanup`` (``system``).
+so does an atexit hook and ``python -m lab cleanup`` (``system``).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.cluster import system
-from tests.cluster.system import Proc, Record, SetupError, sh
+from lab.cluster import system
+from lab.cluster.system import Proc, Record, SetupError, sh
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "kubeless-demo:latest"
@@ -213,7 +213,7 @@ class Cluster:
                 self._spawn(h, "agent")
             for h in self.managers:
                 self._spawn(h, "controllers")
-            from tests.cluster import waits
+            from lab.cluster import waits
 
             run_sync(waits.cluster_ready(self, timeout, set_roles=True))
         except BaseException:

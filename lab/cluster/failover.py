@@ -1,4 +1,4 @@
-"""``python -m tests.cluster failover``: what losing one etcd member costs clients.
+"""``python -m lab failover``: what losing one etcd member costs clients.
 
 Starts the managers of the test cluster (3 etcd members, no workers needed),
 then ``--rounds`` times kills one member, the leader and a follower in turn,
@@ -16,8 +16,8 @@ import time
 
 from kubeless import store
 from kubeless.store import Compare, Put
-from tests.cluster import waits
-from tests.cluster.harness import Cluster, Host, run_sync
+from lab.cluster import waits
+from lab.cluster.harness import Cluster, Host, run_sync
 
 CLIENTS = 8
 

@@ -1,11 +1,12 @@
-"""bench_place: time plan_placements on a synthetic cluster (no timed tests; run by hand).
+"""Scheduler: time plan_placements on a synthetic cluster (``python -m bench scheduler``).
 
-``python -m controllers.scheduler.bench [nodes] [tasks]`` prints the CPU
-seconds spent inside ``plan_placements`` only (building the synthetic data
-is not counted). The cluster: nodes in three zones plus unlabelled ones, a
-few down or drained; services of 50 replicas, a third with reservations,
-some with a zone constraint, a zone spread preference, max replicas per
-node or a host-mode port; half as many tasks already running as are placed.
+``python -m bench.scheduler [nodes] [tasks]`` (default 1,000 nodes, 10,000
+tasks) prints the CPU seconds spent inside ``plan_placements`` only (building
+the synthetic data, lab/synthetic.py, is not counted). The cluster: nodes in
+three zones plus unlabelled ones, a few down or drained; services of 50
+replicas, a third with reservations, some with a zone constraint, a zone
+spread preference, max replicas per node or a host-mode port; half as many
+tasks already running as are placed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import sys
 import time
 from typing import Any
 
+from lab.synthetic import make_node, make_task
+
 from controllers.scheduler.plan import plan_placements
-from controllers.scheduler.synthetic import make_node, make_task
 
 Resource = dict[str, Any]
 ZONES = ("eu", "us", "ap")
@@ -54,7 +56,11 @@ def bench_place(n_nodes: int, n_tasks: int, replicas: int = 50) -> float:
     return time.process_time() - started
 
 
-if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
+def main(argv: list[str] | None = None) -> None:
+    args = [int(a) for a in (argv or [])[:2]]
     n_nodes, n_tasks = (args + [1000, 10_000][len(args):])[:2]
     print(f"placed {n_tasks} tasks on {n_nodes} nodes in {bench_place(n_nodes, n_tasks):.3f}s CPU")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

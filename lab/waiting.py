@@ -1,4 +1,4 @@
-"""Waiting in tests: for a condition with a deadline, or watching one hold for a window."""
+"""Waiting for a condition with a deadline, or watching one hold for a window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A whole control plane on hollow nodes, in the test's event loop, against a real etcd.
+"""A whole control plane on hollow nodes, in the caller's event loop, against a real etcd.
 
 ``HollowCluster`` is an async context manager that runs a ``ControllerRunner``
 with the replication, scheduler and health controllers (short lease TTLs)
@@ -15,7 +15,8 @@ tasks with their effective status) and wait for conditions with deadlines
 the background and records any moment where one slot had two tasks wanting
 to run.
 
-Used by tests/integration/test_controllers.py, test_failover.py, test_metrics.py.
+Used by tests/integration (test_controllers.py, test_failover.py, test_metrics.py, ...)
+and bench/rollout.py.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ from kubeless.api.tasks import TERMINAL_STATES
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 from kubeless_agent import AgentConfig, AgentProcess, running_agent
-from tests.support.waiting import hold, until  # noqa: F401 (re-exported to the tests)
+from lab.waiting import until
 
 from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
 from controllers.replication.controller import ReplicationController
 from controllers.scheduler.controller import SchedulerController
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 Resource = dict[str, Any]
 
 

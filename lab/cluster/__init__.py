@@ -1,4 +1,4 @@
-"""A real multi-host kubeless cluster on one machine, for end-to-end and soak tests.
+"""A real multi-host kubeless cluster on one machine: for a person, the e2e tests and the soak.
 
     harness   Cluster: hosts as network namespaces on one switch, each with its own
               dockerd and agent; managers with an etcd member and the controllers;
@@ -7,5 +7,7 @@
     waits     the cluster as etcd and the engines see it; services; waiting with deadlines
     checker   background invariant checks (one running task per slot, floors, convergence)
     soak      random faults while services are scaled and updated
-    __main__  python -m tests.cluster up | soak | cleanup
+    failover  what losing one etcd member costs clients
+
+Run from the command line as ``python -m lab`` (lab/__main__.py).
 """

@@ -11,7 +11,7 @@
 - ``purge`` removes everything a run recorded (``Record``): its processes,
   whatever still runs from its temp dir or in its cgroups (containerd shims,
   containers of a killed dockerd), its mounts, namespaces, veths and dirs.
-  It works from the record alone, so ``python -m tests.cluster cleanup``
+  It works from the record alone, so ``python -m lab cleanup``
   can remove what a SIGKILLed run left behind. Nothing is found by a name
   pattern: only the names, paths and pids the run wrote down.
 

@@ -1,4 +1,4 @@
-"""``python -m tests.cluster up | soak | cleanup``: the test cluster for a person.
+"""``python -m lab up | soak | failover | cleanup``: the multi-host cluster for a person.
 
     up       start the cluster (``--managers 3 --workers 2``), print how to point the
              CLI at it, stay in the foreground until Ctrl-C, then remove everything
@@ -18,13 +18,13 @@ import signal
 import sys
 import time
 
-from tests.cluster import system
-from tests.cluster.harness import Cluster
-from tests.cluster.system import SetupError
+from lab.cluster import system
+from lab.cluster.harness import Cluster
+from lab.cluster.system import SetupError
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.cluster",
+    p = argparse.ArgumentParser(prog="python -m lab",
                                 description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("up", "soak"):
@@ -91,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             return up(args)
         if args.cmd == "soak":
-            from tests.cluster.soak import soak
+            from lab.cluster.soak import soak
 
             return soak(args)
         if args.cmd == "failover":
-            from tests.cluster.failover import failover
+            from lab.cluster.failover import failover
 
             return failover(args)
         return cleanup(args)

@@ -22,7 +22,7 @@ from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 
 if TYPE_CHECKING:
-    from tests.cluster.harness import Cluster, Host
+    from lab.cluster.harness import Cluster, Host
 
 Resource = dict[str, Any]
 CONTROLLERS = ("replication", "scheduler", "health", "rollout")

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubeless import store
-from tests.cluster import waits
+from lab.cluster import waits
 
 if TYPE_CHECKING:
-    from tests.cluster.harness import Cluster
+    from lab.cluster.harness import Cluster
 
 REPLACES = "kubeless.io/replaces"
 

@@ -1,0 +1,23 @@
+"""Fixtures of the integration tests: the CLI on the test's etcd and prefix."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.support.cli import Run, run_cli
+from tests.support.etcd_server import EtcdCluster, mark_cluster
+
+
+@pytest.fixture
+def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
+    """``kubeless(*args, stdin=, endpoints=, timeout=, namespace=)``: the CLI on the test's
+    prefix, which holds a cluster record (no "no cluster at prefix" warning)."""
+    mark_cluster(etcd_cluster.endpoints, prefix)
+
+    def run(*args: str, stdin: str | None = None, endpoints: str | None = None,
+            timeout: float = 30, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(endpoints or etcd_cluster.endpoints, prefix, *args, stdin=stdin,
+                       timeout=timeout, namespace=namespace)
+    return run

@@ -1,0 +1,50 @@
+"""The kubeless CLI as a user runs it: a subprocess on given endpoints and prefix.
+
+``run_cli`` runs one command (``KUBELESS_NAMESPACE`` only when given); the
+``kubeless`` fixture of tests/integration/conftest.py binds it to the test's
+etcd and prefix. ``svc`` writes a Service manifest, ``write`` a file of
+documents, ``names`` lists the services by name.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_cli(endpoints: str, prefix: str, *args: str, stdin: str | None = None,
+            timeout: float = 30, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": prefix}
+    env.pop("KUBELESS_NAMESPACE", None)
+    if namespace is not None:
+        env["KUBELESS_NAMESPACE"] = namespace
+    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], input=stdin,
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def svc(name: str, replicas: int = 1, image: str = "web:1", labels: str = "{}",
+        ns: str | None = None) -> str:
+    meta: dict[str, object] = {"name": name, "labels": yaml.safe_load(labels)}
+    if ns:
+        meta["namespace"] = ns
+    return yaml.safe_dump({"apiVersion": "kubeless.io/v1", "kind": "Service", "metadata": meta,
+                           "spec": {"replicas": replicas, "template": {"image": image}}},
+                          sort_keys=False)
+
+
+def write(path: Path, *docs: str) -> Path:
+    path.write_text("---\n".join(docs))
+    return path
+
+
+def names(run: Run, *args: str) -> list[str]:
+    res = run("get", "services", "-o", "name", *args)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
