@@ -6,14 +6,14 @@ folder is applied whole or not at all. ``--prune -l k=v`` also deletes the
 Services carrying that label that the manifests no longer declare. Services
 that publish ports get their ingress ports numbered and checked against the
 ports other services hold, and are written only if no service changed
-since they were read (see published.py).
+since they were read (kubeless.store.services, the one Service write path).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,9 @@ from kubeless_cli.manifests import Manifest, ManifestError, load
 from kubeless_cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
 from kubeless_cli.printers import to_yaml
 from kubeless_cli.selector_flag import narrowing_selector
+
+if TYPE_CHECKING:
+    from kubeless.store.services import Attempt
 
 files_option = click.option("-f", "--filename", "files", multiple=True, required=True,
                             help="File, folder or - for standard input (repeatable).")
@@ -116,27 +119,17 @@ async def _prune_candidates(rstore: Any, sel: Selector | None) -> list[dict[str,
     return found
 
 
-async def _numbered(rstore: Any, docs: list[tuple[str, dict[str, Any]]],
-                    pruned: list[dict[str, Any]] | None = None, *, code: int = 1,
-                    ) -> tuple[list[tuple[str, dict[str, Any]]], int | None]:
+async def _numbered(attempt: Attempt, docs: list[tuple[str, dict[str, Any]]],
+                    pruned: list[dict[str, Any]] | None = None,
+                    ) -> list[tuple[str, dict[str, Any]]]:
     """The documents with every ingress port numbered and checked against the ports
-    other services hold, and the revision the services were read at (None: no
-    document publishes a port, nothing to check or guard)."""
-    if not any(published.has_ports(doc) for _, doc in docs):
-        return docs, None
-    services, revision = await published.services_now(rstore)
-    gone = {ref_of(r) for r in pruned or ()} - {ref_of(doc) for _, doc in docs}
-    staying = [s for s in services if ref_of(s) not in gone]
-    indexes = [i for i, (_, doc) in enumerate(docs) if doc.get("kind") == "Service"]
-    filled = published.numbered([docs[i][1] for i in indexes], staying, code=code)
-    out = list(docs)
-    for i, doc in zip(indexes, filled):
-        out[i] = (docs[i][0], doc)
-    return out, revision
+    other services hold (those pruned excepted); the write is then guarded
+    (kubeless.store.services.Attempt.numbered)."""
+    numbered = await attempt.numbered([doc for _, doc in docs], pruned or ())
+    return [(source, doc) for (source, _), doc in zip(docs, numbered)]
 
 
-def _commit_plan(rstore: Any, actions: list[Action]) -> Any:
-    txn = rstore.transaction()
+def _fill(txn: Any, actions: list[Action]) -> None:
     for a in actions:
         if a.verb == "created":
             txn.create(a.new)
@@ -144,7 +137,6 @@ def _commit_plan(rstore: Any, actions: list[Action]) -> Any:
             txn.update(a.new)
         elif a.verb == PRUNE:
             txn.delete(a.live)
-    return txn
 
 
 @click.command()
@@ -168,24 +160,21 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
 
     async def run(rstore: Any) -> list[Action]:
         from kubeless.store import StoreError
+        from kubeless.store.services import Attempt, write_services
+
+        async def plan(attempt: Attempt) -> list[Action]:
+            candidates = await _prune_candidates(rstore, sel)
+            numbered = await _numbered(attempt, docs, candidates)
+            actions = plan_apply(numbered, await _live(rstore, numbered), candidates)
+            if not dry_run:
+                _fill(attempt.txn, actions)
+            return actions
 
         try:
-            for attempt in range(published.ATTEMPTS):
-                candidates = await _prune_candidates(rstore, sel)
-                numbered, revision = await _numbered(rstore, docs, candidates)
-                actions = plan_apply(numbered, await _live(rstore, numbered), candidates)
-                if dry_run:
-                    return actions
-                txn = _commit_plan(rstore, actions)
-                if revision is None:
-                    await txn.commit()
-                    return actions
-                if await published.commit_guarded(rstore, txn, revision):
-                    return actions
-                await published.backoff(attempt)
+            with published.refusals():
+                return (await write_services(rstore, plan, what="applying")).value
         except StoreError as err:
             raise CliError(f"{err}; nothing was written") from None
-        raise published.kept_changing("applying")
 
     suffix = " (dry run)" if dry_run else ""
     for a in ctx.run(run):
@@ -207,9 +196,11 @@ def diff(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str |
 
     async def run(rstore: Any) -> list[Action]:
         from kubeless.store import StoreError
+        from kubeless.store.services import Attempt
 
         try:
-            numbered, _ = await _numbered(rstore, docs, code=2)
+            with published.refusals(code=2):
+                numbered = await _numbered(Attempt(rstore), docs)
             return plan_apply(numbered, await _live(rstore, numbered))
         except StoreError as err:
             raise CliError(str(err), code=2) from None

@@ -3,11 +3,12 @@
 Given validated, defaulted documents and what etcd holds, each document is
 created, configured (changed) or left unchanged; with ``--prune``, live
 resources carrying the prune selector that no document names are pruned.
-A changed spec bumps ``metadata.generation``, as in Kubernetes; a change of
+What a configured resource becomes is ``kubeless.api.service_writes.merge``:
+a changed spec bumps ``metadata.generation``, as in Kubernetes; a change of
 labels or annotations alone does not. The live resource's identity (uid,
 creation time, resourceVersion to compare) and status are kept; so are a
 Service's rollout annotations, and a spec change remembers the live spec
-as the previous one (controllers.rollout.annotations).
+as the previous one. Committing the plan is ``kubeless.store.services``'s.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from typing import Any
+
+from kubeless.api.service_writes import merge
 
 Resource = dict[str, Any]
 Ref = tuple[str, str | None, str]  # kind, namespace, name
@@ -40,31 +43,6 @@ class Action:
 def ref_of(doc: Resource) -> Ref:
     meta = doc["metadata"]
     return doc["kind"], meta.get("namespace"), meta["name"]
-
-
-def merge(live: Resource, desired: Resource) -> tuple[Resource, bool, bool]:
-    """(what to store, spec changed, anything changed) for applying desired over live."""
-    new = copy.deepcopy(desired)
-    meta = new["metadata"]
-    live_meta = live.get("metadata") or {}
-    for keep in ("uid", "creationTimestamp", "resourceVersion"):
-        if keep in live_meta:
-            meta[keep] = live_meta[keep]
-    spec_changed = desired.get("spec") != live.get("spec")
-    if new.get("kind") == "Service":  # the previous spec, for rollbacks (see there)
-        from controllers.rollout.annotations import keep_previous
-
-        keep_previous(new, live, spec_changed)
-        meta = new["metadata"]
-    generation = int(live_meta.get("generation") or 1)
-    meta["generation"] = generation + 1 if spec_changed else generation
-    if "status" in live:
-        new["status"] = live["status"]
-    else:
-        new.pop("status", None)
-    changed = spec_changed or any(
-        (meta.get(f) or {}) != (live_meta.get(f) or {}) for f in ("labels", "annotations"))
-    return new, spec_changed, changed
 
 
 def plan_apply(desired: list[tuple[str, Resource]], live: dict[Ref, Resource],

@@ -4,7 +4,8 @@ The rollout controller reports in the service's ``status.updateStatus``;
 ``status`` follows it with a progress bar until the rollout ends (exit 1
 when it paused or rolled back). ``pause``/``resume``/``undo`` only write
 the Service's rollout annotations or its previous spec
-(``controllers.rollout.annotations``); the controller does the rest.
+(``kubeless.api.service_writes``, written by ``kubeless.store.services``);
+the controller does the rest.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import click
 
+from kubeless_cli import published
 from kubeless_cli.context import CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.printers import format_rows
@@ -58,39 +61,44 @@ async def _get(rstore: Any, name: str, ns: str) -> Resource:
     return dict(live)
 
 
-async def _write(rstore: Any, doc: Resource) -> None:
-    """Write a Service's spec key only (never the status we read: controllers own it)."""
+def _valid(doc: Resource) -> Resource:
+    """``doc`` itself, once it validates (as stored, without its resourceVersion)."""
     from kubeless.api import ApiError, validate
 
-    body = {k: v for k, v in doc.items() if k != "status"}
     try:
-        validate({**body, "metadata": {k: v for k, v in body["metadata"].items()
-                                       if k != "resourceVersion"}})
+        validate({**doc, "metadata": {k: v for k, v in doc["metadata"].items()
+                                      if k != "resourceVersion"}})
     except ApiError as err:
         raise CliError(str(err)) from None
-    await rstore.update(body)
+    return doc
+
+
+async def _replace(rstore: Any, name: str, ns: str, change: Callable[[Resource], Resource],
+                   what: str) -> None:
+    """Write ``change(live)`` in place of the service (its spec key only: never the
+    status we read, controllers own it), through the one Service write path."""
+    from kubeless.store import NotFound
+    from kubeless.store.services import replace_service
+
+    try:
+        with published.refusals():
+            await replace_service(rstore, name, ns, lambda live: _valid(change(live)),
+                                  what=what)
+    except NotFound as err:
+        raise CliError(str(err)) from None
 
 
 async def roll_back(rstore: Any, name: str, ns: str) -> None:
     """Swap the service's current and previous specs (a manual rollback)."""
-    from controllers.rollout.annotations import rolled_back
+    from kubeless.api.service_writes import rolled_back
 
-    live = await _get(rstore, name, ns)
-    try:
-        doc = rolled_back(live, "manually requested rollback")
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    await _write(rstore, doc)
+    def change(live: Resource) -> Resource:
+        try:
+            return rolled_back(live, "manually requested rollback")
+        except ValueError as err:
+            raise CliError(str(err)) from None
 
-
-async def _annotate(rstore: Any, name: str, ns: str, set_: dict[str, str],
-                    drop: tuple[str, ...] = ()) -> None:
-    live = await _get(rstore, name, ns)
-    meta = dict(live["metadata"])
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in drop}
-    annotations.update(set_)
-    meta["annotations"] = annotations
-    await _write(rstore, {**live, "metadata": meta})
+    await _replace(rstore, name, ns, change, f"rolling back service {name}")
 
 
 @rollout.command("pause")
@@ -98,10 +106,10 @@ async def _annotate(rstore: Any, name: str, ns: str, set_: dict[str, str],
 @pass_context
 def pause(ctx: Context, target: str, name: str | None, namespace: str | None) -> None:
     """Stop starting new batches (tasks being replaced finish)."""
-    from controllers.rollout.annotations import PAUSED
+    from kubeless.api.service_writes import paused
 
     svc, ns = parse_target(target, name), current_namespace(namespace)
-    ctx.run(lambda rstore: _annotate(rstore, svc, ns, {PAUSED: "true"}))
+    ctx.run(lambda rstore: _replace(rstore, svc, ns, paused, f"pausing service {svc}"))
     click.echo(f"service/{svc} paused")
 
 
@@ -110,11 +118,12 @@ def pause(ctx: Context, target: str, name: str | None, namespace: str | None) ->
 @pass_context
 def resume(ctx: Context, target: str, name: str | None, namespace: str | None) -> None:
     """Go on with a rollout paused by the user or by failures (failures so far are forgiven)."""
-    from controllers.rollout.annotations import PAUSED, RESUMED
+    from kubeless.api.service_writes import resumed
 
     svc, ns = parse_target(target, name), current_namespace(namespace)
-    ctx.run(lambda rstore: _annotate(rstore, svc, ns, {RESUMED: f"{time.time():.3f}"},
-                                     drop=(PAUSED,)))
+    now = time.time()
+    ctx.run(lambda rstore: _replace(rstore, svc, ns, lambda live: resumed(live, now),
+                                    f"resuming service {svc}"))
     click.echo(f"service/{svc} resumed")
 
 
@@ -139,7 +148,7 @@ def _when(stamp: Any) -> str:
 @pass_context
 def history(ctx: Context, target: str, name: str | None, namespace: str | None) -> None:
     """The previous and current specs (Swarm keeps one previous spec) and the last rollout."""
-    from controllers.rollout.annotations import previous_spec, rollback_reason
+    from kubeless.api.rollout_annotations import previous_spec, rollback_reason
 
     svc, ns = parse_target(target, name), current_namespace(namespace)
     live = ctx.run(lambda rstore: _get(rstore, svc, ns))

@@ -5,7 +5,8 @@ resource that ``apply`` would store (service_flags.py does the flag
 parsing), validates it against the CRD, and writes it with a compare on
 what it read. The options are generated from ``ServiceFlags`` so the two
 cannot drift apart. Published ports are numbered and checked as apply
-does (published.py).
+does: every write goes through kubeless.store.services (published.py says
+what it refuses).
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from typing import Any
 
 import click
 
-from kubeless.api import ports
 from kubeless_cli import published
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.plan import merge
 from kubeless_cli.printers import decorate, format_rows, ports_text
 from kubeless_cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
                                         flag_name, short_name, update_service)
@@ -101,53 +100,26 @@ def create(ctx: Context, /, image: str, command: tuple[str, ...], namespace: str
 
 async def _create(rstore: Any, doc: dict[str, Any]) -> None:
     """Create a service; one that publishes ports gets them numbered and checked, and is
-    written only if no service changed meanwhile (published.py)."""
-    if not published.has_ports(doc):
-        await rstore.create(doc)
-        return
-    from kubeless.store import AlreadyExists
+    written only if no service changed meanwhile (kubeless.store.services)."""
+    from kubeless.store import services
 
-    for attempt in range(published.ATTEMPTS):
-        services, revision = await published.services_now(rstore)
-        if any(ports.service_ref(s) == ports.service_ref(doc) for s in services):
-            raise AlreadyExists(ports.service_ref(doc))
-        txn = rstore.transaction()
-        txn.create(published.numbered([doc], services)[0])
-        if await published.commit_guarded(rstore, txn, revision):
-            return
-        await published.backoff(attempt)
-    raise published.kept_changing("creating the service")
+    with published.refusals():
+        await services.create_service(rstore, doc)
 
 
 async def _read_modify_write(rstore: Any, name: str, namespace: str,
                              change: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
-    """Read a service, change it, validate, and write it comparing its resourceVersion.
+    """Read a service, change it, validate, merge and write it comparing what was read
+    (and, when the ports change, guarded against every other service's:
+    kubeless.store.services.update_service). False: nothing changed."""
+    from kubeless.store import NotFound, services
 
-    When the change touches the ports, they are numbered and checked against the
-    other services', and the write also guards that no service changed since."""
-    for attempt in range(published.ATTEMPTS):
-        live = await rstore.get("Service", name, namespace)
-        if live is None:
-            raise CliError(f'service "{name}" not found in namespace {namespace}')
-        desired = _validated(change({k: v for k, v in live.items() if k != "status"}))
-        revision = None
-        if (ports.carry_over(desired, live)["spec"].get("ports")
-                != live["spec"].get("ports")):
-            services, revision = await published.services_now(rstore)
-            desired = published.numbered([desired], services)[0]
-        new, _, changed = merge(live, desired)
-        if not changed:
-            return False
-        new.pop("status", None)  # the status key is the controllers'; never re-put it
-        if revision is None:
-            await rstore.update(new)
-            return True
-        txn = rstore.transaction()
-        txn.update(new)
-        if await published.commit_guarded(rstore, txn, revision):
-            return True
-        await published.backoff(attempt)
-    raise published.kept_changing(f"updating service {name}")
+    try:
+        with published.refusals():
+            return await services.update_service(rstore, name, namespace,
+                                                 lambda live: _validated(change(live)))
+    except NotFound as err:
+        raise CliError(str(err)) from None
 
 
 @service.command("update")

@@ -23,11 +23,11 @@ from typing import Any
 
 from kubeless.api import ApiError
 from kubeless.store import Conflict, ResourceStore
+from kubeless.store.services import roll_back_service
 
 from controllers.base import ViewController
 from controllers.ops import WriteServiceStatus
 from controllers.replication.decide import split_by_incarnation
-from controllers.rollout import annotations as ann
 from controllers.rollout import metrics
 from controllers.rollout.decide import ACTIVE, PAUSED, RolloutPlan, decide
 from controllers.rollout.facts import fingerprint, replaces
@@ -134,15 +134,12 @@ class RolloutController(ViewController):
 
     async def _roll_back(self, stored: Resource, reason: str) -> None:
         """Put the previous spec back (one generation on), fenced, comparing what we read."""
-        doc = ann.rolled_back(stored, reason, keep_current=False)
-        txn = self.ctx.store.transaction()
-        txn.update(doc)
-        res = await self.ctx.store.etcd.txn([self.ctx.elector.fence(), *txn.compares], txn.ops)
-        if not res.succeeded:
-            raise Conflict(f"service {doc['metadata']['name']} changed while rolling back")
+        written = await roll_back_service(self.ctx.store, stored, reason, keep_current=False,
+                                          fence=self.ctx.elector.fence())
+        doc = written.value
         log.info("rolling back service %s/%s: %s", doc["metadata"].get("namespace"),
                  doc["metadata"]["name"], reason)
-        await self.caught_up(res.revision, {self.view.services_prefix})
+        await self.caught_up(written.revision, {self.view.services_prefix})
 
     async def _write_status(self, ns: str, name: str, update_status: Resource) -> None:
         """Merge updateStatus into the status as cached now; write only on a change.

@@ -41,10 +41,10 @@ from controllers.ops import Op
 from controllers.replication.facts import (NewId, earliest, is_done, new_task, state_of,
                                            status_time, stop)
 from controllers.replication.slots import REPLACES_ANNOTATION
-from controllers.rollout import annotations as ann
 from controllers.rollout.facts import (Slot, UpdateConfig, current_test, failed_within,
                                        fingerprint, in_flight, is_running, pair_candidates,
                                        slots_of, task_name)
+from kubeless.api import rollout_annotations as ann
 from kubeless.api.tasks import new_task_id
 
 Resource = dict[str, Any]

@@ -13,6 +13,7 @@ from kubeless.api.defaults import apply_defaults
 from kubeless.api.errors import (
     ApiError,
     InvalidResource,
+    PortsRefused,
     UnknownApiVersion,
     UnknownKind,
     Violation,
@@ -46,7 +47,8 @@ from kubeless.api.validation import DEFAULT_NAMESPACE, describe, kind_of, valida
 __all__ = [
     "API_VERSION", "DEFAULT_NAMESPACE", "GROUP", "VERSION",
     "ApiError", "Constraint", "ImageRef", "InvalidConstraint", "InvalidImage",
-    "InvalidResource", "InvalidSelector", "Kind", "PrinterColumn", "Requirement", "Selector",
+    "InvalidResource", "InvalidSelector", "Kind", "PortsRefused", "PrinterColumn", "Requirement",
+    "Selector",
     "UnknownApiVersion", "UnknownKind", "Violation",
     "age", "apply_defaults", "cell", "constraint_error", "crds_dir", "describe",
     "format_duration", "format_size", "human_duration", "image_error", "join_path",

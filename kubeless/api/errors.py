@@ -8,6 +8,8 @@ from (``source``, e.g. ``"web.yaml document 2"``) before showing it.
     +-- InvalidResource     one or more Violations (path + message)
     +-- UnknownKind         the kind is not one of the known kinds
     +-- UnknownApiVersion   apiVersion is not kubeless.io/v1
+    +-- PortsRefused        published ports another service holds, declared twice,
+                            or none free to allocate (``problems``: one line each)
 
 Also here: ``Violation`` and ``join_path``, which writes a path the way a user
 reads it (``spec.template.mounts[0].type``, ``metadata.labels["kubeless.io/x"]``).
@@ -120,3 +122,15 @@ class UnknownApiVersion(ApiError):
         self.supported = supported
         what = "apiVersion is missing" if api_version is None else f'unknown apiVersion "{api_version}"'
         super().__init__(f"{what}: use apiVersion: {supported}", source)
+
+
+class PortsRefused(ApiError):
+    """A write's published ports cannot be had (``kubeless.api.ports.plan_ports``'s
+    problems, one line each): another service holds them, the service declares one
+    twice, or the dynamic range has none left. Nothing was written."""
+
+    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = self.problems[0] if count == 1 else f"{count} published port problems"
+        super().__init__(head, source)

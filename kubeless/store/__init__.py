@@ -7,13 +7,14 @@
     resources  typed resource CRUD with optimistic concurrency, multi-key txns
     informer   list + watch into a local cache, resuming and relisting
     lease      a lease kept alive, that says when it was lost
+    services   the one Service write path: guarded published ports, retried
 """
 
 from kubeless.api.selectors import matches_selector, parse_selector  # list(selector=) takes one
 
 from .channel import DEFAULT_ENDPOINT, BadEndpoint, Endpoint, parse_endpoints
-from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, LeaseLost, NotFound,
-                     StoreError, TooLarge, Unavailable)
+from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, KeptChanging, LeaseLost,
+                     NotFound, StoreError, TooLarge, Unavailable)
 from .etcd import Compare, Delete, Etcd, KeyValue, Put, TxnResult, WatchBatch, WatchEvent
 from .informer import Informer
 from .keys import DEFAULT_PREFIX, Keyspace, ResourceKey
@@ -32,7 +33,8 @@ def connect(endpoints: str | list[str] | tuple[str, ...] = DEFAULT_ENDPOINT,
 __all__ = [
     "API_VERSION", "AlreadyExists", "BadEndpoint", "Compacted", "Compare", "Conflict",
     "CorruptValue", "DEFAULT_ENDPOINT", "DEFAULT_PREFIX", "Delete", "Endpoint", "Etcd",
-    "Informer", "KeptLease", "KeyValue", "Keyspace", "LeaseLost", "ListResult", "NotFound",
+    "Informer", "KeptChanging", "KeptLease", "KeyValue", "Keyspace", "LeaseLost", "ListResult",
+    "NotFound",
     "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TooLarge",
     "TxnResult",
     "Unavailable", "WatchBatch", "WatchEvent", "connect", "matches_selector", "now_rfc3339",

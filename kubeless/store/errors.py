@@ -3,7 +3,9 @@
     StoreError
     ├── Unavailable        etcd did not answer (retryable: the peer broke it)
     ├── Conflict           a compare failed: what we read is stale (retry after re-reading)
-    │   └── AlreadyExists  a create found the key taken
+    │   ├── AlreadyExists  a create found the key taken
+    │   └── KeptChanging   a guarded write planned again and again, and others kept
+    │                      writing first (terminal for that command: try again later)
     ├── NotFound           the key is not there
     ├── Compacted          a watch or read asked for a compacted revision (list again)
     ├── CorruptValue       a value in etcd is not valid YAML/JSON (readers skip it)
@@ -37,6 +39,11 @@ class Conflict(StoreError):
 
 class AlreadyExists(Conflict):
     """A create found its key already present."""
+
+
+class KeptChanging(Conflict):
+    """A guarded Service write (``kubeless.store.services``) lost every attempt: other
+    writers kept changing the services it read. Nothing was written."""
 
 
 class NotFound(StoreError):

@@ -1,11 +1,11 @@
 """Reading and steering the test cluster through etcd, and waiting with deadlines.
 
 What the e2e tests and the soak share: a store on the cluster's endpoints,
-services written as ``kubeless apply`` writes them (``kubeless_cli.plan.merge``
-keeps the rollout annotations), the cluster as the control plane sees it
-(ready nodes, leaders, tasks with their effective state) and as the engines
-see it (containers per host), and ``until``, which polls a condition until a
-deadline, never sleeping and hoping.
+services written as ``kubeless apply`` writes them
+(``kubeless.api.service_writes.merge`` keeps the rollout annotations), the
+cluster as the control plane sees it (ready nodes, leaders, tasks with their
+effective state) and as the engines see it (containers per host), and
+``until``, which polls a condition until a deadline, never sleeping and hoping.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubeless import store
 from kubeless.api import validate
-from kubeless_cli.plan import merge
+from kubeless.api.service_writes import merge
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 

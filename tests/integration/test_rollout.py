@@ -3,8 +3,8 @@
 Each test runs replication, scheduler, health and rollout (2 s leases) on
 two groups of hollow nodes (fake runtime: an image ending ``:fail`` fails
 at start) against the session's etcd, changes a 4-replica service the way
-``service update`` does (``kubeless_cli.plan.merge``: generation bumped,
-previous spec kept), and samples the tasks in the background.
+``service update`` does (``kubeless.api.service_writes.merge``: generation
+bumped, previous spec kept), and samples the tasks in the background.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import pytest
 
 from controllers.framework import Controller
 from controllers.replication.facts import created_time
-from controllers.rollout import annotations as ann
 from controllers.rollout.controller import RolloutController
 from kubeless import store
+from kubeless.api import rollout_annotations as ann
 from kubeless.api import validate
-from kubeless_cli.plan import merge
+from kubeless.api.service_writes import merge
 from kubeless_cli.rollout_cmds import roll_back
 from lab.hollow import ROOT, HollowCluster, service
 from lab.waiting import hold, until

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication.slots import REPLACES_ANNOTATION
-from controllers.rollout import annotations as ann
 from controllers.rollout.decide import RolloutPlan, decide
 from controllers.rollout.facts import fingerprint
+from kubeless.api import rollout_annotations as ann
 from tests.support.builders import ids, with_effective
 
 Resource = dict[str, Any]
@@ -321,31 +321,6 @@ def test_a_new_spec_mid_rollout_restarts_toward_it() -> None:
     plan = run(svc3, tasks, prev)
     assert plan.update_status["startedAt"] == NOW and plan.events == ["started"]
     assert summary(plan.ops) == [("stop", "n1", "shutdown")]
-
-
-def test_rolled_back_swaps_current_and_previous() -> None:
-    live = service("web:2", annotations={ann.PREVIOUS_SPEC: ann.previous_of(
-        1, service("web:1")["spec"])})
-    back = ann.rolled_back(live, "manual")
-    assert back["spec"]["template"]["image"] == "web:1"
-    assert back["metadata"]["generation"] == 3
-    assert ann.rollback_reason(back) == "manual"
-    previous = ann.previous_spec(back)
-    assert previous is not None and previous[0] == 2
-    assert previous[1]["template"]["image"] == "web:2"
-    auto = ann.rolled_back(live, "auto", keep_current=False)
-    assert ann.previous_spec(auto) is None
-    with pytest.raises(ValueError):
-        ann.rolled_back(service(), "x")
-
-
-def test_keep_previous_on_a_spec_change_and_keep_rollout_annotations() -> None:
-    live = service("web:1", annotations={ann.PAUSED: "true"})
-    new = service("web:2", annotations={"mine": "x"})
-    ann.keep_previous(new, live, spec_changed=True)
-    got = new["metadata"]["annotations"]
-    assert got["mine"] == "x" and got[ann.PAUSED] == "true"
-    assert json.loads(got[ann.PREVIOUS_SPEC])["spec"]["template"]["image"] == "web:1"
 
 
 # ---- the delay, as a property of a whole rollout ---------------------------------------

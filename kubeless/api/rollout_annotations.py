@@ -1,4 +1,4 @@
-"""What a Service carries for rollouts, in its own metadata.annotations (pure helpers).
+"""What a Service carries for rollouts, in its own metadata.annotations (pure).
 
 The Service schema has no room beside ``spec`` (additionalProperties:
 false), and a second key would need a second write, so the rollout's
@@ -6,8 +6,8 @@ inputs live in annotations, written in the same put as the spec:
 
     kubeless.io/previous-spec     JSON {"generation": G, "spec": {...}}: the spec the
                                   service had before its last spec change (Swarm's
-                                  PreviousSpec); written by ``service update``/``apply``
-                                  (kubeless_cli.plan.merge) and by rollbacks
+                                  PreviousSpec); written by every merge that changes
+                                  the spec (``service_writes.merge``) and by rollbacks
     kubeless.io/rollback          JSON {"generation": G, "reason": "..."}: generation G is
                                   a rollback (rolled out with spec.rollback, states
                                   rollback_*); a stale value (another G) means nothing
@@ -15,14 +15,16 @@ inputs live in annotations, written in the same put as the spec:
     kubeless.io/rollout-resumed   unix seconds: the user resumed (rollout resume); a
                                   rollout paused on failure before that time goes on
 
-Changing annotations does not bump the generation, so pausing never
-starts a rollout. The CLI (``service rollback``, ``rollout undo``) and the
-controller's automatic rollback both build the rolled-back Service here.
+This module is their vocabulary: the names, how each is read (a missing or
+unreadable value reads as absent) and written, and which survive an apply
+that does not name them (``keep_previous``). Changing annotations does not
+bump the generation, so pausing never starts a rollout. The Services a
+write produces (merged, rolled back, paused, resumed) are built in
+``service_writes``; the rollout controller reads these annotations.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -36,6 +38,7 @@ KEPT = (PREVIOUS_SPEC, ROLLBACK, PAUSED, RESUMED)  # survive an apply that does 
 
 
 def annotations_of(service: Resource) -> dict[str, str]:
+    """A copy of the resource's annotations (empty when it has none)."""
     return dict((service.get("metadata") or {}).get("annotations") or {})
 
 
@@ -72,6 +75,7 @@ def is_paused(service: Resource) -> bool:
 
 
 def resumed_at(service: Resource) -> float:
+    """When the user last resumed the rollout (0: never, or unreadable)."""
     try:
         return float(annotations_of(service).get(RESUMED) or 0)
     except ValueError:
@@ -79,8 +83,14 @@ def resumed_at(service: Resource) -> float:
 
 
 def previous_of(generation: int, spec: Resource) -> str:
+    """The previous-spec annotation's value for ``spec`` at ``generation``."""
     return json.dumps({"generation": generation, "spec": spec}, sort_keys=True,
                       separators=(",", ":"))
+
+
+def rollback_of(generation: int, reason: str) -> str:
+    """The rollback annotation's value: ``generation`` is a rollback, for ``reason``."""
+    return json.dumps({"generation": generation, "reason": reason}, separators=(",", ":"))
 
 
 def keep_previous(new: Resource, live: Resource, spec_changed: bool) -> None:
@@ -99,28 +109,3 @@ def keep_previous(new: Resource, live: Resource, spec_changed: bool) -> None:
                                          live.get("spec") or {})
     if ann:
         new.setdefault("metadata", {})["annotations"] = ann
-
-
-def rolled_back(live: Resource, reason: str, *, keep_current: bool = True) -> Resource:
-    """The Service after a rollback of ``live``: its previous spec back in place, one
-    generation on, marked a rollback. A manual rollback swaps current and previous
-    (``keep_current``), as Swarm does; the automatic one forgets the failed spec, as
-    Swarm's does. ValueError when there is no previous spec."""
-    previous = previous_spec(live)
-    name = (live.get("metadata") or {}).get("name")
-    if previous is None:
-        raise ValueError(f'service "{name}" has no previous spec to roll back to')
-    out = copy.deepcopy({k: v for k, v in live.items() if k != "status"})
-    meta = out["metadata"]
-    generation = int(meta.get("generation") or 1)
-    ann = dict(meta.get("annotations") or {})
-    if keep_current:
-        ann[PREVIOUS_SPEC] = previous_of(generation, live.get("spec") or {})
-    else:
-        ann.pop(PREVIOUS_SPEC, None)
-    ann[ROLLBACK] = json.dumps({"generation": generation + 1, "reason": reason},
-                               separators=(",", ":"))
-    meta["annotations"] = ann
-    meta["generation"] = generation + 1
-    out["spec"] = copy.deepcopy(previous[1])
-    return out

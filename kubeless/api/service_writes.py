@@ -1,0 +1,142 @@
+"""What a write makes of a stored resource: the rules every Service writer follows (pure).
+
+Each function takes what was read (``live``) and returns what to store in
+its place; committing it, compared with what was read, is
+``kubeless.store.services``'s. The rules:
+
+- identity: the live ``uid``, ``creationTimestamp`` and ``resourceVersion``
+  (the version the write compares) are kept; the ``status`` is the
+  controllers' and is never written back (``without_status``);
+- generation: a created resource starts at ``FIRST_GENERATION``; a merge
+  that changes the spec bumps ``metadata.generation``, as in Kubernetes,
+  one that changes only labels or annotations does not; a rollback is
+  always one generation on (it is a new rollout);
+- a Service's rollout annotations (``rollout_annotations``) survive a
+  merge that does not name them, and a spec change remembers the live
+  spec as the previous one;
+- published ports: a write whose ports differ from the live ones
+  (``changes_ports``) has them numbered and checked against every other
+  Service (``kubeless.api.ports``), and is guarded, by the store.
+
+``merge`` is apply's and ``service update``/``scale``'s; ``rolled_back``
+is ``service rollback``'s, ``rollout undo``'s and the rollout controller's;
+``paused`` and ``resumed`` are ``rollout pause|resume``'s.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from kubeless.api.ports import carry_over
+from kubeless.api.rollout_annotations import (PAUSED, PREVIOUS_SPEC, RESUMED, ROLLBACK,
+                                              keep_previous, previous_of, previous_spec,
+                                              rollback_of)
+
+Resource = dict[str, Any]
+
+FIRST_GENERATION = 1
+IDENTITY = ("uid", "creationTimestamp", "resourceVersion")  # kept from the live resource
+
+
+class Merged(NamedTuple):
+    """What a merge stores, and what it changes."""
+
+    new: Resource
+    spec_changed: bool
+    changed: bool  # the spec, labels or annotations: anything worth a write
+
+
+def generation_of(resource: Resource) -> int:
+    """The resource's generation (a stored one without any counts as the first)."""
+    return int((resource.get("metadata") or {}).get("generation") or FIRST_GENERATION)
+
+
+def next_generation(live: Resource, spec_changed: bool) -> int:
+    """The generation after a merge over ``live``: one on only when the spec changes."""
+    return generation_of(live) + 1 if spec_changed else generation_of(live)
+
+
+def without_status(resource: Resource) -> Resource:
+    """The resource without its status key (a shallow copy): what a spec write puts."""
+    return {k: v for k, v in resource.items() if k != "status"}
+
+
+def merge(live: Resource, desired: Resource) -> Merged:
+    """What to store when ``desired`` (validated) is applied over ``live``: desired's
+    spec, labels and annotations, live's identity and status, the generation rule,
+    and for a Service the rollout annotations kept and the previous spec remembered."""
+    new = copy.deepcopy(desired)
+    meta = new["metadata"]
+    live_meta = live.get("metadata") or {}
+    for keep in IDENTITY:
+        if keep in live_meta:
+            meta[keep] = live_meta[keep]
+    spec_changed = desired.get("spec") != live.get("spec")
+    if new.get("kind") == "Service":
+        keep_previous(new, live, spec_changed)
+        meta = new["metadata"]
+    meta["generation"] = next_generation(live, spec_changed)
+    if "status" in live:
+        new["status"] = live["status"]
+    else:
+        new.pop("status", None)
+    changed = spec_changed or any(
+        (meta.get(f) or {}) != (live_meta.get(f) or {}) for f in ("labels", "annotations"))
+    return Merged(new, spec_changed, changed)
+
+
+def rolled_back(live: Resource, reason: str, *, keep_current: bool = True) -> Resource:
+    """The Service after a rollback of ``live``: its previous spec back in place, one
+    generation on, marked a rollback. A manual rollback swaps current and previous
+    (``keep_current``), as Swarm does; the automatic one forgets the failed spec, as
+    Swarm's does. ValueError when there is no previous spec."""
+    previous = previous_spec(live)
+    name = (live.get("metadata") or {}).get("name")
+    if previous is None:
+        raise ValueError(f'service "{name}" has no previous spec to roll back to')
+    out = copy.deepcopy(without_status(live))
+    meta = out["metadata"]
+    generation = generation_of(live)
+    ann = dict(meta.get("annotations") or {})
+    if keep_current:
+        ann[PREVIOUS_SPEC] = previous_of(generation, live.get("spec") or {})
+    else:
+        ann.pop(PREVIOUS_SPEC, None)
+    ann[ROLLBACK] = rollback_of(generation + 1, reason)
+    meta["annotations"] = ann
+    meta["generation"] = generation + 1
+    out["spec"] = copy.deepcopy(previous[1])
+    return out
+
+
+def annotated(live: Resource, put: dict[str, str], drop: Iterable[str] = ()) -> Resource:
+    """``live`` with the annotations ``put`` set and ``drop`` removed (nothing else)."""
+    meta = dict(live["metadata"])
+    gone = set(drop)
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in gone}
+    annotations.update(put)
+    meta["annotations"] = annotations
+    return {**live, "metadata": meta}
+
+
+def paused(live: Resource) -> Resource:
+    """The Service with its rollout paused by the user."""
+    return annotated(live, {PAUSED: "true"})
+
+
+def resumed(live: Resource, now: float) -> Resource:
+    """The Service with its rollout resumed by the user at ``now`` (unix seconds): a
+    user's pause is lifted, a pause on failure before ``now`` is forgiven."""
+    return annotated(live, {RESUMED: f"{now:.3f}"}, drop=(PAUSED,))
+
+
+def changes_ports(desired: Resource, live: Resource | None) -> bool:
+    """Whether writing ``desired`` over ``live`` (None: a create) changes the published
+    ports (numbers ``live`` holds carried over), so the store numbers and checks them
+    against every other Service and guards the write."""
+    if live is None:
+        return desired.get("kind") == "Service" and bool((desired.get("spec") or {}).get("ports"))
+    ports = carry_over(desired, live)["spec"].get("ports")
+    return bool(ports != (live.get("spec") or {}).get("ports"))

@@ -1,0 +1,213 @@
+"""The one Service write path: plan from what was read, commit comparing it, retry.
+
+Every writer of a Service's spec key goes through ``write_services``:
+``kubeless apply``, ``service create|update|scale|rollback``, ``rollout
+pause|resume|undo`` and the rollout controller's automatic rollback. What
+to write is decided by the pure rules of ``kubeless.api.service_writes``
+(merge, generation, rollout annotations, rollbacks); this module reads,
+commits and retries.
+
+Each attempt plans afresh into an empty transaction (``Attempt``), whose
+writes compare what was read (``ResourceTxn``). A write that publishes
+ports the live Service does not hold (``changes_ports``) has them numbered
+and checked against every other Service (``kubeless.api.ports``;
+``PortsRefused`` on a problem): the services are listed at one revision R,
+and the commit also compares, over the whole ``spec/services/`` prefix,
+that no key there changed after R (``mod_revision < R + 1``). If one did
+(another apply, a ``service create``), or what the plan read changed,
+nothing is written and the plan runs again from a fresh read, a few times
+with a short backoff (``KeptChanging`` after that): of two concurrent
+writes of clashing ports exactly one wins, and the other is refused with
+the holder's name. A write that publishes no new port is one commit: a
+stale read fails with ``Conflict`` (or ``AlreadyExists``), never retried.
+
+A controller adds its leader fence (``fence``): the write then holds only
+while it leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from kubeless.api.errors import PortsRefused
+from kubeless.api.ports import plan_ports, service_ref
+from kubeless.api.service_writes import changes_ports, merge, rolled_back, without_status
+
+from .errors import AlreadyExists, Conflict, KeptChanging, NotFound
+from .etcd import Compare
+from .resources import ResourceStore
+
+Resource = dict[str, Any]
+T = TypeVar("T")
+
+ATTEMPTS = 8
+BACKOFF = 0.02  # seconds before the second attempt, doubling
+
+
+class Attempt:
+    """One try of a Service write: the transaction its plan fills, and the revision at
+    which it read every Service (None: it did not, and the commit is not guarded).
+    Also usable alone, to plan what a write would do without writing (``diff``)."""
+
+    def __init__(self, store: ResourceStore, number: int = 0) -> None:
+        self.store = store
+        self.number = number  # 0 for the first attempt
+        self.txn = store.transaction()
+        self.revision: int | None = None
+
+    async def live(self, name: str, namespace: str) -> Resource:
+        """The Service as stored now; NotFound when there is none."""
+        live = await self.store.get("Service", name, namespace)
+        if live is None:
+            raise NotFound(f'service "{name}" not found in namespace {namespace}')
+        return live
+
+    async def services(self) -> list[Resource]:
+        """Every stored Service; the commit is then guarded at the revision of this read."""
+        result = await self.store.list("Service")
+        self.revision = result.revision
+        return result.items
+
+    async def numbered(self, docs: Sequence[Resource],
+                       leaving: Iterable[Resource] = ()) -> list[Resource]:
+        """``docs`` (validated, of any kind) with every Service's ingress ports numbered
+        and checked against the Services stored now, but ``leaving`` (those this write
+        deletes); PortsRefused on a problem. When no document publishes a port, the
+        documents as they are: nothing is read, nothing guarded."""
+        if not any(changes_ports(doc, None) for doc in docs):
+            return list(docs)
+        services = await self.services()
+        indexes = [i for i, doc in enumerate(docs) if doc.get("kind") == "Service"]
+        gone = {service_ref(r) for r in leaving} - {service_ref(docs[i]) for i in indexes}
+        staying = [s for s in services if service_ref(s) not in gone]
+        out = list(docs)
+        for i, doc in zip(indexes, _planned([docs[i] for i in indexes], staying)):
+            out[i] = doc
+        return out
+
+    async def checked(self, desired: Resource, live: Resource | None) -> Resource:
+        """``desired``, ready to replace ``live`` (None: to be created): when it publishes
+        ports ``live`` does not hold, numbered and checked, and the commit guarded
+        (AlreadyExists when a Service to be created is there already)."""
+        if not changes_ports(desired, live):
+            return desired
+        services = await self.services()
+        if live is None and any(service_ref(s) == service_ref(desired) for s in services):
+            raise AlreadyExists(service_ref(desired))
+        return _planned([desired], services)[0]
+
+
+def _planned(docs: Sequence[Resource], live: Sequence[Resource]) -> list[Resource]:
+    filled, problems = plan_ports(docs, live)
+    if problems:
+        raise PortsRefused(problems)
+    return filled
+
+
+@dataclass(frozen=True)
+class Written(Generic[T]):
+    """What a write's plan returned, and the revision of its commit (0: nothing written)."""
+
+    value: T
+    revision: int
+
+
+async def write_services(store: ResourceStore, plan: Callable[[Attempt], Awaitable[T]], *,
+                         what: str, fence: Compare | None = None) -> Written[T]:
+    """Run ``plan`` on a fresh ``Attempt`` and commit what it put in the transaction;
+    when a guarded commit fails, plan again (``what`` says what for KeptChanging:
+    "services kept changing while <what>")."""
+    for number in range(ATTEMPTS):
+        attempt = Attempt(store, number)
+        value = await plan(attempt)
+        revision = await _commit(attempt, fence, what)
+        if revision is not None:
+            return Written(value, revision)
+        await asyncio.sleep(BACKOFF * 2 ** number)
+    raise KeptChanging(f"services kept changing while {what}")
+
+
+async def _commit(attempt: Attempt, fence: Compare | None, what: str) -> int | None:
+    """The commit's revision (0: nothing to write), or None: the guarded commit failed."""
+    txn, store = attempt.txn, attempt.store
+    if not txn.ops:
+        return 0
+    if attempt.revision is None and fence is None:
+        return await txn.commit()  # Conflict names what changed since it was read
+    compares = [*([fence] if fence is not None else []), *txn.compares]
+    if attempt.revision is not None:
+        compares.append(Compare(store.keys.kind_prefix("Service"), "mod", "<",
+                                attempt.revision + 1, prefix=True))
+    res = await store.etcd.txn(compares, txn.ops)
+    if res.succeeded:
+        return res.revision
+    if attempt.revision is None:
+        raise Conflict(f"the service changed, or leadership was lost, while {what}")
+    return None
+
+
+# -- the writes the commands and the rollout controller make ----------------------------
+
+async def create_service(store: ResourceStore, doc: Resource) -> Resource:
+    """Create a Service (``doc`` validated); AlreadyExists when one has its name."""
+    async def plan(attempt: Attempt) -> Resource:
+        return attempt.txn.create(await attempt.checked(doc, None))
+
+    return (await write_services(store, plan, what="creating the service")).value
+
+
+async def update_service(store: ResourceStore, name: str, namespace: str,
+                         change: Callable[[Resource], Resource]) -> bool:
+    """Read the Service, ``change`` it (given it without its status; validating is the
+    change's), merge the result over what was read (``service_writes.merge``) and write
+    it when anything changed. False: nothing to change, nothing written."""
+    async def plan(attempt: Attempt) -> bool:
+        live = await attempt.live(name, namespace)
+        desired = await attempt.checked(change(without_status(live)), live)
+        merged = merge(live, desired)
+        if merged.changed:
+            attempt.txn.update(without_status(merged.new))
+        return merged.changed
+
+    return (await write_services(store, plan, what=f"updating service {name}")).value
+
+
+async def replace_service(store: ResourceStore, name: str, namespace: str,
+                          change: Callable[[Resource], Resource], *, what: str,
+                          read: Resource | None = None,
+                          fence: Compare | None = None) -> Written[Resource]:
+    """Put ``change(live)`` in place of the Service, as it is (no merge: the change says
+    everything, as a rollback or a rollout annotation does; it is given, and writes,
+    the Service without its status).
+    ``read``: the Service as the caller read it (a controller's cache), the one the write
+    compares; a retry finds it changed with Conflict. Else it is read here, afresh on
+    each attempt."""
+    async def plan(attempt: Attempt) -> Resource:
+        live = read if read is not None and attempt.number == 0 \
+            else await attempt.live(name, namespace)
+        if read is not None and _version(live) != _version(read):
+            raise Conflict(f"service {name} changed while {what}")
+        new = await attempt.checked(without_status(change(without_status(live))), live)
+        attempt.txn.update(new)
+        return new
+
+    return await write_services(store, plan, what=what, fence=fence)
+
+
+async def roll_back_service(store: ResourceStore, live: Resource, reason: str, *,
+                            keep_current: bool = True,
+                            fence: Compare | None = None) -> Written[Resource]:
+    """Roll back the Service as read (``live``) to its previous spec
+    (``service_writes.rolled_back``; ValueError when it has none)."""
+    meta = live["metadata"]
+    return await replace_service(
+        store, meta["name"], meta.get("namespace") or "default",
+        lambda current: rolled_back(current, reason, keep_current=keep_current),
+        what=f"rolling back service {meta['name']}", read=live, fence=fence)
+
+
+def _version(resource: Resource) -> Any:
+    return (resource.get("metadata") or {}).get("resourceVersion")
