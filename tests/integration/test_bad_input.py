@@ -13,7 +13,7 @@ live Service, ``web``, and asserts the CLI's contract for bad input (README, "Ba
 - stderr is exactly one line, starting ``error: ``, naming the file, line,
   document and field (or the flag) where there is one; stdout is empty;
 - no traceback;
-- nothing written: etcd's revision is the one read before the command.
+- nothing written: no key of etcd is new, rewritten or removed (tests/support/unwritten.py).
 
 Image references, constraints and label selectors have their own suite
 (test_bad_input_grammar.py), and so do bad values found in etcd
@@ -36,6 +36,7 @@ import yaml
 from kubeless import store
 from kubeless.api import validate
 from tests.support.etcd_server import EtcdCluster
+from tests.support.unwritten import keyspace, written
 
 pytestmark = pytest.mark.integration
 
@@ -303,27 +304,13 @@ def run_cli(case: Case, root: Path, endpoints: str, prefix: str,
     return Ran(code, out.getvalue(), err.getvalue())
 
 
-async def _seed_and_read_revision(endpoints: str, prefix: str) -> int:
+async def _seed(endpoints: str, prefix: str) -> None:
     rstore = store.connect(endpoints, prefix)
     try:
         await rstore.etcd.txn([], [store.Put(rstore.keys.cluster(), b"{}")])  # a cluster is here
         await rstore.create(validate(yaml.safe_load(svc("web"))))
-        return await revision(rstore)
     finally:
         await rstore.etcd.close()
-
-
-async def _revision(endpoints: str, prefix: str) -> int:
-    rstore = store.connect(endpoints, prefix)
-    try:
-        return await revision(rstore)
-    finally:
-        await rstore.etcd.close()
-
-
-async def revision(rstore: store.ResourceStore) -> int:
-    """etcd's revision (the header of a read): it moves on any write, anywhere."""
-    return (await rstore.etcd.get(rstore.keys.kind_prefix("Service")))[1]
 
 
 def test_enough_classes() -> None:
@@ -335,7 +322,8 @@ def test_bad_input_is_one_line_and_writes_nothing(
         name: str, etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     case = CASES[name]
-    before = asyncio.run(_seed_and_read_revision(etcd_cluster.endpoints, prefix))
+    asyncio.run(_seed(etcd_cluster.endpoints, prefix))
+    before = keyspace(etcd_cluster.endpoints)
     write_files(tmp_path, case.files)
 
     res = run_cli(case, tmp_path, etcd_cluster.endpoints, prefix, monkeypatch)
@@ -347,5 +335,4 @@ def test_bad_input_is_one_line_and_writes_nothing(
     for piece in case.says:
         assert piece.replace("{dir}", str(tmp_path)) in res.stderr, res.stderr
     assert res.stdout == ""
-    assert asyncio.run(_revision(etcd_cluster.endpoints, prefix)) == before, \
-        "nothing may be written"
+    assert not written(before, keyspace(etcd_cluster.endpoints)), "nothing may be written"
