@@ -1,6 +1,6 @@
 """Control-plane figures (issue 3): 1,000 hollow nodes, 10,000 tasks, a 100-node loss.
 
-Setup: one etcd member (tests/support/etcd_server.py, limits raised, see
+Setup: one etcd member (kubeless/cluster/etcd_server.py, limits raised, see
 ``ETCD_ARGS``), the controllers as a subprocess (``python -m controllers
 --lease-ttl 5``) and 1,000 hollow nodes as 10 agent subprocesses of 100
 (``python -m kubeless_agent --runtime fake --hollow-nodes 100``), so that
@@ -43,7 +43,7 @@ from typing import Any
 
 from kubeless import store
 from kubeless.store import Etcd
-from tests.support.etcd_server import EtcdCluster, free_port
+from kubeless.cluster.etcd_server import EtcdCluster, free_port
 
 PREFIX = "/bench-cp"
 LEASE_TTL = 5

@@ -19,7 +19,7 @@ import yaml
 
 from kubeless import store
 from kubeless.api.tasks import new_task_id
-from tests.support.etcd_server import EtcdCluster
+from kubeless.cluster.etcd_server import EtcdCluster
 
 PREFIX = "/bench"
 

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.etcd_server import EtcdCluster
+from kubeless.cluster.etcd_server import EtcdCluster
 
 
 def with_etcd(name: str, run: Callable[[str, Path], None]) -> None:

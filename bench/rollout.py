@@ -16,9 +16,9 @@ from typing import Any
 from kubeless import store
 from kubeless.api import validate
 from kubeless_cli.plan import merge
+from kubeless.cluster.etcd_server import EtcdCluster
 from lab.hollow import HollowCluster, service
 from lab.waiting import until
-from tests.support.etcd_server import EtcdCluster
 
 from controllers.framework import ControllerRunner
 from controllers.health.controller import HealthController

@@ -40,6 +40,7 @@ from typing import Any
 
 from kubeless.aio import guard, unless_stopped
 from kubeless.api import parse_duration, parse_size
+from kubeless.cluster import NodeState, StateDir
 from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
                             StoreError)
 from kubeless.store import parse_endpoints
@@ -62,6 +63,7 @@ from kubeless_agent.runtime import RUNTIMES, Runtime, make_runtime
 from kubeless_agent.worker import AgentsRouter, Reporter, Worker, stop_grace
 
 log = logging.getLogger("kubeless_agent")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 RuntimeFactory = Callable[[NodeIdentity], Runtime]
 
@@ -88,6 +90,28 @@ class AgentConfig:
     resolv_conf: str = DEFAULT_RESOLV_CONF  # where DNS finds the upstreams it forwards to
     drain_period: float = 2.0  # seconds a running task behind the mesh waits before its stop
 
+    @classmethod
+    def from_node_state(cls, node: NodeState, state: StateDir | None = None,
+                        role: str | None = None) -> AgentConfig:
+        """The agent of a node ``kubeless init``/``join``/``up`` stored (``node.yaml``);
+        with ``state``, the process runtime keeps its files under that state dir;
+        ``role``: the one a new node registers with (default: the stored one).
+        ``ValueError`` when a stored agent option cannot be read."""
+        options = node.agent_options
+        extra: dict[str, Any] = {}
+        if state is not None:
+            extra["runtime_options"] = tuple(runtime_options(node.runtime, state).items())
+        if "mesh_bind" in options:
+            extra["mesh_bind"] = options["mesh_bind"]
+        if "dns_addr" in options:
+            extra["dns_addrs"] = dns_addrs(options["dns_addr"])
+        if "drain_period" in options:
+            extra["drain_period"] = seconds(options["drain_period"])
+        return cls(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
+                   node_name=node.node_id, advertise_addr=node.advertise_addr,
+                   labels=tuple(node.labels.items()), metrics_port=node.metrics_port,
+                   role=role or node.role, **extra)
+
     @property
     def serves_mesh(self) -> bool:
         return self.mesh and self.hollow_nodes <= 0
@@ -105,6 +129,11 @@ class AgentConfig:
         if self.hollow_nodes <= 0:
             return [base]
         return [base.hollow(i) for i in range(self.hollow_nodes)]
+
+
+def runtime_options(runtime: str, state: StateDir) -> dict[str, Any]:
+    """make_runtime's keywords: the process runtime keeps its files under the state dir."""
+    return {"state_dir": str(state.path / "process")} if runtime == "process" else {}
 
 
 class _Stopping(Exception):
@@ -412,9 +441,13 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             drain_period=seconds(args.drain_period))
     except ValueError as err:
         p.error(str(err))
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return config
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Log lines on stderr with time, level and logger (a no-op once logging is set up)."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
 
 
 def dns_addrs(text: str | None) -> tuple[str, ...] | None:

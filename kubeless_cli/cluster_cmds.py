@@ -8,11 +8,11 @@ node's identity in its state dir; with no token, either starts that node
 again from there (its stored endpoints, prefix and options; flags given
 again override them).
 
-``run_node`` is the foreground part: the agent (``kubeless_agent``) and,
-on a manager, the controllers, in one event loop; SIGINT or SIGTERM stops
-both (the agent leaves its heartbeat to its TTL, marked stopped, so a
-restart within it adopts everything; the controllers resign). Leaving on
-purpose is ``kubeless node leave`` (``kubeless_cli.leave_cmd``).
+The foreground part is ``kubeless_cli.node_process.NodeProcess``: the
+agent and, on a manager, the controllers; SIGINT or SIGTERM stops both
+(the agent leaves its heartbeat to its TTL, marked stopped, so a restart
+within it adopts everything; the controllers resign). Leaving on purpose
+is ``kubeless node leave`` (``kubeless_cli.leave_cmd``).
 
 Not implemented yet (a later issue): transport security. etcd is reached
 without TLS or per-node credentials, so anyone who can reach etcd can read
@@ -22,11 +22,8 @@ and write the cluster; tokens only gate ``join``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -36,12 +33,9 @@ from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.flags import flag
 from kubeless.cluster import DEFAULT_STATE_DIR, ClusterError, NodeState, StateDir
 
-log = logging.getLogger("kubeless")
-
 RUNTIMES = ("docker", "process", "fake")
 NO_TLS_NOTE = ("Note: the connection to etcd is neither encrypted nor authenticated yet (a later "
                "issue); anyone who can reach etcd can read and change this cluster.")
-OnReady = Callable[[], Awaitable[None]]
 
 
 # -- options shared by init and join ------------------------------------------------
@@ -165,38 +159,6 @@ def source_address(endpoints: str) -> str:
         return "127.0.0.1"
 
 
-def node_resource(node: NodeState, role: str) -> dict[str, Any]:
-    """The Node resource registration creates (the agent's own idea of this host)."""
-    resource: dict[str, Any] = agent_config(node, role=role).identities()[0].node_resource()
-    return resource
-
-
-def agent_config(node: NodeState, state: StateDir | None = None, role: str | None = None) -> Any:
-    from kubeless_agent.main import AgentConfig
-
-    extra: dict[str, Any] = {}
-    if state is not None and "runtime_options" in AgentConfig.__dataclass_fields__:
-        extra["runtime_options"] = tuple(runtime_options(node.runtime, state).items())
-    from kubeless_agent.main import dns_addrs, seconds
-
-    options = node.agent_options
-    if "mesh_bind" in options:
-        extra["mesh_bind"] = options["mesh_bind"]
-    if "dns_addr" in options:
-        extra["dns_addrs"] = dns_addrs(options["dns_addr"])
-    if "drain_period" in options:
-        extra["drain_period"] = seconds(options["drain_period"])
-    return AgentConfig(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
-                       node_name=node.node_id, advertise_addr=node.advertise_addr,
-                       labels=tuple(node.labels.items()), metrics_port=node.metrics_port,
-                       role=role or node.role, **extra)
-
-
-def runtime_options(runtime: str, state: StateDir) -> dict[str, Any]:
-    """make_runtime's keywords: the process runtime keeps its files under the state dir."""
-    return {"state_dir": str(state.path / "process")} if runtime == "process" else {}
-
-
 def join_command(prefix: str, token: str, endpoints: str) -> str:
     from kubeless.store import DEFAULT_PREFIX
 
@@ -215,89 +177,6 @@ def cluster_call(fn: Callable[[], Any]) -> Any:
         return fn()
     except ClusterError as err:
         raise CliError(str(err)) from None
-
-
-# -- the foreground node ------------------------------------------------------------
-
-async def run_node(node: NodeState, state: StateDir, *, manager: bool,
-                   stop: asyncio.Event | None = None,
-                   on_ready: OnReady | None = None) -> None:
-    """Run this node's agent (and controllers when ``manager``) until SIGINT/SIGTERM."""
-    from kubeless_agent import metrics as agent_metrics
-    from kubeless_agent.main import AgentProcess
-
-    configure_logging()
-    await check_runtime(node, state)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if node.metrics_port is not None:
-        agent_metrics.serve(node.metrics_port)  # the default registry: controllers' metrics too
-    agent = AgentProcess(agent_config(node, state))
-    parts: set[asyncio.Task[Any]] = {asyncio.create_task(agent.run(stop), name="agent")}
-    if manager:
-        parts.add(asyncio.create_task(_controllers(node), name="controllers"))
-    stopper = asyncio.create_task(stop.wait())
-    announcer = asyncio.create_task(_announce(agent, node, manager, on_ready))
-    try:
-        await asyncio.wait(parts | {stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.set()
-        for task in parts:
-            if task.get_name() == "controllers":
-                task.cancel()  # the runner resigns its leaderships
-        results = await asyncio.gather(*parts, return_exceptions=True)
-        stopper.cancel()
-        announcer.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    for task, result in zip(parts, results):
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-            raise CliError(f"the {task.get_name()} stopped: {_leaf(result)}")
-    log.info("node %s stopped", node.node_id)
-
-
-async def _controllers(node: NodeState) -> None:
-    from controllers.main import parse_args, run
-
-    await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
-                          "--identity", node.node_id]))
-
-
-async def _announce(agent: Any, node: NodeState, manager: bool,
-                    on_ready: OnReady | None) -> None:
-    await agent.ready.wait()
-    role = "manager: agent and controllers" if manager else "worker: agent"
-    log.info("node %s is ready (%s, runtime %s); Ctrl-C stops it", node.node_id, role,
-             node.runtime)
-    if on_ready is not None:
-        await on_ready()
-
-
-async def check_runtime(node: NodeState, state: StateDir) -> None:
-    """Fail before registering anything when the runtime cannot be made here."""
-    from kubeless_agent.main import AgentProcess
-
-    agent = AgentProcess(agent_config(node, state))
-    try:
-        runtime = agent.runtime_factory(agent.idents[0])  # as the agent will make it
-    except Exception as err:  # noqa: BLE001 - any reason is the user's to read
-        raise CliError(f"the {node.runtime} runtime cannot start: {err}") from None
-    with contextlib.suppress(Exception):
-        await runtime.close()
-
-
-def _leaf(err: BaseException) -> BaseException:
-    while isinstance(err, BaseExceptionGroup) and err.exceptions:
-        err = err.exceptions[0]
-    return err
-
-
-def configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # -- init -----------------------------------------------------------------------------
@@ -327,6 +206,8 @@ def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
     node = new_node_state(ctx, endpoints, opts, "manager")
     here = where(endpoints, ctx.prefix)
     ctx = replace(ctx, endpoints=endpoints)
+    from kubeless_cli.node_process import check_runtime, node_resource
+
     asyncio.run(check_runtime(node, state))
 
     async def make(rstore: Any) -> tuple[Any, dict[str, str]]:
@@ -356,10 +237,9 @@ def save_init(state: StateDir, node: NodeState, tokens: dict[str, str]) -> None:
 
 
 def foreground(node: NodeState, state: StateDir, *, manager: bool) -> None:
-    try:
-        asyncio.run(run_node(node, state, manager=manager))
-    except KeyboardInterrupt:
-        pass
+    from kubeless_cli.node_process import NodeProcess
+
+    NodeProcess(node, state, manager=manager).run_in_foreground()
 
 
 def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
@@ -419,6 +299,7 @@ def join(ctx: Context, /, token: str | None, endpoints: str | None, state_dir: s
                        f"{held.cluster_id}: it starts again with `kubeless join --state-dir "
                        f"{state}` (no token); to join anew, use another --state-dir")
     from kubeless.cluster import bootstrap
+    from kubeless_cli.node_process import check_runtime, node_resource
 
     endpoints = endpoints or explicit_endpoints(ctx) or ctx.endpoints
     base = new_node_state(ctx, endpoints, opts, "worker")

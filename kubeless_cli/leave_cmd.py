@@ -147,12 +147,10 @@ async def _leave_here(rstore: Any, node: NodeState, state: StateDir) -> int:
 
 
 def _runtime(node: NodeState, state: StateDir) -> Any:
-    from kubeless_cli.cluster_cmds import agent_config
-    from kubeless_agent.main import AgentProcess
+    from kubeless_cli.node_process import node_runtime
 
-    agent = AgentProcess(agent_config(node, state))
     try:
-        return agent.runtime_factory(agent.idents[0])
+        return node_runtime(node, state)
     except Exception as err:  # noqa: BLE001 - any reason is the user's to read
         raise CliError(f"node {node.node_id} is down, but its {node.runtime} runtime cannot "
                        f"start here to remove its containers: {err}") from None

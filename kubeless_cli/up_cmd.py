@@ -20,14 +20,10 @@ its agent takes the heartbeat over at once and adopts every container.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,12 +31,13 @@ from typing import Any
 import click
 
 from kubeless_cli.cluster_cmds import (cluster_call, explicit_endpoints,
-                                       new_node_state, node_resource, run_node, save_init, where,
+                                       new_node_state, save_init, where,
                                        agent_options, agent_service_options)
 from kubeless_cli.context import CliError, Context, pass_context
+from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signals
 from kubeless.cluster import ClusterError, NodeState, StateDir
-
-ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
+from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
+from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
 
 
 def default_state_dir() -> str:
@@ -51,126 +48,24 @@ def default_state_dir() -> str:
 
 # -- the etcd member ----------------------------------------------------------------
 
-class DevEtcd:
-    """The single etcd member of ``up``: started here, or found still running from before."""
-
-    def __init__(self, state: Path, port: int) -> None:
-        self.data_dir = state / "etcd"
-        self.pid_file, self.log_file = state / "etcd.pid", state / "etcd.log"
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.pid: int | None = None
-        self.reused = False
-
-    def _cmd(self) -> list[str]:
-        peer = f"http://127.0.0.1:{self.port + 1}"
-        return [ETCD_BIN, "--name", "kubeless-up", "--data-dir", str(self.data_dir),
-                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"kubeless-up={peer}", "--log-level", "warn"]
-
-    def leftover(self) -> int | None:
-        """The pid of an etcd an earlier ``up`` started on this data dir, if it still runs."""
-        pid = _read_pid(self.pid_file)
-        if pid is None:
-            return None
-        args = _cmdline(pid)
-        if not args or str(self.data_dir) not in args:
-            return None
-        if self.url not in args:
-            raise CliError(f"the etcd of this state dir still runs (pid {pid}) on another port "
-                           f"than {self.port}: pass its --etcd-port, or stop it (kill {pid})")
-        return pid
-
-    async def start(self, deadline: float = 30.0) -> None:
-        pid = self.leftover()
-        if pid is not None and await self.healthy():
-            self.pid, self.reused = pid, True
-            return
-        if await self.healthy():
-            raise CliError(f"another etcd already answers on {self.url} (Debian's etcd "
-                           "service? `systemctl stop etcd`): stop it, or pick a free port with "
-                           "`kubeless up --etcd-port N` (make up UP_ARGS=\"--etcd-port N\")")
-        if not os.access(ETCD_BIN, os.X_OK):
-            raise CliError(f"{ETCD_BIN} is missing: install Debian's etcd-server "
-                           "(`make up` does)")
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(self._cmd(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)  # Ctrl-C reaches us, not etcd
-        self.pid = proc.pid
-        self.pid_file.write_text(f"{proc.pid}\n")
-        end = time.monotonic() + deadline
-        while not await self.healthy():
-            if proc.poll() is not None:
-                raise CliError(f"etcd exited (code {proc.returncode}); last lines of "
-                               f"{self.log_file}:\n{_tail(self.log_file)}")
-            if time.monotonic() > end:
-                self.stop()
-                raise CliError(f"etcd did not answer on {self.url} within {deadline:.0f}s; "
-                               f"see {self.log_file}")
-            await asyncio.sleep(0.1)
-
-    async def healthy(self) -> bool:
-        return await asyncio.to_thread(_health, self.url)
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; forget the pid file."""
-        if self.pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-            end = time.monotonic() + grace
-            while _alive(self.pid) and time.monotonic() < end:
-                time.sleep(0.05)
-            if _alive(self.pid):
-                os.kill(self.pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        self.pid = None
+def etcd_error(err: EtcdError, etcd: StateDirEtcd) -> CliError:
+    """The launcher's failure, worded for ``up``'s user (its flags, ``make up``)."""
+    if isinstance(err, EtcdElsewhere):
+        return CliError(f"the etcd of this state dir still runs (pid {err.pid}) on another "
+                        f"port than {etcd.member.client_port}: pass its --etcd-port, or stop "
+                        f"it (kill {err.pid})")
+    if isinstance(err, EtcdPortTaken):
+        return CliError(f"another etcd already answers on {etcd.url} (Debian's etcd "
+                        "service? `systemctl stop etcd`): stop it, or pick a free port with "
+                        "`kubeless up --etcd-port N` (make up UP_ARGS=\"--etcd-port N\")")
+    return CliError(str(err))
 
 
-def _health(url: str) -> bool:
+async def start_etcd(etcd: StateDirEtcd) -> None:
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-            return b'"true"' in r.read()
-    except (OSError, ValueError):
-        return False
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie child of ours is reaped and counts as gone)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        await etcd.start(hint="`make up` does")
+    except EtcdError as err:
+        raise etcd_error(err, etcd) from None
 
 
 # -- the runtime ----------------------------------------------------------------------
@@ -244,13 +139,16 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
 async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
               apply_files: tuple[str, ...]) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    with stop_on_signals(stop):
+        await _run(ctx, state, port, runtime, opts, apply_files, stop)
+
+
+async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
+               apply_files: tuple[str, ...], stop: asyncio.Event) -> None:
     _claim(state.path)
-    etcd = DevEtcd(state.path, port)
+    etcd = StateDirEtcd(state.path, port, name="kubeless-up")
     try:
-        await _until(stop, etcd.start())
+        await _until(stop, start_etcd(etcd))
         name, why = choose_runtime(runtime)
         node, made = await _until(stop, _cluster(ctx, state, name, opts))
         _banner(state, etcd, node, name, why, made)
@@ -260,7 +158,7 @@ async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict
                 await apply_manifest(node, path)
 
         if not stop.is_set():
-            await run_node(node, state, manager=True, stop=stop, on_ready=apply_all)
+            await NodeProcess(node, state, manager=True, on_ready=apply_all).run(stop)
     except _Stopped:
         pass
     finally:
@@ -290,8 +188,8 @@ async def _until(stop: asyncio.Event, coro: Any) -> Any:
 def _claim(state: Path) -> None:
     """One ``up`` per state dir: refuse when another still runs."""
     pid_file = state / "up.pid"
-    other = _read_pid(pid_file)
-    if other is not None and other != os.getpid() and any("up" == a for a in _cmdline(other)):
+    other = read_pid(pid_file)
+    if other is not None and other != os.getpid() and any("up" == a for a in cmdline(other)):
         raise CliError(f"kubeless up already runs from {state} (pid {other})")
     pid_file.write_text(f"{os.getpid()}\n")
 
@@ -327,7 +225,7 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str,
         await rstore.etcd.close()
 
 
-def _banner(state: StateDir, etcd: DevEtcd, node: NodeState, runtime: str, why: str,
+def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, why: str,
             made: bool) -> None:
     how = f"reused, pid {etcd.pid}" if etcd.reused else f"started, pid {etcd.pid}"
     click.echo(

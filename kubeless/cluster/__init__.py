@@ -5,6 +5,8 @@
     record     the cluster record at ``<prefix>/v1/cluster`` and token checks
     state      the node's state dir (identity, plain tokens, CA key)
     bootstrap  create, join, resume and rotate, against etcd
+    etcd_server  a local etcd: start Debian's etcd on loopback ports, wait, stop
+               (``kubeless up``, the tests' fixtures, the benchmarks)
     errors     what a user can get wrong
 
 Layer: above ``kubeless.store``, below ``kubeless_cli``; it never imports the
@@ -15,12 +17,12 @@ certificates and etcd is reached without TLS or per-node credentials; a
 token proves only that its holder was given it.
 """
 
-from .errors import (CAError, ClusterError, ClusterExists, NoCluster, NodeNameTaken,
+from .errors import (CAError, ClusterError, ClusterExists, EtcdError, NoCluster, NodeNameTaken,
                      StateDirError, TokenMalformed, TokenRefused)
 from .record import ClusterRecord
 from .state import DEFAULT_STATE_DIR, NodeState, StateDir
 from .tokens import JoinToken, parse_token
 
 __all__ = ["CAError", "ClusterError", "ClusterExists", "ClusterRecord", "DEFAULT_STATE_DIR",
-           "JoinToken", "NoCluster", "NodeNameTaken", "NodeState", "StateDir", "StateDirError",
-           "TokenMalformed", "TokenRefused", "parse_token"]
+           "EtcdError", "JoinToken", "NoCluster", "NodeNameTaken", "NodeState", "StateDir",
+           "StateDirError", "TokenMalformed", "TokenRefused", "parse_token"]

@@ -9,7 +9,13 @@
     ├── NoCluster        ``join`` or a restart found no cluster record
     ├── NodeNameTaken    ``join`` found a Node of that name already registered
     ├── StateDirError    the state dir is unreadable, foreign or inconsistent
-    └── CAError          openssl failed to make or read the root CA
+    ├── CAError          openssl failed to make or read the root CA
+    └── EtcdError        a local etcd member (``kubeless up``, tests) cannot run
+        ├── EtcdMissing      Debian's etcd-server is not installed
+        ├── EtcdPortTaken    another etcd already answers on the client URL
+        ├── EtcdElsewhere    this data dir's etcd still runs, on another port
+        ├── EtcdExited       the member exited while starting (its log's tail)
+        └── EtcdSilent       the member did not answer within its deadline
 
 Every message is one sentence a user can act on; the CLI prints it as is.
 Store errors (etcd unreachable, conflicts) are not translated here: they
@@ -49,3 +55,35 @@ class StateDirError(ClusterError):
 
 class CAError(ClusterError):
     """The root CA could not be made or read."""
+
+
+class EtcdError(ClusterError):
+    """A local etcd member (``kubeless.cluster.etcd_server``) cannot run."""
+
+
+class EtcdMissing(EtcdError):
+    """The etcd binary is not there."""
+
+
+class EtcdPortTaken(EtcdError):
+    """Another etcd already answers on the member's client URL."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"another etcd already answers on {url}")
+        self.url = url
+
+
+class EtcdElsewhere(EtcdError):
+    """The etcd of this data dir still runs, listening on another URL."""
+
+    def __init__(self, pid: int, url: str) -> None:
+        super().__init__(f"the etcd of this data dir still runs (pid {pid}) elsewhere than {url}")
+        self.pid, self.url = pid, url
+
+
+class EtcdExited(EtcdError):
+    """The member exited while starting."""
+
+
+class EtcdSilent(EtcdError):
+    """The member did not answer within its deadline."""

@@ -1,0 +1,319 @@
+"""Debian's etcd on loopback ports: start a member, wait until it answers, stop it by pid.
+
+    Member          one member: name, client and peer ports on 127.0.0.1, data dir,
+                    log; its command line, start, health, wait and stop
+    EtcdCluster     n members of one cluster in a temp dir, tuned for fast elections;
+                    members can be stopped, killed and started again on the same data
+                    dir (the tests' fixtures, the benchmarks)
+    StateDirEtcd    the one member of ``kubeless up``: data dir, pid file and log in
+                    a directory, reused when an earlier run left it running
+    free_port, alive, read_pid, cmdline, stop_pid   the process helpers they share
+
+Failures are ``EtcdError``s (``kubeless.cluster.errors``); the CLI words them.
+Nothing here talks to etcd beyond ``GET /health``: the store does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EtcdElsewhere, EtcdExited, EtcdMissing, EtcdPortTaken, EtcdSilent
+
+ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
+QUIET = ("--log-level", "warn")
+FAST_ELECTIONS = ("--heartbeat-interval", "50", "--election-timeout", "500")
+
+
+def require_etcd(hint: str) -> None:
+    """Raise ``EtcdMissing`` when the etcd binary cannot be run (``hint``: who installs it)."""
+    if not os.access(ETCD_BIN, os.X_OK):
+        raise EtcdMissing(f"{ETCD_BIN} is missing: install Debian's etcd-server ({hint})")
+
+
+@dataclass
+class Member:
+    """One etcd member listening on 127.0.0.1."""
+
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int | None = None  # the running member's, spawned here or found running
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def command(self, initial_cluster: str, options: Sequence[str] = QUIET) -> list[str]:
+        return [ETCD_BIN, "--name", self.name, "--data-dir", str(self.data_dir),
+                "--listen-client-urls", self.client_url,
+                "--advertise-client-urls", self.client_url,
+                "--listen-peer-urls", self.peer_url,
+                "--initial-advertise-peer-urls", self.peer_url,
+                "--initial-cluster", initial_cluster, *options]
+
+    def spawn(self, command: Sequence[str], *, die_with_parent: bool = False) -> None:
+        """Start it in its own session (a Ctrl-C reaches the caller, not etcd), logging to
+        its log; ``die_with_parent``: SIGKILL it when the caller dies, however it dies."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                list(command), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_die_with_parent if die_with_parent else None)
+        self.pid = self.proc.pid
+
+    def answers(self) -> bool:
+        """True when ``/health`` says so (a member without quorum does not)."""
+        return health(self.client_url)
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Block until it answers; ``EtcdExited`` or ``EtcdSilent`` otherwise."""
+        end = time.monotonic() + timeout
+        while not self.answers():
+            self._check(end, timeout)
+            time.sleep(0.05)
+
+    async def until_healthy(self, timeout: float) -> None:
+        """``wait_healthy`` without blocking the event loop (cancellable)."""
+        end = time.monotonic() + timeout
+        while not await asyncio.to_thread(self.answers):
+            self._check(end, timeout)
+            await asyncio.sleep(0.1)
+
+    def _check(self, end: float, timeout: float) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise EtcdExited(f"etcd exited (code {self.proc.returncode}); last lines of "
+                             f"{self.log_path}:\n{tail(self.log_path)}")
+        if time.monotonic() > end:
+            raise EtcdSilent(f"etcd did not answer on {self.client_url} within {timeout:.0f}s; "
+                             f"see {self.log_path}")
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+        """``sig``, then SIGKILL after ``grace`` seconds; by pid, so a member found running
+        (not our child) stops the same way."""
+        ended = self.proc is not None and self.proc.poll() is not None
+        if self.pid is not None and not ended:
+            stop_pid(self.pid, sig, grace)
+            if self.proc is not None:
+                self.proc.poll()  # stop_pid reaped it: let Popen know
+        self.proc, self.pid = None, None
+
+
+@dataclass
+class EtcdCluster:
+    """``size`` members of one new cluster on free ports, data in a temp dir."""
+
+    size: int = 1
+    extra_args: tuple[str, ...] = ()
+    members: list[Member] = field(default_factory=list)
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        require_etcd("make test does")
+        self.root = Path(tempfile.mkdtemp(prefix="kubeless-etcd-"))
+        for i in range(self.size):
+            name = f"m{i}"
+            self.members.append(Member(name, free_port(), free_port(), self.root / name,
+                                       self.root / f"{name}.log"))
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(m.client_url for m in self.members)
+
+    def _cmd(self, m: Member) -> list[str]:
+        initial = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
+        return m.command(initial, ("--initial-cluster-state", "new",
+                                   "--initial-cluster-token", f"kubeless-test-{id(self)}",
+                                   *FAST_ELECTIONS, *QUIET, *self.extra_args))
+
+    def start(self, timeout: float = 20.0) -> EtcdCluster:
+        for m in self.members:
+            self.start_member(m, wait=False)
+        self.wait_healthy(timeout)
+        return self
+
+    def start_member(self, m: Member, wait: bool = True) -> None:
+        m.spawn(self._cmd(m), die_with_parent=True)
+        if wait:
+            self.wait_member(m, 20.0)
+
+    def wait_member(self, m: Member, timeout: float) -> None:
+        m.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        for m in self.members:
+            if m.proc is not None:
+                m.wait_healthy(timeout)
+
+    def stop_member(self, m: Member, sig: int = signal.SIGTERM) -> None:
+        m.stop(sig)
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop(signal.SIGKILL)
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class StateDirEtcd:
+    """The single member of ``kubeless up``: started here, or found still running from
+    an earlier run on the same data dir (``reused``). Its peer port is ``port + 1``.
+
+        <dir>/etcd/ (data)  <dir>/etcd.pid  <dir>/etcd.log
+    """
+
+    def __init__(self, directory: Path, port: int, name: str) -> None:
+        self.member = Member(name, port, port + 1, directory / "etcd", directory / "etcd.log")
+        self.pid_file = directory / "etcd.pid"
+        self.reused = False
+
+    @property
+    def url(self) -> str:
+        return self.member.client_url
+
+    @property
+    def data_dir(self) -> Path:
+        return self.member.data_dir
+
+    @property
+    def log_file(self) -> Path:
+        return self.member.log_path
+
+    @property
+    def pid(self) -> int | None:
+        return self.member.pid
+
+    def leftover(self) -> int | None:
+        """The pid of an etcd an earlier run started on this data dir, if it still runs;
+        ``EtcdElsewhere`` when it listens on another port."""
+        pid = read_pid(self.pid_file)
+        if pid is None:
+            return None
+        args = cmdline(pid)
+        if not args or str(self.data_dir) not in args:
+            return None
+        if self.url not in args:
+            raise EtcdElsewhere(pid, self.url)
+        return pid
+
+    async def start(self, hint: str, deadline: float = 30.0) -> None:
+        """Reuse the leftover member, or start one and wait until it answers.
+        ``EtcdPortTaken``: another etcd answers on the port; ``hint``: who installs etcd."""
+        pid = self.leftover()
+        if pid is not None and await self._answers():
+            self.member.pid, self.reused = pid, True
+            return
+        if await self._answers():
+            raise EtcdPortTaken(self.url)
+        require_etcd(hint)
+        self.member.spawn(self.member.command(f"{self.member.name}={self.member.peer_url}"))
+        self.pid_file.write_text(f"{self.member.pid}\n")
+        try:
+            await self.member.until_healthy(deadline)
+        except EtcdSilent:
+            self.stop()
+            raise
+
+    async def _answers(self) -> bool:
+        return await asyncio.to_thread(self.member.answers)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; forget the pid file."""
+        if self.member.pid is None:
+            return
+        self.member.stop(signal.SIGTERM, grace)
+        self.pid_file.unlink(missing_ok=True)
+
+
+# -- processes ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+            return b'"true"' in r.read()
+    except (OSError, ValueError):
+        return False
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie child of ours is reaped and counts as gone)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_pid(pid: int, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+    """Send ``sig``; SIGKILL when ``pid`` still runs ``grace`` seconds later."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+        end = time.monotonic() + grace
+        while alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            end = time.monotonic() + grace
+            while alive(pid) and time.monotonic() < end:
+                time.sleep(0.05)
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid a pid file holds, when that process still runs."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the parent dies, however it dies (Linux), so a
+    killed test run never leaves etcd members behind."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

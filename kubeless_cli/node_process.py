@@ -1,0 +1,157 @@
+"""``NodeProcess``: this host's node in the foreground, its agent and, on a manager, its controllers.
+
+``kubeless init``, ``join`` (``kubeless_cli.cluster_cmds``) and ``up``
+(``kubeless_cli.up_cmd``) run a node the same way: the agent
+(``kubeless_agent``), built from the node state the state dir holds
+(``AgentConfig.from_node_state``), and on a manager the controllers
+(``controllers.main``), under one asyncio TaskGroup.
+
+One stop path: SIGINT or SIGTERM, the caller's ``stop`` event, or a part
+that ends or crashes all set ``stop``. The agent stops gracefully on it:
+its heartbeat is released (marked stopped, never revoked) and no container
+is touched, so a restart within the heartbeat's TTL adopts everything. The
+controllers are cancelled, which resigns their leaderships. A part that
+crashed is then one ``CliError`` line. Leaving on purpose is ``kubeless
+node leave`` (``kubeless_cli.leave_cmd``).
+
+It lives in ``kubeless_cli`` because only the top layer may import both the
+controllers and the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kubeless.cluster import NodeState, StateDir
+from kubeless_agent import metrics as agent_metrics
+from kubeless_agent.main import AgentConfig, AgentProcess, configure_logging
+from kubeless_agent.runtime import Runtime
+from kubeless_cli.context import CliError
+
+log = logging.getLogger("kubeless")
+
+OnReady = Callable[[], Awaitable[None]]
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class NodeProcess:
+    """Run ``node`` (its agent, and its controllers when ``manager``) until stopped."""
+
+    node: NodeState
+    state: StateDir
+    manager: bool
+    on_ready: OnReady | None = None  # awaited once the agent is ready (``up --apply``)
+
+    def run_in_foreground(self) -> None:
+        """Run on a new event loop until SIGINT/SIGTERM (``init``, ``join``)."""
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(self.run())
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (SIGINT and SIGTERM set it) or a part ends."""
+        configure_logging()
+        await check_runtime(self.node, self.state)
+        stop = stop or asyncio.Event()
+        with stop_on_signals(stop):
+            if self.node.metrics_port is not None:
+                agent_metrics.serve(self.node.metrics_port)  # the controllers' metrics too
+            failures = await self._supervise(stop)
+        if failures:
+            name, err = failures[0]
+            raise CliError(f"the {name} stopped: {_leaf(err)}")
+        log.info("node %s stopped", self.node.node_id)
+
+    async def _supervise(self, stop: asyncio.Event) -> list[tuple[str, BaseException]]:
+        """The parts under one TaskGroup; the parts that crashed, in order."""
+        agent = AgentProcess(AgentConfig.from_node_state(self.node, self.state))
+        failures: list[tuple[str, BaseException]] = []
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_part("agent", agent.run(stop), stop, failures), name="agent")
+            cancelled = [tg.create_task(self._announce(agent), name="announce")]
+            if self.manager:
+                cancelled.append(tg.create_task(
+                    _part("controllers", run_controllers(self.node), stop, failures),
+                    name="controllers"))
+            await stop.wait()
+            for task in cancelled:  # the agent stops on ``stop``; the runner resigns
+                task.cancel()
+        return failures
+
+    async def _announce(self, agent: AgentProcess) -> None:
+        await agent.ready.wait()
+        role = "manager: agent and controllers" if self.manager else "worker: agent"
+        log.info("node %s is ready (%s, runtime %s); Ctrl-C stops it", self.node.node_id, role,
+                 self.node.runtime)
+        if self.on_ready is not None:
+            try:
+                await self.on_ready()
+            except Exception:  # noqa: BLE001 - the node keeps running
+                log.exception("node %s: the step run once ready failed", self.node.node_id)
+
+
+async def _part(name: str, coro: Coroutine[Any, Any, None], stop: asyncio.Event,
+                failures: list[tuple[str, BaseException]]) -> None:
+    """Run one part; however it ends (returned, crashed), the whole node stops."""
+    try:
+        await coro
+    except Exception as err:  # noqa: BLE001 - reported by run() as one line
+        failures.append((name, err))
+    finally:
+        stop.set()
+
+
+async def run_controllers(node: NodeState) -> None:
+    """The controllers of this manager, through their command line's entry point."""
+    from controllers.main import parse_args, run
+
+    await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
+                          "--identity", node.node_id]))
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` while the block runs (then the handlers go)."""
+    loop = asyncio.get_running_loop()
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+def node_runtime(node: NodeState, state: StateDir) -> Runtime:
+    """The node's runtime, made as its agent makes it (raises whatever that raises)."""
+    agent = AgentProcess(AgentConfig.from_node_state(node, state))
+    return agent.runtime_factory(agent.idents[0])
+
+
+async def check_runtime(node: NodeState, state: StateDir) -> None:
+    """Fail before registering anything when the runtime cannot be made here."""
+    try:
+        runtime = node_runtime(node, state)
+    except Exception as err:  # noqa: BLE001 - any reason is the user's to read
+        raise CliError(f"the {node.runtime} runtime cannot start: {err}") from None
+    with contextlib.suppress(Exception):
+        await runtime.close()
+
+
+def node_resource(node: NodeState, role: str) -> dict[str, Any]:
+    """The Node resource registration creates (the agent's own idea of this host)."""
+    config = AgentConfig.from_node_state(node, role=role)
+    resource: dict[str, Any] = config.identities()[0].node_resource()
+    return resource
+
+
+def _leaf(err: BaseException) -> BaseException:
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    return err
