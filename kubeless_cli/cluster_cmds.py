@@ -22,8 +22,6 @@ and write the cluster; tokens only gate ``join``.
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,133 +29,15 @@ import click
 
 from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.flags import flag
+from kubeless_cli.node_state import (cluster_call, explicit, explicit_endpoints, new_node_state,
+                                     node_options, overridden, save_init, where)
 from kubeless.cluster import DEFAULT_STATE_DIR, ClusterError, NodeState, StateDir
 
-RUNTIMES = ("docker", "process", "fake")
 NO_TLS_NOTE = ("Note: the connection to etcd is neither encrypted nor authenticated yet (a later "
                "issue); anyone who can reach etcd can read and change this cluster.")
 
 
-# -- options shared by init and join ------------------------------------------------
-
-def node_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The agent's options; None when not given, so a restart keeps the stored ones."""
-    for option in reversed([
-        click.option("--node-name", help="Node id (default: the hostname as a DNS label)."),
-        click.option("--advertise-addr", help="This node's address (default: the one it "
-                     "reaches etcd from)."),
-        click.option("--runtime", type=click.Choice(RUNTIMES), help="Task runtime "
-                     "(default: docker)."),
-        click.option("--labels", help="Node labels at registration, k=v,..."),
-        click.option("--state-dir", envvar="KUBELESS_STATE_DIR", default=DEFAULT_STATE_DIR,
-                     show_default=True, help="Where the node keeps its identity "
-                     "[env KUBELESS_STATE_DIR]."),
-        click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port."),
-        *agent_service_options(),
-    ]):
-        fn = option(fn)
-    return fn
-
-
-AGENT_OPTIONS = ("mesh_bind", "dns_addr", "drain_period")
-
-
-def agent_service_options() -> list[Callable[..., Any]]:
-    """The routing mesh, DNS and drain options, forwarded to the agent (kubeless-agent's)."""
-    return [
-        click.option("--mesh-bind", help="Routing mesh: listen on published ports at this "
-                     "address (default: the advertise address; 0.0.0.0: every address)."),
-        click.option("--dns-addr", help="Cluster DNS: ADDR[:PORT],... or 'none' (default: the "
-                     "advertise address and the Docker bridge gateway, port 53)."),
-        click.option("--drain-period", help="Wait this long before stopping a running task "
-                     "behind the mesh (default 2s)."),
-    ]
-
-
-def agent_options(opts: dict[str, Any]) -> dict[str, str]:
-    """The agent service options given, checked (a mistake is one CliError line)."""
-    from kubeless_agent.main import dns_addrs, seconds
-
-    given = {k: str(opts[k]) for k in AGENT_OPTIONS if opts.get(k) is not None}
-    try:
-        dns_addrs(given.get("dns_addr"))
-        seconds(given.get("drain_period", "2s"))
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    return given
-
-
-def explicit(ctx: Context, option: str) -> str | None:
-    """A global option's value when the user gave it (flag or env), else None."""
-    root = click.get_current_context().find_root()
-    source = root.get_parameter_source(option)
-    given = source not in (None, click.core.ParameterSource.DEFAULT)
-    return str(getattr(ctx, option)) if given else None
-
-
-def explicit_endpoints(ctx: Context) -> str | None:
-    return explicit(ctx, "endpoints")
-
-
-def where(endpoints: str, prefix: str) -> str:
-    return f"etcd at {endpoints} under prefix {prefix}"
-
-
-def new_node_state(ctx: Context, endpoints: str, opts: dict[str, Any], role: str,
-                   cluster_id: str = "") -> NodeState:
-    from kubeless.api.names import dns_label
-    from kubeless_agent.identity import default_node_name, parse_labels
-
-    try:
-        labels = parse_labels(opts.get("labels"))
-        name = dns_label(opts["node_name"]) if opts.get("node_name") else default_node_name()
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    return NodeState(cluster_id=cluster_id, node_id=name, role=role, endpoints=endpoints,
-                     prefix=ctx.prefix, runtime=opts.get("runtime") or "docker",
-                     advertise_addr=opts.get("advertise_addr") or source_address(endpoints),
-                     labels=labels, metrics_port=opts.get("metrics_port"),
-                     agent_options=agent_options(opts))
-
-
-def overridden(node: NodeState, opts: dict[str, Any], endpoints: str | None,
-               prefix: str | None = None) -> NodeState:
-    """A stored node state with the options given again on the command line."""
-    from kubeless_agent.identity import parse_labels
-
-    changes: dict[str, Any] = {}
-    if endpoints:
-        changes["endpoints"] = endpoints
-    if prefix:
-        changes["prefix"] = prefix
-    for field in ("runtime", "advertise_addr", "metrics_port"):
-        if opts.get(field) is not None:
-            changes[field] = opts[field]
-    if agent_options(opts):
-        changes["agent_options"] = {**node.agent_options, **agent_options(opts)}
-    if opts.get("labels"):
-        try:
-            changes["labels"] = parse_labels(opts["labels"])
-        except ValueError as err:
-            raise CliError(str(err)) from None
-    if opts.get("node_name") and opts["node_name"] != node.node_id:
-        raise CliError(f"the state dir holds node {node.node_id}; --node-name "
-                       f"{opts['node_name']} cannot rename it (use another --state-dir)")
-    return replace(node, **changes)
-
-
-def source_address(endpoints: str) -> str:
-    """The local address this host reaches the first etcd endpoint from."""
-    from kubeless.store import parse_endpoints
-
-    try:
-        host = parse_endpoints(endpoints)[0].host
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((host, 9))  # no packet is sent for a UDP connect
-            return str(s.getsockname()[0])
-    except (OSError, ValueError):
-        return "127.0.0.1"
-
+# -- join commands ---------------------------------------------------------------------
 
 def join_command(prefix: str, token: str, endpoints: str) -> str:
     from kubeless.store import DEFAULT_PREFIX
@@ -169,14 +49,6 @@ def join_command(prefix: str, token: str, endpoints: str) -> str:
 def print_join(role: str, command: str) -> None:
     click.echo(f"To add a {role} to this cluster, run the following command:\n\n"
                f"    {command}\n")
-
-
-def cluster_call(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` turning bootstrap errors into one-line CLI errors."""
-    try:
-        return fn()
-    except ClusterError as err:
-        raise CliError(str(err)) from None
 
 
 # -- init -----------------------------------------------------------------------------
@@ -228,12 +100,6 @@ def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
                "\nRunning its agent and controllers in the foreground; Ctrl-C stops them.",
                nl=True)
     foreground(node, state, manager=True)
-
-
-def save_init(state: StateDir, node: NodeState, tokens: dict[str, str]) -> None:
-    state.save_node(node)
-    for role, token in tokens.items():
-        state.save_token(role, token)
 
 
 def foreground(node: NodeState, state: StateDir, *, manager: bool) -> None:

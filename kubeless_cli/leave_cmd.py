@@ -53,7 +53,7 @@ def leave(ctx: Context, force: bool, state_dir: str, timeout: float) -> None:
     stop of the agent (SIGTERM, Ctrl-C) does none of this: a restart within
     the heartbeat TTL keeps every container.
     """
-    from kubeless_cli.cluster_cmds import cluster_call, explicit, explicit_endpoints
+    from kubeless_cli.node_state import cluster_call, explicit, explicit_endpoints
 
     state = StateDir(state_dir)
     if not cluster_call(state.has_node):

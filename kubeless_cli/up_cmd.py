@@ -30,11 +30,10 @@ from typing import Any
 
 import click
 
-from kubeless_cli.cluster_cmds import (cluster_call, explicit_endpoints,
-                                       new_node_state, save_init, where,
-                                       agent_options, agent_service_options)
 from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signals
+from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
+                                     explicit_endpoints, new_node_state, save_init, where)
 from kubeless.cluster import ClusterError, NodeState, StateDir
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
