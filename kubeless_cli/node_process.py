@@ -1,4 +1,4 @@
-"""``NodeProcess``: this host's node in the foreground, its agent and, on a manager, its controllers.
+"""``NodeProcess``: this host's node in the foreground: its agent and, on a manager, controllers.
 
 ``kubeless init``, ``join`` (``kubeless_cli.cluster_cmds``) and ``up``
 (``kubeless_cli.up_cmd``) run a node the same way: the agent
