@@ -1,4 +1,4 @@
-"""The agent's config from the node state init, join and up stored (``from_node_state``).
+"""The agent's config from the node state init, join and up stored (``from_node_state``)."""
 
 from __future__ import annotations
 
