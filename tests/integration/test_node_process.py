@@ -19,8 +19,8 @@ from kubeless_agent.heartbeat import stopped_at
 from kubeless_cli import node_process
 from kubeless_cli.context import CliError
 from kubeless_cli.node_process import NodeProcess
+from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster
-from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
