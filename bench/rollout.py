@@ -15,7 +15,7 @@ from typing import Any
 
 from kubeless import store
 from kubeless.api import validate
-from kubeless_cli.plan import merge
+from kubeless.api.service_writes import merge
 from kubeless.cluster.etcd_server import EtcdCluster
 from lab.hollow import HollowCluster, service
 from lab.waiting import until
