@@ -1,6 +1,8 @@
-"""What the three core controllers share: the cluster view, writing, and waiting.
+"""What the core controllers share: the cluster view, the time, writing, and waiting.
 
-``ViewController`` gives a controller the process's ``ClusterView`` and an
+``ViewController`` gives a controller the process's ``ClusterView`` (passed
+in by whoever assembles the controllers; a controller made alone gets one of
+its own), wall-clock time from the runner's clock (``now``), and an
 ``apply`` that commits decision operations through the fenced applier and
 then waits until the informers have seen its own writes, so the next
 reconcile never decides on a cache that predates them (a replication
@@ -18,7 +20,7 @@ from kubeless.store import ResourceStore
 
 from controllers.framework import ApplyResult, Controller, ControllerContext, InformerSpec
 from controllers.ops import Op, WriteServiceStatus
-from controllers.view import ClusterView, view_for
+from controllers.view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,12 @@ READ_YOUR_WRITES_TIMEOUT = 10.0
 
 
 class ViewController(Controller):
-    def __init__(self, store: ResourceStore) -> None:
-        self.view: ClusterView = view_for(store)
+    def __init__(self, store: ResourceStore, view: ClusterView | None = None) -> None:
+        self.view: ClusterView = view if view is not None else ClusterView(store)
+
+    def now(self) -> float:
+        """Wall-clock seconds (what task timestamps hold), from the runner's clock."""
+        return self.ctx.clock.wall()
 
     def informers(self) -> Sequence[InformerSpec]:
         return self.view.informer_specs()

@@ -30,11 +30,12 @@ from controllers.metrics import register_view
 from controllers.replication.controller import ReplicationController
 from controllers.rollout.controller import RolloutController
 from controllers.scheduler.controller import SchedulerController
-from controllers.view import view_for
+from controllers.view import ClusterView
 
 log = logging.getLogger("kubeless.controllers")
 
-CONTROLLERS: dict[str, Callable[[store.ResourceStore], Controller]] = {
+# Each is made with the store and the process's one ClusterView.
+CONTROLLERS: dict[str, Callable[[store.ResourceStore, ClusterView], Controller]] = {
     "replication": ReplicationController,
     "scheduler": SchedulerController,
     "health": HealthController,
@@ -95,11 +96,17 @@ async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int) 
         await asyncio.sleep(1)
 
 
+def assemble(rstore: store.ResourceStore, names: Sequence[str]) -> list[Controller]:
+    """The named controllers, sharing one ClusterView (its metrics registered)."""
+    view = ClusterView(rstore)
+    register_view(view)
+    return [CONTROLLERS[n](rstore, view) for n in names]
+
+
 async def run(args: argparse.Namespace) -> None:
     rstore = store.connect(args.endpoints, args.prefix)
     identity = args.identity or default_identity()
-    controllers = [CONTROLLERS[n](rstore) for n in args.controller_names]
-    register_view(view_for(rstore))
+    controllers = assemble(rstore, args.controller_names)
     runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl)
     log.info("controllers %s starting as %s on %s", ",".join(args.controller_names), identity,
              args.endpoints)

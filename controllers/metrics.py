@@ -3,19 +3,25 @@
 Task and node counts are computed from the cluster view when Prometheus
 scrapes (a custom collector), so they cost nothing between scrapes and are
 always current. Latencies are observed where the event happens: creation
-to assignment in the scheduler, creation to running in the view, when an
-agent first reports a task running.
+to assignment in the scheduler, creation to running here, by a handler of
+the view's reports (``observe_report``), when an agent first reports a task
+running. ``register_view`` hooks both to the process's view.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any
 
+from kubeless.api.tasks import created_at
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from controllers.view import ClusterView
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 
@@ -36,7 +42,7 @@ TIME_TO_RUNNING = Histogram("kubeless_task_creation_to_running_seconds",
 class ViewCollector(Collector):
     """kubeless_tasks{state} and kubeless_nodes{state}, counted at scrape time."""
 
-    def __init__(self, view: Any) -> None:
+    def __init__(self, view: ClusterView) -> None:
         self.view = view
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -45,8 +51,7 @@ class ViewCollector(Collector):
         nodes = GaugeMetricFamily("kubeless_nodes", "Nodes by state and availability.",
                                   labels=["state", "availability"])
         if self.view.caches:
-            for state, n in sorted(Tally(t["effectiveState"]
-                                         for t in self.view.all_tasks()).items()):
+            for state, n in sorted(Tally(t.state for t in self.view.all_tasks()).items()):
                 tasks.add_metric([state], n)
             for (state, avail), n in sorted(Tally(
                     ((x.get("status") or {}).get("state", "down"),
@@ -60,10 +65,23 @@ class ViewCollector(Collector):
         return iter(())
 
 
+def observe_report(task: dict[str, Any] | None, old: Any, new: Any) -> None:
+    """Creation to running, when an agent first reports a task running."""
+    if not isinstance(new, dict) or new.get("state") != "running":
+        return
+    if isinstance(old, dict) and old.get("state") == "running":
+        return
+    created = created_at(task) if task else None
+    if created is not None:
+        TIME_TO_RUNNING.observe(max(0.0, time.time() - created))
+
+
 _registered: set[int] = set()
 
 
-def register_view(view: Any) -> None:
+def register_view(view: ClusterView) -> None:
+    """Count the view's tasks and nodes at scrape time; observe its reports (once per view)."""
     if id(view) not in _registered:
         _registered.add(id(view))
         REGISTRY.register(ViewCollector(view))
+        view.on_report(observe_report)

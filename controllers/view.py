@@ -1,12 +1,19 @@
 """The cluster as controllers read it: informer caches plus the indexes they need.
 
-One ``ClusterView`` per controllers process watches five prefixes (service
-specs, service statuses, tasks, nodes, and everything agents write) and
-keeps indexes current from informer events: tasks by service and by node,
-agents' reports by task id, heartbeats by node. Readers get snapshots in
-the shape the pure decision functions take: tasks carry ``effectiveState``
-and ``effectiveStatus`` (their own status merged with their agent's
-report), nodes carry their heartbeat as ``status``.
+One ``ClusterView`` per controllers process (made where the controllers are
+assembled, ``controllers.main``, and passed to each) watches five prefixes
+(service specs, service statuses, tasks, nodes, and everything agents write)
+and keeps indexes current from informer events: tasks by service and by
+node, agents' reports by task id, heartbeats by node. Readers get snapshots
+in the shape the pure decision functions take: tasks as
+``kubeless.api.tasks.Task`` (their stored resource with their effective
+status, made once per change of the task or its report), nodes with their
+heartbeat as ``status``.
+
+Others subscribe to changes: ``on_task_change`` (a task or its report),
+``on_service_change`` and ``on_report`` (an agent's report of a task, after
+the first listing: what the metrics observe). Validating service specs is
+``controllers.specs``'; parsing agents/ keys is the keyspace's.
 
 Assignment keys (``agents/<node>/assignments/``) duplicate tasks; they are
 not decoded, only marked, so the cache stays small.
@@ -14,24 +21,22 @@ not decoded, only marked, so the cache stays small.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from kubeless.api import ApiError, validate
 from kubeless.api.nodes import with_heartbeat
-from kubeless.api.tasks import created_at, effective_status
+from kubeless.api.tasks import Task
 from kubeless.store import CorruptValue, KeyValue, ResourceStore
 from kubeless.store.codec import decode
-from kubeless.store.resources import copy_data
 
-from controllers import metrics
 from controllers.framework import InformerSpec
 from controllers.framework.runner import plain_decode
 
 Resource = dict[str, Any]
 ServiceKey = tuple[str, str]  # namespace, name
+# Called with (the task as stored, or None when unknown; the old report; the new one).
+ReportHandler = Callable[[Resource | None, Any, Any], None]
 
 ASSIGNMENT = "assignment"  # what an assignment key decodes to in the view's cache
 
@@ -54,24 +59,25 @@ class ClusterView:
         self.status_prefix = keys.status_prefix("Service") or ""
         self.tasks_prefix = keys.kind_prefix("Task")
         self.nodes_prefix = keys.kind_prefix("Node")
-        self.agents_prefix = keys.root + "agents/"
+        self.agents_prefix = keys.agents_prefix()
         self.tasks_by_service: dict[ServiceKey, set[str]] = defaultdict(set)
         self.tasks_by_node: dict[str, set[str]] = defaultdict(set)
         self.task_key_by_id: dict[str, str] = {}
         # Task keys waiting for the scheduler, in arrival order (placement order).
         self.waiting: dict[str, None] = {}
-        # Task key -> the task with effectiveState/effectiveStatus, rebuilt only when
-        # the task or its report changes. Shared: readers must not mutate it.
-        self._effective: dict[str, Resource] = {}
+        # Task key -> the Task (with its effective status), rebuilt only when the task
+        # or its report changes.
+        self._effective: dict[str, Task] = {}
         # Nodes merged with their heartbeats, by name, each rebuilt only after its node or
         # heartbeat changed; and the list of them all, rebuilt after any such change.
         self._node_memo: dict[str, Resource] = {}
         self._nodes: list[Resource] | None = None
         self._node_ids: frozenset[str] | None = None
-        # Service spec key -> (resourceVersion, the validated spec or its ApiError).
-        self._validated: dict[str, tuple[Any, Resource | ApiError]] = {}
         # Called with a task key whenever that task or its agent's report changed.
         self._task_listeners: list[Callable[[str], None]] = []
+        # Called with a service spec key whenever that spec changed.
+        self._service_listeners: list[Callable[[str], None]] = []
+        self._report_handlers: list[ReportHandler] = []
         self.caches: dict[str, dict[str, Any]] = {}
         self.informers: dict[str, Any] = {}
         self._attached = False
@@ -101,6 +107,16 @@ class ClusterView:
     def on_task_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(task key)`` whenever a task, or its agent's report, changes."""
         self._task_listeners.append(listener)
+
+    def on_service_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(service spec key)`` whenever a service's spec changes."""
+        self._service_listeners.append(listener)
+
+    def on_report(self, handler: ReportHandler) -> None:
+        """Call ``handler(task as stored or None, old report, new report)`` whenever an
+        agent's report of a task changes, once the first listing is over (it repeats
+        old news)."""
+        self._report_handlers.append(handler)
 
     def _task_changed(self, key: str) -> None:
         self._effective.pop(key, None)
@@ -149,42 +165,29 @@ class ClusterView:
         self._node_ids = None
 
     def _on_service(self, key: str, old: Any, new: Any) -> None:
-        self._validated.pop(key, None)
+        for listener in self._service_listeners:
+            listener(key)
 
     def _on_agent_key(self, key: str, old: Any, new: Any) -> None:
-        """Forget the task's merged view (or the nodes'); observe creation-to-running
-        when an agent first reports a task running."""
-        if "/tasks/" in key:
-            task_key = self.task_key_by_id.get(key.rsplit("/", 1)[-1])
-            if task_key is not None:
-                self._task_changed(task_key)
-        elif key.endswith("/heartbeat"):
-            self._node_changed(key[len(self.agents_prefix):].split("/", 1)[0])
-        if not isinstance(new, dict) or new.get("state") != "running":
+        """Forget the task's merged view (or the nodes'); tell the report handlers."""
+        parsed = self.store.keys.parse_agent(key)
+        if parsed is None:
             return
-        if not self.informers[self.agents_prefix].synced.is_set():
-            return  # the first listing repeats old news
-        if isinstance(old, dict) and old.get("state") == "running":
+        if parsed.sort == "heartbeat":
+            self._node_changed(parsed.node)
             return
-        parts = self.agent_key_parts(key)
-        task_key = self.task_key_by_id.get(parts[2] or "") if parts else None
+        if parsed.sort != "tasks" or parsed.task_id is None:
+            return
+        task_key = self.task_key_by_id.get(parsed.task_id)
+        if task_key is not None:
+            self._task_changed(task_key)
+        if not self._report_handlers or not self.informers[self.agents_prefix].synced.is_set():
+            return
         task = self.caches[self.tasks_prefix].get(task_key) if task_key else None
-        created = created_at(task) if task else None
-        if created is not None:
-            metrics.TIME_TO_RUNNING.observe(max(0.0, time.time() - created))
+        for handler in self._report_handlers:
+            handler(task, old, new)
 
     # -- reading ----------------------------------------------------------
-
-    def agent_key_parts(self, key: str) -> tuple[str, str, str | None] | None:
-        """(node, "heartbeat"|"tasks"|"assignments", task id or None) of an agents/ key."""
-        if not key.startswith(self.agents_prefix):
-            return None
-        parts = key[len(self.agents_prefix):].split("/")
-        if len(parts) == 2:
-            return parts[0], parts[1], None
-        if len(parts) == 3:
-            return parts[0], parts[1], parts[2]
-        return None
 
     def service(self, ns: str, name: str) -> Resource | None:
         found = self.caches[self.services_prefix].get(self.store.keys.spec("Service", name, ns))
@@ -194,27 +197,11 @@ class ClusterView:
             self.store.keys.status("Service", name, ns) or "")
         return {**found, "status": status} if status is not None else found
 
-    def validated(self, ns: str, name: str) -> Resource | ApiError | None:
-        """The service's spec (no status) checked and defaulted by ``validate``, with the
-        cached resourceVersion; its ApiError when invalid; None when absent. Validated
-        once per resourceVersion; each call returns a fresh copy the caller may change."""
-        key = self.store.keys.spec("Service", name, ns)
-        stored = self.caches[self.services_prefix].get(key)
-        if stored is None:
-            return None
-        version = stored["metadata"].get("resourceVersion")
-        found = self._validated.get(key)
-        if found is None or found[0] != version:
-            checked: Resource | ApiError
-            try:
-                doc = validate({k: v for k, v in stored.items() if k != "status"})
-            except ApiError as err:
-                checked = err
-            else:
-                doc["metadata"]["resourceVersion"] = version
-                checked = doc
-            found = self._validated[key] = (version, checked)
-        return found[1] if isinstance(found[1], ApiError) else copy_data(found[1])
+    def stored_service(self, ns: str, name: str) -> Resource | None:
+        """The service's spec resource as cached (no status; do not mutate it)."""
+        found: Resource | None = self.caches[self.services_prefix].get(
+            self.store.keys.spec("Service", name, ns))
+        return found
 
     def status_revision(self, ns: str, name: str) -> int:
         """The mod_revision of a service's status key as cached (0: none)."""
@@ -235,36 +222,32 @@ class ClusterView:
         found = self.caches[self.agents_prefix].get(self.store.keys.heartbeat(node))
         return found if isinstance(found, dict) else None
 
-    def with_effective(self, task: Resource) -> Resource:
-        report = self.report(task["spec"].get("nodeName"), task["metadata"]["name"])
-        status = effective_status(task, report)
-        return {**task, "effectiveState": status["state"], "effectiveStatus": status}
-
-    def effective(self, key: str) -> Resource | None:
-        """The task under ``key`` with its effective state (cached; do not mutate)."""
+    def task(self, key: str) -> Task | None:
+        """The task under ``key`` with its agent's report (made once per change of either)."""
         found = self._effective.get(key)
         if found is None:
-            task = self.caches[self.tasks_prefix].get(key)
-            if task is None:
+            stored = self.caches[self.tasks_prefix].get(key)
+            if stored is None:
                 return None
-            found = self._effective[key] = self.with_effective(task)
+            report = self.report(stored["spec"].get("nodeName"), stored["metadata"]["name"])
+            found = self._effective[key] = Task.of(stored, report)
         return found
 
-    def _effective_of(self, keys: Any) -> list[Resource]:
-        return [t for t in map(self.effective, keys) if t is not None]
+    def _tasks(self, keys: Any) -> list[Task]:
+        return [t for t in map(self.task, keys) if t is not None]
 
-    def tasks_of(self, ns: str, name: str) -> list[Resource]:
-        return self._effective_of(list(self.tasks_by_service.get((ns, name), ())))
+    def tasks_of(self, ns: str, name: str) -> list[Task]:
+        return self._tasks(list(self.tasks_by_service.get((ns, name), ())))
 
-    def tasks_on(self, node: str) -> list[Resource]:
-        return self._effective_of(list(self.tasks_by_node.get(node, ())))
+    def tasks_on(self, node: str) -> list[Task]:
+        return self._tasks(list(self.tasks_by_node.get(node, ())))
 
-    def all_tasks(self) -> list[Resource]:
-        return self._effective_of(list(self.caches[self.tasks_prefix]))
+    def all_tasks(self) -> list[Task]:
+        return self._tasks(list(self.caches[self.tasks_prefix]))
 
-    def waiting_tasks(self) -> list[Resource]:
+    def waiting_tasks(self) -> list[Task]:
         """Tasks the scheduler must place, oldest first."""
-        return self._effective_of(list(self.waiting))
+        return self._tasks(list(self.waiting))
 
     def node(self, name: str) -> Resource | None:
         """The node with its heartbeat as status (cached; do not mutate it)."""
@@ -309,12 +292,3 @@ def is_waiting(task: Resource) -> bool:
     return ((task.get("status") or {}).get("state") == "pending"
             and (task.get("spec") or {}).get("desiredState") == "running")
 
-
-def view_for(store: ResourceStore) -> ClusterView:
-    """The one ClusterView of a store (controllers of a process share it); kept on
-    the store itself, so it lives and dies with it."""
-    view: ClusterView | None = getattr(store, "_cluster_view", None)
-    if view is None:
-        view = ClusterView(store)
-        setattr(store, "_cluster_view", view)
-    return view

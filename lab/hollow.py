@@ -44,6 +44,7 @@ from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
 from controllers.replication.controller import ReplicationController
 from controllers.scheduler.controller import SchedulerController
+from controllers.view import ClusterView
 
 ROOT = Path(__file__).resolve().parents[1]
 Resource = dict[str, Any]
@@ -174,14 +175,15 @@ class HollowCluster:
         await self.stop_controllers()
         await self.store.etcd.close()
 
-    def make_controllers(self, ctl_store: store.ResourceStore) -> list[Controller]:
-        """The controllers the cluster runs (a subclass adds more)."""
-        return [ReplicationController(ctl_store), SchedulerController(ctl_store),
-                HealthController(ctl_store)]
+    def make_controllers(self, ctl_store: store.ResourceStore,
+                         view: ClusterView) -> list[Controller]:
+        """The controllers the cluster runs, sharing ``view`` (a subclass adds more)."""
+        return [ReplicationController(ctl_store, view), SchedulerController(ctl_store, view),
+                HealthController(ctl_store, view)]
 
     async def start_controllers(self) -> ControllerRunner:
         ctl_store = self._ctl_store = store.connect(self.endpoints, self.prefix)
-        controllers = self.make_controllers(ctl_store)
+        controllers = self.make_controllers(ctl_store, ClusterView(ctl_store))
         runner = self.runner = ControllerRunner(ctl_store, controllers, self.identity,
                                                 lease_ttl=self.lease_ttl)
         self._runner_task = asyncio.create_task(runner.run(), name="controllers")

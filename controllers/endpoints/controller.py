@@ -25,6 +25,7 @@ from controllers.endpoints import metrics
 from controllers.endpoints.decide import (CORRUPT, DeleteEndpoints, EndpointsOp, PutEndpoints,
                                           desired_endpoints, endpoints_op)
 from controllers.framework import InformerSpec
+from controllers.view import ClusterView
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
@@ -54,8 +55,8 @@ class EndpointsController(ViewController):
     # well inside the agents' drain period.
     batch_period = 0.1
 
-    def __init__(self, store: ResourceStore) -> None:
-        super().__init__(store)
+    def __init__(self, store: ResourceStore, view: ClusterView | None = None) -> None:
+        super().__init__(store, view)
         self.endpoints_prefix = store.keys.endpoints_prefix()
 
     def informers(self) -> list[InformerSpec]:
@@ -78,16 +79,15 @@ class EndpointsController(ViewController):
             if ref is not None:
                 yield from self._services_on(ref.name)
         elif key.startswith(view.agents_prefix):
-            parts = view.agent_key_parts(key)
-            if parts is None:
+            parsed = self.ctx.store.keys.parse_agent(key)
+            if parsed is None:
                 return
-            node, what, task_id = parts
-            if what == "heartbeat":
-                yield from self._services_on(node)
-            elif what == "tasks" and task_id and (_running(old) or _running(new)):
+            if parsed.sort == "heartbeat":
+                yield from self._services_on(parsed.node)
+            elif parsed.sort == "tasks" and parsed.task_id and (_running(old) or _running(new)):
                 # a report matters only into or out of running: the bulk of reports
                 # (accepted, preparing, starting...) cannot change an endpoint
-                task_key = view.task_key_by_id.get(task_id)
+                task_key = view.task_key_by_id.get(parsed.task_id)
                 skey = view.service_of_task_key(task_key) if task_key else None
                 if skey:
                     yield skey
@@ -120,7 +120,7 @@ class EndpointsController(ViewController):
         desired = None
         if service is not None:
             tasks = self.view.tasks_of(ns, name)
-            nodes = {n: node for n in {t["spec"].get("nodeName") for t in tasks} if n
+            nodes = {n: node for n in {t.node for t in tasks} if n
                      for node in [self.view.node(n)] if node is not None}
             desired = desired_endpoints(service, tasks, nodes)
         op = endpoints_op(ns, name, desired, current, revision)

@@ -1,7 +1,7 @@
 """The endpoints controller's decision: a service's endpoints document, from plain data.
 
-``desired_endpoints`` turns a Service, its tasks (with ``effectiveState`` and
-``effectiveStatus``, as the cluster view gives them) and the nodes they
+``desired_endpoints`` turns a Service, its tasks (``kubeless.api.tasks.Task``,
+with their effective status, as the cluster view gives them) and the nodes they
 sit on (with their heartbeat as ``status``) into the value of
 ``endpoints/<ns>/<service>`` (see /work/briefs/endpoints-contract.md and
 docs/MODEL.md):
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from kubeless.api.tasks import Task
 
 Resource = dict[str, Any]
 CORRUPT = "corrupt"  # what an endpoints key that does not decode is cached as
@@ -61,46 +63,38 @@ def declared_ports(service: Resource) -> list[Resource]:
     return out
 
 
-def _state(task: Resource) -> str:
-    state = task.get("effectiveState")
-    return str(state if state is not None else (task.get("status") or {}).get("state") or "new")
-
-
-def _reported_ports(task: Resource) -> list[Resource]:
-    status = task.get("effectiveStatus") or task.get("status") or {}
+def _reported_ports(task: Task) -> list[Resource]:
     out = []
-    for p in status.get("ports") or []:
+    for p in task.status.get("ports") or []:
         if isinstance(p, dict) and p.get("target") and p.get("published"):
             out.append({"target": int(p["target"]), "published": int(p["published"]),
                         "protocol": str(p.get("protocol") or "tcp")})
     return sorted(out, key=lambda p: (p["target"], p["protocol"], p["published"]))
 
 
-def endpoint(task: Resource, nodes: dict[str, Resource]) -> Resource | None:
+def endpoint(task: Task, nodes: dict[str, Resource]) -> Resource | None:
     """The task's endpoint, or None when it must not receive traffic."""
-    spec = task.get("spec") or {}
-    if spec.get("desiredState", "running") != "running" or _state(task) != "running":
+    if not task.wants_running or task.state != "running":
         return None
-    node_id = spec.get("nodeName")
+    node_id = task.node
     node = nodes.get(node_id) if node_id else None
     status = (node or {}).get("status") or {}
     if status.get("state") != "ready" or not status.get("address"):
         return None
-    return {"task": task["metadata"]["name"], "slot": spec.get("slot"), "node": node_id,
+    return {"task": task.id, "slot": task.spec.get("slot"), "node": node_id,
             "address": str(status["address"]), "ports": _reported_ports(task)}
 
 
-def desired_endpoints(service: Resource, tasks: list[Resource],
+def desired_endpoints(service: Resource, tasks: list[Task],
                       nodes: dict[str, Resource]) -> Resource:
     """The endpoints document of ``service`` (tasks of other services are ignored)."""
     meta = service.get("metadata") or {}
     ns, name = str(meta.get("namespace") or "default"), str(meta["name"])
     found = []
     for task in tasks:
-        tmeta, tspec = task.get("metadata") or {}, task.get("spec") or {}
-        if tspec.get("serviceName") != name or (tmeta.get("namespace") or "default") != ns:
+        if task.service_name != name or task.namespace != ns:
             continue
-        uid = tspec.get("serviceUid")
+        uid = task.service_uid
         if uid and meta.get("uid") and uid != meta["uid"]:
             continue  # a task of an earlier service of the same name
         ep = endpoint(task, nodes)

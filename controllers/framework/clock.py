@@ -1,10 +1,13 @@
-"""Time, injected: the real monotonic clock and a fake one for tests.
+"""Time, injected: the real clocks and a fake one for tests.
 
 Everything in the framework that waits (work-queue delays and backoff,
 resync periods) asks a ``Clock`` rather than the event loop, so tests of
-backoff and timing advance a ``FakeClock`` by hand and never sleep.
-Leader election is the exception: its timing is etcd's lease TTL, which
-only real time can exercise.
+backoff and timing advance a ``FakeClock`` by hand and never sleep. The
+controllers read wall-clock time (what task timestamps and restart delays
+are written in) from the same clock's ``wall``, the runner's, handed to
+them in their context: one way to inject time. Leader election is the
+exception: its timing is etcd's lease TTL, which only real time can
+exercise.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ class Clock(Protocol):
         """Seconds on a monotonic scale (only differences mean anything)."""
         ...
 
+    def wall(self) -> float:
+        """Unix seconds (``time.time``): what timestamps stored in resources hold."""
+        ...
+
     async def sleep(self, seconds: float) -> None:
         ...
 
@@ -31,20 +38,28 @@ class MonotonicClock:
     def now(self) -> float:
         return time.monotonic()
 
+    def wall(self) -> float:
+        return time.time()
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
 
 class FakeClock:
-    """A clock that moves only when told to, waking the sleepers it passes."""
+    """A clock that moves only when told to, waking the sleepers it passes; its wall
+    time starts at ``wall`` and advances with it."""
 
-    def __init__(self, start: float = 0.0) -> None:
+    def __init__(self, start: float = 0.0, wall: float = 0.0) -> None:
         self._now = start
+        self._wall_offset = wall - start
         self._seq = itertools.count()
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
 
     def now(self) -> float:
         return self._now
+
+    def wall(self) -> float:
+        return self._now + self._wall_offset
 
     @property
     def sleepers(self) -> int:

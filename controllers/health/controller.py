@@ -12,7 +12,6 @@ tasks so replication moves them elsewhere.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable, Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ from kubeless.store import ResourceStore
 from controllers.base import ViewController
 from controllers.health.decide import drain, orphan_tasks, shutdown_stale
 from controllers.ops import Op
+from controllers.view import ClusterView
 
 
 # The queue key of every down (or removed) node: a lost rack (100 nodes of one lease)
@@ -34,9 +34,8 @@ class HealthController(ViewController):
     name = "health"
     workers = 16  # node keys touch disjoint tasks
 
-    def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
-        super().__init__(store)
-        self.now = clock
+    def __init__(self, store: ResourceStore, view: ClusterView | None = None) -> None:
+        super().__init__(store, view)
 
     def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
         view = self.view
@@ -45,9 +44,9 @@ class HealthController(ViewController):
             if ref is not None:
                 yield self._key_of(ref.name)
         elif key.startswith(view.agents_prefix):
-            parts = view.agent_key_parts(key)
-            if parts is not None and parts[1] == "heartbeat":
-                yield self._key_of(parts[0])
+            parsed = self.ctx.store.keys.parse_agent(key)
+            if parsed is not None and parsed.sort == "heartbeat":
+                yield self._key_of(parsed.node)
         elif key.startswith(view.tasks_prefix):
             for task in (old, new):
                 node = ((task or {}).get("spec") or {}).get("nodeName")

@@ -20,36 +20,25 @@ from __future__ import annotations
 from typing import Any
 
 from controllers.ops import Op, Resource, UpdateTask
-from kubeless.api.tasks import TERMINAL_STATES, later_state
+from kubeless.api.tasks import Task
 from kubeless.store.resources import copy_data
-
-DERIVED_KEYS = ("effectiveState", "effectiveStatus")
 
 
 def _node_id(node: Resource) -> str:
     return str((node.get("metadata") or {}).get("name", ""))
 
 
-def _on(node: Resource, tasks: list[Resource]) -> list[Resource]:
+def _on(node: Resource, tasks: list[Task]) -> list[Task]:
     name = _node_id(node)
-    mine = [t for t in tasks if (t.get("spec") or {}).get("nodeName") == name]
-    return sorted(mine, key=lambda t: str((t.get("metadata") or {}).get("name", "")))
+    return sorted((t for t in tasks if t.node == name), key=lambda t: t.id)
 
 
-def _state(task: Resource) -> str:
-    state = task.get("effectiveState")
-    return state if isinstance(state, str) else later_state((task.get("status") or {}).get("state"), None)
+def _plain(task: Task) -> Resource:
+    out: Resource = copy_data(task.stored)
+    return out
 
 
-def _desired(task: Resource) -> str:
-    return str((task.get("spec") or {}).get("desiredState") or "running")
-
-
-def _plain(task: Resource) -> Resource:
-    return {k: copy_data(v) for k, v in task.items() if k not in DERIVED_KEYS}
-
-
-def _with_desired(task: Resource, desired: str, reason: str) -> UpdateTask:
+def _with_desired(task: Task, desired: str, reason: str) -> UpdateTask:
     out = _plain(task)
     out["spec"] = {**(out.get("spec") or {}), "desiredState": desired}
     return UpdateTask(out, reason)
@@ -59,14 +48,14 @@ def _node_state(node: Resource) -> str:
     return str((node.get("status") or {}).get("state") or "unknown")
 
 
-def orphan_tasks(node: Resource, tasks: list[Resource], now: float) -> list[Op]:
+def orphan_tasks(node: Resource, tasks: list[Task], now: float) -> list[Op]:
     """A down node's tasks that have not ended become orphaned (nothing when the node is not down)."""
     if _node_state(node) != "down":
         return []
     ops: list[Op] = []
     message = f"node {_node_id(node)} is down"
     for task in _on(node, tasks):
-        if _state(task) in TERMINAL_STATES:
+        if task.is_done:
             continue
         out = _plain(task)
         status: dict[str, Any] = dict(out.get("status") or {})
@@ -76,15 +65,15 @@ def orphan_tasks(node: Resource, tasks: list[Resource], now: float) -> list[Op]:
     return ops
 
 
-def shutdown_stale(node: Resource, tasks: list[Resource]) -> list[Op]:
+def shutdown_stale(node: Resource, tasks: list[Task]) -> list[Op]:
     """A ready node's orphaned tasks still wanted running get desired shutdown."""
     if _node_state(node) != "ready":
         return []
     return [_with_desired(t, "shutdown", f"node {_node_id(node)} is back; task was orphaned")
-            for t in _on(node, tasks) if _state(t) == "orphaned" and _desired(t) == "running"]
+            for t in _on(node, tasks) if t.state == "orphaned" and t.wants_running]
 
 
-def drain(node: Resource, tasks: list[Resource]) -> list[Op]:
+def drain(node: Resource, tasks: list[Task]) -> list[Op]:
     """A drained node's live tasks wanted running get desired shutdown.
 
     Ended tasks are left alone: nothing runs, and their slot stays under the
@@ -94,4 +83,4 @@ def drain(node: Resource, tasks: list[Resource]) -> list[Op]:
         return []
     return [_with_desired(t, "shutdown", f"node {_node_id(node)} is drained")
             for t in _on(node, tasks)
-            if _desired(t) == "running" and _state(t) not in TERMINAL_STATES]
+            if t.wants_running and not t.is_done]

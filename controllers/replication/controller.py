@@ -11,7 +11,6 @@ service a ``TasksWritten`` condition saying so, and the others are written.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable, Iterable
 from typing import Any
 
@@ -19,10 +18,12 @@ from kubeless.api import ApiError
 from kubeless.store import ResourceStore
 
 from controllers.base import ViewController
+from controllers.specs import ValidatedSpecs
 from controllers.framework.applier import too_large_message
 from controllers.ops import CreateTask, WriteServiceStatus
 from controllers.replication.decide import reconcile_service, service_status
 from controllers.replication.global_mode import eligibility
+from controllers.view import ClusterView
 
 Resource = dict[str, Any]
 
@@ -42,9 +43,9 @@ class ReplicationController(ViewController):
     # land, then replace them in one pass per service (not one pass per write).
     batch_period = 0.1
 
-    def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
-        super().__init__(store)
-        self.now = clock
+    def __init__(self, store: ResourceStore, view: ClusterView | None = None) -> None:
+        super().__init__(store, view)
+        self.specs = ValidatedSpecs(self.view)
 
     def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
         view = self.view
@@ -59,14 +60,13 @@ class ReplicationController(ViewController):
         elif key.startswith(view.nodes_prefix):
             yield from self._global_services()
         elif key.startswith(view.agents_prefix):
-            parts = view.agent_key_parts(key)
-            if parts is None:
+            parsed = self.ctx.store.keys.parse_agent(key)
+            if parsed is None:
                 return
-            node, what, task_id = parts
-            if what == "heartbeat":
+            if parsed.sort == "heartbeat":
                 yield from self._global_services()
-            elif what == "tasks" and task_id:
-                task_key = view.task_key_by_id.get(task_id)
+            elif parsed.sort == "tasks" and parsed.task_id:
+                task_key = view.task_key_by_id.get(parsed.task_id)
                 skey = view.service_of_task_key(task_key) if task_key else None
                 if skey:
                     yield skey
@@ -92,7 +92,7 @@ class ReplicationController(ViewController):
             await self.apply(decision.ops)
             return decision.requeue_after
         current_status = stored.get("status")
-        service = self.view.validated(ns, name)
+        service = self.specs.get(ns, name)
         if service is None:
             return None  # deleted between the two reads: the delete event brings us back
         if isinstance(service, ApiError):

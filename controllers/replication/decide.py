@@ -10,8 +10,8 @@ earlier service of the same name (another ``serviceUid``).
 
 ``service_status`` computes the status the caller writes when it changed.
 
-Reading etcd, computing each task's ``effectiveState`` and
-``effectiveStatus``, writing the operations (with assignments, under the
+Reading etcd (the tasks as ``kubeless.api.tasks.Task``, with their
+effective status), writing the operations (with assignments, under the
 leader fence) and requeueing after ``requeue_after`` are the asyncio half's.
 Scheduling is the scheduler's, rolling updates the rollout controller's,
 node liveness health's.
@@ -20,35 +20,23 @@ node liveness health's.
 from __future__ import annotations
 
 from controllers.ops import Op, Resource
-from controllers.replication.facts import (
-    Decision,
-    Eligible,
-    NewId,
-    delete,
-    is_done,
-    node_of,
-    slot_of,
-    state_of,
-    stop,
-    wants_running,
-)
+from controllers.replication.facts import Decision, Eligible, NewId, delete, stop
 from controllers.replication.global_mode import availability, is_ready, node_id, reconcile_global
 from controllers.replication.slots import reconcile_replicated
-from kubeless.api.tasks import new_task_id
+from kubeless.api.tasks import Task, new_task_id
 
 
 def _always(node: Resource) -> bool:
     return True
 
 
-def reconcile_service(service: Resource | None, tasks: list[Resource], nodes: list[Resource],
+def reconcile_service(service: Resource | None, tasks: list[Task], nodes: list[Resource],
                       now: float, *, new_id: NewId = new_task_id,
                       eligible: Eligible = _always,
                       node_ids: frozenset[str] | None = None) -> Decision:
     """Operations that move one service's tasks toward its spec, and when to look again.
 
-    ``tasks`` are the service's Task resources, each with ``effectiveState``
-    (and ``effectiveStatus``); ``nodes`` is the complete node list (Node
+    ``tasks`` are the service's tasks (with their effective status); ``nodes`` is the complete node list (Node
     merged with heartbeat status); ``eligible`` says whether a node meets
     the service's placement constraints (global services only); ``node_ids``, when
     given, are the ids of ``nodes`` (a caller that keeps them saves recomputing).
@@ -66,38 +54,34 @@ def reconcile_service(service: Resource | None, tasks: list[Resource], nodes: li
     return Decision(ops + decision.ops, decision.requeue_after)
 
 
-def belongs(task: Resource, service: Resource) -> bool:
+def belongs(task: Task, service: Resource) -> bool:
     """Whether a task was made for this service, not for a deleted one of the same name."""
     uid = (service.get("metadata") or {}).get("uid")
-    task_uid = (task.get("spec") or {}).get("serviceUid")
-    return not uid or not task_uid or uid == task_uid
+    return not uid or not task.service_uid or uid == task.service_uid
 
 
-def split_by_incarnation(tasks: list[Resource],
-                         service: Resource) -> tuple[list[Resource], list[Resource]]:
+def split_by_incarnation(tasks: list[Task], service: Resource) -> tuple[list[Task], list[Task]]:
     """(tasks that ``belongs`` to the service, the others), in one pass."""
-    uid = (service.get("metadata") or {}).get("uid")
-    if not uid:
+    if not (service.get("metadata") or {}).get("uid"):
         return list(tasks), []
-    mine: list[Resource] = []
-    others: list[Resource] = []
+    mine: list[Task] = []
+    others: list[Task] = []
     for task in tasks:
-        task_uid = (task.get("spec") or {}).get("serviceUid")
-        (mine if not task_uid or task_uid == uid else others).append(task)
+        (mine if belongs(task, service) else others).append(task)
     return mine, others
 
 
-def remove_all(tasks: list[Resource], node_ids: frozenset[str]) -> list[Op]:
+def remove_all(tasks: list[Task], node_ids: frozenset[str]) -> list[Op]:
     """Tasks of a deleted service: ended ones deleted, the others told to go (desired remove)."""
     ops: list[Op] = []
-    for task in sorted(tasks, key=lambda t: str((t.get("metadata") or {}).get("name", ""))):
-        op = delete(task) if is_done(task) else stop(task, "remove", "service deleted", node_ids)
+    for task in sorted(tasks, key=lambda t: t.id):
+        op = delete(task) if task.is_done else stop(task, "remove", "service deleted", node_ids)
         if op is not None:
             ops.append(op)
     return ops
 
 
-def service_status(service: Resource, tasks: list[Resource], nodes: list[Resource], *,
+def service_status(service: Resource, tasks: list[Task], nodes: list[Resource], *,
                    eligible: Eligible = _always) -> dict[str, int]:
     """{replicas (desired), runningReplicas, observedGeneration} for the service's status.
 
@@ -107,10 +91,9 @@ def service_status(service: Resource, tasks: list[Resource], nodes: list[Resourc
     """
     spec = service.get("spec") or {}
     mine = split_by_incarnation(tasks, service)[0]
-    running = sum(1 for t in mine if wants_running(t) and state_of(t) == "running")
+    running = sum(1 for t in mine if t.wants_running and t.state == "running")
     if spec.get("mode") == "global":
-        holding = {node_of(t) for t in mine if wants_running(t) and not is_done(t)
-                   and slot_of(t) is None}
+        holding = {t.node for t in mine if t.wants_running and not t.is_done and t.slot is None}
         desired = sum(1 for n in nodes
                       if is_ready(n) and availability(n) != "drain" and eligible(n)
                       and (availability(n) == "active" or node_id(n) in holding))

@@ -27,16 +27,13 @@ from controllers.replication.facts import (
     NewId,
     delete,
     earliest,
-    is_done,
     new_task,
-    node_of,
-    slot_of,
-    state_of,
     stop,
 )
 from controllers.replication.restart import RestartPolicy, carried, history_annotation, judge, \
     restart_times
 from controllers.replication.slots import current_tasks, discard
+from kubeless.api.tasks import Task
 
 
 def eligibility(service: Resource) -> Eligible:
@@ -73,7 +70,7 @@ def standing(node: Resource | None, eligible: Eligible) -> str:
     return "paused" if availability(node) == "pause" else "wanted"
 
 
-def reconcile_global(service: Resource, tasks: list[Resource], nodes: list[Resource], now: float,
+def reconcile_global(service: Resource, tasks: list[Task], nodes: list[Resource], now: float,
                      new_id: NewId, eligible: Eligible) -> Decision:
     """Decide one global service's per-node tasks (``tasks`` all belong to this incarnation)."""
     nodes_by_id = {node_id(n): n for n in nodes}
@@ -81,10 +78,10 @@ def reconcile_global(service: Resource, tasks: list[Resource], nodes: list[Resou
     policy = RestartPolicy.of(service)
     limit = int((service.get("spec") or {}).get("taskHistoryLimit", 5))
     ops: list[Op] = []
-    by_node: dict[str, list[Resource]] = {}
+    by_node: dict[str, list[Task]] = {}
     for task in tasks:
-        node = node_of(task)
-        if slot_of(task) is not None or node is None:
+        node = task.node
+        if task.slot is not None or node is None:
             ops.extend(discard(task, "not a global task", node_ids))
         else:
             by_node.setdefault(node, []).append(task)
@@ -105,11 +102,11 @@ def reconcile_global(service: Resource, tasks: list[Resource], nodes: list[Resou
             times = carried(restart_times(group, policy, now), policy)
             ops.append(new_task(service, new_id(), now, node=name,
                                 annotations=history_annotation(times)))
-        elif where == "wanted" and current is not None and is_done(current):
+        elif where == "wanted" and current is not None and current.is_done:
             verdict = judge(current, group, policy, now)
             requeue = earliest(requeue, verdict.requeue_after)
             if verdict.replace:
-                op = stop(current, "shutdown", f"restarted ({state_of(current)})", node_ids)
+                op = stop(current, "shutdown", f"restarted ({current.state})", node_ids)
                 ops.extend([op] if op is not None else [])
                 ops.append(new_task(service, new_id(), now, node=name,
                                     annotations=verdict.annotations))

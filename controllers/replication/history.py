@@ -12,14 +12,15 @@ Deleting the assignment key with the task is the applier's job.
 
 from __future__ import annotations
 
-from controllers.ops import Op, Resource
-from controllers.replication.facts import delete, is_done, recency, wants_running
+from controllers.ops import Op
+from controllers.replication.facts import delete, recency
+from kubeless.api.tasks import Task
 
 
-def trim(tasks: list[Resource], limit: int) -> list[Op]:
+def trim(tasks: list[Task], limit: int) -> list[Op]:
     """Delete the group's terminal tasks beyond the newest ``limit``."""
-    ended = [t for t in tasks if is_done(t)]
+    ended = [t for t in tasks if t.is_done]
     if len(ended) <= max(limit, 0):
         return []
     ended.sort(key=recency, reverse=True)
-    return [delete(t) for t in ended[max(limit, 0):] if not wants_running(t)]
+    return [delete(t) for t in ended[max(limit, 0):] if not t.wants_running]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from controllers.ops import Resource
-from controllers.replication.facts import state_of, status_time
+from kubeless.api.tasks import Task
 from kubeless.api.units import parse_duration
 
 HISTORY_ANNOTATION = "kubeless.io/restarts"
@@ -63,11 +63,11 @@ def _seconds(text: Any) -> float:
         return 0.0
 
 
-def restart_times(tasks: Iterable[Resource], policy: RestartPolicy, now: float) -> list[float]:
+def restart_times(tasks: Iterable[Task], policy: RestartPolicy, now: float) -> list[float]:
     """The slot's restarts inside the window, oldest first, from every task's annotation."""
     times: set[float] = set()
     for task in tasks:
-        raw = ((task.get("metadata") or {}).get("annotations") or {}).get(HISTORY_ANNOTATION)
+        raw = task.annotations.get(HISTORY_ANNOTATION)
         for part in str(raw or "").split(","):
             try:
                 times.add(float(part))
@@ -85,10 +85,10 @@ def carried(times: list[float], policy: RestartPolicy) -> list[float]:
     return times[-policy.max_attempts:] if policy.max_attempts > 0 else []
 
 
-def judge(current: Resource, slot_tasks: list[Resource], policy: RestartPolicy,
+def judge(current: Task, slot_tasks: list[Task], policy: RestartPolicy,
           now: float) -> Verdict:
     """Whether the slot whose current task ``current`` ended gets a new task now."""
-    state = state_of(current)
+    state = current.state
     orphaned = state == "orphaned"
     if policy.condition == "none":
         return NEVER
@@ -102,7 +102,7 @@ def judge(current: Resource, slot_tasks: list[Resource], policy: RestartPolicy,
             # The oldest restart that must leave the window before one more is allowed.
             expires = times[len(times) - policy.max_attempts] + policy.window
             return Verdict(replace=False, requeue_after=max(expires - now, 0.0))
-        ready_at = (status_time(current) or 0.0) + policy.delay
+        ready_at = (current.status_time or 0.0) + policy.delay
         if now < ready_at:
             return Verdict(replace=False, requeue_after=ready_at - now)
     if not orphaned or policy.condition == "any":

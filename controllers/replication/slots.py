@@ -24,7 +24,8 @@ controller's: a task from an older generation still occupies its slot.
 One exception to "one claimant per slot", for the rollout's start-first
 order: a slot holding exactly two claimants, an older-version task that is
 not terminal and a newer-version one (not terminal) whose annotation
-``kubeless.io/replaces`` names it, is left alone (``start_first_pair``);
+``kubeless.io/replaces`` names it, is left alone
+(``kubeless.api.tasks.start_first_pair``);
 the rollout stops the old task once the new one runs. Should either of the
 two end, the usual rule applies again (the alive one stays). Scaling such a
 slot away stops both.
@@ -41,48 +42,25 @@ from controllers.replication.facts import (
     NewId,
     delete,
     earliest,
-    is_done,
     new_task,
-    node_of,
     preference,
-    slot_of,
-    state_of,
     stop,
-    task_id,
-    wants_running,
 )
 from controllers.replication.restart import RestartPolicy, carried, history_annotation, judge, \
     restart_times
-from kubeless.api.tasks import state_index
+from kubeless.api.tasks import Task, start_first_pair, state_index
 
 
-REPLACES_ANNOTATION = "kubeless.io/replaces"
 _MAY_RUN = frozenset({"accepted", "preparing", "starting", "running"})
 
 
-def _version(task: Resource) -> int:
-    version = (task.get("spec") or {}).get("specVersion")
-    return version if isinstance(version, int) and not isinstance(version, bool) else -1
-
-
-def start_first_pair(claimants: list[Resource]) -> tuple[Resource, Resource] | None:
-    """(new, old) when the claimants are exactly a start-first rollout's pair, else None."""
-    if len(claimants) != 2 or any(is_done(t) for t in claimants):
-        return None
-    for new, old in (claimants, claimants[::-1]):
-        replaces = ((new.get("metadata") or {}).get("annotations") or {}).get(REPLACES_ANNOTATION)
-        if replaces and replaces == task_id(old) and _version(new) > _version(old):
-            return new, old
-    return None
-
-
-def current_tasks(by_slot: dict[int, list[Resource]], node_ids: frozenset[str],
-                  ops: list[Op]) -> dict[int, Resource]:
+def current_tasks(by_slot: dict[int, list[Task]], node_ids: frozenset[str],
+                  ops: list[Op]) -> dict[int, Task]:
     """Each held slot's current task; extra claimants get stop ops appended to ``ops``
     (except a start-first pair, see the module's docstring)."""
-    current: dict[int, Resource] = {}
+    current: dict[int, Task] = {}
     for slot, tasks in by_slot.items():
-        claimants = [t for t in tasks if wants_running(t)]
+        claimants = [t for t in tasks if t.wants_running]
         if not claimants:
             continue
         if len(claimants) == 1:  # the usual case: nothing to choose, nothing to stop
@@ -97,7 +75,7 @@ def current_tasks(by_slot: dict[int, list[Resource]], node_ids: frozenset[str],
     return current
 
 
-def choose_victims(current: dict[int, Resource], count: int) -> list[int]:
+def choose_victims(current: dict[int, Task], count: int) -> list[int]:
     """Which held slots to release on scale-down, as Swarm picks them.
 
     Ended slots go first (nothing runs there); then unscheduled tasks; then
@@ -105,17 +83,17 @@ def choose_victims(current: dict[int, Resource], count: int) -> list[int]:
     each pick, so the rest stays balanced), less advanced before running,
     highest slot number last of all.
     """
-    victims = sorted((s for s, t in current.items() if is_done(t)), reverse=True)[:count]
-    alive = {s: t for s, t in current.items() if not is_done(t)}
-    load = Counter(n for n in map(node_of, alive.values()) if n is not None)
+    victims = sorted((s for s, t in current.items() if t.is_done), reverse=True)[:count]
+    alive = {s: t for s, t in current.items() if not t.is_done}
+    load = Counter(t.node for t in alive.values() if t.node is not None)
 
     def badness(slot: int) -> tuple[bool, int, int, int]:
-        node = node_of(alive[slot])
-        return (node is None, load[node] if node else 0, -state_index(state_of(alive[slot])), slot)
+        node = alive[slot].node
+        return (node is None, load[node] if node else 0, -state_index(alive[slot].state), slot)
 
     while len(victims) < count and alive:
         pick = max(alive, key=badness)
-        node = node_of(alive.pop(pick))
+        node = alive.pop(pick).node
         if node is not None:
             load[node] -= 1
         victims.append(pick)
@@ -133,16 +111,16 @@ def free_slots(held: set[int], count: int) -> list[int]:
     return out
 
 
-def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: frozenset[str],
+def reconcile_replicated(service: Resource, tasks: list[Task], node_ids: frozenset[str],
                          now: float, new_id: NewId) -> Decision:
     """Decide one replicated service's slots (``tasks`` all belong to this service incarnation)."""
     spec = service.get("spec") or {}
     replicas = max(int(spec.get("replicas", 1)), 0)
     policy = RestartPolicy.of(service)
     ops: list[Op] = []
-    by_slot: dict[int, list[Resource]] = {}
+    by_slot: dict[int, list[Task]] = {}
     for task in tasks:
-        slot = slot_of(task)
+        slot = task.slot
         if slot is None:
             ops.extend(discard(task, "not a replicated task", node_ids))
         else:
@@ -151,7 +129,7 @@ def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: fro
 
     excess = len(current) - replicas
     for slot in choose_victims(current, excess) if excess > 0 else []:
-        pair = start_first_pair([t for t in by_slot[slot] if wants_running(t)])
+        pair = start_first_pair([t for t in by_slot[slot] if t.wants_running])
         for task in pair or (current[slot],):  # the slot's task, or both of a start-first pair
             _append(ops, stop(task, "shutdown", "scale down", node_ids))
         current.pop(slot)
@@ -167,12 +145,12 @@ def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: fro
 
     requeue: float | None = None
     for slot, task in sorted(current.items()):
-        if not is_done(task):
+        if not task.is_done:
             continue
         verdict = judge(task, by_slot[slot], policy, now)
         requeue = earliest(requeue, verdict.requeue_after)
         if verdict.replace:
-            _append(ops, stop(task, "shutdown", f"restarted ({state_of(task)})", node_ids))
+            _append(ops, stop(task, "shutdown", f"restarted ({task.state})", node_ids))
             ops.append(new_task(service, new_id(), now, slot=slot, annotations=verdict.annotations))
 
     limit = int(spec.get("taskHistoryLimit", 5))
@@ -181,14 +159,14 @@ def reconcile_replicated(service: Resource, tasks: list[Resource], node_ids: fro
     return Decision(ops, requeue)
 
 
-def is_stopping(task: Resource) -> bool:
+def is_stopping(task: Task) -> bool:
     """Told to stop, and may still run on its node (the agent has not reported it ended)."""
-    return not wants_running(task) and state_of(task) in _MAY_RUN
+    return not task.wants_running and task.state in _MAY_RUN
 
 
-def discard(task: Resource, reason: str, node_ids: frozenset[str]) -> list[Op]:
+def discard(task: Task, reason: str, node_ids: frozenset[str]) -> list[Op]:
     """A task that has no place in the service any more: stop it, delete it once it ended."""
-    if is_done(task):
+    if task.is_done:
         return [delete(task)]
     op = stop(task, "shutdown", reason, node_ids)
     return [op] if op is not None else []

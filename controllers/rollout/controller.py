@@ -22,15 +22,18 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from kubeless.api import ApiError
+from kubeless.api.tasks import Task
 from kubeless.store import Conflict, ResourceStore
 from kubeless.store.services import roll_back_service
 
 from controllers.base import ViewController
+from controllers.specs import ValidatedSpecs
+from controllers.view import ClusterView
 from controllers.ops import WriteServiceStatus
 from controllers.replication.decide import split_by_incarnation
 from controllers.rollout import metrics
 from controllers.rollout.decide import ACTIVE, PAUSED, RolloutPlan, decide
-from controllers.rollout.facts import fingerprint, replaces
+from controllers.rollout.facts import fingerprint
 
 log = logging.getLogger(__name__)
 STATUS_ATTEMPTS = 6
@@ -40,9 +43,9 @@ Resource = dict[str, Any]
 class RolloutController(ViewController):
     name = "rollout"
 
-    def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
-        super().__init__(store)
-        self.now = clock
+    def __init__(self, store: ResourceStore, view: ClusterView | None = None) -> None:
+        super().__init__(store, view)
+        self.specs = ValidatedSpecs(self.view)
         self.passes = 0
         self.pass_seconds = 0.0
         self._targets: dict[str, tuple[Any, str | None]] = {}  # spec key -> (version, target)
@@ -59,9 +62,9 @@ class RolloutController(ViewController):
                     self._task_matters(ref.namespace or "default", ref.service, new or old):
                 yield (ref.namespace, ref.service)
         elif key.startswith(view.agents_prefix):
-            parts = view.agent_key_parts(key)
-            if parts is not None and parts[1] == "tasks" and parts[2]:
-                task_key = view.task_key_by_id.get(parts[2])
+            parsed = self.ctx.store.keys.parse_agent(key)
+            if parsed is not None and parsed.sort == "tasks" and parsed.task_id:
+                task_key = view.task_key_by_id.get(parsed.task_id)
                 skey = view.service_of_task_key(task_key) if task_key else None
                 if skey and self._task_matters(
                         skey[0], skey[1], view.caches[view.tasks_prefix].get(task_key or "")):
@@ -73,7 +76,7 @@ class RolloutController(ViewController):
         rollout, or records a new service's first target), or a start-first pair's new
         task (its old one stops once it runs). Anything else changes nothing: a pass
         over a service at rest only finishes such pairs (``decide``)."""
-        if isinstance(task, dict) and replaces(task):
+        if isinstance(task, dict) and Task.of(task).replaces:
             return True
         view = self.view
         status = view.caches[view.status_prefix].get(
@@ -94,7 +97,7 @@ class RolloutController(ViewController):
         version = stored["metadata"].get("resourceVersion")
         found = self._targets.get(key)
         if found is None or found[0] != version:
-            service = self.view.validated(ns, name)
+            service = self.specs.get(ns, name)
             target = fingerprint(service["spec"]) if isinstance(service, dict) else None
             found = self._targets[key] = (version, target)
         return found[1]
@@ -110,7 +113,7 @@ class RolloutController(ViewController):
         stored = self.view.service(ns, name)
         if stored is None:
             return None
-        service = self.view.validated(ns, name)
+        service = self.specs.get(ns, name)
         if service is None or isinstance(service, ApiError):
             return None  # replication says why in the status
         status = stored.get("status") or {}

@@ -38,14 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.ops import Op
-from controllers.replication.facts import (NewId, earliest, is_done, new_task, state_of,
-                                           status_time, stop)
-from controllers.replication.slots import REPLACES_ANNOTATION
+from controllers.replication.facts import NewId, earliest, new_task, stop
 from controllers.rollout.facts import (Slot, UpdateConfig, current_test, failed_within,
-                                       fingerprint, in_flight, is_running, pair_candidates,
-                                       slots_of, task_name)
+                                       fingerprint, in_flight, pair_candidates, slots_of)
 from kubeless.api import rollout_annotations as ann
-from kubeless.api.tasks import new_task_id
+from kubeless.api.tasks import REPLACES_ANNOTATION, Task, new_task_id
 
 Resource = dict[str, Any]
 ACTIVE = ("updating", "rollback_started")
@@ -65,9 +62,9 @@ class RolloutPlan:
     replaced: int = 0              # old tasks told to stop
 
 
-def decide(service: Resource, tasks: list[Resource], previous: Resource | None, desired: int,
+def decide(service: Resource, tasks: list[Task], previous: Resource | None, desired: int,
            now: float, *, new_id: NewId = new_task_id) -> RolloutPlan:
-    """``tasks`` carry effectiveState/effectiveStatus; ``previous`` is the stored
+    """``tasks`` are the service's (with their effective status); ``previous`` is the stored
     updateStatus; ``desired`` the number of slots (replicas, or eligible nodes)."""
     meta, spec = service.get("metadata") or {}, service.get("spec") or {}
     generation = int(meta.get("generation") or 0)
@@ -108,7 +105,7 @@ def decide(service: Resource, tasks: list[Resource], previous: Resource | None, 
 
     failed, updated = _failures(slots, cfg.monitor, float(status.get("failuresSince") or 0))
     status.update(updated=updated, failed=len(failed), total=desired,
-                  ready=sum(1 for s in slots if any(is_running(t) for t in s.new)))
+                  ready=sum(1 for s in slots if any(t.is_up for t in s.new)))
     if failed and len(failed) / max(updated, 1) > cfg.max_failure_ratio:
         if _on_failure(plan, service, cfg, failed[0], now):
             return plan
@@ -142,8 +139,8 @@ def _finish_pairs(plan: RolloutPlan, slots: list[Slot]) -> None:
     """Start-first: the old task of a pair goes once its replacement runs."""
     for slot in slots:
         pair = slot.pair()
-        if pair is not None and is_running(pair[0]):
-            op = stop(pair[1], "shutdown", f"replaced by {task_name(pair[0])} (update)", None)
+        if pair is not None and pair[0].is_up:
+            op = stop(pair[1], "shutdown", f"replaced by {pair[0].id} (update)", None)
             if op is not None:
                 plan.ops.append(op)
                 plan.replaced += 1
@@ -181,7 +178,7 @@ def _failures(slots: list[Slot], monitor: float, since: float) -> tuple[list[str
             updated += 1
         bad = [t for t in slot.current if failed_within(t, monitor, since)]
         if bad:
-            failed.append(task_name(bad[0]))
+            failed.append(bad[0].id)
     return failed, updated
 
 
@@ -208,8 +205,8 @@ def _on_failure(plan: RolloutPlan, service: Resource, cfg: UpdateConfig, task: s
 
 def _attempted(slot: Slot, since: float) -> bool:
     """A slot whose new task already failed in this rollout is not tried again (continue)."""
-    return any(state_of(t) in ("failed", "rejected", "complete")
-               and (status_time(t) or 0) >= since for t in slot.current)
+    return any(t.state in ("failed", "rejected", "complete")
+               and (t.status_time or 0) >= since for t in slot.current)
 
 
 def _in_flight(slots: list[Slot], desired: int) -> int:
@@ -219,7 +216,7 @@ def _in_flight(slots: list[Slot], desired: int) -> int:
 
 
 def _last_ran(slots: list[Slot]) -> float | None:
-    times = [status_time(t) for s in slots for t in s.new if is_running(t)]
+    times = [t.status_time for s in slots for t in s.new if t.is_up]
     return max((t for t in times if t is not None), default=None)
 
 
@@ -233,7 +230,7 @@ def _resting(slots: list[Slot], delay: float, since: float, now: float) -> list[
     for slot in slots:
         if any(in_flight(t) for t in slot.new):
             continue  # in flight: counted as such
-        times = [status_time(t) for t in slot.current if is_running(t) or is_done(t)]
+        times = [t.status_time for t in slot.current if t.is_up or t.is_done]
         last = max((t for t in times if t is not None and t >= since), default=None)
         if last is not None and last + delay > now:
             until.append(last + delay)
@@ -242,19 +239,19 @@ def _resting(slots: list[Slot], delay: float, since: float, now: float) -> list[
 
 def _urgency(slot: Slot) -> tuple[int, bool, str]:
     """Old tasks that do not run go first (nothing is lost), then by slot."""
-    running = any(is_running(t) for t in slot.old)
+    running = any(t.is_up for t in slot.old)
     return (1 if running else 0, isinstance(slot.key, str), str(slot.key).zfill(12))
 
 
 def _replace(plan: RolloutPlan, service: Resource, slot: Slot, cfg: UpdateConfig, now: float,
              new_id: NewId) -> None:
     generation = int((service.get("metadata") or {}).get("generation") or 0)
-    old = max(slot.old, key=lambda t: (is_running(t), not is_done(t)))
-    if cfg.order == "start-first" and len(slot.old) == 1 and is_running(old):
+    old = max(slot.old, key=lambda t: (t.is_up, not t.is_done))
+    if cfg.order == "start-first" and len(slot.old) == 1 and old.is_up:
         where: dict[str, Any] = {"slot": slot.key} if isinstance(slot.key, int) \
             else {"node": slot.key}
         plan.ops.append(new_task(service, new_id(), now, **where,
-                                 annotations={REPLACES_ANNOTATION: task_name(old)}))
+                                 annotations={REPLACES_ANNOTATION: old.id}))
         return
     for task in slot.old:
         op = stop(task, "shutdown", f"updated to generation {generation}", None)

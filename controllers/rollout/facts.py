@@ -8,6 +8,9 @@ rolls back to already current (Swarm compares specs the same way);
 comparing generations for ``forceUpdate`` makes ``service update --force``
 replace every task. Tasks are grouped into slots (the slot number, or the
 node of a global service) with their *claimants* (tasks wanting to run).
+Reading one task (state, version, "replaces", times) is the Task model's
+(``kubeless.api.tasks``), as is the start-first pair (``Slot.pair`` adds
+the rollout's condition: the new task is the current target).
 
 Deciding what to do with these facts is ``decide``'s.
 """
@@ -19,9 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from controllers.replication.facts import (created_time, is_done, node_of, slot_of, state_of,
-                                           status_time, wants_running)
-from controllers.replication.slots import REPLACES_ANNOTATION
+from kubeless.api.tasks import Task, start_first_pair
 from kubeless.api.units import parse_duration
 
 Resource = dict[str, Any]
@@ -70,49 +71,36 @@ def fingerprint(spec: Resource) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def version_of(task: Resource) -> int:
-    v = (task.get("spec") or {}).get("specVersion")
-    return v if isinstance(v, int) and not isinstance(v, bool) else -1
-
-
-def replaces(task: Resource) -> str | None:
-    return ((task.get("metadata") or {}).get("annotations") or {}).get(REPLACES_ANNOTATION)
-
-
-def task_name(task: Resource) -> str:
-    return str((task.get("metadata") or {}).get("name", ""))
-
-
-def current_test(spec: Resource, force_base: int) -> Callable[[Resource], bool]:
+def current_test(spec: Resource, force_base: int) -> Callable[[Task], bool]:
     """Whether a task is current: its version first (cheap), then its content, field
     by field (``content`` without building a dict per task)."""
     want = content(spec)
     template, placement, ports = want["template"], want["placement"], want["ports"]
 
-    def test(t: Resource) -> bool:
-        if version_of(t) < force_base:
+    def test(t: Task) -> bool:
+        if t.spec_version < force_base:
             return False
-        s = t.get("spec") or {}
+        s = t.spec
         return bool((s.get("template") or {}) == template
                     and (s.get("placement") or {}) == placement
                     and (s.get("ports") or []) == ports)
     return test
 
 
-def slot_key(task: Resource) -> SlotKey | None:
+def slot_key(task: Task) -> SlotKey | None:
     """The slot number, or the node of a global task (None: an unplaced global task)."""
-    key: SlotKey | None = slot_of(task)
-    return node_of(task) if key is None else key
+    key: SlotKey | None = task.slot
+    return task.node if key is None else key
 
 
-def pair_candidates(tasks: list[Resource]) -> list[Resource]:
+def pair_candidates(tasks: list[Task]) -> list[Task]:
     """The tasks of the slots where a start-first pair may be: those holding a task
     that wants to run and replaces another that still wants to (no other slot has one)."""
-    if not any(replaces(t) for t in tasks):
+    if not any(t.replaces for t in tasks):
         return []  # no task replaces another: no pair anywhere
-    claimants = [t for t in tasks if wants_running(t)]
-    names = {task_name(t) for t in claimants}
-    keys = {slot_key(t) for t in claimants if replaces(t) in names}
+    claimants = [t for t in tasks if t.wants_running]
+    names = {t.id for t in claimants}
+    keys = {slot_key(t) for t in claimants if t.replaces in names}
     keys.discard(None)
     return [t for t in tasks if slot_key(t) in keys] if keys else []
 
@@ -122,24 +110,25 @@ class Slot:
     """One slot (or global node): its tasks, split by version, claimants apart."""
 
     key: SlotKey
-    tasks: list[Resource] = field(default_factory=list)
-    old: list[Resource] = field(default_factory=list)   # old claimants
-    new: list[Resource] = field(default_factory=list)   # current claimants
-    current: list[Resource] = field(default_factory=list)  # every current task, any desired
+    tasks: list[Task] = field(default_factory=list)
+    old: list[Task] = field(default_factory=list)   # old claimants
+    new: list[Task] = field(default_factory=list)   # current claimants
+    current: list[Task] = field(default_factory=list)  # every current task, any desired
 
     @property
     def held(self) -> bool:
         return bool(self.old or self.new)
 
-    def pair(self) -> tuple[Resource, Resource] | None:
-        """(new, old) of a start-first replacement in progress."""
-        if len(self.old) == 1 and len(self.new) == 1 and replaces(self.new[0]) == \
-                task_name(self.old[0]) and not is_done(self.old[0]):
-            return self.new[0], self.old[0]
-        return None
+    def pair(self) -> tuple[Task, Task] | None:
+        """(new, old) of a start-first replacement toward the current target in progress:
+        the slot's claimants are a start-first pair whose new task is current."""
+        if len(self.old) != 1 or len(self.new) != 1:
+            return None
+        pair = start_first_pair([self.new[0], self.old[0]])
+        return pair if pair is not None and pair[0] is self.new[0] else None
 
 
-def slots_of(tasks: list[Resource], is_current: Callable[[Resource], bool]) -> list[Slot]:
+def slots_of(tasks: list[Task], is_current: Callable[[Task], bool]) -> list[Slot]:
     by_key: dict[SlotKey, Slot] = {}
     for t in tasks:
         key = slot_key(t)
@@ -150,28 +139,23 @@ def slots_of(tasks: list[Resource], is_current: Callable[[Resource], bool]) -> l
         cur = is_current(t)
         if cur:
             slot.current.append(t)
-        if wants_running(t):
+        if t.wants_running:
             (slot.new if cur else slot.old).append(t)
     return sorted(by_key.values(), key=lambda s: (isinstance(s.key, str), str(s.key).zfill(12)))
 
 
-def is_running(task: Resource) -> bool:
-    return state_of(task) == "running" and \
-        (task.get("effectiveStatus") or {}).get("health") not in ("starting", "unhealthy")
+def in_flight(task: Task) -> bool:
+    """A current claimant on its way: neither up yet nor ended."""
+    return not task.is_done and not task.is_up
 
 
-def in_flight(task: Resource) -> bool:
-    """A current claimant on its way: neither running yet nor ended."""
-    return not is_done(task) and not is_running(task)
-
-
-def failed_within(task: Resource, monitor: float, since: float) -> bool:
+def failed_within(task: Task, monitor: float, since: float) -> bool:
     """The task failed, was rejected or exited within ``monitor`` of its creation, after
     ``since``: a failure of the rollout."""
-    if state_of(task) not in FAILURE_STATES:
+    if task.state not in FAILURE_STATES:
         return False
-    ended = status_time(task)
-    created = created_time(task)
+    ended = task.status_time
+    created = task.created_time
     if ended is None or ended < since:
         return False
     return created is None or ended - created <= monitor

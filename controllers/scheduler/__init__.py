@@ -1,7 +1,7 @@
 """The scheduler: placement of pending tasks on nodes.
 
-Decision half (pure, no etcd, no asyncio): ``request`` reads what a task
-asks of and takes from a node, ``nodeinfo`` keeps per-node aggregates,
+Decision half (pure, no etcd, no asyncio), on ``kubeless.api.tasks.Task``:
+``request`` reads what a task asks of and takes from a node, ``nodeinfo`` keeps per-node aggregates,
 ``filters`` judges nodes and explains rejections, ``spread`` chooses among
 passing nodes under placement preferences, and ``plan`` ties them into
 ``plan_placements`` (bench/scheduler.py times it). The asyncio
@@ -26,11 +26,11 @@ from controllers.scheduler.filters import (
 )
 from controllers.scheduler.nodeinfo import NodeInfo, build_nodeinfos
 from controllers.scheduler.plan import Assignment, Plan, Unschedulable, plan_placements
-from controllers.scheduler.request import TaskRequest, Usage, occupies, task_key
+from controllers.scheduler.request import TaskRequest, Usage, task_key
 
 __all__ = [
     "DEFAULT_PIPELINE", "Assignment", "AvailabilityFilter", "CPUFilter",
     "ConstraintFilter", "Filter", "HostPortFilter", "MaxReplicasFilter", "MemoryFilter",
     "NodeInfo", "Pipeline", "Plan", "ReadyFilter", "ResourceFilter", "TaskRequest",
-    "Unschedulable", "Usage", "build_nodeinfos", "occupies", "plan_placements", "task_key",
+    "Unschedulable", "Usage", "build_nodeinfos", "plan_placements", "task_key",
 ]

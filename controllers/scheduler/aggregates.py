@@ -8,7 +8,7 @@ a pass, capacity from the nodes given and sums copied from the index, so the
 plan can add to them freely. Tasks waiting for placement are left out, as
 ``build_nodeinfos`` leaves out the tasks it is asked to place.
 
-Leaves to others: deciding which tasks occupy a node (``request.occupies``),
+Leaves to others: deciding which tasks occupy a node (``Task.occupies``),
 noticing which tasks changed (the cluster view), planning (``plan``).
 """
 
@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from kubeless.api.tasks import Task
+
 from controllers.scheduler.nodeinfo import NodeInfo
-from controllers.scheduler.request import Usage, occupies
+from controllers.scheduler.request import Usage
 
 Resource = dict[str, Any]
 
@@ -32,7 +34,7 @@ class NodeAggregates:
         """How many tasks the sums count."""
         return len(self._held)
 
-    def update(self, key: str, task: Resource | None, waiting: bool = False) -> None:
+    def update(self, key: str, task: Task | None, waiting: bool = False) -> None:
         """The task under ``key`` is now ``task`` (None: gone); ``waiting``: it waits for
         the scheduler, so it holds nothing yet."""
         before = self._held.pop(key, None)
@@ -41,10 +43,10 @@ class NodeAggregates:
             sums.remove(before[1])
             if sums.total_tasks <= 0:
                 del self._sums[before[0]]
-        if task is None or waiting or not occupies(task):
+        if task is None or waiting or not task.occupies:
             return
-        node = task["spec"]["nodeName"]
-        usage = Usage.lenient(task)
+        node = task.spec["nodeName"]
+        usage = Usage.lenient(task.stored)
         self._held[key] = (node, usage)
         held = self._sums.get(node)
         if held is None:

@@ -21,11 +21,11 @@ import time
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from kubeless.api.tasks import created_at
+from kubeless.api.tasks import Task
 from kubeless.store import ResourceStore
 
 from controllers.base import ViewController
-from controllers.view import is_waiting
+from controllers.view import ClusterView, is_waiting
 from controllers.ops import AssignTask, Op, UpdateTask
 from controllers import metrics
 from controllers.framework import ApplyResult, ControllerContext
@@ -41,9 +41,8 @@ Resource = dict[str, Any]
 class SchedulerController(ViewController):
     name = "scheduler"
 
-    def __init__(self, store: ResourceStore, clock: Any = time.time) -> None:
-        super().__init__(store)
-        self.now = clock
+    def __init__(self, store: ResourceStore, view: ClusterView | None = None) -> None:
+        super().__init__(store, view)
         # Per-node sums of occupying tasks, brought up to date at each pass with the
         # tasks changed since (``_changed``, filled by the view) instead of re-summed.
         self.aggregates = NodeAggregates()
@@ -86,7 +85,7 @@ class SchedulerController(ViewController):
     async def reconcile(self, key: Hashable) -> float | None:
         self._settle()
         view = self.view
-        pending = [t for t in map(view.effective, [k for k in view.waiting
+        pending = [t for t in map(view.task, [k for k in view.waiting
                                                    if k not in self._in_flight
                                                    and k not in self._too_large])
                    if t is not None]
@@ -105,14 +104,14 @@ class SchedulerController(ViewController):
         for u in plan.unschedulable:
             # As Swarm's scheduler does, the reason goes in the error too: that is the
             # column ``service ps`` shows (docker service ps: "no suitable node (...)").
-            status = u.task.get("status") or {}
+            status = u.task.stored.get("status") or {}
             if status.get("message") != u.reason or status.get("error") != u.reason:
                 ops.append(UpdateTask(self._stored(u.task, status={
                     **status, "message": u.reason, "error": u.reason}), "unschedulable"))
         result = await self._commit(ops)
         await self._commit(self._refused(result))
         for a in plan.assignments:
-            created = created_at(a.task)
+            created = a.task.created_time
             if created is not None:
                 metrics.TIME_TO_ASSIGN.observe(max(0.0, now - created))
         metrics.PLACED.inc(len(plan.assignments))
@@ -126,7 +125,7 @@ class SchedulerController(ViewController):
         changed, self._changed = self._changed, set()
         tasks = view.caches[view.tasks_prefix]
         for key in changed:
-            self.aggregates.update(key, view.effective(key), key in view.waiting)
+            self.aggregates.update(key, view.task(key), key in view.waiting)
             flight = self._in_flight.get(key)
             if flight is not None:
                 task = tasks.get(key)
@@ -145,11 +144,11 @@ class SchedulerController(ViewController):
             if key is None or key in self._too_large:
                 continue
             self._too_large.add(key)
-            task = self.view.effective(key)
+            task = self.view.task(key)
             if task is None:
                 continue
             reason = too_large_message(size, "assigning")
-            status = task.get("status") or {}
+            status = task.stored.get("status") or {}
             if status.get("message") != reason or status.get("error") != reason:
                 ops.append(UpdateTask(self._stored(task, status={
                     **status, "message": reason, "error": reason}), "too large"))
@@ -182,14 +181,14 @@ class SchedulerController(ViewController):
         return result.check()
 
     @staticmethod
-    def _stored(task: Resource, **changes: Any) -> Resource:
-        clean = {k: v for k, v in task.items() if k not in ("effectiveState", "effectiveStatus")}
-        return {**clean, **changes}
+    def _stored(task: Task, **changes: Any) -> Resource:
+        """The task as stored with some top-level fields replaced (what the write holds)."""
+        return {**task.stored, **changes}
 
-    def _assigned(self, task: Resource, node_id: str, scores: dict[str, Any],
+    def _assigned(self, task: Task, node_id: str, scores: dict[str, Any],
                   now: float) -> Resource:
-        spec = {**task["spec"], "nodeName": node_id}
-        status = {**(task.get("status") or {}), "state": "assigned", "timestamp": now,
+        spec = {**task.spec, "nodeName": node_id}
+        status = {**(task.stored.get("status") or {}), "state": "assigned", "timestamp": now,
                   "message": f"scheduled on {node_id}",
                   "scores": scores}
         status.pop("error", None)  # the "no suitable node" of an earlier pass

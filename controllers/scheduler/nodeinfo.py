@@ -6,7 +6,7 @@ read; ``add``/``remove`` keep it current as a plan assigns tasks, so the next
 task of the same batch sees the last one. ``build_nodeinfos`` makes them all
 from a snapshot in O(nodes + tasks).
 
-Leaves to others: deciding which tasks occupy a node (``request.occupies``),
+Leaves to others: deciding which tasks occupy a node (``Task.occupies``),
 judging nodes (``filters``).
 """
 
@@ -23,9 +23,9 @@ from controllers.scheduler.request import (
     TaskKey,
     Usage,
     memory_bytes,
-    occupies,
     task_key,
 )
+from kubeless.api.tasks import Task
 
 Resource = dict[str, Any]
 
@@ -105,14 +105,14 @@ def _decrement(counts: dict[Any, int], key: Any) -> None:
         counts.pop(key, None)
 
 
-def build_nodeinfos(nodes: Iterable[Resource], tasks: Iterable[Resource],
+def build_nodeinfos(nodes: Iterable[Resource], tasks: Iterable[Task],
                     exclude: Collection[TaskKey] = ()) -> dict[str, NodeInfo]:
     """NodeInfos by node id, with every occupying task (but those in ``exclude``) added."""
     infos = {info.id: info for info in map(NodeInfo.of, nodes)}
     for task in tasks:
-        if not occupies(task):
+        if not task.occupies:
             continue
-        info = infos.get(task["spec"]["nodeName"])
-        if info is not None and (not exclude or task_key(task) not in exclude):
-            info.add(Usage.lenient(task))
+        info = infos.get(task.spec["nodeName"])
+        if info is not None and (not exclude or task_key(task.stored) not in exclude):
+            info.add(Usage.lenient(task.stored))
     return infos

@@ -1,7 +1,7 @@
 """plan_placements: the scheduler's decision for one batch of pending tasks.
 
 A pure function from a snapshot (nodes with their heartbeats as status,
-every task with its ``effectiveState``) to a Plan: which task goes to which
+every task as a ``Task`` with its effective state) to a Plan: which task goes to which
 node and why (named scores), and which tasks no node can take and why.
 Global tasks (``spec.nodeName`` already set) are checked on their node, not
 placed, and go first since they have no other choice. Replicated tasks are
@@ -27,19 +27,20 @@ from controllers.scheduler import spread
 from controllers.scheduler.filters import DEFAULT_PIPELINE, NO_SUITABLE_NODE, Filter, Pipeline
 from controllers.scheduler.nodeinfo import NodeInfo, build_nodeinfos
 from controllers.scheduler.request import ServiceKey, TaskRequest, task_key
+from kubeless.api.tasks import Task
 
 Resource = dict[str, Any]
 Scores = spread.Scores
 
 
 class Assignment(NamedTuple):
-    task: Resource
+    task: Task
     node_id: str
     scores: Scores      # e.g. {"service_tasks": 1, "total_tasks": 5, "group": "zone=eu"}
 
 
 class Unschedulable(NamedTuple):
-    task: Resource
+    task: Task
     reason: str         # e.g. "no suitable node (insufficient memory on 3 nodes)"
 
 
@@ -49,8 +50,8 @@ class Plan:
     unschedulable: list[Unschedulable] = field(default_factory=list)
 
 
-def plan_placements(tasks_to_place: Sequence[Resource], nodes: Sequence[Resource],
-                    all_tasks: Sequence[Resource], now: datetime | None = None,
+def plan_placements(tasks_to_place: Sequence[Task], nodes: Sequence[Resource],
+                    all_tasks: Sequence[Task], now: datetime | None = None,
                     pipeline: Pipeline = DEFAULT_PIPELINE, *,
                     infos: dict[str, NodeInfo] | None = None) -> Plan:
     """Decide a node for each task to place (``now`` is unused so far: no decision ages).
@@ -60,17 +61,18 @@ def plan_placements(tasks_to_place: Sequence[Resource], nodes: Sequence[Resource
     the plan adds its assignments to them.
     """
     if infos is None:
-        infos = build_nodeinfos(nodes, all_tasks, exclude={task_key(t) for t in tasks_to_place})
+        infos = build_nodeinfos(nodes, all_tasks,
+                                exclude={task_key(t.stored) for t in tasks_to_place})
     plan = Plan()
-    fixed: list[tuple[Resource, TaskRequest]] = []
-    groups: dict[TaskRequest, list[Resource]] = {}
+    fixed: list[tuple[Task, TaskRequest]] = []
+    groups: dict[TaskRequest, list[Task]] = {}
     for task in tasks_to_place:
         try:
-            request = TaskRequest.of(task)
+            request = TaskRequest.of(task.stored)
         except ValueError as exc:
             plan.unschedulable.append(Unschedulable(task, f"invalid placement: {exc}"))
             continue
-        if (task.get("spec") or {}).get("nodeName"):
+        if task.spec.get("nodeName"):
             fixed.append((task, request))
         else:
             groups.setdefault(request, []).append(task)
@@ -83,9 +85,9 @@ def plan_placements(tasks_to_place: Sequence[Resource], nodes: Sequence[Resource
     return plan
 
 
-def _check_fixed(task: Resource, request: TaskRequest, infos: dict[str, NodeInfo],
+def _check_fixed(task: Task, request: TaskRequest, infos: dict[str, NodeInfo],
                  pipeline: Pipeline, order: spread.TotalOrder, plan: Plan) -> None:
-    node_id = task["spec"]["nodeName"]
+    node_id = task.spec["nodeName"]
     info = infos.get(node_id)
     if info is None:
         plan.unschedulable.append(
@@ -160,7 +162,7 @@ class _Batch:
         return got
 
 
-def _place_group(request: TaskRequest, tasks: list[Resource], batch: _Batch,
+def _place_group(request: TaskRequest, tasks: list[Task], batch: _Batch,
                  plan: Plan) -> None:
     enabled = batch.pipeline.enabled(request)
     static = [f for f in enabled if f.static]

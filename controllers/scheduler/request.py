@@ -4,9 +4,9 @@
 ports, one count for its service); ``TaskRequest`` adds what placing it
 requires (constraints, preferences, max replicas per node). Both are frozen
 and hashable, so tasks of one service with identical requests share one
-filtering pass. ``occupies`` is the one predicate that says whether a task
-holds its node's resources. CPUs are kept as integer nano-CPUs (as Swarm
-does) so sums are exact.
+filtering pass; both read the task's stored spec. Whether a task holds its
+node's resources is the Task model's (``Task.occupies``). CPUs are kept as
+integer nano-CPUs (as Swarm does) so sums are exact.
 
 Leaves to others: keeping per-node sums (``nodeinfo``), judging nodes
 (``filters``), choosing among them (``plan``).
@@ -20,7 +20,6 @@ from typing import Any
 
 from kubeless.api import parse_cpus, parse_size
 from kubeless.api.constraints import Constraint, InvalidConstraint, normalise_key, parse_constraint
-from kubeless.api.tasks import ACTIVE_STATES
 
 Resource = dict[str, Any]
 ServiceKey = tuple[str, str]      # (namespace, serviceName)
@@ -37,19 +36,6 @@ def task_key(task: Resource) -> TaskKey:
 def service_key(task: Resource) -> ServiceKey:
     meta = task.get("metadata") or {}
     return (meta.get("namespace") or "default", (task.get("spec") or {}).get("serviceName", ""))
-
-
-def occupies(task: Resource) -> bool:
-    """Whether a task holds its node's resources, ports and counts.
-
-    True while it has a node, its effective state (the ``effectiveState`` key
-    the caller computed) is active, and it is still meant to run.
-    """
-    spec = task.get("spec") or {}
-    return (bool(spec.get("nodeName"))
-            and task.get("effectiveState", (task.get("status") or {}).get("state", "new"))
-            in ACTIVE_STATES
-            and spec.get("desiredState", "running") == "running")
 
 
 @lru_cache(maxsize=4096)

@@ -17,17 +17,17 @@ from .resources import ResourceStore
 async def agent_records(rstore: ResourceStore, sort: str,
                         revision: int = 0) -> dict[str, tuple[str, dict[str, Any]]]:
     """``sort`` "heartbeat": node id -> (node, value); "tasks": task id -> (node, value)."""
-    prefix = rstore.keys.root + "agents/"
-    kvs, _ = await rstore.etcd.list_prefix(prefix, revision=revision)
+    kvs, _ = await rstore.etcd.list_prefix(rstore.keys.agents_prefix(), revision=revision)
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for kv in kvs:
-        parts = kv.key[len(prefix):].split("/")
-        if parts[1:2] != [sort] or len(parts) != (2 if sort == "heartbeat" else 3):
+        parsed = rstore.keys.parse_agent(kv.key)
+        if parsed is None or parsed.sort != sort or \
+                (parsed.task_id is None) != (sort == "heartbeat"):
             continue
         try:
             value = decode(kv.key, kv.value)
         except CorruptValue:
             continue
         if isinstance(value, dict):
-            found[parts[-1] if sort == "tasks" else parts[0]] = (parts[0], value)
+            found[parsed.task_id or parsed.node] = (parsed.node, value)
     return found

@@ -30,6 +30,16 @@ class ResourceKey:
     service: str | None = None  # tasks only
 
 
+@dataclass(frozen=True)
+class AgentKey:
+    """What a key under ``agents/<node>/`` names: the node, the sort of record
+    ("heartbeat", "leave", "tasks", "assignments") and, for the last two, the task id."""
+
+    node: str
+    sort: str
+    task_id: str | None = None
+
+
 class Keyspace:
     """Builds and parses keys for one cluster's prefix."""
 
@@ -85,8 +95,24 @@ class Keyspace:
 
     # -- everything else --------------------------------------------------
 
+    def agents_prefix(self) -> str:
+        """Everything agents write (and are told) under ``agents/``."""
+        return f"{self.root}agents/"
+
     def agent(self, node_id: str) -> str:
         return f"{self.root}agents/{node_id}/"
+
+    def parse_agent(self, key: str) -> AgentKey | None:
+        """The node, sort and task id of an ``agents/`` key; None for any other key."""
+        prefix = self.agents_prefix()
+        if not key.startswith(prefix):
+            return None
+        parts = key[len(prefix):].split("/")
+        if len(parts) == 2:
+            return AgentKey(parts[0], parts[1])
+        if len(parts) == 3:
+            return AgentKey(parts[0], parts[1], parts[2])
+        return None
 
     def heartbeat(self, node_id: str) -> str:
         return f"{self.root}agents/{node_id}/heartbeat"

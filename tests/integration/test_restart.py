@@ -32,6 +32,7 @@ import pytest
 
 from controllers.framework import Controller
 from controllers.rollout.controller import RolloutController
+from controllers.view import ClusterView
 from kubeless import store
 from kubeless.cluster import NodeState, StateDir
 from kubeless_agent.leave import remove_all
@@ -52,8 +53,9 @@ ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")},
 class Cluster(HollowCluster):
     """Replication, scheduler, health and rollout (an update leaves shut-down history)."""
 
-    def make_controllers(self, ctl_store: store.ResourceStore) -> list[Controller]:
-        return [*super().make_controllers(ctl_store), RolloutController(ctl_store)]
+    def make_controllers(self, ctl_store: store.ResourceStore,
+                         view: ClusterView) -> list[Controller]:
+        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]
 
 
 class RealNode:

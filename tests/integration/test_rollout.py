@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from controllers.framework import Controller
-from controllers.replication.facts import created_time
 from controllers.rollout.controller import RolloutController
+from controllers.view import ClusterView
 from kubeless import store
 from kubeless.api import rollout_annotations as ann
 from kubeless.api import validate
 from kubeless.api.service_writes import merge
+from kubeless.api.tasks import created_at
 from kubeless_cli.rollout_cmds import roll_back
 from lab.hollow import ROOT, HollowCluster, service
 from lab.waiting import hold, until
@@ -36,8 +37,9 @@ Resource = dict[str, Any]
 class RolloutCluster(HollowCluster):
     """HollowCluster whose controllers include the rollout controller."""
 
-    def make_controllers(self, ctl_store: store.ResourceStore) -> list[Controller]:
-        return [*super().make_controllers(ctl_store), RolloutController(ctl_store)]
+    def make_controllers(self, ctl_store: store.ResourceStore,
+                         view: ClusterView) -> list[Controller]:
+        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]
 
 
 @pytest.fixture
@@ -300,5 +302,5 @@ async def test_delay_between_batches_of_two(cluster: RolloutCluster) -> None:
         await wait_state(cluster, "completed", "rollback_completed", timeout=40)
         fresh = [t for t in await cluster.tasks("web") if t["metadata"]["name"] not in before]
         assert running_images(fresh) == [image] * 6
-        created = sorted(created_time(t) or 0 for t in fresh)
+        created = sorted(created_at(t) or 0 for t in fresh)
         assert created[-1] - created[0] >= 2 * delay, (image, created)

@@ -1,8 +1,8 @@
 """Service, Task and Node dicts for the decision tests of replication, health and rollout.
 
 One service ``web`` (uid ``UID``, a zone==eu constraint, port 8080), its tasks
-with their effective state and status as ``ClusterView`` gives them to the
-decisions, nodes in a zone, ``NOW`` as the decisions' clock, and ``ids`` for
+as ``kubeless.api.tasks.Task`` (with their effective status) as ``ClusterView``
+gives them to the decisions, nodes in a zone, ``NOW`` as the decisions' clock, and ``ids`` for
 the names a decision gives new tasks.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Iterator
 
-from kubeless.api.tasks import effective_state, effective_status
+from kubeless.api.tasks import Task
 
 Resource = dict[str, Any]
 NOW = 1_000_000.0
@@ -32,7 +32,7 @@ def service(replicas: int = 3, *, mode: str = "replicated", restart: dict[str, A
 
 def task(name: str, *, slot: int | None = None, node: str | None = None, state: str = "running",
          desired: str = "running", ts: float = NOW - 100, version: int = 1, uid: str = UID,
-         annotations: dict[str, str] | None = None) -> Resource:
+         annotations: dict[str, str] | None = None) -> Task:
     spec: Resource = {"serviceName": "web", "serviceUid": uid, "specVersion": version,
                       "template": {"image": "web:1"}, "desiredState": desired}
     if slot is not None:
@@ -57,9 +57,8 @@ def in_eu(n: Resource) -> bool:
     return bool(n["metadata"]["labels"].get("zone") == "eu")
 
 
-def with_effective(t: Resource, report: Resource | None) -> Resource:
-    return {**t, "effectiveState": effective_state(t, report),
-            "effectiveStatus": effective_status(t, report)}
+def with_effective(t: Resource, report: Resource | None) -> Task:
+    return Task.of(t, report)
 
 
 def ids(prefix: str = "new") -> Callable[[], str]:

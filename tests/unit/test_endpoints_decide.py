@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from controllers.endpoints.decide import (CORRUPT, DeleteEndpoints, PutEndpoints, declared_ports,
                                           desired_endpoints, endpoints_op)
+from kubeless.api.tasks import Task
 
 Resource = dict[str, Any]
 UID = "uid-web"
@@ -22,16 +23,17 @@ def service(*ports: Resource, name: str = "web", uid: str = UID) -> Resource:
 
 def task(tid: str, *, slot: int | None = 1, node: str | None = "n1", state: str = "running",
          desired: str = "running", ports: list[Resource] | None = None, svc: str = "web",
-         uid: str = UID) -> Resource:
+         uid: str = UID) -> Task:
+    """A task whose agent reported ``state`` (and ``ports``) over its own status."""
     reported = ports if ports is not None else [
         {"target": 80, "published": 32768, "protocol": "tcp", "mode": "ingress"}]
     spec: Resource = {"serviceName": svc, "serviceUid": uid, "desiredState": desired,
                       "nodeName": node}
     if slot is not None:
         spec["slot"] = slot
-    return {"kind": "Task", "metadata": {"name": tid, "namespace": "default"}, "spec": spec,
-            "status": {"state": "assigned"}, "effectiveState": state,
-            "effectiveStatus": {"state": state, "ports": reported}}
+    return Task({"kind": "Task", "metadata": {"name": tid, "namespace": "default"}, "spec": spec,
+                 "status": {"state": "assigned"}},
+                {"state": state, "ports": reported})
 
 
 def node(name: str, *, state: str = "ready", address: str | None = "10.0.0.1") -> Resource:
@@ -50,7 +52,7 @@ def ids(doc: Resource) -> list[str]:
     return [e["task"] for e in doc["endpoints"]]
 
 
-CASES: dict[str, tuple[list[Resource], list[str]]] = {
+CASES: dict[str, tuple[list[Task], list[str]]] = {
     "running on a ready node": ([task("a")], ["a"]),
     "sorted by task id": ([task("c", slot=3), task("a"), task("b", slot=2, node="n2")],
                           ["a", "b", "c"]),
@@ -131,19 +133,19 @@ TASK = st.builds(lambda i, n, s, d: task(f"t{i:03d}", slot=i, node=n, state=s, d
 
 
 @settings(max_examples=200, deadline=None)
-@given(tasks=st.lists(TASK, max_size=12, unique_by=lambda t: t["metadata"]["name"]))
+@given(tasks=st.lists(TASK, max_size=12, unique_by=lambda t: t.id))
 def test_every_endpoint_is_wanted_running_observed_running_on_a_ready_node(
-        tasks: list[Resource]) -> None:
+        tasks: list[Task]) -> None:
     doc = desired_endpoints(service(PORT), tasks, NODES)
-    by_id = {t["metadata"]["name"]: t for t in tasks}
+    by_id = {t.id: t for t in tasks}
     assert ids(doc) == sorted(ids(doc))
     for e in doc["endpoints"]:
         t = by_id[e["task"]]
-        assert t["spec"]["desiredState"] == "running" and t["effectiveState"] == "running"
+        assert t.spec["desiredState"] == "running" and t.state == "running"
         assert NODES[e["node"]]["status"]["state"] == "ready"
         assert e["address"] == NODES[e["node"]]["status"]["address"]
-    qualifying = [t for t in tasks if t["spec"]["desiredState"] == "running"
-                  and t["effectiveState"] == "running" and t["spec"]["nodeName"] in ("n1", "n2")]
+    qualifying = [t for t in tasks if t.spec["desiredState"] == "running"
+                  and t.state == "running" and t.spec["nodeName"] in ("n1", "n2")]
     assert len(doc["endpoints"]) == len(qualifying)
     # the decision does not depend on the order tasks arrive in
     assert desired_endpoints(service(PORT), list(reversed(tasks)), NODES) == doc

@@ -8,6 +8,7 @@ import pytest
 
 from controllers.health import drain, orphan_tasks, shutdown_stale
 from controllers.ops import Op, UpdateTask
+from kubeless.api.tasks import Task
 from tests.support.builders import NOW, node, task
 
 Resource = dict[str, Any]
@@ -62,18 +63,17 @@ def test_orphan_message_and_timestamp() -> None:
 
 def test_orphan_uses_the_effective_state() -> None:
     """Own status assigned, agent reported complete: already ended, nothing to orphan."""
-    t = task("a", slot=1, node="n1", state="assigned")
-    t["effectiveState"] = "complete"
+    t = Task.of(task("a", slot=1, node="n1", state="assigned").stored, {"state": "complete"})
+    assert t.state == "complete"
     assert orphan_tasks(node("n1", state="down"), [t], NOW) == []
 
 
 def test_each_decision_is_idempotent() -> None:
-    def applied(ops: list[Op], tasks: list[Resource]) -> list[Resource]:
-        by_name = {t["metadata"]["name"]: t for t in tasks}
+    def applied(ops: list[Op], tasks: list[Task]) -> list[Task]:
+        by_name = {t.id: t for t in tasks}
         for op in ops:
             assert isinstance(op, UpdateTask)
-            by_name[op.task["metadata"]["name"]] = {
-                **op.task, "effectiveState": op.task["status"]["state"]}
+            by_name[op.task["metadata"]["name"]] = Task.of(op.task)
         return list(by_name.values())
 
     down, back, drained = node("n1", state="down"), node("n1"), node("n1", availability="drain")

@@ -8,13 +8,14 @@ import pytest
 
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication import HISTORY_ANNOTATION, reconcile_service, service_status
+from kubeless.api.tasks import Task
 from tests.support.builders import NOW, UID, ids, in_eu, node, service, task
 
 Resource = dict[str, Any]
 NODES = [node("n1"), node("n2"), node("n3")]
 
 
-def decide(svc: Resource | None, tasks: list[Resource], nodes: list[Resource] = NODES,
+def decide(svc: Resource | None, tasks: list[Task], nodes: list[Resource] = NODES,
            now: float = NOW) -> tuple[list[Op], float | None]:
     d = reconcile_service(svc, tasks, nodes, now, new_id=ids(), eligible=in_eu)
     return d.ops, d.requeue_after
@@ -36,14 +37,14 @@ def summary(ops: list[Op]) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def running(n: int, node_cycle: tuple[str, ...] = ("n1", "n2", "n3")) -> list[Resource]:
+def running(n: int, node_cycle: tuple[str, ...] = ("n1", "n2", "n3")) -> list[Task]:
     return [task(f"r{i}", slot=i, node=node_cycle[(i - 1) % len(node_cycle)])
             for i in range(1, n + 1)]
 
 
 # ---- replicated: slots ------------------------------------------------------
 
-SLOT_CASES: dict[str, tuple[Resource, list[Resource], list[tuple[str, Any, Any]]]] = {
+SLOT_CASES: dict[str, tuple[Resource, list[Task], list[tuple[str, Any, Any]]]] = {
     "empty service gets every slot": (service(3), [], [
         ("create", 1, None), ("create", 2, None), ("create", 3, None)]),
     "converged service: nothing": (service(3), running(3), []),
@@ -127,11 +128,11 @@ def test_update_carries_the_read_resource_version_and_no_derived_keys() -> None:
 
 # ---- restart policy -----------------------------------------------------------
 
-def ended(state: str, *, ts: float = NOW - 100, name: str = "x", **kw: Any) -> Resource:
+def ended(state: str, *, ts: float = NOW - 100, name: str = "x", **kw: Any) -> Task:
     return task(name, slot=1, node="n1", state=state, ts=ts, **kw)
 
 
-RESTART_CASES: dict[str, tuple[dict[str, Any], list[Resource], list[tuple[str, Any, Any]],
+RESTART_CASES: dict[str, tuple[dict[str, Any], list[Task], list[tuple[str, Any, Any]],
                                float | None]] = {
     "any: failed is replaced": (
         {"condition": "any"}, [ended("failed")],
@@ -257,7 +258,7 @@ def gsvc(**kw: Any) -> Resource:
     return service(mode="global", **kw)
 
 
-GLOBAL_CASES: dict[str, tuple[list[Resource], list[Resource], list[tuple[str, Any, Any]]]] = {
+GLOBAL_CASES: dict[str, tuple[list[Resource], list[Task], list[tuple[str, Any, Any]]]] = {
     "one task per eligible node (not the us one, not the down one, not the paused one)": (
         [node("n1"), node("n2", zone="us"), node("n3", state="down"),
          node("n4", availability="pause")], [],

@@ -17,25 +17,22 @@ from hypothesis import strategies as st
 from controllers.health import drain, orphan_tasks, shutdown_stale
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication import reconcile_service
-from controllers.replication.facts import is_done, node_of, slot_of, wants_running
-from kubeless.api.tasks import TASK_STATES, effective_state
+from kubeless.api.tasks import TASK_STATES, Task, effective_state
 from tests.support.builders import NOW, Resource, ids, in_eu, node, service, task, with_effective
 
 
 # ---- the simulated cluster -------------------------------------------------
 
 class Cluster:
-    def __init__(self, svc: Resource, tasks: list[Resource], nodes: list[Resource]) -> None:
+    def __init__(self, svc: Resource, tasks: list[Task], nodes: list[Resource]) -> None:
         self.service = svc
         self.nodes = nodes
-        self.stored = {t["metadata"]["name"]: {k: v for k, v in t.items()
-                                                if k not in ("effectiveState", "effectiveStatus")}
-                       for t in tasks}
+        self.stored = {t.id: dict(t.stored) for t in tasks}
         self.reports: dict[str, Resource] = {}
         self.now = NOW
         self.new_id = ids()
 
-    def snapshot(self) -> list[Resource]:
+    def snapshot(self) -> list[Task]:
         return [with_effective(t, self.reports.get(name)) for name, t in sorted(self.stored.items())]
 
     def apply(self, ops: list[Op]) -> None:
@@ -98,13 +95,13 @@ class Cluster:
         return min(load, key=lambda n: (load[n], n)) if load else None
 
     def check_invariants(self) -> None:
-        wanted = [t for t in self.snapshot() if wants_running(t)]
+        wanted = [t for t in self.snapshot() if t.wants_running]
         if self.service["spec"]["mode"] == "replicated":
-            slots = [slot_of(t) for t in wanted]
+            slots = [t.slot for t in wanted]
             assert len(slots) == len(set(slots)), "two tasks want to run in one slot"
             assert len(wanted) <= self.service["spec"]["replicas"]
         else:
-            nodes = [node_of(t) for t in wanted]
+            nodes = [t.node for t in wanted]
             assert len(nodes) == len(set(nodes)), "two tasks want to run on one node"
 
     def converge(self, rounds: int = 60) -> None:
@@ -140,7 +137,7 @@ random_task = st.builds(
     st.floats(NOW - 1000, NOW))
 
 
-def build_tasks(specs: list[tuple[Any, ...]], mode: str) -> list[Resource]:
+def build_tasks(specs: list[tuple[Any, ...]], mode: str) -> list[Task]:
     out = []
     for i, (slot, node_name, state, desired, version, ts) in enumerate(specs):
         if node_name is None and state not in ("new", "pending"):
@@ -164,12 +161,12 @@ def test_replicated_converges_from_any_state(replicas: int, specs: list[tuple[An
                       nodes)
     cluster.converge()
     snap = cluster.snapshot()
-    running = [t for t in snap if wants_running(t) and t["effectiveState"] == "running"]
+    running = [t for t in snap if t.wants_running and t.state == "running"]
     assert len(running) == replicas
-    assert len({slot_of(t) for t in running}) == replicas
-    active = [t for t in snap if wants_running(t) and not is_done(t)]
+    assert len({t.slot for t in running}) == replicas
+    active = [t for t in snap if t.wants_running and not t.is_done]
     assert len(active) == replicas
-    assert all(t["spec"].get("nodeName") != "n3" for t in running) or availability != "drain"
+    assert all(t.node != "n3" for t in running) or availability != "drain"
     assert cluster.reconcile() == []  # idempotent once converged
 
 
@@ -187,9 +184,9 @@ def test_global_converges_from_any_state(specs: list[tuple[Any, ...]],
     snap = cluster.snapshot()
     running = {}
     for t in snap:
-        if wants_running(t) and t["effectiveState"] == "running":
-            assert node_of(t) not in running
-            running[node_of(t)] = t
+        if t.wants_running and t.state == "running":
+            assert t.node not in running
+            running[t.node] = t
     assert {"n1", "n2"} <= set(running)
     if n3 == ("ready", "active", "eu"):
         assert "n3" in running
@@ -204,11 +201,11 @@ def test_scale_down_then_up_in_the_simulation() -> None:
     cluster.service = service(1)
     cluster.converge()
     assert sum(1 for t in cluster.snapshot()
-               if wants_running(t) and t["effectiveState"] == "running") == 1
+               if t.wants_running and t.state == "running") == 1
     cluster.service = service(3)
     cluster.converge()
-    running = [t for t in cluster.snapshot() if wants_running(t) and t["effectiveState"] == "running"]
-    assert sorted(slot_of(t) or 0 for t in running) == [1, 2, 3] or len(running) == 3
+    running = [t for t in cluster.snapshot() if t.wants_running and t.state == "running"]
+    assert sorted(t.slot or 0 for t in running) == [1, 2, 3] or len(running) == 3
 
 
 def test_node_failure_and_return_in_the_simulation() -> None:
@@ -217,12 +214,12 @@ def test_node_failure_and_return_in_the_simulation() -> None:
     cluster.converge()
     nodes[1]["status"]["state"] = "down"
     cluster.converge()
-    running = [t for t in cluster.snapshot() if wants_running(t) and t["effectiveState"] == "running"]
-    assert [node_of(t) for t in running] == ["n1", "n1"]
+    running = [t for t in cluster.snapshot() if t.wants_running and t.state == "running"]
+    assert [t.node for t in running] == ["n1", "n1"]
     nodes[1]["status"]["state"] = "ready"
     cluster.converge()
-    stale = [t for t in cluster.snapshot() if node_of(t) == "n2"]
-    assert stale and all(not wants_running(t) for t in stale)
+    stale = [t for t in cluster.snapshot() if t.node == "n2"]
+    assert stale and all(not t.wants_running for t in stale)
 
 
 @settings(max_examples=60, deadline=None)

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
-from controllers.replication.slots import REPLACES_ANNOTATION
 from controllers.rollout.decide import RolloutPlan, decide
 from controllers.rollout.facts import fingerprint
 from kubeless.api import rollout_annotations as ann
+from kubeless.api.tasks import REPLACES_ANNOTATION, Task
 from tests.support.builders import ids, with_effective
 
 Resource = dict[str, Any]
@@ -34,7 +34,7 @@ def service(image: str = "web:2", *, generation: int = 2, replicas: int = 4,
 
 def task(name: str, slot: int, image: str = "web:1", *, state: str = "running",
          desired: str = "running", version: int = 1, created: float = NOW - 100,
-         ts: float = NOW - 50, replaces: str | None = None) -> Resource:
+         ts: float = NOW - 50, replaces: str | None = None) -> Task:
     meta: Resource = {"name": name, "namespace": "default", "resourceVersion": "3",
                       "creationTimestamp": created}
     if replaces:
@@ -46,7 +46,7 @@ def task(name: str, slot: int, image: str = "web:1", *, state: str = "running",
                            "status": {"state": state, "timestamp": ts}}, None)
 
 
-def olds(n: int = 4) -> list[Resource]:
+def olds(n: int = 4) -> list[Task]:
     return [task(f"o{i}", i) for i in range(1, n + 1)]
 
 
@@ -57,7 +57,7 @@ def active(svc: Resource, **kw: Any) -> Resource:
             "specHash": fingerprint(svc["spec"]), "rollback": False, **kw}
 
 
-def run(svc: Resource, tasks: list[Resource], prev: Resource | None = None,
+def run(svc: Resource, tasks: list[Task], prev: Resource | None = None,
         now: float = NOW) -> RolloutPlan:
     return decide(svc, tasks, prev, svc["spec"]["replicas"], now, new_id=ids())
 
@@ -115,7 +115,7 @@ def test_force_update_makes_every_task_old() -> None:
 
 # ---- batches -------------------------------------------------------------------
 
-BATCHES: dict[str, tuple[Resource, list[Resource], list[tuple[str, Any, Any]]]] = {
+BATCHES: dict[str, tuple[Resource, list[Task], list[tuple[str, Any, Any]]]] = {
     "parallelism 2: two slots, lowest first": (
         service(parallelism=2), olds(), [("stop", "o1", "shutdown"), ("stop", "o2", "shutdown")]),
     "parallelism 0: every slot": (
@@ -159,12 +159,12 @@ def test_delay_waits_after_the_last_batch_ran() -> None:
     assert summary(run(svc, tasks, active(svc), now=NOW + 6).ops) == [("stop", "o2", "shutdown")]
 
 
-def new(slot: int, ran: float, state: str = "running") -> Resource:
+def new(slot: int, ran: float, state: str = "running") -> Task:
     return task(f"n{slot}", slot, "web:2", state=state, version=2, ts=NOW - ran)
 
 
 # (parallelism, tasks, ops wanted, requeue_after wanted); delay 10s, rollout started NOW - 30
-DELAYS: dict[str, tuple[int, list[Resource], list[tuple[str, Any, Any]], float | None]] = {
+DELAYS: dict[str, tuple[int, list[Task], list[tuple[str, Any, Any]], float | None]] = {
     "parallelism 2: one of the batch ran, the other starts: nothing more": (
         2, [new(1, 4), new(2, 1, "starting")] + olds()[2:], [], 6),
     "parallelism 2: the batch ran 4 and 5 s ago: the first place frees in 5 s": (
@@ -201,7 +201,7 @@ def test_delay_between_batches_whatever_the_parallelism(case: str) -> None:
 
 # ---- monitor and failures ------------------------------------------------------------
 
-def updated(n: int, *, ts: float = NOW - 50) -> list[Resource]:
+def updated(n: int, *, ts: float = NOW - 50) -> list[Task]:
     return [task(f"n{i}", i, "web:2", version=2, ts=ts) for i in range(1, n + 1)]
 
 
@@ -214,7 +214,7 @@ def test_completed_once_monitor_passed_after_the_last_task_ran() -> None:
     assert plan.update_status["completedAt"] == NOW + 3 and plan.events == ["completed"]
 
 
-def failing(slot: int = 1, *, created: float = NOW - 3, ended: float = NOW - 2) -> Resource:
+def failing(slot: int = 1, *, created: float = NOW - 3, ended: float = NOW - 2) -> Task:
     return task(f"f{slot}", slot, "web:2", state="failed", version=2, created=created, ts=ended)
 
 

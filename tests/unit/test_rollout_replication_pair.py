@@ -8,14 +8,14 @@ import pytest
 
 from controllers.ops import CreateTask, DeleteTask, Op, UpdateTask
 from controllers.replication import reconcile_service
-from controllers.replication.slots import REPLACES_ANNOTATION, start_first_pair
+from kubeless.api.tasks import REPLACES_ANNOTATION, Task, start_first_pair
 from tests.support.builders import NOW, ids, in_eu, node, service, task
 
 Resource = dict[str, Any]
 NODES = [node("n1"), node("n2")]
 
 
-def decide(svc: Resource, tasks: list[Resource]) -> list[tuple[str, Any, Any]]:
+def decide(svc: Resource, tasks: list[Task]) -> list[tuple[str, Any, Any]]:
     ops: list[Op] = reconcile_service(svc, tasks, NODES, NOW, new_id=ids(), eligible=in_eu).ops
     out: list[tuple[str, Any, Any]] = []
     for op in ops:
@@ -29,14 +29,14 @@ def decide(svc: Resource, tasks: list[Resource]) -> list[tuple[str, Any, Any]]:
 
 
 def new(name: str, replaces: str | None, *, slot: int = 1, state: str = "running",
-        version: int = 2) -> Resource:
+        version: int = 2) -> Task:
     return task(name, slot=slot, node="n2", state=state, version=version,
                 annotations={REPLACES_ANNOTATION: replaces} if replaces else None)
 
 
 OLD = task("old", slot=1, node="n1")
 
-CASES: dict[str, tuple[Resource, list[Resource], list[tuple[str, Any, Any]]]] = {
+CASES: dict[str, tuple[Resource, list[Task], list[tuple[str, Any, Any]]]] = {
     "the pair, new one pending: left alone": (
         service(1, generation=2), [OLD, new("n", "old", state="pending")], []),
     "the pair, both running: left alone (the rollout stops the old one)": (
@@ -75,6 +75,6 @@ def test_pairs(case: str) -> None:
 
 def test_start_first_pair_returns_new_then_old() -> None:
     pair = start_first_pair([new("n", "old"), OLD])
-    assert pair is not None and pair[0]["metadata"]["name"] == "n"
+    assert pair is not None and pair[0].id == "n"
     pair = start_first_pair([OLD, new("n", "old")])
-    assert pair is not None and pair[1]["metadata"]["name"] == "old"
+    assert pair is not None and pair[1].id == "old"

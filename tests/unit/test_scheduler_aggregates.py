@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from controllers.scheduler.aggregates import NodeAggregates
 from controllers.scheduler.nodeinfo import NodeInfo, build_nodeinfos
 from controllers.scheduler.request import task_key
+from kubeless.api.tasks import Task
 from lab.synthetic import make_node, make_task
 
 Resource = dict[str, Any]
@@ -26,9 +27,9 @@ def same(a: dict[str, NodeInfo], b: dict[str, NodeInfo]) -> bool:
 
 
 TASK = st.builds(
-    lambda name, service, node, state, desired, cpus, port: make_task(
+    lambda name, service, node, state, desired, cpus, port: Task.of(make_task(
         name, service=service, node=node, state=state, desired=desired, cpus=cpus,
-        memory="64Mi" if cpus else None, host_ports=[port] if port else []),
+        memory="64Mi" if cpus else None, host_ports=[port] if port else [])),
     name=st.sampled_from([f"t{i}" for i in range(8)]),
     service=st.sampled_from(["web", "db"]),
     node=st.sampled_from([None, "n0", "n1", "n3", "gone"]),
@@ -40,14 +41,14 @@ TASK = st.builds(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(TASK, st.booleans(), st.booleans()), max_size=30))
-def test_incremental_sums_match_a_full_rebuild(changes: list[tuple[Resource, bool, bool]]) -> None:
+def test_incremental_sums_match_a_full_rebuild(changes: list[tuple[Task, bool, bool]]) -> None:
     """Any sequence of puts and deletes, waiting tasks left out as the scheduler leaves
     out the tasks it places."""
     aggregates = NodeAggregates()
-    tasks: dict[str, Resource] = {}
+    tasks: dict[str, Task] = {}
     waiting: set[str] = set()
     for task, deleted, waits in changes:
-        key = task["metadata"]["name"]
+        key = task.id
         if deleted:
             tasks.pop(key, None)
             waiting.discard(key)
@@ -56,15 +57,16 @@ def test_incremental_sums_match_a_full_rebuild(changes: list[tuple[Resource, boo
             tasks[key] = task
             (waiting.add if waits else waiting.discard)(key)
             aggregates.update(key, task, waits)
-        exclude = {task_key(tasks[k]) for k in waiting}
+        exclude = {task_key(tasks[k].stored) for k in waiting}
         assert same(aggregates.infos(NODES), build_nodeinfos(NODES, tasks.values(), exclude))
 
 
 def test_infos_are_fresh_copies() -> None:
     aggregates = NodeAggregates()
-    aggregates.update("a", make_task("a", node="n0", state="running", host_ports=[80]))
+    aggregates.update("a", Task.of(make_task("a", node="n0", state="running", host_ports=[80])))
     first = aggregates.infos(NODES)
     first["n0"].add_task(make_task("b", node="n0", state="running", host_ports=[81]))
     assert facts(aggregates.infos(NODES)["n0"]) == facts(
-        build_nodeinfos(NODES, [make_task("a", node="n0", state="running", host_ports=[80])])["n0"])
+        build_nodeinfos(NODES, [Task.of(make_task("a", node="n0", state="running",
+                                                  host_ports=[80]))])["n0"])
     assert len(aggregates) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controllers.scheduler.nodeinfo import NodeInfo, build_nodeinfos
-from controllers.scheduler.request import occupies
+from kubeless.api.tasks import Task
 from lab.synthetic import make_node, make_task
 
 
@@ -23,13 +23,12 @@ from lab.synthetic import make_node, make_task
     ],
 )
 def test_occupies(state: str, desired: str, node: str | None, expected: bool) -> None:
-    assert occupies(make_task("t", state=state, desired=desired, node=node)) is expected
+    assert Task.of(make_task("t", state=state, desired=desired, node=node)).occupies is expected
 
 
 def test_occupies_reads_effective_state_over_own_status() -> None:
-    task = make_task("t", node="n1", state="running")
-    task["effectiveState"] = "failed"
-    assert not occupies(task)
+    task = Task.of(make_task("t", node="n1", state="running"), {"state": "failed"})
+    assert not task.occupies
 
 
 def test_add_and_remove_task() -> None:
@@ -59,7 +58,7 @@ def test_build_counts_only_occupying_tasks_on_known_nodes() -> None:
              make_task("d", node="n2", state="running", desired="shutdown"),
              make_task("e", node="n2", state="pending"),
              make_task("f", state="pending")]
-    infos = build_nodeinfos(nodes, tasks, exclude={("default", "e")})
+    infos = build_nodeinfos(nodes, [Task.of(t) for t in tasks], exclude={("default", "e")})
     assert (infos["n1"].total_tasks, infos["n2"].total_tasks) == (1, 0)
 
 

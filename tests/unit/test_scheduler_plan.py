@@ -12,12 +12,19 @@ from controllers.scheduler.filters import DEFAULT_PIPELINE
 from controllers.scheduler.nodeinfo import build_nodeinfos
 from controllers.scheduler.plan import Plan, plan_placements
 from controllers.scheduler.request import TaskRequest
-from lab.synthetic import make_node, make_task
+from kubeless.api.tasks import Task
+from lab.synthetic import make_node
+from lab.synthetic import make_task as make_stored
 
 Resource = dict[str, Any]
 
 
-def pending(n: int, service: str = "web", **kwargs: Any) -> list[Resource]:
+def make_task(name: str, **kwargs: Any) -> Task:
+    """A synthetic task as the scheduler receives it (a Task with no agent report)."""
+    return Task.of(make_stored(name, **kwargs))
+
+
+def pending(n: int, service: str = "web", **kwargs: Any) -> list[Task]:
     return [make_task(f"{service}-{i}", service=service, slot=i + 1, **kwargs) for i in range(n)]
 
 
@@ -134,9 +141,9 @@ def test_global_tasks_are_checked_on_their_node() -> None:
                        constraints=["node.labels.zone!=us"])
              for n in ("n1", "n2", "n3", "gone")]
     plan = plan_placements(tasks, nodes, tasks)  # pending global tasks are in all_tasks too
-    assert [(a.task["metadata"]["name"], a.node_id) for a in plan.assignments] == [
+    assert [(a.task.id, a.node_id) for a in plan.assignments] == [
         ("g-n1", "n1"), ("g-n3", "n3")]
-    assert [(u.task["metadata"]["name"], u.reason) for u in plan.unschedulable] == [
+    assert [(u.task.id, u.reason) for u in plan.unschedulable] == [
         ("g-n2", "no suitable node (not ready on 1 node)"),
         ("g-gone", "no suitable node (node gone not found)")]
 
@@ -146,7 +153,7 @@ def test_global_tasks_go_before_replicated_ones() -> None:
     replicated = pending(1, memory="1Gi")
     fixed = [make_task("g", service="agent", slot=None, node="n1", memory="1Gi")]
     plan = plan_placements(replicated + fixed, nodes, [])
-    assert [a.task["metadata"]["name"] for a in plan.assignments] == ["g"]
+    assert [a.task.id for a in plan.assignments] == ["g"]
 
 
 def test_many_small_services_spread_like_one_tree() -> None:
@@ -158,7 +165,7 @@ def test_many_small_services_spread_like_one_tree() -> None:
     assert len(placed(plan)) == 40
     for s in range(30):
         assert len({a.node_id for a in plan.assignments
-                    if a.task["spec"]["serviceName"] == f"s{s}"}) == 2
+                    if a.task.service_name == f"s{s}"}) == 2
 
 
 # --- properties -------------------------------------------------------------------------
@@ -167,7 +174,7 @@ ZONES = st.sampled_from([None, "eu", "us"])
 
 
 @st.composite
-def clusters(draw: st.DrawFn) -> tuple[list[Resource], list[Resource], list[Resource]]:
+def clusters(draw: st.DrawFn) -> tuple[list[Resource], list[Task], list[Task]]:
     nodes = [make_node(f"n{i}", state=draw(st.sampled_from(["ready", "ready", "down"])),
                        availability=draw(st.sampled_from(["active", "active", "drain", "pause"])),
                        labels={"zone": z} if (z := draw(ZONES)) else {},
@@ -200,13 +207,13 @@ def clusters(draw: st.DrawFn) -> tuple[list[Resource], list[Resource], list[Reso
 @settings(max_examples=200, deadline=None)
 @given(clusters())
 def test_every_assignment_passes_every_filter(
-        cluster: tuple[list[Resource], list[Resource], list[Resource]]) -> None:
+        cluster: tuple[list[Resource], list[Task], list[Task]]) -> None:
     nodes, existing, to_place = cluster
     plan = plan_placements(to_place, nodes, existing + to_place)
     assert len(plan.assignments) + len(plan.unschedulable) == len(to_place)
     infos = build_nodeinfos(nodes, existing)
     for assignment in plan.assignments:
-        request = TaskRequest.of(assignment.task)
+        request = TaskRequest.of(assignment.task.stored)
         info = infos[assignment.node_id]
         assert DEFAULT_PIPELINE.first_failure(request, info) is None, assignment
         info.add(request.usage)
@@ -215,12 +222,12 @@ def test_every_assignment_passes_every_filter(
 @settings(max_examples=200, deadline=None)
 @given(clusters())
 def test_no_node_exceeds_its_capacity(
-        cluster: tuple[list[Resource], list[Resource], list[Resource]]) -> None:
+        cluster: tuple[list[Resource], list[Task], list[Task]]) -> None:
     nodes, _, to_place = cluster
     plan = plan_placements(to_place, nodes, to_place)
     infos = build_nodeinfos(nodes, [])
     for assignment in plan.assignments:
-        infos[assignment.node_id].add(TaskRequest.of(assignment.task).usage)
+        infos[assignment.node_id].add(TaskRequest.of(assignment.task.stored).usage)
     for info in infos.values():
         assert info.reserved_memory <= info.memory or info.reserved_memory == 0
         assert info.reserved_nano_cpus <= info.nano_cpus or info.reserved_nano_cpus == 0
@@ -235,7 +242,7 @@ def test_spread_is_even_from_empty(n_nodes: int, n_tasks: int, small_services: i
     others = [make_task(f"o{s}", service=f"other{s}") for s in range(small_services)]
     plan = plan_placements(others + tasks, nodes, [])
     counts = Counter(a.node_id for a in plan.assignments
-                     if a.task["spec"]["serviceName"] == "web")
+                     if a.task.service_name == "web")
     per_node = [counts.get(f"n{i}", 0) for i in range(n_nodes)]
     assert max(per_node) - min(per_node) <= 1
     assert plan.unschedulable == []
