@@ -219,3 +219,10 @@ async def test_many_workers_never_overlap_on_a_key() -> None:
         q.add(key)
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4))), 5)
     assert overlaps == 0 and handled > 200
+
+
+def test_fake_clock_wall_time_moves_with_it() -> None:
+    clock = FakeClock(start=5.0, wall=1_000.0)
+    assert (clock.now(), clock.wall()) == (5.0, 1_000.0)
+    clock.advance(2.5)
+    assert (clock.now(), clock.wall()) == (7.5, 1_002.5)
