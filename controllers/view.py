@@ -67,7 +67,7 @@ class ClusterView:
         self.waiting: dict[str, None] = {}
         # Task key -> the Task (with its effective status), rebuilt only when the task
         # or its report changes.
-        self._effective: dict[str, Task] = {}
+        self._task_memo: dict[str, Task] = {}
         # Nodes merged with their heartbeats, by name, each rebuilt only after its node or
         # heartbeat changed; and the list of them all, rebuilt after any such change.
         self._node_memo: dict[str, Resource] = {}
@@ -119,7 +119,7 @@ class ClusterView:
         self._report_handlers.append(handler)
 
     def _task_changed(self, key: str) -> None:
-        self._effective.pop(key, None)
+        self._task_memo.pop(key, None)
         for listener in self._task_listeners:
             listener(key)
 
@@ -143,7 +143,7 @@ class ClusterView:
     def _unindex(self, key: str, task: Resource) -> None:
         spec = task.get("spec") or {}
         self.waiting.pop(key, None)
-        self._effective.pop(key, None)
+        self._task_memo.pop(key, None)
         ns = task["metadata"].get("namespace", "default")
         skey = (ns, spec.get("serviceName", ""))
         self.tasks_by_service[skey].discard(key)
@@ -224,13 +224,13 @@ class ClusterView:
 
     def task(self, key: str) -> Task | None:
         """The task under ``key`` with its agent's report (made once per change of either)."""
-        found = self._effective.get(key)
+        found = self._task_memo.get(key)
         if found is None:
             stored = self.caches[self.tasks_prefix].get(key)
             if stored is None:
                 return None
             report = self.report(stored["spec"].get("nodeName"), stored["metadata"]["name"])
-            found = self._effective[key] = Task.of(stored, report)
+            found = self._task_memo[key] = Task.of(stored, report)
         return found
 
     def _tasks(self, keys: Any) -> list[Task]:
