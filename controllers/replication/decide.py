@@ -62,12 +62,14 @@ def belongs(task: Task, service: Resource) -> bool:
 
 def split_by_incarnation(tasks: list[Task], service: Resource) -> tuple[list[Task], list[Task]]:
     """(tasks that ``belongs`` to the service, the others), in one pass."""
-    if not (service.get("metadata") or {}).get("uid"):
+    uid = (service.get("metadata") or {}).get("uid")
+    if not uid:
         return list(tasks), []
     mine: list[Task] = []
     others: list[Task] = []
     for task in tasks:
-        (mine if belongs(task, service) else others).append(task)
+        task_uid = task.service_uid
+        (mine if not task_uid or task_uid == uid else others).append(task)
     return mine, others
 
 
