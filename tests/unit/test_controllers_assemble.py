@@ -7,10 +7,13 @@ from controllers.view import ClusterView
 from kubeless import store
 
 
-def test_the_controllers_share_one_view() -> None:
+async def test_the_controllers_share_one_view() -> None:
     rstore = store.connect("127.0.0.1:1", "/assemble-test")  # never dialled here
-    controllers = assemble(rstore, list(CONTROLLERS))
-    assert [c.name for c in controllers] == list(CONTROLLERS)
-    views = {id(getattr(c, "view")) for c in controllers}
-    assert len(views) == 1
-    assert isinstance(getattr(controllers[0], "view"), ClusterView)
+    try:
+        controllers = assemble(rstore, list(CONTROLLERS))
+        assert [c.name for c in controllers] == list(CONTROLLERS)
+        views = {id(getattr(c, "view")) for c in controllers}
+        assert len(views) == 1
+        assert isinstance(getattr(controllers[0], "view"), ClusterView)
+    finally:
+        await rstore.etcd.close()
