@@ -25,6 +25,7 @@ from controllers.health.controller import HealthController
 from controllers.replication.controller import ReplicationController
 from controllers.rollout.controller import RolloutController
 from controllers.scheduler.controller import SchedulerController
+from controllers.view import ClusterView
 
 REPLICAS, NODES, PARALLELISM = 1000, 200, 50
 
@@ -34,9 +35,10 @@ class _Cluster(HollowCluster):
 
     async def start_controllers(self) -> ControllerRunner:
         ctl = self._ctl_store = store.connect(self.endpoints, self.prefix)
-        self.rollout = RolloutController(ctl)
-        controllers = [ReplicationController(ctl), SchedulerController(ctl),
-                       HealthController(ctl), self.rollout]
+        view = ClusterView(ctl)  # one read model for all four, as controllers.main builds it
+        self.rollout = RolloutController(ctl, view)
+        controllers = [ReplicationController(ctl, view), SchedulerController(ctl, view),
+                       HealthController(ctl, view), self.rollout]
         runner = self.runner = ControllerRunner(ctl, controllers, self.identity,
                                                 lease_ttl=self.lease_ttl)
         self._runner_task = asyncio.create_task(runner.run(), name="controllers")

@@ -18,6 +18,7 @@ from typing import Any
 from lab.synthetic import make_node, make_task
 
 from controllers.scheduler.plan import plan_placements
+from kubeless.api.tasks import Task
 
 Resource = dict[str, Any]
 ZONES = ("eu", "us", "ap")
@@ -45,10 +46,10 @@ def synthetic_task(i: int, service: int, node: str | None, state: str) -> Resour
 def bench_place(n_nodes: int, n_tasks: int, replicas: int = 50) -> float:
     """CPU seconds plan_placements takes to place ``n_tasks`` on ``n_nodes``."""
     nodes = synthetic_nodes(n_nodes)
-    pending = [synthetic_task(i % replicas, i // replicas, None, "pending")
+    pending = [Task.of(synthetic_task(i % replicas, i // replicas, None, "pending"))
                for i in range(n_tasks)]
-    running = [synthetic_task(i % replicas, 100_000 + i // replicas,
-                              f"node-{(i * 7) % n_nodes:05d}", "running")
+    running = [Task.of(synthetic_task(i % replicas, 100_000 + i // replicas,
+                                      f"node-{(i * 7) % n_nodes:05d}", "running"))
                for i in range(n_tasks // 2)]
     all_tasks = running + pending
     started = time.process_time()

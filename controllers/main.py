@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from kubeless import store
+from kubeless.log_setup import configure_logging
 from kubeless.api.names import dns_label
 from kubeless.store import Compare, KeptLease, Put, StoreError
 
@@ -121,8 +122,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     try:
         store.parse_endpoints(args.endpoints)
     except store.BadEndpoint as err:

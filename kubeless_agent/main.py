@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kubeless.aio import guard, unless_stopped
+from kubeless.log_setup import configure_logging
 from kubeless.api import parse_duration, parse_size
 from kubeless.cluster import NodeState, StateDir
 from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
@@ -63,7 +64,6 @@ from kubeless_agent.runtime import RUNTIMES, Runtime, make_runtime
 from kubeless_agent.worker import AgentsRouter, Reporter, Worker, stop_grace
 
 log = logging.getLogger("kubeless_agent")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 RuntimeFactory = Callable[[NodeIdentity], Runtime]
 
@@ -443,11 +443,6 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
         p.error(str(err))
     configure_logging(args.log_level)
     return config
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Log lines on stderr with time, level and logger (a no-op once logging is set up)."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
 
 
 def dns_addrs(text: str | None) -> tuple[str, ...] | None:

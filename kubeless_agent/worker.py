@@ -416,7 +416,7 @@ class AgentsRouter:
                  revision_of: Callable[[str], int],
                  on_heartbeat_deleted: Callable[[str], None] | None = None,
                  on_leave: Callable[[str], None] | None = None) -> None:
-        self.root = keys.root + "agents/"
+        self.keys = keys
         self.workers = workers
         self.reporter = reporter
         self.revision_of = revision_of
@@ -424,21 +424,20 @@ class AgentsRouter:
         self.on_leave = on_leave
 
     def __call__(self, key: str, old: Any, new: Any) -> None:
-        if not key.startswith(self.root):
+        parsed = self.keys.parse_agent(key)
+        if parsed is None or parsed.node not in self.workers:
             return
-        node, _, rest = key[len(self.root):].partition("/")
-        worker = self.workers.get(node)
-        if worker is None:
-            return
-        kind, _, tid = rest.partition("/")
-        if kind == "assignments" and tid and "/" not in tid:
-            worker.on_assignment(tid, new if _is_task(new) else None)
-        elif kind == "tasks" and tid:
+        if parsed.sort == "assignments" and parsed.task_id:
+            self.workers[parsed.node].on_assignment(parsed.task_id,
+                                                    new if _is_task(new) else None)
+        elif parsed.sort == "tasks" and parsed.task_id:
             self.reporter.observe(key, new, self.revision_of(key) if new is not None else 0)
-        elif rest == "heartbeat" and new is None and self.on_heartbeat_deleted is not None:
-            self.on_heartbeat_deleted(node)
-        elif rest == "leave" and new is not None and self.on_leave is not None:
-            self.on_leave(node)  # kubeless node leave (kubeless_agent.leave)
+        elif parsed.sort == "heartbeat" and parsed.task_id is None and new is None \
+                and self.on_heartbeat_deleted is not None:
+            self.on_heartbeat_deleted(parsed.node)
+        elif parsed.sort == "leave" and parsed.task_id is None and new is not None \
+                and self.on_leave is not None:
+            self.on_leave(parsed.node)  # kubeless node leave (kubeless_agent.leave)
 
 
 def _is_task(value: Any) -> bool:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeless.cluster import NodeState, StateDir
+from kubeless.log_setup import configure_logging
 from kubeless_agent import metrics as agent_metrics
-from kubeless_agent.main import AgentConfig, AgentProcess, configure_logging
+from kubeless_agent.main import AgentConfig, AgentProcess
 from kubeless_agent.runtime import Runtime
 from kubeless_cli.context import CliError
 

@@ -1,8 +1,8 @@
 """Builders of Node and Task dicts shaped as the scheduler receives them, for tests and bench.
 
-A node carries its heartbeat merged as ``status``; a task carries the
-``effectiveState`` the caller computes. Only the fields the scheduler reads
-are filled in.
+A node carries its heartbeat merged as ``status``; a task is the stored dict
+(wrap it with ``kubeless.api.tasks.Task.of`` for the scheduler). Only the
+fields the scheduler reads are filled in.
 """
 
 from __future__ import annotations
@@ -55,4 +55,4 @@ def make_task(name: str, *, service: str = "web", namespace: str = "default",
     return {"apiVersion": "kubeless.io/v1", "kind": "Task",
             "metadata": {"name": name, "namespace": namespace,
                          "labels": {"kubeless.io/service": service}},
-            "spec": spec, "status": {"state": state}, "effectiveState": state}
+            "spec": spec, "status": {"state": state}}

@@ -3,8 +3,7 @@
 ``desired_endpoints`` turns a Service, its tasks (``kubeless.api.tasks.Task``,
 with their effective status, as the cluster view gives them) and the nodes they
 sit on (with their heartbeat as ``status``) into the value of
-``endpoints/<ns>/<service>`` (see /work/briefs/endpoints-contract.md and
-docs/MODEL.md):
+``endpoints/<ns>/<service>`` (see docs/MODEL.md):
 
 - ``ports``: the service's declared ports that have a published number,
   normalized (``name`` when declared, ``target``, ``published``,
