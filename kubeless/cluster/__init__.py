@@ -1,7 +1,10 @@
 """Cluster bootstrap: what ``kubeless init``, ``join`` and ``join-token`` rest on.
 
     tokens     join tokens in Swarm's SWMTKN-1 format, and the hashes etcd keeps
-    ca         the root CA, made with the openssl command
+    ca         the root CA on disk (ca.key, ca.crt) and its digest's input
+    pki        keys, requests and certificates (the cryptography package): the CA
+               signs; etcd's own certificates; identities in DOCKER_CERT_PATH layout
+    identities the namespaced common names: node:<id>, manager:<id>, admin:<name>
     record     the cluster record at ``<prefix>/v1/cluster`` and token checks
     state      the node's state dir (identity, plain tokens, CA key)
     bootstrap  create, join, resume and rotate, against etcd
@@ -12,9 +15,9 @@
 Layer: above ``kubeless.store``, below ``kubeless_cli``; it never imports the
 agent or the controllers (the CLI runs those).
 
-Not here yet (a later issue): transport security. Nothing signs node
-certificates and etcd is reached without TLS or per-node credentials; a
-token proves only that its holder was given it.
+Not here yet (the rest of issue 14): ``pki`` can sign certificates and the
+store can reach etcd over TLS, but init and join issue no node certificates
+yet; a token proves only that its holder was given it.
 """
 
 from .errors import (CAError, ClusterError, ClusterExists, EtcdError, NoCluster, NodeNameTaken,

@@ -9,7 +9,7 @@
     ├── NoCluster        ``join`` or a restart found no cluster record
     ├── NodeNameTaken    ``join`` found a Node of that name already registered
     ├── StateDirError    the state dir is unreadable, foreign or inconsistent
-    ├── CAError          openssl failed to make or read the root CA
+    ├── CAError          a CA, key, certificate or request could not be made or read
     └── EtcdError        a local etcd member (``kubeless up``, tests) cannot run
         ├── EtcdMissing      Debian's etcd-server is not installed
         ├── EtcdPortTaken    another etcd already answers on the client URL
@@ -54,7 +54,7 @@ class StateDirError(ClusterError):
 
 
 class CAError(ClusterError):
-    """The root CA could not be made or read."""
+    """The CA, a key, a certificate or a request could not be made, read or signed."""
 
 
 class EtcdError(ClusterError):

@@ -1,16 +1,22 @@
 """Debian's etcd on loopback ports: start a member, wait until it answers, stop it by pid.
 
+    EtcdTls         etcd's TLS files (kubeadm's layout: ca.crt, server.*, peer.*) and
+                    whether clients must present a certificate from the CA
     Member          one member: name, client and peer ports on 127.0.0.1, data dir,
-                    log; its command line, start, health, wait and stop
+                    log, TLS or not; its command line, start, health, wait and stop
     EtcdCluster     n members of one cluster in a temp dir, tuned for fast elections;
                     members can be stopped, killed and started again on the same data
-                    dir (the tests' fixtures, the benchmarks)
+                    dir (the tests' fixtures, the benchmarks); ``tls=True`` makes a CA
+                    in the temp dir, serves https:// with certificates from it, and
+                    issues client identities (``identity``)
     StateDirEtcd    the one member of ``kubeless up``: data dir, pid file and log in
                     a directory, reused when an earlier run left it running
     free_port, alive, read_pid, cmdline, stop_pid   the process helpers they share
 
 Failures are ``EtcdError``s (``kubeless.cluster.errors``); the CLI words them.
-Nothing here talks to etcd beyond ``GET /health``: the store does the rest.
+Nothing here talks to etcd beyond ``GET /health`` (over TLS, presenting the
+server certificate, which is also a client one, as kubeadm's is): the store does
+the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -28,12 +35,16 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import EtcdElsewhere, EtcdExited, EtcdMissing, EtcdPortTaken, EtcdSilent
 
 ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
 QUIET = ("--log-level", "warn")
 FAST_ELECTIONS = ("--heartbeat-interval", "50", "--election-timeout", "500")
+
+if TYPE_CHECKING:
+    from .pki import CA
 
 
 def require_etcd(hint: str) -> None:
@@ -42,9 +53,42 @@ def require_etcd(hint: str) -> None:
         raise EtcdMissing(f"{ETCD_BIN} is missing: install Debian's etcd-server ({hint})")
 
 
+@dataclass(frozen=True)
+class EtcdTls:
+    """The files etcd serves TLS with (``pki.issue_etcd_certs`` makes them)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    peer_cert: Path
+    peer_key: Path
+    client_cert_auth: bool = True  # clients must present a certificate from the CA
+
+    @classmethod
+    def in_dir(cls, directory: Path, client_cert_auth: bool = True) -> EtcdTls:
+        """kubeadm's layout: ca.crt, server.crt/.key, peer.crt/.key."""
+        return cls(directory / "ca.crt", directory / "server.crt", directory / "server.key",
+                   directory / "peer.crt", directory / "peer.key", client_cert_auth)
+
+    def flags(self) -> list[str]:
+        """etcd's client and peer TLS flags (peers always verify each other)."""
+        client_auth = ["--client-cert-auth"] if self.client_cert_auth else []
+        return ["--cert-file", str(self.server_cert), "--key-file", str(self.server_key),
+                "--trusted-ca-file", str(self.ca), *client_auth,
+                "--peer-cert-file", str(self.peer_cert), "--peer-key-file", str(self.peer_key),
+                "--peer-trusted-ca-file", str(self.ca), "--peer-client-cert-auth"]
+
+    def health_context(self) -> ssl.SSLContext:
+        """A client context for ``/health``: trusts the CA, presents the server
+        certificate (made for client use too)."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.server_cert), str(self.server_key))
+        return context
+
+
 @dataclass
 class Member:
-    """One etcd member listening on 127.0.0.1."""
+    """One etcd member listening on 127.0.0.1 (https:// when it has ``tls``)."""
 
     name: str
     client_port: int
@@ -53,22 +97,28 @@ class Member:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     pid: int | None = None  # the running member's, spawned here or found running
+    tls: EtcdTls | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
 
     def command(self, initial_cluster: str, options: Sequence[str] = QUIET) -> list[str]:
+        tls = self.tls.flags() if self.tls is not None else []
         return [ETCD_BIN, "--name", self.name, "--data-dir", str(self.data_dir),
                 "--listen-client-urls", self.client_url,
                 "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url,
                 "--initial-advertise-peer-urls", self.peer_url,
-                "--initial-cluster", initial_cluster, *options]
+                "--initial-cluster", initial_cluster, *tls, *options]
 
     def spawn(self, command: Sequence[str], *, die_with_parent: bool = False) -> None:
         """Start it in its own session (a Ctrl-C reaches the caller, not etcd), logging to
@@ -82,7 +132,7 @@ class Member:
 
     def answers(self) -> bool:
         """True when ``/health`` says so (a member without quorum does not)."""
-        return health(self.client_url)
+        return health(self.client_url, self.tls)
 
     def wait_healthy(self, timeout: float) -> None:
         """Block until it answers; ``EtcdExited`` or ``EtcdSilent`` otherwise."""
@@ -119,20 +169,45 @@ class Member:
 
 @dataclass
 class EtcdCluster:
-    """``size`` members of one new cluster on free ports, data in a temp dir."""
+    """``size`` members of one new cluster on free ports, data in a temp dir; with
+    ``tls``, a CA (``ca``) in the temp dir and https:// everywhere, clients
+    presenting a certificate from it unless ``client_cert_auth`` is off."""
 
     size: int = 1
     extra_args: tuple[str, ...] = ()
     members: list[Member] = field(default_factory=list)
     root: Path | None = None
+    tls: bool = False
+    client_cert_auth: bool = True
+    ca: CA | None = None
 
     def __post_init__(self) -> None:
         require_etcd("make test does")
-        self.root = Path(tempfile.mkdtemp(prefix="kubeless-etcd-"))
+        root = self.root = Path(tempfile.mkdtemp(prefix="kubeless-etcd-"))
+        files = self._make_tls(root / "pki") if self.tls else None
         for i in range(self.size):
             name = f"m{i}"
-            self.members.append(Member(name, free_port(), free_port(), self.root / name,
-                                       self.root / f"{name}.log"))
+            self.members.append(Member(name, free_port(), free_port(), root / name,
+                                       root / f"{name}.log", tls=files))
+
+    def _make_tls(self, directory: Path) -> EtcdTls:
+        from .pki import CA, issue_etcd_certs
+
+        self.ca = CA.make(f"kubeless test CA {id(self)}")
+        self.ca.save(directory)
+        return issue_etcd_certs(self.ca, directory, client_cert_auth=self.client_cert_auth)
+
+    def identity(self, common_name: str, *, lifetime: float = 3600.0,
+                 directory: Path | None = None) -> Path:
+        """A client identity from this cluster's CA, in DOCKER_CERT_PATH layout (ca.pem,
+        cert.pem, key.pem): in ``directory``, else a new one in the temp dir."""
+        from .pki import Profile, issue_identity
+
+        if self.ca is None or self.root is None:
+            raise ValueError("this etcd cluster has no TLS (EtcdCluster(tls=True))")
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="identity-", dir=self.root))
+        return issue_identity(self.ca, directory, Profile(common_name, lifetime=lifetime))
 
     @property
     def endpoints(self) -> str:
@@ -180,8 +255,10 @@ class StateDirEtcd:
         <dir>/etcd/ (data)  <dir>/etcd.pid  <dir>/etcd.log
     """
 
-    def __init__(self, directory: Path, port: int, name: str) -> None:
-        self.member = Member(name, port, port + 1, directory / "etcd", directory / "etcd.log")
+    def __init__(self, directory: Path, port: int, name: str,
+                 tls: EtcdTls | None = None) -> None:
+        self.member = Member(name, port, port + 1, directory / "etcd", directory / "etcd.log",
+                             tls=tls)
         self.pid_file = directory / "etcd.pid"
         self.reused = False
 
@@ -251,11 +328,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def health(url: str) -> bool:
+def health(url: str, tls: EtcdTls | None = None) -> bool:
+    """Whether the member at ``url`` says it is healthy (over TLS with ``tls``)."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+        context = tls.health_context() if tls is not None else None
+        with urllib.request.urlopen(f"{url}/health", timeout=1, context=context) as r:
             return b'"true"' in r.read()
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
         return False
 
 

@@ -1,6 +1,7 @@
 """etcd access for every kubeless role.
 
-    channel    the one place the gRPC channel is built (endpoints, later TLS)
+    channel    the one place the gRPC channel is built (endpoints, insecure or TLS)
+    tls        TLS to etcd: the files (TlsConfig), the name verified, failures worded
     etcd       a small etcd v3 client: ranges, paged lists, txns, watches, leases
     keys       the keyspace under the cluster prefix
     codec      YAML/JSON values
@@ -14,19 +15,22 @@ from kubeless.api.selectors import matches_selector, parse_selector  # list(sele
 
 from .channel import DEFAULT_ENDPOINT, BadEndpoint, Endpoint, parse_endpoints
 from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, KeptChanging, LeaseLost,
-                     NotFound, StoreError, TooLarge, Unavailable)
+                     NotFound, StoreError, TlsError, TooLarge, Unavailable)
 from .etcd import Compare, Delete, Etcd, KeyValue, Put, TxnResult, WatchBatch, WatchEvent
 from .informer import Informer
 from .keys import DEFAULT_PREFIX, Keyspace, ResourceKey
 from .lease import KeptLease
 from .resources import API_VERSION, ListResult, Resource, ResourceStore, ResourceTxn, now_rfc3339
+from .tls import TlsConfig
 
 
 def connect(endpoints: str | list[str] | tuple[str, ...] = DEFAULT_ENDPOINT,
             prefix: str = DEFAULT_PREFIX, *, call_timeout: float = 2.0,
-            retry_for: float = 5.0) -> ResourceStore:
-    """A resource store on a new channel (call ``await store.etcd.close()`` when done)."""
-    etcd = Etcd(parse_endpoints(endpoints), call_timeout=call_timeout, retry_for=retry_for)
+            retry_for: float = 5.0, tls: TlsConfig | None = None) -> ResourceStore:
+    """A resource store on a new channel (call ``await store.etcd.close()`` when done);
+    ``tls`` for https:// endpoints (``TlsError`` when its files cannot serve them)."""
+    etcd = Etcd(parse_endpoints(endpoints), call_timeout=call_timeout, retry_for=retry_for,
+                tls=tls)
     return ResourceStore(etcd, Keyspace(prefix))
 
 
@@ -35,8 +39,8 @@ __all__ = [
     "CorruptValue", "DEFAULT_ENDPOINT", "DEFAULT_PREFIX", "Delete", "Endpoint", "Etcd",
     "Informer", "KeptChanging", "KeptLease", "KeyValue", "Keyspace", "LeaseLost", "ListResult",
     "NotFound",
-    "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TooLarge",
-    "TxnResult",
+    "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TlsConfig",
+    "TlsError", "TooLarge", "TxnResult",
     "Unavailable", "WatchBatch", "WatchEvent", "connect", "matches_selector", "now_rfc3339",
     "parse_endpoints", "parse_selector",
 ]

@@ -1,10 +1,13 @@
 """Where the gRPC channel to etcd is built, and only here.
 
-Endpoints are given as ``http://host:port`` (comma-separated). All of them
-go into one channel: a multi-address ``ipv4:`` target with round-robin load
-balancing, so a dead member's subchannel is skipped and calls go to the
-live ones. TLS (``https://`` endpoints, client certificates) will plug in
-here: ``open_channel`` is the one place that chooses insecure or secure.
+Endpoints are given as ``http://host:port`` or ``https://host:port``
+(comma-separated, one scheme for all). All of them go into one channel: a
+multi-address ``ipv4:`` target with round-robin load balancing, so a dead
+member's subchannel is skipped and calls go to the live ones.
+``open_channel`` is the one place that chooses insecure or secure: https://
+endpoints need a ``TlsConfig`` (``kubeless.store.tls``: the CA, our
+certificate and key), and the members' certificates are verified for the host
+the endpoints name (the target itself, a list of addresses, names none).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import grpc.aio
+
+from .tls import TlsConfig, check_schemes, credentials, server_name
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
 
@@ -61,8 +66,6 @@ def _parse_one(text: str) -> Endpoint:
         raise BadEndpoint(f"etcd endpoint {text!r}: {err}") from None
     if url.scheme not in ("http", "https"):
         raise BadEndpoint(f"etcd endpoint {text!r}: scheme must be http or https")
-    if url.scheme == "https":
-        raise BadEndpoint(f"etcd endpoint {text!r}: TLS is not supported yet; use http://")
     try:
         port = url.port or 2379
     except ValueError as err:
@@ -94,6 +97,12 @@ def _target(endpoints: tuple[Endpoint, ...]) -> str:
     return "ipv4:" + ",".join(a.split(":", 1)[1] for a in addresses if a.startswith("ipv4:"))
 
 
-def open_channel(endpoints: tuple[Endpoint, ...]) -> grpc.aio.Channel:
-    """The single gRPC channel every store call goes through."""
-    return grpc.aio.insecure_channel(_target(endpoints), options=_CHANNEL_OPTIONS)
+def open_channel(endpoints: tuple[Endpoint, ...],
+                 tls: TlsConfig | None = None) -> grpc.aio.Channel:
+    """The single gRPC channel every store call goes through: secure for https://
+    endpoints (``TlsError`` when the TLS files cannot serve them), else insecure."""
+    if not check_schemes(endpoints, tls):
+        return grpc.aio.insecure_channel(_target(endpoints), options=_CHANNEL_OPTIONS)
+    assert tls is not None  # check_schemes: https:// has a CA
+    options = (*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", server_name(endpoints, tls)))
+    return grpc.aio.secure_channel(_target(endpoints), credentials(tls), options=options)

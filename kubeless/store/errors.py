@@ -10,6 +10,9 @@
     ├── Compacted          a watch or read asked for a compacted revision (list again)
     ├── CorruptValue       a value in etcd is not valid YAML/JSON (readers skip it)
     ├── TooLarge           etcd refused a request as too large (terminal for that request)
+    ├── TlsError           no TLS connection: our files cannot be used, or a handshake
+    │                      failed (unknown CA, expired, wrong host, client certificate
+    │                      refused or missing); terminal until a certificate or flag changes
     └── LeaseLost          our lease expired or was revoked (we closed nothing: etcd did)
 
 etcd and gRPC exceptions are translated here, at the boundary, and chained
@@ -81,6 +84,11 @@ class TooLarge(StoreError):
     def __init__(self, message: str, size: int = 0) -> None:
         self.size = size  # the request's encoded size in bytes, when known
         super().__init__(message)
+
+
+class TlsError(StoreError):
+    """TLS to etcd cannot work as configured; the message names the file or host to fix
+    (``kubeless.store.tls`` words it). Not retried: the same handshake fails again."""
 
 
 class LeaseLost(StoreError):

@@ -43,8 +43,10 @@ import grpc
 import grpc.aio
 from aetcd import rpc
 
+from . import tls as _tls
 from .channel import Endpoint, open_channel
-from .errors import Compacted, StoreError, TooLarge, Unavailable
+from .errors import Compacted, StoreError, TlsError, TooLarge, Unavailable
+from .tls import TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +181,12 @@ class Etcd:
     """One connection (one gRPC channel) to an etcd cluster."""
 
     def __init__(self, endpoints: tuple[Endpoint, ...], *, call_timeout: float = 2.0,
-                 retry_for: float = 5.0) -> None:
+                 retry_for: float = 5.0, tls: TlsConfig | None = None) -> None:
         self.endpoints = endpoints
         self.call_timeout = call_timeout
         self.retry_for = retry_for
-        self._channel = open_channel(endpoints)
+        self.tls = tls
+        self._channel = open_channel(endpoints, tls)
         self._kv = rpc.KVStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
         self._lease = rpc.LeaseStub(self._channel)
@@ -204,6 +207,16 @@ class Etcd:
         detail = (err.details() or err.code().name).splitlines()[0]
         return Unavailable(f"etcd is unavailable: {detail}", tuple(map(str, self.endpoints)))
 
+    def _tls_failure(self, err: grpc.aio.AioRpcError) -> TlsError | None:
+        """A failed TLS handshake, worded (None: the failure is not one)."""
+        kind = _tls.handshake_failure(err.details() or "") \
+            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN) else None
+        if kind is None:
+            return None
+        where = ", ".join(map(str, self.endpoints))
+        name = _tls.server_name(self.endpoints, self.tls) if self.tls is not None else ""
+        return TlsError(_tls.describe(kind, self.tls, where, name))
+
     async def _call(self, fn: Callable[[float], Awaitable[T]]) -> T:
         """``fn(timeout)`` until it answers, a non-transient error, or ``retry_for`` is spent."""
         loop = asyncio.get_running_loop()
@@ -214,6 +227,9 @@ class Etcd:
             try:
                 return await fn(attempt)
             except grpc.aio.AioRpcError as err:
+                tls_failure = self._tls_failure(err)
+                if tls_failure is not None:
+                    raise tls_failure from err
                 if not _retryable(err):
                     raise _translate(err) from err
                 if loop.time() + delay > deadline:
