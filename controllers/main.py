@@ -72,6 +72,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
     p.add_argument("--log-level", default="INFO")
+    store.add_tls_arguments(p)
     args = p.parse_args(argv)
     names = [n.strip() for n in args.controllers.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONTROLLERS]
@@ -81,6 +82,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.controller_names = names
     if args.lease_ttl < 2:
         p.error("--lease-ttl must be at least 2 seconds")
+    try:
+        args.tls = store.TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key)
+    except store.TlsError as err:
+        p.error(str(err))
     return args
 
 
@@ -105,7 +110,7 @@ def assemble(rstore: store.ResourceStore, names: Sequence[str]) -> list[Controll
 
 
 async def run(args: argparse.Namespace) -> None:
-    rstore = store.connect(args.endpoints, args.prefix)
+    rstore = store.connect(args.endpoints, args.prefix, tls=args.tls)
     identity = args.identity or default_identity()
     controllers = assemble(rstore, args.controller_names)
     runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl)
@@ -124,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
     try:
-        store.parse_endpoints(args.endpoints)
-    except store.BadEndpoint as err:
+        store.check_tls(store.parse_endpoints(args.endpoints), args.tls)
+    except (store.BadEndpoint, store.TlsError) as err:
         sys.exit(f"error: {err}")
     if args.metrics_port is not None:
         from prometheus_client import start_http_server

@@ -43,7 +43,7 @@ from kubeless.log_setup import configure_logging
 from kubeless.api import parse_duration, parse_size
 from kubeless.cluster import NodeState, StateDir
 from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
-                            StoreError)
+                            StoreError, TlsConfig, add_tls_arguments, check_tls)
 from kubeless.store import parse_endpoints
 from kubeless.store.codec import decode
 
@@ -89,6 +89,7 @@ class AgentConfig:
     dns_addrs: tuple[str, ...] | None = None  # ADDR[:PORT]s; None: automatic; (): no DNS
     resolv_conf: str = DEFAULT_RESOLV_CONF  # where DNS finds the upstreams it forwards to
     drain_period: float = 2.0  # seconds a running task behind the mesh waits before its stop
+    tls: TlsConfig | None = None  # https:// endpoints: the CA, our certificate and key
 
     @classmethod
     def from_node_state(cls, node: NodeState, state: StateDir | None = None,
@@ -180,7 +181,7 @@ class AgentProcess:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (or a long-lived task crashes, which raises)."""
-        etcd = self.etcd = Etcd(parse_endpoints(self.config.endpoints))
+        etcd = self.etcd = Etcd(parse_endpoints(self.config.endpoints), tls=self.config.tls)
         self._stop = stop
         try:
             if not await _until_done("checking the node has not left",
@@ -421,6 +422,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
                    help="wait this long before stopping a running task behind the mesh "
                         "(default 2s)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    add_tls_arguments(p)
     args = p.parse_args(argv)
     try:
         labels = parse_labels(args.labels)
@@ -438,8 +440,10 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             if args.runtime == "process" and args.process_dir else (),
             mesh=not args.no_mesh, mesh_bind=args.mesh_bind,
             dns_addrs=dns_addrs(args.dns_addr), resolv_conf=args.resolv_conf,
-            drain_period=seconds(args.drain_period))
-    except ValueError as err:
+            drain_period=seconds(args.drain_period),
+            tls=TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key))
+        check_tls(parse_endpoints(config.endpoints), config.tls)
+    except (ValueError, StoreError) as err:  # BadEndpoint is a ValueError; TlsError a StoreError
         p.error(str(err))
     configure_logging(args.log_level)
     return config

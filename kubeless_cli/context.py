@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from kubeless.store import ResourceStore
+    from kubeless.store import ResourceStore, TlsConfig
 
 T = TypeVar("T")
 
@@ -62,6 +62,16 @@ class Context:
     endpoints: str = DEFAULT_ENDPOINTS
     prefix: str = DEFAULT_PREFIX
     timeout: float = 5.0  # the whole budget of one etcd call, retries included
+    cacert: str | None = None  # --cacert, --cert, --key: TLS files given one by one
+    cert: str | None = None
+    key: str | None = None
+    cert_path: str | None = None  # KUBELESS_CERT_PATH: ca.pem, cert.pem, key.pem
+
+    def tls(self) -> TlsConfig | None:
+        """The TLS files for https:// endpoints (``TlsError`` when the directory is not one)."""
+        from kubeless.store import TlsConfig
+
+        return TlsConfig.from_options(self.cacert, self.cert, self.key, self.cert_path)
 
     def run(self, fn: Callable[[ResourceStore], Awaitable[T]]) -> T:
         return asyncio.run(self._run(fn))
@@ -70,7 +80,8 @@ class Context:
         from kubeless import store
 
         try:
-            rstore = store.connect(self.endpoints, self.prefix, retry_for=self.timeout)
+            rstore = store.connect(self.endpoints, self.prefix, retry_for=self.timeout,
+                                   tls=self.tls())
         except store.BadEndpoint as err:
             raise CliError(str(err), USAGE) from None
         try:

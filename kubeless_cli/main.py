@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -80,18 +81,35 @@ class Seconds(_FloatParam):
               help="Key prefix of this cluster in etcd [env KUBELESS_PREFIX].")
 @click.option("--timeout", type=Seconds(), default=5.0, show_default=True,
               help="Seconds to wait for etcd before giving up.")
+@click.option("--cacert", metavar="FILE",
+              help="https:// endpoints: the CA certificate that signed etcd's "
+                   "[default: $KUBELESS_CERT_PATH/ca.pem].")
+@click.option("--cert", metavar="FILE",
+              help="Our client certificate [default: $KUBELESS_CERT_PATH/cert.pem].")
+@click.option("--key", metavar="FILE",
+              help="Our client certificate's key [default: $KUBELESS_CERT_PATH/key.pem].")
 @click.version_option(package_name="kubeless")
 @click.pass_context
-def cli(click_ctx: click.Context, endpoints: str, prefix: str, timeout: float) -> None:
+def cli(click_ctx: click.Context, endpoints: str, prefix: str, timeout: float,
+        cacert: str | None, cert: str | None, key: str | None) -> None:
     """kubeless: a container orchestrator whose desired state lives in etcd.
 
     Declare resources with `apply -f`, read them with `get` and `describe`,
     or use the Swarm-like `service` verbs.
+
+    For https:// endpoints, KUBELESS_CERT_PATH=DIR names a directory holding
+    ca.pem, cert.pem and key.pem (Docker's DOCKER_CERT_PATH layout); --cacert,
+    --cert and --key override its files one by one.
     """
-    click_ctx.obj = Context(endpoints=endpoints, prefix=prefix, timeout=timeout)
+    click_ctx.obj = Context(endpoints=endpoints, prefix=prefix, timeout=timeout, cacert=cacert,
+                            cert=cert, key=key,
+                            cert_path=os.environ.get("KUBELESS_CERT_PATH") or None)
 
 
 def main() -> None:
+    # gRPC's C core logs a refused handshake on stderr in lines of its own; the CLI
+    # says what failed in one line (kubeless.store.tls), so it silences them.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from kubeless.store import StoreError
 
     try:

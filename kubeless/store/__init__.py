@@ -21,7 +21,8 @@ from .informer import Informer
 from .keys import DEFAULT_PREFIX, Keyspace, ResourceKey
 from .lease import KeptLease
 from .resources import API_VERSION, ListResult, Resource, ResourceStore, ResourceTxn, now_rfc3339
-from .tls import TlsConfig
+from .tls import TlsConfig, add_tls_arguments
+from .tls import check as check_tls
 
 
 def connect(endpoints: str | list[str] | tuple[str, ...] = DEFAULT_ENDPOINT,
@@ -40,7 +41,7 @@ __all__ = [
     "Informer", "KeptChanging", "KeptLease", "KeyValue", "Keyspace", "LeaseLost", "ListResult",
     "NotFound",
     "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TlsConfig",
-    "TlsError", "TooLarge", "TxnResult",
+    "TlsError", "TooLarge", "TxnResult", "add_tls_arguments", "check_tls",
     "Unavailable", "WatchBatch", "WatchEvent", "connect", "matches_selector", "now_rfc3339",
     "parse_endpoints", "parse_selector",
 ]

@@ -3,8 +3,11 @@
     TlsConfig          the CA certificate that signed etcd's, and our own certificate
                        and key (both or neither); from flags and a DOCKER_CERT_PATH-like
                        directory (``ca.pem``, ``cert.pem``, ``key.pem``)
+    add_tls_arguments  the daemons' --cacert, --cert, --key (argparse); the CLI's
+                       are click options with the same words
     check_schemes      http:// without TLS files, https:// with a CA; anything else
                        (mixed schemes, https without a CA, files for http) is refused
+    check              all of the checks below too, up front (a daemon's flags)
     server_name        the name every member's certificate is verified against
     credentials        the files read and checked (stdlib ``ssl``), as gRPC credentials
     handshake_failure  what gRPC's details say went wrong (pure, on the string)
@@ -22,6 +25,7 @@ be valid for, since the channel's multi-address target has no host of its own.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ssl
 from collections.abc import Mapping, Sequence
@@ -90,6 +94,20 @@ class TlsConfig:
         return cls.from_options(cacert, cert, key, environ.get(CERT_PATH_ENV) or None)
 
 
+FLAG_HELP = {
+    "cacert": "https:// endpoints: the CA certificate that signed etcd's "
+              f"[default: ${CERT_PATH_ENV}/{CA_FILE}]",
+    "cert": f"our client certificate [default: ${CERT_PATH_ENV}/{CERT_FILE}]",
+    "key": f"our client certificate's key [default: ${CERT_PATH_ENV}/{KEY_FILE}]",
+}
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """--cacert, --cert and --key (``TlsConfig.from_env`` reads them with the env)."""
+    for name, text in FLAG_HELP.items():
+        parser.add_argument(f"--{name}", metavar="FILE", help=text.replace("%", "%%"))
+
+
 def check_schemes(endpoints: Sequence[Endpoint], tls: TlsConfig | None) -> bool:
     """Whether the channel is secure (all https://); ``TlsError`` for what cannot work."""
     schemes = {ep.scheme for ep in endpoints}
@@ -107,6 +125,15 @@ def check_schemes(endpoints: Sequence[Endpoint], tls: TlsConfig | None) -> bool:
         raise TlsError(f"a client certificate needs its key and a key its certificate: "
                        f"{missing} is missing")
     return secure
+
+
+def check(endpoints: Sequence[Endpoint], tls: TlsConfig | None) -> None:
+    """What ``open_channel`` would refuse, checked up front (a daemon's flags at start):
+    the schemes, the name to verify, the files; ``TlsError`` naming what to fix."""
+    if check_schemes(endpoints, tls):
+        assert tls is not None
+        server_name(endpoints, tls)
+        credentials(tls)
 
 
 def server_name(endpoints: Sequence[Endpoint], tls: TlsConfig) -> str:
