@@ -42,6 +42,7 @@ from .errors import EtcdElsewhere, EtcdExited, EtcdMissing, EtcdPortTaken, EtcdS
 ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
 QUIET = ("--log-level", "warn")
 FAST_ELECTIONS = ("--heartbeat-interval", "50", "--election-timeout", "500")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")  # where a local member serves, in its certificates
 
 if TYPE_CHECKING:
     from .pki import CA
@@ -179,6 +180,7 @@ class EtcdCluster:
     root: Path | None = None
     tls: bool = False
     client_cert_auth: bool = True
+    tls_hosts: tuple[str, ...] = LOOPBACK  # the names and addresses etcd's certificates hold
     ca: CA | None = None
 
     def __post_init__(self) -> None:
@@ -195,7 +197,8 @@ class EtcdCluster:
 
         self.ca = CA.make(f"kubeless test CA {id(self)}")
         self.ca.save(directory)
-        return issue_etcd_certs(self.ca, directory, client_cert_auth=self.client_cert_auth)
+        return issue_etcd_certs(self.ca, directory, self.tls_hosts,
+                                client_cert_auth=self.client_cert_auth)
 
     def identity(self, common_name: str, *, lifetime: float = 3600.0,
                  directory: Path | None = None) -> Path:

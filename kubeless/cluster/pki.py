@@ -51,7 +51,6 @@ CA_LIFETIME = 20 * 365 * 86400.0  # Swarm's root CA: 20 years
 DEFAULT_LIFETIME = 90 * 86400.0  # Swarm's node certificates: 90 days
 BACKDATE = 60.0  # seconds a new certificate is valid before it is made (clock skew)
 USAGES = frozenset({"client", "server"})
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -251,7 +250,7 @@ def issue_identity(ca: CA, directory: Path, profile: Profile,
     return write_cert_dir(directory, ca.cert_pem, cert, key)
 
 
-def issue_etcd_certs(ca: CA, directory: Path, hosts: Iterable[str] = LOOPBACK,
+def issue_etcd_certs(ca: CA, directory: Path, hosts: Iterable[str],
                      lifetime: float = DEFAULT_LIFETIME, client_cert_auth: bool = True) -> EtcdTls:
     """etcd's own certificates in ``directory``, as kubeadm's ``certs`` phase lays them
     out: ``ca.crt``, ``server.crt``/``.key`` (serving clients) and ``peer.crt``/``.key``
