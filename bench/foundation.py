@@ -1,7 +1,11 @@
-"""Foundation figures: informer list+decode, apply of 100 services, `kubeless get` wall time.
+"""Foundation figures: informer list+decode, apply of 100 services, `kubeless get` wall time,
+small transactions over TLS beside plain.
 
 Targets (issue 2): informer list+decode of 10,000 Tasks under 1 s; apply of
 a folder of 100 services under 1 s; `kubeless get services` under 300 ms.
+TLS (issue 14): the same loop of small etcd transactions, one at a time, on
+a plain etcd and on one with TLS and client certificates, in the same run;
+the ratio is the cost of TLS per round trip.
 """
 
 from __future__ import annotations
@@ -61,8 +65,11 @@ async def _informer_figure(endpoints: str) -> None:
     await rstore.etcd.close()
 
 
-def _cli(endpoints: str, *args: str) -> float:
+def _cli(endpoints: str, *args: str, cert_path: Path | None = None) -> float:
     env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": PREFIX}
+    env.pop("KUBELESS_CERT_PATH", None)
+    if cert_path is not None:
+        env["KUBELESS_CERT_PATH"] = str(cert_path)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], check=True,
                    capture_output=True, env=env)
@@ -81,7 +88,54 @@ def _services_folder(root: Path) -> Path:
     return folder
 
 
+TXNS = 2000
+
+
+async def _txn_loop(endpoints: str, tls: store.TlsConfig | None) -> float:
+    """Seconds per guarded put (create then compare-and-update), one at a time."""
+    rstore = store.connect(endpoints, PREFIX, tls=tls)
+    try:
+        key = f"{PREFIX}/txn-bench"
+        await rstore.etcd.txn([], [store.Put(key, b"0")])  # the channel is up and warm
+        kv, _ = await rstore.etcd.get(key)
+        assert kv is not None
+        revision = kv.mod_revision
+        started = time.perf_counter()
+        for i in range(TXNS):
+            result = await rstore.etcd.txn([store.Compare(key, "mod", "==", revision)],
+                                           [store.Put(key, str(i).encode())])
+            assert result.succeeded
+            revision = result.revision
+        return (time.perf_counter() - started) / TXNS
+    finally:
+        await rstore.etcd.close()
+
+
+def tls_figure() -> None:
+    plain, secure = EtcdCluster(1).start(), EtcdCluster(1, tls=True).start()
+    try:
+        ident = secure.identity("admin:bench")
+        tls = store.TlsConfig(ident / "ca.pem", ident / "cert.pem", ident / "key.pem")
+        runs: dict[str, list[float]] = {"plain": [], "tls": []}
+        for _ in range(3):  # interleaved, so a busy moment hurts both
+            runs["plain"].append(asyncio.run(_txn_loop(plain.endpoints, None)))
+            runs["tls"].append(asyncio.run(_txn_loop(secure.endpoints, tls)))
+        p, t = statistics.median(runs["plain"]), statistics.median(runs["tls"])
+        print(f"{TXNS} small txns one at a time, median of 3: plain {p * 1e6:.0f} us/txn, "
+              f"TLS with client certificates {t * 1e6:.0f} us/txn, ratio {t / p:.2f}")
+        gets = {"plain": [_cli(plain.endpoints, "get", "services") for _ in range(5)],
+                "tls": [_cli(secure.endpoints, "get", "services", cert_path=ident)
+                        for _ in range(5)]}
+        p, t = statistics.median(gets["plain"]), statistics.median(gets["tls"])
+        print(f"kubeless get services (empty), wall, median of 5: plain {p * 1000:.0f} ms, "
+              f"TLS {t * 1000:.0f} ms, ratio {t / p:.2f} (a new connection per command)")
+    finally:
+        plain.stop()
+        secure.stop()
+
+
 def main() -> None:
+    tls_figure()
     cluster = EtcdCluster(1).start()
     try:
         asyncio.run(_informer_figure(cluster.endpoints))

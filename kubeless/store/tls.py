@@ -157,7 +157,8 @@ def credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
         raise TlsError("no CA certificate given for https:// endpoints (--cacert)")
     root = _read(tls.cacert, "the CA certificate")
     try:
-        ssl.create_default_context(cadata=root.decode("ascii", errors="replace"))
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+            cadata=root.decode("ascii", errors="replace"))
     except (ssl.SSLError, ValueError) as err:
         raise TlsError(f"the CA certificate {tls.cacert} is not a PEM certificate: "
                        f"{_reason(err)}") from None
@@ -166,7 +167,7 @@ def credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
     chain = _read(tls.cert, "the client certificate")
     key = _read(tls.key, "the client key")
     try:
-        ssl.create_default_context().load_cert_chain(str(tls.cert), str(tls.key))
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(str(tls.cert), str(tls.key))
     except (ssl.SSLError, ValueError) as err:
         raise TlsError(f"the client certificate {tls.cert} and key {tls.key} are not a PEM "
                        f"certificate and its key: {_reason(err)}") from None
