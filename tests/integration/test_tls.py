@@ -191,3 +191,24 @@ def test_daemons_refuse_tls_they_cannot_use_at_start(tls_etcd: EtcdCluster, tmp_
     assert res.returncode != 0
     assert f"cannot read the CA certificate {tmp_path / 'none.pem'}" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+async def test_two_members_with_peer_tls_behind_one_channel(prefix: str) -> None:
+    """Members verify each other (peer TLS); one channel over both verifies each member's
+    certificate for the host the endpoints share, and reads what the other member wrote."""
+    cluster = EtcdCluster(2, tls=True).start()
+    try:
+        ident = cluster.identity("admin:two")
+        config = TlsConfig(ident / "ca.pem", ident / "cert.pem", ident / "key.pem")
+        assert "--peer-client-cert-auth" in cluster._cmd(cluster.members[0])
+        both = store.connect(cluster.endpoints, prefix, tls=config)
+        second = store.connect(cluster.members[1].client_url, prefix, tls=config)
+        try:
+            assert (await both.etcd.txn([], [Put(f"{prefix}/k", b"v")])).succeeded
+            kv, _ = await second.etcd.get(f"{prefix}/k")
+            assert kv is not None and kv.value == b"v"
+        finally:
+            await both.etcd.close()
+            await second.etcd.close()
+    finally:
+        cluster.stop()
