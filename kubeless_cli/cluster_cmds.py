@@ -51,6 +51,27 @@ def print_join(role: str, command: str) -> None:
                f"    {command}\n")
 
 
+def endpoint_join_command(token: str, node: NodeState | None, state: StateDir) -> str | None:
+    """The join command through ``node``'s join endpoint, when it serves one (a manager
+    with a join port and the CA key)."""
+    if node is None or not node.join_port or node.role != "manager" or not state.has_ca_key():
+        return None
+    host = f"[{node.advertise_addr}]" if ":" in node.advertise_addr else node.advertise_addr
+    return f"kubeless join --token {token} {host}:{node.join_port}"
+
+
+def print_endpoint_joins(commands: dict[str, str | None]) -> None:
+    """The join-endpoint forms, after the etcd ones (the node gets its certificate)."""
+    given = {role: c for role, c in commands.items() if c}
+    if not given:
+        return
+    click.echo("Or through this manager's join endpoint (the token pins the cluster's CA; "
+               "the node receives its certificate and the etcd endpoints):\n")
+    for role, command in given.items():
+        click.echo(f"    {command}    (a {role})")
+    click.echo("")
+
+
 # -- init -----------------------------------------------------------------------------
 
 @click.command()
@@ -90,12 +111,18 @@ def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
     record, tokens = cluster_call(lambda: ctx.run(make))
     node = replace(node, cluster_id=record.id, joined_at=record.created_at)
     cluster_call(lambda: save_init(state, node, tokens))
+    from kubeless.cluster.join_server import issue_own_identities
+
+    cluster_call(lambda: issue_own_identities(state, node.node_id, node.advertise_addr,
+                                              "manager"))
     click.echo(f"Cluster initialized: current node ({node.node_id}) is now a manager.\n"
                f"  cluster id   {record.id}\n  etcd         {endpoints} (prefix {ctx.prefix})\n"
                f"  state dir    {state} (node identity, CA key, plain join tokens: keep it "
                "private)\n")
     for role in ("worker", "manager"):
         print_join(role, join_command(ctx.prefix, tokens[role], endpoints))
+    print_endpoint_joins({role: endpoint_join_command(tokens[role], node, state)
+                          for role in ("worker", "manager")})
     click.echo(f"{NO_TLS_NOTE}\n\nThis node restarts with `kubeless join --state-dir {state}`."
                "\nRunning its agent and controllers in the foreground; Ctrl-C stops them.",
                nl=True)
@@ -141,7 +168,14 @@ def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
 @pass_context
 def join(ctx: Context, /, token: str | None, endpoints: str | None, state_dir: str,
          **opts: Any) -> None:
-    """Join the cluster whose etcd is at ENDPOINTS and run this node in the foreground.
+    """Join the cluster at ENDPOINTS and run this node in the foreground.
+
+    ENDPOINTS with a scheme (http://HOST:2379,...) is the cluster's etcd, as
+    before. Without one, HOST[:PORT] is a manager's join endpoint (port 2377
+    by default): the CA it serves must match the digest in the token, the
+    node makes its own key and receives its certificate (in --state-dir's
+    tls/), the etcd endpoints and prefix; a manager also receives its
+    manager identity and the CA key.
 
     The token decides the role (worker or manager; a manager also runs the
     controllers). A wrong, rotated or foreign token is refused and nothing
@@ -164,6 +198,9 @@ def join(ctx: Context, /, token: str | None, endpoints: str | None, state_dir: s
         raise CliError(f"the state dir {state} already holds node {held.node_id} of cluster "
                        f"{held.cluster_id}: it starts again with `kubeless join --state-dir "
                        f"{state}` (no token); to join anew, use another --state-dir")
+    if endpoints is not None and is_join_address(endpoints):
+        join_through_endpoint(ctx, state, token, endpoints, opts)
+        return
     from kubeless.cluster import bootstrap
     from kubeless_cli.node_process import check_runtime, node_resource
 
@@ -187,6 +224,45 @@ def join(ctx: Context, /, token: str | None, endpoints: str | None, state_dir: s
                f"State dir: {state}; it restarts with `kubeless join --state-dir {state}`.\n"
                f"{NO_TLS_NOTE}")
     foreground(node, state, manager=role == "manager")
+
+
+def is_join_address(text: str) -> bool:
+    from kubeless.cluster.join_client import is_join_address as schemeless
+
+    return schemeless(text)
+
+
+def join_through_endpoint(ctx: Context, state: StateDir, token: str, address: str,
+                          opts: dict[str, Any]) -> None:
+    """``kubeless join --token T HOST:PORT``: join through a manager's join endpoint."""
+    import socket
+
+    from kubeless.cluster import join_client
+    from kubeless.cluster.identities import identity_error
+    from kubeless.store import now_rfc3339
+    from kubeless_cli.node_process import check_runtime
+
+    base = new_node_state(ctx, f"http://{address}", opts, "worker")
+    problem = identity_error("node", base.node_id)
+    if problem is not None:
+        raise CliError(f"--node-name: {problem}")
+    asyncio.run(check_runtime(base, state))
+    request = join_client.NodeRequest(base.node_id, base.advertise_addr, base.runtime,
+                                      base.labels, socket.gethostname())
+    joined = cluster_call(lambda: join_client.join_through(address, token, request))
+    node = replace(base, cluster_id=joined.cluster_id, role=joined.role,
+                   endpoints=joined.endpoints, prefix=joined.prefix, joined_at=now_rfc3339())
+    cluster_call(lambda: join_client.save_identity(state, joined))
+    cluster_call(lambda: state.save_node(node))
+    click.echo(f"This node ({node.node_id}) joined cluster {joined.cluster_id} as a "
+               f"{joined.role} through the join endpoint at {address}.\n"
+               f"Its identity: {state.tls_dir} (KUBELESS_CERT_PATH layout)"
+               + (f"; its manager identity: {state.manager_tls_dir}; the CA key: "
+                  f"{state.path / 'ca.key'}" if joined.role == "manager" else "") + "\n"
+               f"etcd: {node.endpoints} (prefix {node.prefix}).\n"
+               f"State dir: {state}; it restarts with `kubeless join --state-dir {state}`.\n"
+               f"{NO_TLS_NOTE}")
+    foreground(node, state, manager=joined.role == "manager")
 
 
 # -- join-token -----------------------------------------------------------------------
@@ -216,25 +292,27 @@ def join_token(ctx: Context, role: str, rotate: bool, quiet: bool, state_dir: st
     rctx = replace(ctx, endpoints=endpoints, prefix=prefix)
     here = where(endpoints, prefix)
 
-    async def get(rstore: Any) -> tuple[str, bool]:
+    async def get(rstore: Any) -> tuple[str, bool, str]:
         if rotate:
             record, new = await bootstrap.rotate_token(rstore, role, here)
             mine = held is not None and held.cluster_id == record.id
             if mine:
                 state.save_token(role, str(new))
-            return str(new), mine
+            return str(new), mine, record.id
         found = await bootstrap.read_record(rstore)
         if found is None:
             raise ClusterError(f"{here} holds no cluster: run `kubeless init` first")
-        return bootstrap.saved_token(state, found.record, role), True
+        return bootstrap.saved_token(state, found.record, role), True, found.record.id
 
-    token, kept = cluster_call(lambda: rctx.run(get))
+    token, kept, cluster_id = cluster_call(lambda: rctx.run(get))
     if quiet:
         click.echo(token)
         return
     if rotate:
         click.echo(f"Successfully rotated {role} join token.\n")
     print_join(role, join_command(prefix, token, endpoints))
+    if held is not None and held.cluster_id == cluster_id:
+        print_endpoint_joins({role: endpoint_join_command(token, held, state)})
     if not kept:
         click.echo(f"(not kept in {state}, which holds no node of this cluster: copy it now; "
                    "etcd keeps only its hash)")

@@ -4,7 +4,10 @@
 (``kubeless_cli.up_cmd``) run a node the same way: the agent
 (``kubeless_agent``), built from the node state the state dir holds
 (``AgentConfig.from_node_state``), and on a manager the controllers
-(``controllers.main``), under one asyncio TaskGroup.
+(``controllers.main``), under one asyncio TaskGroup. A manager that holds
+the CA key and has a join port also serves the join endpoint
+(``kubeless.cluster.join_server``); when it cannot (no CA key, the port
+taken) it says so in its log and the node runs on without it.
 
 One stop path: SIGINT or SIGTERM, the caller's ``stop`` event, or a part
 that ends or crashes all set ``stop``. The agent stops gracefully on it:
@@ -26,7 +29,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubeless.cluster import NodeState, StateDir
 from kubeless.log_setup import configure_logging
@@ -34,6 +37,9 @@ from kubeless_agent import metrics as agent_metrics
 from kubeless_agent.main import AgentConfig, AgentProcess
 from kubeless_agent.runtime import Runtime
 from kubeless_cli.context import CliError
+
+if TYPE_CHECKING:
+    from kubeless.cluster.join_server import JoinRequest
 
 log = logging.getLogger("kubeless")
 
@@ -80,6 +86,9 @@ class NodeProcess:
                 cancelled.append(tg.create_task(
                     _part("controllers", run_controllers(self.node), stop, failures),
                     name="controllers"))
+                if self.node.join_port:
+                    cancelled.append(tg.create_task(serve_join(self.node, self.state),
+                                                    name="join endpoint"))
             await stop.wait()
             for task in cancelled:  # the agent stops on ``stop``; the runner resigns
                 task.cancel()
@@ -114,6 +123,47 @@ async def run_controllers(node: NodeState) -> None:
 
     await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
                           "--identity", node.node_id]))
+
+
+async def serve_join(node: NodeState, state: StateDir) -> None:
+    """Serve the join endpoint until cancelled; a reason it cannot is logged, not fatal
+    (nodes still join through etcd, as before)."""
+    from kubeless import store
+    from kubeless.cluster.join_server import JoinServer
+    from kubeless.cluster.pki import CA
+
+    if not state.has_ca_key():
+        log.warning("no join endpoint: this manager holds no CA key in %s (it joined "
+                    "through etcd, not through a join endpoint)", state)
+        return
+    rstore = store.connect(node.endpoints, node.prefix, retry_for=10)
+    server = JoinServer(rstore, CA.load(state.path), lambda r, role: joining_node(node, r, role),
+                        node.endpoints, node.prefix, (node.advertise_addr, "127.0.0.1"),
+                        node.join_port)
+    try:
+        await server.start()
+    except OSError as err:
+        log.warning("no join endpoint: cannot listen on port %d: %s", node.join_port,
+                    err.strerror or err)
+        await rstore.etcd.close()
+        return
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.close()
+        await asyncio.shield(rstore.etcd.close())
+
+
+def joining_node(manager: NodeState, request: JoinRequest, role: str) -> dict[str, Any]:
+    """The Node resource of a node joining through this manager's join endpoint
+    (what ``bootstrap.join_cluster`` registers), as its own agent would describe it."""
+    node = NodeState(cluster_id=manager.cluster_id, node_id=request.node_name, role=role,
+                     endpoints=manager.endpoints, prefix=manager.prefix, runtime=request.runtime,
+                     advertise_addr=request.advertise_addr, labels=dict(request.labels))
+    resource = node_resource(node, role)
+    if request.hostname:
+        resource["status"]["hostname"] = request.hostname
+    return resource
 
 
 @contextlib.contextmanager

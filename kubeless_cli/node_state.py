@@ -18,6 +18,7 @@ import click
 
 from kubeless_cli.context import CliError, Context
 from kubeless.cluster import DEFAULT_STATE_DIR, ClusterError, NodeState, StateDir
+from kubeless.cluster.state import DEFAULT_JOIN_PORT
 
 RUNTIMES = ("docker", "process", "fake")
 
@@ -35,10 +36,18 @@ def node_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Where the node keeps its identity "
                      "[env KUBELESS_STATE_DIR]."),
         click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port."),
+        join_port_option(),
         *agent_service_options(),
     ]):
         fn = option(fn)
     return fn
+
+
+def join_port_option() -> Callable[..., Any]:
+    return click.option("--join-port", type=click.IntRange(0, 65535),
+                        help=f"A manager serves its join endpoint on this port, on its "
+                        f"advertise address and 127.0.0.1 (default {DEFAULT_JOIN_PORT}; "
+                        "0: none).")
 
 
 AGENT_OPTIONS = ("mesh_bind", "dns_addr", "drain_period")
@@ -99,7 +108,9 @@ def new_node_state(ctx: Context, endpoints: str, opts: dict[str, Any], role: str
                      prefix=ctx.prefix, runtime=opts.get("runtime") or "docker",
                      advertise_addr=opts.get("advertise_addr") or source_address(endpoints),
                      labels=labels, metrics_port=opts.get("metrics_port"),
-                     agent_options=agent_options(opts))
+                     agent_options=agent_options(opts),
+                     join_port=DEFAULT_JOIN_PORT if opts.get("join_port") is None
+                     else int(opts["join_port"]))
 
 
 def overridden(node: NodeState, opts: dict[str, Any], endpoints: str | None,
@@ -112,7 +123,7 @@ def overridden(node: NodeState, opts: dict[str, Any], endpoints: str | None,
         changes["endpoints"] = endpoints
     if prefix:
         changes["prefix"] = prefix
-    for field in ("runtime", "advertise_addr", "metrics_port"):
+    for field in ("runtime", "advertise_addr", "metrics_port", "join_port"):
         if opts.get(field) is not None:
             changes[field] = opts[field]
     if agent_options(opts):

@@ -10,6 +10,8 @@
     ├── NodeNameTaken    ``join`` found a Node of that name already registered
     ├── StateDirError    the state dir is unreadable, foreign or inconsistent
     ├── CAError          a CA, key, certificate or request could not be made or read
+    ├── JoinFailed       the join endpoint could not be reached, was not the token's
+    │                    cluster's, or refused the request (nothing was written)
     └── EtcdError        a local etcd member (``kubeless up``, tests) cannot run
         ├── EtcdMissing      Debian's etcd-server is not installed
         ├── EtcdPortTaken    another etcd already answers on the client URL
@@ -55,6 +57,10 @@ class StateDirError(ClusterError):
 
 class CAError(ClusterError):
     """The CA, a key, a certificate or a request could not be made, read or signed."""
+
+
+class JoinFailed(ClusterError):
+    """Joining through a manager's join endpoint failed; nothing was written."""
 
 
 class EtcdError(ClusterError):

@@ -4,7 +4,11 @@
       node-id               the node's id, one line (``kubeless-controllers`` reads it too)
       node.yaml             cluster id, endpoints, prefix, role at join, and the agent's
                             options (runtime, advertise address, labels, metrics port)
-      ca.key  ca.crt        the root CA (the manager that ran ``init`` only; key 0600)
+      ca.key  ca.crt        the root CA (managers only: the one that ran ``init``, and
+                            those that joined through a join endpoint; key 0600)
+      tls/                  the node's identity: ca.pem, cert.pem, key.pem (0600), CN
+                            ``node:<id>`` (a node that joined through a join endpoint)
+      manager-tls/          a manager's own identity for its controllers, ``manager:<id>``
       join-tokens.yaml      the plain join tokens, mode 0600 (the manager that ran
                             ``init`` or the last ``join-token --rotate`` only)
 
@@ -24,6 +28,7 @@ import yaml
 from .errors import StateDirError
 
 DEFAULT_STATE_DIR = "/var/lib/kubeless"
+DEFAULT_JOIN_PORT = 2377  # a manager's join endpoint (Swarm's port)
 NODE_FILE = "node.yaml"
 NODE_ID_FILE = "node-id"
 TOKENS_FILE = "join-tokens.yaml"
@@ -44,6 +49,7 @@ class NodeState:
     metrics_port: int | None = None
     joined_at: str = ""
     agent_options: dict[str, str] = field(default_factory=dict)  # mesh_bind, dns_addr, drain_period
+    join_port: int = 0  # a manager serves its join endpoint here (0: it does not)
 
 
 class StateDir:
@@ -52,6 +58,21 @@ class StateDir:
 
     def __str__(self) -> str:
         return str(self.path)
+
+    @property
+    def tls_dir(self) -> Path:
+        """The node's identity (``KUBELESS_CERT_PATH`` layout)."""
+        return self.path / "tls"
+
+    @property
+    def manager_tls_dir(self) -> Path:
+        """A manager's own identity, for its controllers."""
+        return self.path / "manager-tls"
+
+    def has_ca_key(self) -> bool:
+        from .ca import KEY_FILE
+
+        return (self.path / KEY_FILE).exists()
 
     # -- node identity ------------------------------------------------------
 
