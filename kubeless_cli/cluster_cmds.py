@@ -14,9 +14,18 @@ agent and, on a manager, the controllers; SIGINT or SIGTERM stops both
 within it adopts everything; the controllers resign). Leaving on purpose
 is ``kubeless node leave`` (``kubeless_cli.leave_cmd``).
 
+A manager also serves a join endpoint (``--join-port``, 2377 by default,
+0: none; ``kubeless.cluster.join_server``) when it holds the CA key (the
+one that ran ``init``, and managers that joined through an endpoint):
+``kubeless join --token T HOST:PORT`` (no scheme) joins through it, pins the
+cluster's CA by the token's digest and receives its certificate and the
+etcd endpoints (``kubeless.cluster.join_client``). An address with a scheme
+(``http://``, ``https://``) is etcd itself, as before.
+
 Not implemented yet (a later issue): transport security. etcd is reached
 without TLS or per-node credentials, so anyone who can reach etcd can read
-and write the cluster; tokens only gate ``join``.
+and write the cluster; tokens only gate ``join``, and the certificates a
+join endpoint issues are not used yet.
 """
 
 from __future__ import annotations

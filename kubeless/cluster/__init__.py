@@ -8,6 +8,10 @@
     record     the cluster record at ``<prefix>/v1/cluster`` and token checks
     state      the node's state dir (identity, plain tokens, CA key)
     bootstrap  create, join, resume and rotate, against etcd
+    join_server  the join endpoint a manager serves (Swarm's 2377): GET /ca, POST /join
+               (token -> Node registered with ``bootstrap``, certificates signed)
+    join_client  ``kubeless join --token T HOST:PORT``: pin the CA by the token's
+               digest, send requests for keys made here, keep what comes back
     etcd_server  a local etcd: start Debian's etcd on loopback ports, wait, stop
                (``kubeless up``, the tests' fixtures, the benchmarks)
     errors     what a user can get wrong
@@ -15,9 +19,10 @@
 Layer: above ``kubeless.store``, below ``kubeless_cli``; it never imports the
 agent or the controllers (the CLI runs those).
 
-Not here yet (the rest of issue 14): ``pki`` can sign certificates and the
-store can reach etcd over TLS, but init and join issue no node certificates
-yet; a token proves only that its holder was given it.
+Not here yet (the rest of issue 14): nodes that join through a manager's
+join endpoint receive their identities (``tls/``, and ``manager-tls/`` and the
+CA key for a manager), but nothing uses them yet: etcd is still reached as
+before, and certificates are not renewed.
 """
 
 from .errors import (CAError, ClusterError, ClusterExists, EtcdError, NoCluster, NodeNameTaken,
