@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubeless.cluster import NodeState, StateDir
+from kubeless.cluster import ClusterError, NodeState, StateDir
 from kubeless.log_setup import configure_logging
 from kubeless_agent import metrics as agent_metrics
 from kubeless_agent.main import AgentConfig, AgentProcess
@@ -136,8 +136,13 @@ async def serve_join(node: NodeState, state: StateDir) -> None:
         log.warning("no join endpoint: this manager holds no CA key in %s (it joined "
                     "through etcd, not through a join endpoint)", state)
         return
+    try:
+        ca = CA.load(state.path)
+    except ClusterError as err:
+        log.warning("no join endpoint: %s", err)
+        return
     rstore = store.connect(node.endpoints, node.prefix, retry_for=10)
-    server = JoinServer(rstore, CA.load(state.path), lambda r, role: joining_node(node, r, role),
+    server = JoinServer(rstore, ca, lambda r, role: joining_node(node, r, role),
                         node.endpoints, node.prefix, (node.advertise_addr, "127.0.0.1"),
                         node.join_port)
     try:
