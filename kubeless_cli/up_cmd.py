@@ -33,7 +33,8 @@ import click
 from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signals
 from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
-                                     explicit_endpoints, new_node_state, save_init, where)
+                                     explicit_endpoints, join_port_option, new_node_state,
+                                     save_init, where)
 from kubeless.cluster import ClusterError, NodeState, StateDir
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
@@ -108,12 +109,14 @@ def docker_answers() -> str | None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port.")
 @click.option("--apply", "apply_files", multiple=True, type=click.Path(exists=True),
               help="Apply this manifest once the node is ready (repeatable).")
+@join_port_option()
 @agent_service_options()[0]
 @agent_service_options()[1]
 @agent_service_options()[2]
 @pass_context
 def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
-       metrics_port: int | None, apply_files: tuple[str, ...], **agent: Any) -> None:
+       metrics_port: int | None, apply_files: tuple[str, ...], join_port: int | None,
+       **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
     etcd listens on 127.0.0.1 only. Ctrl-C stops all of it, etcd included;
@@ -126,7 +129,8 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
     if given and given.rstrip("/") != url:
         click.echo(f"warning: kubeless up runs its own etcd at {url}; --endpoints/"
                    f"KUBELESS_ENDPOINTS ({given}) is not used", err=True)
-    opts = {"node_name": node_name, "metrics_port": metrics_port, **agent}
+    opts = {"node_name": node_name, "metrics_port": metrics_port, "join_port": join_port,
+            **agent}
     agent_options(opts)  # a mistake is one line, before anything starts
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
@@ -205,7 +209,9 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str,
         if state.has_node():
             stored = state.load_node()
             node = replace(stored, runtime=runtime, endpoints=ctx.endpoints, prefix=ctx.prefix,
-                           agent_options={**stored.agent_options, **agent_options(opts)})
+                           agent_options={**stored.agent_options, **agent_options(opts)},
+                           join_port=stored.join_port if opts.get("join_port") is None
+                           else opts["join_port"])
             if await bootstrap.read_record(rstore) is not None:
                 await bootstrap.resume_node(rstore, state, node, here)
                 state.save_node(node)
@@ -217,6 +223,9 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str,
                                                         node_resource(node, "manager"), here)
         node = replace(node, cluster_id=record.id, joined_at=record.created_at)
         save_init(state, node, tokens)
+        from kubeless.cluster.join_server import issue_own_identities
+
+        issue_own_identities(state, node.node_id, node.advertise_addr, "manager")
         return node, True
     except ClusterError as err:
         raise CliError(str(err)) from None
@@ -233,7 +242,10 @@ def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, 
         f"  runtime    {runtime}: {why}\n"
         f"  node       {node.node_id} (manager: agent and controllers)\n"
         f"  cluster    {node.cluster_id} ({'new' if made else 'from the state dir'})\n"
-        f"  state dir  {state}\n\n"
+        f"  state dir  {state}\n"
+        + (f"  join       {node.advertise_addr}:{node.join_port} (the join endpoint; "
+           "join-token prints the command)\n" if node.join_port else "")
+        + "\n"
         f"Use it from another terminal:\n"
         f"  export KUBELESS_ENDPOINTS={etcd.url}\n"
         f"  kubeless get nodes\n"
