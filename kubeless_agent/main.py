@@ -16,6 +16,12 @@ and, with the docker runtime, the Docker bridge's gateway port 53, which
 containers are given as their only nameserver), forwarding names outside
 ``kubeless.`` to the nameservers of ``--resolv-conf`` (``kubeless_agent.dns.wiring``).
 
+Task logs are served over TLS only (client certificates from the cluster CA
+required, ``kubeless.cluster.node_tls``) when the agent has a server identity:
+``--server-cert``/``--server-key``/``--client-ca``, else its own ``--cert`` when
+that certificate has server usage (a joined node's ``<state-dir>/tls/``);
+without one, over plain HTTP.
+
 SIGTERM or SIGINT stops it gracefully: tasks are left running and the
 heartbeats are marked stopped but NOT revoked (``Heartbeats.release``), so
 the node stays ready for the rest of its lease's TTL and an agent started
@@ -111,7 +117,7 @@ class AgentConfig:
         if "drain_period" in options:
             extra["drain_period"] = seconds(options["drain_period"])
         if state is not None:
-            extra.update(node_tls(state, node.endpoints))
+            extra.update(state_dir_tls(state, node.endpoints))
         return cls(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
                    node_name=node.node_id, advertise_addr=node.advertise_addr,
                    labels=tuple(node.labels.items()), metrics_port=node.metrics_port,
@@ -136,7 +142,7 @@ class AgentConfig:
         return [base.hollow(i) for i in range(self.hollow_nodes)]
 
 
-def node_tls(state: StateDir, endpoints: str) -> dict[str, Any]:
+def state_dir_tls(state: StateDir, endpoints: str) -> dict[str, Any]:
     """The node's identity in ``<state-dir>/tls/`` (when ``join`` wrote one): the etcd
     client's for https:// endpoints, and the logs server's when it has server usage."""
     directory = state.path / "tls"
