@@ -1,4 +1,4 @@
-"""The agent's log endpoint: ``GET /logs/<task-id>?tail=N&follow=1`` over plain HTTP.
+"""The agent's log endpoint: ``GET /logs/<task-id>?tail=N&follow=1`` over HTTP or HTTPS.
 
 Logs stay on the node that ran the task (as with docker, whose ``service
 logs`` goes through each node): the agent serves them on its advertise
@@ -10,6 +10,12 @@ The response is ``text/plain``, the task's output line by line, and the
 connection closes when the output ends (at once, or with ``follow=1`` when
 the task stops, or when the client goes away). 404: no runtime of this
 process knows the task. One server per process serves every local node.
+
+With a server identity (``ssl_context``: ``kubeless.cluster.node_tls``) it
+speaks TLS only and requires a client certificate signed by the cluster CA:
+a client without one (or plain HTTP) fails the handshake and gets nothing; a
+verified certificate that names no kubeless identity gets 403. The heartbeat
+says ``logsTLS: true`` so the CLI knows the scheme.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from kubeless.cluster.node_tls import allowed_client, peer_common_name
 from kubeless_agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -30,19 +38,28 @@ class LogServer:
     """Serves the logs of the tasks of every runtime in ``runtimes`` (node id -> runtime)."""
 
     def __init__(self, runtimes: Mapping[str, Runtime], host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.runtimes = runtimes
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> int:
         """Listen; the bound port (the one asked for, or a free one for 0)."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  ssl=self.ssl_context,
+                                                  ssl_handshake_timeout=10.0
+                                                  if self.ssl_context else None)
         self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("serving task logs on %s:%d", self.host, self.port)
+        log.info("serving task logs on %s:%d%s", self.host, self.port,
+                 " over TLS (client certificates required)" if self.tls else "")
         return self.port
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_context is not None
 
     async def close(self) -> None:
         if self._server is not None:
@@ -73,6 +90,8 @@ class LogServer:
         request = (await reader.readline()).decode("latin-1").split()
         while (await reader.readline()).strip():
             pass  # headers: nothing we need
+        if self.tls and not allowed_client(peer_common_name(writer.get_extra_info("peercert"))):
+            return _respond(writer, 403, "the client certificate names no kubeless identity\n")
         if len(request) < 2 or request[0] != "GET":
             return _respond(writer, 405, "only GET\n")
         url = urlsplit(request[1])
@@ -125,7 +144,7 @@ async def _stream(lines: AsyncIterator[bytes], reader: asyncio.StreamReader,
 
 
 def _respond(writer: asyncio.StreamWriter, code: int, text: str) -> None:
-    reason = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[code]
+    reason = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}[code]
     body = text.encode()
     writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)

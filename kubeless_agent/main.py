@@ -16,6 +16,12 @@ and, with the docker runtime, the Docker bridge's gateway port 53, which
 containers are given as their only nameserver), forwarding names outside
 ``kubeless.`` to the nameservers of ``--resolv-conf`` (``kubeless_agent.dns.wiring``).
 
+Task logs are served over TLS only (client certificates from the cluster CA
+required, ``kubeless.cluster.node_tls``) when the agent has a server identity:
+``--server-cert``/``--server-key``/``--client-ca``, else its own ``--cert`` when
+that certificate has server usage (a joined node's ``<state-dir>/tls/``);
+without one, over plain HTTP.
+
 SIGTERM or SIGINT stops it gracefully: tasks are left running and the
 heartbeats are marked stopped but NOT revoked (``Heartbeats.release``), so
 the node stays ready for the rest of its lease's TTL and an agent started
@@ -42,6 +48,7 @@ from kubeless.aio import guard, unless_stopped
 from kubeless.log_setup import configure_logging
 from kubeless.api import parse_duration, parse_size
 from kubeless.cluster import NodeState, StateDir
+from kubeless.cluster.node_tls import ServerTls, choose_server_tls, server_context, server_usage
 from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
                             StoreError, TlsConfig, add_tls_arguments, check_tls)
 from kubeless.store import parse_endpoints
@@ -90,6 +97,7 @@ class AgentConfig:
     resolv_conf: str = DEFAULT_RESOLV_CONF  # where DNS finds the upstreams it forwards to
     drain_period: float = 2.0  # seconds a running task behind the mesh waits before its stop
     tls: TlsConfig | None = None  # https:// endpoints: the CA, our certificate and key
+    server_tls: ServerTls | None = None  # serve logs over TLS only, client certs required
 
     @classmethod
     def from_node_state(cls, node: NodeState, state: StateDir | None = None,
@@ -108,6 +116,8 @@ class AgentConfig:
             extra["dns_addrs"] = dns_addrs(options["dns_addr"])
         if "drain_period" in options:
             extra["drain_period"] = seconds(options["drain_period"])
+        if state is not None:
+            extra.update(state_dir_tls(state, node.endpoints))
         return cls(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
                    node_name=node.node_id, advertise_addr=node.advertise_addr,
                    labels=tuple(node.labels.items()), metrics_port=node.metrics_port,
@@ -130,6 +140,23 @@ class AgentConfig:
         if self.hollow_nodes <= 0:
             return [base]
         return [base.hollow(i) for i in range(self.hollow_nodes)]
+
+
+def state_dir_tls(state: StateDir, endpoints: str) -> dict[str, Any]:
+    """The node's identity in ``<state-dir>/tls/`` (when ``join`` wrote one): the etcd
+    client's for https:// endpoints, and the logs server's when it has server usage."""
+    directory = state.path / "tls"
+    if not (directory / "cert.pem").is_file():
+        return {}
+    identity = TlsConfig.from_options(cert_path=str(directory))
+    assert identity is not None and identity.cert is not None
+    extra: dict[str, Any] = {}
+    if endpoints.startswith("https://"):
+        extra["tls"] = identity
+    serving = choose_server_tls(None, None, None, identity, server_usage(identity.cert))
+    if serving is not None:
+        extra["server_tls"] = serving
+    return extra
 
 
 def runtime_options(runtime: str, state: StateDir) -> dict[str, Any]:
@@ -246,12 +273,15 @@ class AgentProcess:
     async def _serve_logs(self) -> None:
         assert self.heartbeats is not None
         port = None
-        if self.config.logs_port is not None:
-            self.log_server = LogServer(self.runtimes, bind_address(self.config.advertise_addr),
-                                        self.config.logs_port)
+        config = self.config
+        if config.logs_port is not None:
+            context = server_context(config.server_tls) if config.server_tls else None
+            self.log_server = LogServer(self.runtimes, bind_address(config.advertise_addr),
+                                        config.logs_port, context)
             port = await self.log_server.start()
         for ident in self.idents:
-            advertise(self.heartbeats, ident.node_id, self.runtimes[ident.node_id], port)
+            advertise(self.heartbeats, ident.node_id, self.runtimes[ident.node_id], port,
+                      logs_tls=config.server_tls is not None)
 
     def _loops(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         assert self.heartbeats and self.reporter and self.informer
@@ -423,6 +453,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
                         "(default 2s)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     add_tls_arguments(p)
+    add_server_tls_arguments(p)
     args = p.parse_args(argv)
     try:
         labels = parse_labels(args.labels)
@@ -443,10 +474,31 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             drain_period=seconds(args.drain_period),
             tls=TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key))
         check_tls(parse_endpoints(config.endpoints), config.tls)
+        config = replace(config, server_tls=serving_identity(args, config.tls))
     except (ValueError, StoreError) as err:  # BadEndpoint is a ValueError; TlsError a StoreError
         p.error(str(err))
     configure_logging(args.log_level)
     return config
+
+
+def add_server_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """The logs server's own identity (default: the agent's, when it may serve)."""
+    parser.add_argument("--server-cert", metavar="FILE",
+                        help="serve task logs over TLS with this certificate (default: --cert "
+                             "when it has server usage, as a joined node's does)")
+    parser.add_argument("--server-key", metavar="FILE", help="the server certificate's key")
+    parser.add_argument("--client-ca", metavar="FILE",
+                        help="require client certificates signed by this CA (default: --cacert)")
+
+
+def serving_identity(args: argparse.Namespace, identity: TlsConfig | None) -> ServerTls | None:
+    """The logs server's identity from the flags, its files checked up front (TlsError)."""
+    serves = identity is not None and identity.cert is not None and server_usage(identity.cert)
+    chosen = choose_server_tls(args.server_cert, args.server_key, args.client_ca, identity,
+                               serves)
+    if chosen is not None:
+        server_context(chosen)
+    return chosen
 
 
 def dns_addrs(text: str | None) -> tuple[str, ...] | None:

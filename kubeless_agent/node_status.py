@@ -1,7 +1,8 @@
 """What a node's heartbeat says beyond its identity: its runtime's state and its logs port.
 
 ``advertise`` puts ``logsPort`` (where ``kubeless_agent.logs`` serves task
-logs on the node's address), ``runtimeState`` / ``runtimeMessage``
+logs on the node's address; with ``logsTLS: true`` when it serves them over
+TLS only, the field absent otherwise), ``runtimeState`` / ``runtimeMessage``
 (``up``, ``down`` or ``unknown``: the runtime's ``runtime_state()``, always
 up but for docker's) and ``engineVersion`` (the runtime's
 ``engine_version()``: the Docker Engine's version, ``process <kubeless
@@ -34,10 +35,12 @@ def runtime_fields(state: dict[str, str], engine_version: str) -> dict[str, Any]
 
 
 def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Runtime,
-              logs_port: int | None) -> None:
+              logs_port: int | None, logs_tls: bool = False) -> None:
     fields: dict[str, Any] = {}
     if logs_port:
         fields["logsPort"] = logs_port
+        if logs_tls:
+            fields["logsTLS"] = True
     fields.update(runtime_fields(runtime.runtime_state(), runtime.engine_version()))
     runtime.watch_state(lambda state: heartbeats.update(
         node_id, runtime_fields(state, runtime.engine_version())))

@@ -5,6 +5,8 @@
     pki        keys, requests and certificates (the cryptography package): the CA
                signs; etcd's own certificates; identities in DOCKER_CERT_PATH layout
     identities the namespaced common names: node:<id>, manager:<id>, admin:<name>
+    node_tls   TLS to a node's own servers (logs): the server requiring client
+               certificates from the cluster CA, the client verifying the node
     record     the cluster record at ``<prefix>/v1/cluster`` and token checks
     state      the node's state dir (identity, plain tokens, CA key)
     bootstrap  create, join, resume and rotate, against etcd

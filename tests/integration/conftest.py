@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,3 +22,12 @@ def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
         return run_cli(endpoints or etcd_cluster.endpoints, prefix, *args, stdin=stdin,
                        timeout=timeout, namespace=namespace)
     return run
+
+
+@pytest.fixture(scope="module")
+def tls_etcd() -> Iterator[EtcdCluster]:
+    """One etcd for the module with TLS (a CA in its temp dir, https:// client and peer
+    URLs, ``--client-cert-auth``), its certificates naming 127.0.0.1 only."""
+    cluster = EtcdCluster(1, tls=True, tls_hosts=("127.0.0.1",)).start()
+    yield cluster
+    cluster.stop()

@@ -1,6 +1,6 @@
 """TLS to a real etcd that verifies client certificates: the store, the CLI, the daemons.
 
-One etcd for the module (``EtcdCluster(tls=True)``: a CA in its temp dir, https://
+One etcd for the module (conftest's ``tls_etcd``: a CA in its temp dir, https://
 client and peer URLs, ``--client-cert-auth``); its certificates name 127.0.0.1
 only, so ``https://localhost:PORT`` is a wrong host. Each refusal is one
 ``error:`` line and exit 1.
@@ -13,7 +13,6 @@ import datetime
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from kubeless import store
 from kubeless.cluster import pki
 from kubeless.store import Put, TlsConfig
 from lab.waiting import until
+from tests.support.cli import tls_flags as flags
 from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster
 
@@ -29,19 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def tls_etcd() -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(1, tls=True, tls_hosts=("127.0.0.1",)).start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(scope="module")
 def admin(tls_etcd: EtcdCluster) -> Path:
     return tls_etcd.identity("admin:tester")
-
-
-def flags(d: Path) -> list[str]:
-    return ["--cacert", str(d / "ca.pem"), "--cert", str(d / "cert.pem"), "--key", str(d / "key.pem")]
 
 
 def cli(endpoints: str, prefix: str, *args: str,

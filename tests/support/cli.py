@@ -2,7 +2,7 @@
 
 ``run_cli`` runs one command (``KUBELESS_NAMESPACE`` only when given); the
 ``kubeless`` fixture of tests/integration/conftest.py binds it to the test's
-etcd and prefix. ``svc`` writes a Service manifest, ``write`` a file of
+etcd and prefix; ``tls_flags`` are an identity's files as flags. ``svc`` writes a Service manifest, ``write`` a file of
 documents, ``names`` lists the services by name.
 """
 
@@ -27,6 +27,12 @@ def run_cli(endpoints: str, prefix: str, *args: str, stdin: str | None = None,
         env["KUBELESS_NAMESPACE"] = namespace
     return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], input=stdin,
                           capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def tls_flags(identity: Path) -> list[str]:
+    """--cacert, --cert and --key for an identity directory (ca.pem, cert.pem, key.pem)."""
+    return ["--cacert", str(identity / "ca.pem"), "--cert", str(identity / "cert.pem"),
+            "--key", str(identity / "key.pem")]
 
 
 def svc(name: str, replicas: int = 1, image: str = "web:1", labels: str = "{}",
