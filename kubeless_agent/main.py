@@ -143,16 +143,18 @@ class AgentConfig:
 
 
 def state_dir_tls(state: StateDir, endpoints: str) -> dict[str, Any]:
-    """The node's identity in ``<state-dir>/tls/`` (when ``join`` wrote one): the etcd
-    client's for https:// endpoints, and the logs server's when it has server usage."""
+    """The node's identity in ``<state-dir>/tls/`` (``init``, ``join`` and ``up`` write
+    one) for a cluster whose etcd is https://: the etcd client's, and the logs server's
+    when it has server usage. With a plain http:// etcd neither is used: a user reaching
+    etcd without certificates could not read TLS-served logs (TLS comes as a whole)."""
     directory = state.path / "tls"
     if not (directory / "cert.pem").is_file():
         return {}
     identity = TlsConfig.from_options(cert_path=str(directory))
     assert identity is not None and identity.cert is not None
-    extra: dict[str, Any] = {}
-    if endpoints.startswith("https://"):
-        extra["tls"] = identity
+    if not endpoints.startswith("https://"):
+        return {}
+    extra: dict[str, Any] = {"tls": identity}
     serving = choose_server_tls(None, None, None, identity, server_usage(identity.cert))
     if serving is not None:
         extra["server_tls"] = serving

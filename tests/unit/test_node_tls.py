@@ -149,7 +149,8 @@ NODE = NodeState(cluster_id="c1", node_id="n1", role="worker", endpoints="https:
      True, True),
     ("client usage only: plain logs", frozenset({"client"}), "https://10.0.0.1:2379", True,
      False),
-    ("plain etcd: the identity serves only", pki.USAGES, "http://10.0.0.1:2379", False, True),
+    ("plain etcd: the identity is not used (TLS comes as a whole)", pki.USAGES,
+     "http://10.0.0.1:2379", False, False),
 ])
 def test_a_joined_nodes_identity_is_picked_up(ca: pki.CA, tmp_path: Path, case: str,
                                               usages: frozenset[str], endpoints: str,
