@@ -4,7 +4,10 @@
 (``kubeless_cli.up_cmd``) run a node the same way: the agent
 (``kubeless_agent``), built from the node state the state dir holds
 (``AgentConfig.from_node_state``), and on a manager the controllers
-(``controllers.main``), under one asyncio TaskGroup. A manager that holds
+(``controllers.main``), under one asyncio TaskGroup. When the node's etcd is
+https://, the controllers and the join endpoint present the manager identity
+in ``<state-dir>/manager-tls/`` (``manager_tls``), the agent its node
+identity in ``tls/``. A manager that holds
 the CA key and has a join port also serves the join endpoint
 (``kubeless.cluster.join_server``); when it cannot (no CA key, the port
 taken) it says so in its log and the node runs on without it.
@@ -40,6 +43,7 @@ from kubeless_cli.context import CliError
 
 if TYPE_CHECKING:
     from kubeless.cluster.join_server import JoinRequest
+    from kubeless.store import TlsConfig
 
 log = logging.getLogger("kubeless")
 
@@ -84,7 +88,8 @@ class NodeProcess:
             cancelled = [tg.create_task(self._announce(agent), name="announce")]
             if self.manager:
                 cancelled.append(tg.create_task(
-                    _part("controllers", run_controllers(self.node), stop, failures),
+                    _part("controllers", run_controllers(self.node, self.state), stop,
+                          failures),
                     name="controllers"))
                 if self.node.join_port:
                     cancelled.append(tg.create_task(serve_join(self.node, self.state),
@@ -117,12 +122,33 @@ async def _part(name: str, coro: Coroutine[Any, Any, None], stop: asyncio.Event,
         stop.set()
 
 
-async def run_controllers(node: NodeState) -> None:
-    """The controllers of this manager, through their command line's entry point."""
+def manager_tls(node: NodeState, state: StateDir) -> TlsConfig | None:
+    """The manager identity in ``<state-dir>/manager-tls/`` for a node whose etcd is
+    https:// and that holds one; else None (plain etcd, or a manager that joined through
+    etcd, whose controllers fall back on KUBELESS_CERT_PATH as before)."""
+    from kubeless.store import TlsConfig
+
+    directory = state.manager_tls_dir
+    if not node.endpoints.startswith("https://") or not (directory / "cert.pem").is_file():
+        return None
+    return TlsConfig.from_options(cert_path=str(directory))
+
+
+def tls_flags(tls: TlsConfig | None) -> list[str]:
+    """``--cacert``, ``--cert`` and ``--key`` for ``tls`` (flags win over the environment)."""
+    if tls is None:
+        return []
+    pairs = (("--cacert", tls.cacert), ("--cert", tls.cert), ("--key", tls.key))
+    return [arg for flag, path in pairs if path is not None for arg in (flag, str(path))]
+
+
+async def run_controllers(node: NodeState, state: StateDir) -> None:
+    """The controllers of this manager, through their command line's entry point, with
+    the manager identity when etcd is https://."""
     from controllers.main import parse_args, run
 
     await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
-                          "--identity", node.node_id]))
+                          "--identity", node.node_id, *tls_flags(manager_tls(node, state))]))
 
 
 async def serve_join(node: NodeState, state: StateDir) -> None:
@@ -141,7 +167,8 @@ async def serve_join(node: NodeState, state: StateDir) -> None:
     except ClusterError as err:
         log.warning("no join endpoint: %s", err)
         return
-    rstore = store.connect(node.endpoints, node.prefix, retry_for=10)
+    rstore = store.connect(node.endpoints, node.prefix, retry_for=10,
+                           tls=manager_tls(node, state))
     server = JoinServer(rstore, ca, lambda r, role: joining_node(node, r, role),
                         node.endpoints, node.prefix, (node.advertise_addr, "127.0.0.1"),
                         node.join_port)

@@ -2,6 +2,9 @@
 
 Like ``nomad agent -dev``: a single-member etcd whose data dir is in the
 state dir (reused when the etcd an earlier ``up`` left behind still runs),
+serving https:// and requiring client certificates from the cluster CA
+(``kubeless_cli.up_tls``: the CA and etcd's certificates are made first; a
+state dir whose etcd ran plain stays plain, ``--insecure`` makes a plain one),
 then ``kubeless init``'s logic (a cluster record, a root CA, join tokens;
 the node restarts from the state dir next time), then this host as a
 manager: its agent and its controllers. The runtime is docker when a
@@ -13,8 +16,14 @@ node stays ready), the controllers resign, then the etcd is stopped. The
 next ``up`` starts that etcd again (which extends the leases it kept), and
 its agent takes the heartbeat over at once and adopts every container.
 
-    <state-dir>/   etcd/ (data), etcd.pid, etcd.log, up.pid, and the node's
-                   state (node.yaml, node-id, ca.key, join-tokens.yaml)
+    <state-dir>/   etcd/ (data), etcd.pid, etcd.log, up.pid, etcd-pki/ (etcd's
+                   certificates), admin/ (the admin identity the banner prints:
+                   KUBELESS_CERT_PATH), and the node's state (node.yaml, node-id,
+                   ca.key, ca.crt, join-tokens.yaml, tls/, manager-tls/)
+
+The node's agent uses ``tls/``, its controllers and join endpoint
+``manager-tls/`` (``kubeless_cli.node_process``); ``up`` itself (making the
+cluster, ``--apply``) uses the admin identity.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signal
 from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
                                      explicit_endpoints, join_port_option, new_node_state,
                                      save_init, where)
+from kubeless_cli.up_tls import ETCD_DATA, ETCD_PKI, Transport, UpTls, choose_transport, prepare_tls
 from kubeless.cluster import ClusterError, NodeState, StateDir
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
@@ -109,23 +119,30 @@ def docker_answers() -> str | None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port.")
 @click.option("--apply", "apply_files", multiple=True, type=click.Path(exists=True),
               help="Apply this manifest once the node is ready (repeatable).")
+@click.option("--insecure", is_flag=True,
+              help="A new cluster without TLS: plain http etcd, no client certificates.")
 @join_port_option()
 @agent_service_options()[0]
 @agent_service_options()[1]
 @agent_service_options()[2]
 @pass_context
 def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
-       metrics_port: int | None, apply_files: tuple[str, ...], join_port: int | None,
-       **agent: Any) -> None:
+       metrics_port: int | None, apply_files: tuple[str, ...], insecure: bool,
+       join_port: int | None, **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
-    etcd listens on 127.0.0.1 only. Ctrl-C stops all of it, etcd included;
-    the next `kubeless up` with the same --state-dir finds the same cluster.
+    etcd listens on 127.0.0.1 only, over TLS with client certificates from the
+    cluster CA; the banner prints the admin identity to use it with. Ctrl-C
+    stops all of it, etcd included; the next `kubeless up` with the same
+    --state-dir finds the same cluster.
     """
     state = StateDir(state_dir)
     cluster_call(state.ensure)
+    transport = choose_transport(etcd_certs=(state.path / ETCD_PKI).is_dir(),
+                                 etcd_data=(state.path / ETCD_DATA).is_dir(),
+                                 insecure=insecure, state=str(state))
     given = explicit_endpoints(ctx)
-    url = f"http://127.0.0.1:{etcd_port}"
+    url = f"{'https' if transport.tls else 'http'}://127.0.0.1:{etcd_port}"
     if given and given.rstrip("/") != url:
         click.echo(f"warning: kubeless up runs its own etcd at {url}; --endpoints/"
                    f"KUBELESS_ENDPOINTS ({given}) is not used", err=True)
@@ -134,31 +151,34 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
     agent_options(opts)  # a mistake is one line, before anything starts
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
-                        apply_files))
+                        apply_files, transport))
     except KeyboardInterrupt:
         pass
 
 
 async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-              apply_files: tuple[str, ...]) -> None:
+              apply_files: tuple[str, ...], transport: Transport) -> None:
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        await _run(ctx, state, port, runtime, opts, apply_files, stop)
+        await _run(ctx, state, port, runtime, opts, apply_files, transport, stop)
 
 
 async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-               apply_files: tuple[str, ...], stop: asyncio.Event) -> None:
+               apply_files: tuple[str, ...], transport: Transport,
+               stop: asyncio.Event) -> None:
     _claim(state.path)
-    etcd = StateDirEtcd(state.path, port, name="kubeless-up")
+    tls = cluster_call(lambda: prepare_tls(state)) if transport.tls else None
+    etcd = StateDirEtcd(state.path, port, name="kubeless-up",
+                        tls=tls.etcd if tls is not None else None)
     try:
         await _until(stop, start_etcd(etcd))
         name, why = choose_runtime(runtime)
-        node, made = await _until(stop, _cluster(ctx, state, name, opts))
-        _banner(state, etcd, node, name, why, made)
+        node, made = await _until(stop, _cluster(ctx, state, name, opts, tls))
+        _banner(state, etcd, node, name, why, made, tls, transport.warning)
 
         async def apply_all() -> None:
             for path in apply_files:
-                await apply_manifest(node, path)
+                await apply_manifest(node, path, tls)
 
         if not stop.is_set():
             await NodeProcess(node, state, manager=True, on_ready=apply_all).run(stop)
@@ -197,14 +217,16 @@ def _claim(state: Path) -> None:
     pid_file.write_text(f"{os.getpid()}\n")
 
 
-async def _cluster(ctx: Context, state: StateDir, runtime: str,
-                   opts: dict[str, Any]) -> tuple[NodeState, bool]:
-    """This machine's node: the one in the state dir, or the first of a new cluster."""
+async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, Any],
+                   tls: UpTls | None) -> tuple[NodeState, bool]:
+    """This machine's node: the one in the state dir, or the first of a new cluster
+    (made with the admin identity and the CA ``prepare_tls`` made, under TLS)."""
     from kubeless import store
     from kubeless.cluster import bootstrap
 
     here = where(ctx.endpoints, ctx.prefix)
-    rstore = store.connect(ctx.endpoints, ctx.prefix, retry_for=10)
+    rstore = store.connect(ctx.endpoints, ctx.prefix, retry_for=10,
+                           tls=tls.admin if tls is not None else None)
     try:
         if state.has_node():
             stored = state.load_node()
@@ -219,8 +241,9 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str,
             # the etcd data was wiped: a new cluster, this state dir's node with it
         node = new_node_state(ctx, ctx.endpoints, {**opts, "runtime": runtime,
                                                    "advertise_addr": "127.0.0.1"}, "manager")
-        record, tokens = await bootstrap.create_cluster(rstore, state,
-                                                        node_resource(node, "manager"), here)
+        record, tokens = await bootstrap.create_cluster(
+            rstore, state, node_resource(node, "manager"), here,
+            ca=tls.ca if tls is not None else None)
         node = replace(node, cluster_id=record.id, joined_at=record.created_at)
         save_init(state, node, tokens)
         from kubeless.cluster.join_server import issue_own_identities
@@ -234,11 +257,14 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str,
 
 
 def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, why: str,
-            made: bool) -> None:
+            made: bool, tls: UpTls | None, warning: str | None) -> None:
     how = f"reused, pid {etcd.pid}" if etcd.reused else f"started, pid {etcd.pid}"
+    security = ("TLS, client certificates from the cluster CA" if tls is not None
+                else "plain http, NO TLS")
     click.echo(
         f"kubeless up: a one-node cluster on this machine\n"
         f"  etcd       {etcd.url} ({how}; data in {etcd.data_dir}, log {etcd.log_file})\n"
+        f"  security   {security}\n"
         f"  runtime    {runtime}: {why}\n"
         f"  node       {node.node_id} (manager: agent and controllers)\n"
         f"  cluster    {node.cluster_id} ({'new' if made else 'from the state dir'})\n"
@@ -246,9 +272,11 @@ def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, 
         + (f"  join       {node.advertise_addr}:{node.join_port} (the join endpoint; "
            "join-token prints the command)\n" if node.join_port else "")
         + "\n"
-        f"Use it from another terminal:\n"
+        + (f"{warning}\n\n" if warning else "")
+        + f"Use it from another terminal:\n"
         f"  export KUBELESS_ENDPOINTS={etcd.url}\n"
-        f"  kubeless get nodes\n"
+        + (f"  export KUBELESS_CERT_PATH={tls.admin_dir}\n" if tls is not None else "")
+        + f"  kubeless get nodes\n"
         f"  kubeless apply -f manifests/demo.yaml\n"
         f"  kubeless get services\n"
         f"  kubeless service ps web\n"
@@ -257,11 +285,14 @@ def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, 
         f"for the next `kubeless up` to adopt (`kubeless service rm NAME` removes them).\n")
 
 
-async def apply_manifest(node: NodeState, path: str) -> None:
-    """``kubeless apply -f path`` against this cluster, its output on ours."""
+async def apply_manifest(node: NodeState, path: str, tls: UpTls | None) -> None:
+    """``kubeless apply -f path`` against this cluster, its output on ours; with the
+    admin identity under TLS."""
+    identity = ["--cacert", str(tls.admin.cacert), "--cert", str(tls.admin.cert),
+                "--key", str(tls.admin.key)] if tls is not None else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubeless_cli.main", "--endpoints", node.endpoints,
-        "--prefix", node.prefix, "apply", "-f", path, stdin=subprocess.DEVNULL)
+        "--prefix", node.prefix, *identity, "apply", "-f", path, stdin=subprocess.DEVNULL)
     code = await proc.wait()
     if code != 0:
         click.echo(f"warning: applying {path} failed (exit {code}); the cluster keeps "

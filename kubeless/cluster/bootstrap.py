@@ -1,8 +1,11 @@
 """Bootstrap against etcd: make a cluster, check and spend join tokens, rotate them.
 
-    create_cluster    init: a root CA in the state dir, a worker and a manager
-                      token, the cluster record and the first manager's Node,
-                      in ONE transaction that compares the record is absent
+    new_cluster_ca    a new cluster's id and root CA in the state dir, made before
+                      its etcd when that etcd serves certificates from it (``up``)
+    create_cluster    init: a root CA in the state dir (or the one new_cluster_ca
+                      made), a worker and a manager token, the cluster record and
+                      the first manager's Node, in ONE transaction that compares
+                      the record is absent
     join_cluster      join: check the token against the record, then create the
                       Node with the role it grants, in one transaction that
                       compares the record did not change meanwhile (a token
@@ -35,6 +38,22 @@ Resource = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class ClusterCA:
+    """A new cluster's id and its root CA's certificate (the key is in the state dir)."""
+
+    cluster_id: str
+    cert_pem: str
+
+
+def new_cluster_ca(state: StateDir) -> ClusterCA:
+    """A new cluster id and a root CA for it, written in the state dir (``ca.key``,
+    ``ca.crt``): the CA ``create_cluster`` then uses instead of making one."""
+    cluster_id = new_cluster_id()
+    state.ensure()
+    return ClusterCA(cluster_id, make_root_ca(state.path, f"kubeless root CA {cluster_id}"))
+
+
+@dataclass(frozen=True)
 class Found:
     record: ClusterRecord
     revision: int  # the record key's mod_revision
@@ -49,12 +68,17 @@ async def read_record(rstore: ResourceStore) -> Found | None:
 
 
 async def create_cluster(rstore: ResourceStore, state: StateDir, node: Resource,
-                         where: str) -> tuple[ClusterRecord, dict[str, str]]:
-    """Make a new cluster with ``node`` its first manager; (record, role -> plain token)."""
+                         where: str, ca: ClusterCA | None = None
+                         ) -> tuple[ClusterRecord, dict[str, str]]:
+    """Make a new cluster with ``node`` its first manager; (record, role -> plain token).
+    ``ca``: the cluster's id and CA made beforehand (``new_cluster_ca``), kept when the
+    cluster cannot be made (its etcd serves certificates from it); else a CA is made
+    here, and forgotten again on failure."""
     await _refuse_existing(rstore, where)
-    cluster_id = new_cluster_id()
-    state.ensure()
-    pem = make_root_ca(state.path, f"kubeless root CA {cluster_id}")
+    made = ca is None
+    if ca is None:
+        ca = new_cluster_ca(state)
+    cluster_id, pem = ca.cluster_id, ca.cert_pem
     try:
         digest = tokens.ca_digest(cert_der(pem))
         now = now_rfc3339()
@@ -73,7 +97,8 @@ async def create_cluster(rstore: ResourceStore, state: StateDir, node: Resource,
             raise ClusterError(f"node {node['metadata']['name']} was registered by someone "
                                "else meanwhile; run init again")
     except BaseException:
-        remove_root_ca(state.path)
+        if made:
+            remove_root_ca(state.path)
         raise
     return record, {role: str(token) for role, token in plain.items()}
 

@@ -66,7 +66,7 @@ async def test_a_crashed_part_stops_the_node_as_one_line(
         monkeypatch: pytest.MonkeyPatch) -> None:
     crash = asyncio.Event()
 
-    async def controllers(node: NodeState) -> None:
+    async def controllers(node: NodeState, state: StateDir) -> None:
         await crash.wait()
         raise RuntimeError("boom")
 

@@ -1,0 +1,120 @@
+"""``kubeless up``'s transport security: TLS by default, plain only when asked or inherited.
+
+    choose_transport   the decision (pure): a new state dir gets TLS unless
+                       ``--insecure``; one whose etcd already has certificates
+                       keeps TLS (``--insecure`` is refused there); one whose etcd
+                       ran plain before TLS was the default stays plain (never a
+                       silent flip), with a warning in the banner
+    admin_name         the admin identity's name: the user's, when it is a valid
+                       identity name, else ``up``
+    prepare_tls        the files, made before etcd starts and reused by the next
+                       ``up``: the cluster CA (``bootstrap.new_cluster_ca``), etcd's
+                       server and peer certificates from it, and the admin identity
+
+    <state-dir>/   ca.key ca.crt     the cluster CA (as ``init`` makes it)
+                   etcd-pki/         etcd's: ca.crt, server.crt/.key, peer.crt/.key
+                   admin/            the admin identity: ca.pem, cert.pem, key.pem
+                                     (KUBELESS_CERT_PATH's layout)
+                   tls/ manager-tls/ the node's and its controllers' identities
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeless.cluster import StateDir
+from kubeless.cluster.bootstrap import ClusterCA, new_cluster_ca
+from kubeless.cluster.etcd_server import LOOPBACK, EtcdTls
+from kubeless.cluster.identities import admin, identity_error
+from kubeless.cluster.record import new_cluster_id
+from kubeless.store import TlsConfig
+from kubeless_cli.context import CliError
+
+ETCD_PKI = "etcd-pki"
+ADMIN_DIR = "admin"
+ETCD_DATA = "etcd"
+DEFAULT_ADMIN = "up"
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How ``up``'s etcd serves: TLS or not, and the banner's warning when not."""
+
+    tls: bool
+    warning: str | None = None
+
+
+def choose_transport(*, etcd_certs: bool, etcd_data: bool, insecure: bool,
+                     state: str) -> Transport:
+    """TLS or plain for the etcd of the state dir ``state``; ``CliError`` for
+    ``--insecure`` on a state dir whose etcd serves TLS."""
+    if etcd_certs:
+        if insecure:
+            raise CliError(f"the state dir {state} holds a cluster whose etcd serves TLS; "
+                           "--insecure only makes a new cluster: pass another --state-dir")
+        return Transport(True)
+    fresh = f"start a secure one with another --state-dir (or remove {state})"
+    if etcd_data:
+        return Transport(False, f"WARNING: this cluster's etcd is plain http, without TLS "
+                                f"(made before TLS was the default, or with --insecure): "
+                                f"anyone who reaches 127.0.0.1 can read and write it; {fresh}")
+    if insecure:
+        return Transport(False, "WARNING: --insecure: etcd is plain http, without TLS or "
+                                "client certificates: anyone who reaches 127.0.0.1 can read "
+                                "and write the cluster, task logs are served without TLS")
+    return Transport(True)
+
+
+def admin_name(user: str) -> str:
+    """``user`` as an identity name when it can be one (lowercased, other characters as
+    ``-``), else ``up`` (``root`` is reserved)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", user.lower()).strip("-")
+    return name if identity_error("admin", name) is None else DEFAULT_ADMIN
+
+
+@dataclass(frozen=True)
+class UpTls:
+    """What ``up`` runs TLS with."""
+
+    etcd: EtcdTls  # etcd's own files
+    admin_dir: Path  # the admin identity (KUBELESS_CERT_PATH)
+    ca: ClusterCA  # the CA a new cluster is made with
+
+    @property
+    def admin(self) -> TlsConfig:
+        config = TlsConfig.from_options(cert_path=str(self.admin_dir))
+        assert config is not None
+        return config
+
+
+def prepare_tls(state: StateDir, user: str | None = None) -> UpTls:
+    """The CA, etcd's certificates and the admin identity: those the state dir holds,
+    else made now (``ClusterError`` when they cannot be)."""
+    from kubeless.cluster.pki import CA, Profile, issue_etcd_certs, issue_identity
+
+    if state.has_ca_key():
+        ca = CA.load(state.path)
+        cluster_ca = ClusterCA(new_cluster_id(), ca.cert_pem)  # used only for a new cluster
+    else:
+        cluster_ca = new_cluster_ca(state)
+        ca = CA.load(state.path)
+    pki = state.path / ETCD_PKI
+    etcd = EtcdTls.in_dir(pki)
+    if not all(p.is_file() for p in (etcd.ca, etcd.server_cert, etcd.server_key,
+                                     etcd.peer_cert, etcd.peer_key)):
+        etcd = issue_etcd_certs(ca, pki, LOOPBACK)
+    admin_dir = state.path / ADMIN_DIR
+    if not (admin_dir / "cert.pem").is_file():
+        name = admin(admin_name(user if user is not None else _user()))
+        issue_identity(ca, admin_dir, Profile(name.common_name))
+    return UpTls(etcd, admin_dir, cluster_ca)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return DEFAULT_ADMIN
