@@ -1,6 +1,9 @@
 """``kubeless up``: etcd, controllers and one agent from one foreground command.
 
-Runs with the fake runtime so it needs no Docker Engine. Every process
+``up`` is secure by default, and these tests use it as its users do: etcd over
+https with client certificates, the CLI with the admin identity the banner
+prints (``KUBELESS_CERT_PATH``); ``--insecure`` and a state dir whose etcd ran
+plain keep plain http. Runs with the fake runtime so it needs no Docker Engine. Every process
 started here (``up`` itself, and the etcd whose pid ``up`` records) is
 ended by its pid in a finalizer.
 """
@@ -11,13 +14,17 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.request
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from kubeless.store import TlsConfig
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +62,24 @@ class Up:
         self.tmp = tmp
         self.state = tmp / "up"
         self.port = free_port_pair()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.procs: list[subprocess.Popen[str]] = []
         self.etcd_pids: set[int] = set()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")}
+        self.plain = {k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")}
+        self.secure(True)
+
+    def secure(self, tls: bool) -> None:
+        """Talk https with the admin identity (as the banner says), or plain http."""
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.env = {**self.plain, "KUBELESS_CERT_PATH": str(self.admin)} if tls else self.plain
+
+    @property
+    def admin(self) -> Path:
+        return self.state / "admin"
+
+    def tls(self) -> TlsConfig:
+        config = TlsConfig.from_options(cert_path=str(self.admin))
+        assert config is not None
+        return config
 
     def start(self, *extra: str) -> tuple[subprocess.Popen[str], Path]:
         out = self.tmp / f"up-{len(self.procs)}.out"
@@ -70,10 +91,11 @@ class Up:
         self.procs.append(proc)
         return proc, out
 
-    def kubeless(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def kubeless(self, *args: str, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "kubeless_cli.main", "--endpoints",
-                               self.url, *args], capture_output=True, text=True, env=self.env,
-                              timeout=30)
+                               self.url, *args], capture_output=True, text=True,
+                              env=self.env if env is None else env, timeout=30)
 
     def etcd_pid(self) -> int:
         pid = int((self.state / "etcd.pid").read_text())
@@ -122,10 +144,13 @@ def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
     assert "manager" in rows[0]
     etcd = up.etcd_pid()
     text = out.read_text()
-    assert f"export KUBELESS_ENDPOINTS={up.url}" in text
+    assert f"export KUBELESS_ENDPOINTS=https://127.0.0.1:{up.port}\n" in text, text
+    assert f"export KUBELESS_CERT_PATH={up.admin}\n" in text, text
+    assert "WARNING" not in text and "security   TLS" in text
     assert "runtime    fake" in text and "kubeless get services" in text
     token = up.kubeless("join-token", "worker", "-q", "--state-dir", str(up.state))
     assert token.returncode == 0 and token.stdout.startswith("SWMTKN-1-"), token.stderr
+    assert_refused_without_a_certificate(up)
 
     assert stop(proc) == 0
     deadline = time.monotonic() + 10
@@ -135,12 +160,39 @@ def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
     assert not (up.state / "etcd.pid").exists()
 
 
+def assert_refused_without_a_certificate(up: Up) -> None:
+    """The CLI without the admin identity gets one line; an anonymous https client
+    (the CA, no certificate) gets nothing from etcd; with the identity it does."""
+    anonymous = up.kubeless("--cacert", str(up.admin / "ca.pem"), "get", "nodes", env=up.plain)
+    assert anonymous.returncode == 1 and anonymous.stdout == ""
+    assert anonymous.stderr.startswith("error: TLS: etcd at ") \
+        and "requires a client certificate" in anonymous.stderr \
+        and anonymous.stderr.count("\n") == 1, anonymous.stderr
+    nothing = up.kubeless("get", "nodes", env=up.plain)
+    assert nothing.returncode == 1 and nothing.stderr.count("\n") == 1, nothing.stderr
+    assert "need the CA certificate" in nothing.stderr, nothing.stderr
+
+    def health(context: ssl.SSLContext) -> bytes:
+        with urllib.request.urlopen(f"{up.url}/health", timeout=5, context=context) as r:
+            return bytes(r.read())
+
+    ca_only = ssl.create_default_context(cafile=str(up.admin / "ca.pem"))
+    with pytest.raises(OSError):
+        health(ca_only)
+    admin = ssl.create_default_context(cafile=str(up.admin / "ca.pem"))
+    admin.load_cert_chain(str(up.admin / "cert.pem"), str(up.admin / "key.pem"))
+    assert b'"true"' in health(admin)
+
+
 def test_up_applies_manifests_and_comes_back_to_the_same_cluster(up: Up, tmp_path: Path) -> None:
     manifest = tmp_path / "svc.yaml"
     manifest.write_text("apiVersion: kubeless.io/v1\nkind: Service\nmetadata: {name: hello}\n"
                         "spec: {replicas: 2, template: {image: hello:1}}\n")
     first, out = up.start("--apply", str(manifest))
     up.wait_ready_node(first, out)
+    made = identities(up)
+    assert {"admin/cert.pem", "tls/cert.pem", "manager-tls/cert.pem", "etcd-pki/server.crt",
+            "ca.crt"} <= set(made), sorted(made)
     deadline = time.monotonic() + DEADLINE
     while "hello" not in up.kubeless("get", "services", "-o", "name").stdout:
         assert time.monotonic() < deadline, out.read_text()
@@ -157,12 +209,64 @@ def test_up_applies_manifests_and_comes_back_to_the_same_cluster(up: Up, tmp_pat
     text = out2.read_text()
     assert f"reused, pid {etcd}" in text and "from the state dir" in text, text
     assert "service/hello" in up.kubeless("get", "services", "-o", "name").stdout
+    assert identities(up) == made, "the same CA, etcd certificates and identities"
 
     assert stop(second) == 0
     deadline = time.monotonic() + 10
     while alive(etcd) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(etcd)
+
+    # stopped: the next up starts that TLS etcd again, and --insecure cannot flip it
+    refused = subprocess.run(
+        [sys.executable, "-m", "kubeless_cli.main", "up", "--insecure", "--runtime", "fake",
+         "--etcd-port", str(up.port), "--state-dir", str(up.state)],
+        capture_output=True, text=True, env=up.plain, timeout=30)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "serves TLS; --insecure only makes a new cluster" in refused.stderr
+    third, out3 = up.start()
+    up.wait_ready_node(third, out3)
+    assert "security   TLS" in out3.read_text() and identities(up) == made
+    up.etcd_pid()
+    assert stop(third) == 0
+
+
+def identities(up: Up) -> dict[str, bytes]:
+    """Every certificate up keeps in its state dir, by path."""
+    return {str(p.relative_to(up.state)): p.read_bytes() for p in sorted(up.state.rglob("*"))
+            if p.suffix in (".crt", ".pem")}
+
+
+def test_insecure_up_is_plain_http_and_stays_plain_without_flipping(up: Up) -> None:
+    up.secure(False)
+    first, out = up.start("--insecure")
+    up.wait_ready_node(first, out)
+    text = out.read_text()
+    assert f"export KUBELESS_ENDPOINTS=http://127.0.0.1:{up.port}\n" in text, text
+    assert "KUBELESS_CERT_PATH" not in text and "WARNING: --insecure" in text
+    assert not (up.state / "etcd-pki").exists() and not up.admin.exists()
+    up.etcd_pid()
+    assert stop(first) == 0
+
+    second, out2 = up.start()  # no --insecure: this state dir's etcd stays plain
+    up.wait_ready_node(second, out2)
+    text = out2.read_text()
+    assert "from the state dir" in text and "security   plain http, NO TLS" in text, text
+    assert "WARNING: this cluster's etcd is plain http" in text \
+        and "another --state-dir" in text
+    up.etcd_pid()
+    assert stop(second) == 0
+
+
+def assert_logs_over_tls(up: Up) -> None:
+    """A task's logs, served over TLS by the agent, read with the admin identity."""
+    ps = up.kubeless("service", "ps", "nap", "-q")
+    assert ps.returncode == 0, ps.stderr
+    task = ps.stdout.split()[0]
+    deadline = time.monotonic() + DEADLINE
+    while "napping" not in (logs := up.kubeless("logs", task)).stdout:
+        assert time.monotonic() < deadline, (logs.stdout, logs.stderr)
+        time.sleep(0.2)
 
 
 def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
@@ -179,12 +283,12 @@ def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
 
     manifest = tmp_path / "svc.yaml"
     manifest.write_text("apiVersion: kubeless.io/v1\nkind: Service\nmetadata: {name: nap}\n"
-                        "spec: {replicas: 3, template: {image: none, command: [sleep, '600'],"
-                        " stopGracePeriod: 1s}}\n")
+                        "spec: {replicas: 3, template: {image: none, command: [sh, -c, "
+                        "'echo napping; exec sleep 600'], stopGracePeriod: 1s}}\n")
     node = "upnode"
 
     async def read() -> tuple[dict[str, int], dict[str, str], int]:
-        rs = store.connect(up.url, "/kubeless", retry_for=5)
+        rs = store.connect(up.url, "/kubeless", retry_for=5, tls=up.tls())
         try:
             tasks, _ = await rs.etcd.list_prefix(rs.keys.root + "tasks/")
             reports, _ = await rs.etcd.list_prefix(rs.keys.agent(node) + "tasks/")
@@ -209,6 +313,7 @@ def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.2)
         up.etcd_pid()
+        assert_logs_over_tls(up)
         assert stop(first) == 0
         second, out2 = up.start("--runtime", "process", "--node-name", node, "--dns-addr", "none")
         up.wait_ready_node(second, out2)
