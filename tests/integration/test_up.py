@@ -24,6 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from kubeless.cluster.ca import cert_der
+from kubeless.cluster.pki import cert_info
+from kubeless.cluster.tokens import ca_digest, parse_token
 from kubeless.store import TlsConfig
 
 pytestmark = pytest.mark.integration
@@ -150,6 +153,12 @@ def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
     assert "runtime    fake" in text and "kubeless get services" in text
     token = up.kubeless("join-token", "worker", "-q", "--state-dir", str(up.state))
     assert token.returncode == 0 and token.stdout.startswith("SWMTKN-1-"), token.stderr
+    ca = (up.state / "ca.crt").read_text()
+    assert parse_token(token.stdout.strip()).digest == ca_digest(cert_der(ca)), \
+        "the cluster was made with the CA etcd's certificates come from, not another"
+    assert (up.state / "etcd-pki" / "ca.crt").read_text() == ca == \
+        (up.admin / "ca.pem").read_text()
+    assert cert_info((up.admin / "cert.pem").read_bytes()).common_name.startswith("admin:")
     assert_refused_without_a_certificate(up)
 
     assert stop(proc) == 0
