@@ -44,7 +44,8 @@ from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signal
 from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
                                      explicit_endpoints, join_port_option, new_node_state,
                                      save_init, where)
-from kubeless_cli.up_tls import ETCD_DATA, ETCD_PKI, Transport, UpTls, choose_transport, prepare_tls
+from kubeless_cli.up_tls import (ETCD_DATA, ETCD_PKI, Transport, UpTls, choose_transport,
+                                 prepare_tls, renew_own_identities)
 from kubeless.cluster import ClusterError, NodeState, StateDir
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
@@ -236,6 +237,8 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
                            else opts["join_port"])
             if await bootstrap.read_record(rstore) is not None:
                 await bootstrap.resume_node(rstore, state, node, here)
+                if tls is not None:
+                    renew_own_identities(state, node.node_id, node.advertise_addr)
                 state.save_node(node)
                 return node, False
             # the etcd data was wiped: a new cluster, this state dir's node with it

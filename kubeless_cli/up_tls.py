@@ -7,9 +7,15 @@
                        silent flip), with a warning in the banner
     admin_name         the admin identity's name: the user's, when it is a valid
                        identity name, else ``up``
+    renewal_due        whether a certificate is missing, unreadable or in the last
+                       third of its lifetime (pure, on its text and the time)
     prepare_tls        the files, made before etcd starts and reused by the next
                        ``up``: the cluster CA (``bootstrap.new_cluster_ca``), etcd's
-                       server and peer certificates from it, and the admin identity
+                       server and peer certificates from it, and the admin identity;
+                       each ``up`` renews those whose renewal is due (etcd reads its
+                       files at each new connection, so a running etcd takes them too)
+    renew_own_identities   the node's tls/ and manager-tls/, issued again at start
+                       when missing or due (the agent and controllers start after)
 
     <state-dir>/   ca.key ca.crt     the cluster CA (as ``init`` makes it)
                    etcd-pki/         etcd's: ca.crt, server.crt/.key, peer.crt/.key
@@ -20,12 +26,13 @@
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeless.cluster import StateDir
+from kubeless.cluster import CAError, StateDir
 from kubeless.cluster.bootstrap import ClusterCA, new_cluster_ca
 from kubeless.cluster.etcd_server import LOOPBACK, EtcdTls
 from kubeless.cluster.identities import admin, identity_error
@@ -75,6 +82,27 @@ def admin_name(user: str) -> str:
     return name if identity_error("admin", name) is None else DEFAULT_ADMIN
 
 
+def renewal_due(cert_pem: bytes | None, now: datetime.datetime) -> bool:
+    """True when the certificate is missing or unreadable, or less than a third of its
+    lifetime is left (Swarm renews in the last half; a third leaves 30 of 90 days)."""
+    from kubeless.cluster.pki import cert_info
+
+    if cert_pem is None:
+        return True
+    try:
+        info = cert_info(cert_pem)
+    except CAError:
+        return True
+    return now >= info.not_after - (info.not_after - info.not_before) / 3
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class UpTls:
     """What ``up`` runs TLS with."""
@@ -90,9 +118,18 @@ class UpTls:
         return config
 
 
-def prepare_tls(state: StateDir, user: str | None = None) -> UpTls:
+def prepare_tls(state: StateDir, user: str | None = None,
+                now: datetime.datetime | None = None) -> UpTls:
     """The CA, etcd's certificates and the admin identity: those the state dir holds,
-    else made now (``ClusterError`` when they cannot be)."""
+    else (or when their renewal is due) made now (``ClusterError`` when they cannot be)."""
+    try:
+        return _prepare_tls(state, user, now or datetime.datetime.now(datetime.timezone.utc))
+    except OSError as err:
+        raise CAError(f"cannot write up's certificates in {state}: {err.strerror}: "
+                      f"{err.filename}") from None
+
+
+def _prepare_tls(state: StateDir, user: str | None, now: datetime.datetime) -> UpTls:
     from kubeless.cluster.pki import CA, Profile, issue_etcd_certs, issue_identity
 
     if state.has_ca_key():
@@ -103,14 +140,41 @@ def prepare_tls(state: StateDir, user: str | None = None) -> UpTls:
         ca = CA.load(state.path)
     pki = state.path / ETCD_PKI
     etcd = EtcdTls.in_dir(pki)
-    if not all(p.is_file() for p in (etcd.ca, etcd.server_cert, etcd.server_key,
-                                     etcd.peer_cert, etcd.peer_key)):
+    if not all(p.is_file() for p in (etcd.ca, etcd.server_key, etcd.peer_key)) \
+            or renewal_due(_read(etcd.server_cert), now) \
+            or renewal_due(_read(etcd.peer_cert), now):
         etcd = issue_etcd_certs(ca, pki, LOOPBACK)
     admin_dir = state.path / ADMIN_DIR
-    if not (admin_dir / "cert.pem").is_file():
-        name = admin(admin_name(user if user is not None else _user()))
-        issue_identity(ca, admin_dir, Profile(name.common_name))
+    held = _read(admin_dir / "cert.pem")
+    if not (admin_dir / "key.pem").is_file() or renewal_due(held, now):
+        issue_identity(ca, admin_dir, Profile(_admin_common_name(held, user)))
     return UpTls(etcd, admin_dir, cluster_ca)
+
+
+def renew_own_identities(state: StateDir, node_id: str, address: str,
+                         now: datetime.datetime | None = None) -> bool:
+    """Issue this manager's ``tls/`` and ``manager-tls/`` again when either is missing or
+    due for renewal; whether they were."""
+    from kubeless.cluster.join_server import issue_own_identities
+
+    when = now or datetime.datetime.now(datetime.timezone.utc)
+    if not any(renewal_due(_read(d / "cert.pem"), when)
+               for d in (state.tls_dir, state.manager_tls_dir)):
+        return False
+    issue_own_identities(state, node_id, address, "manager")
+    return True
+
+
+def _admin_common_name(held: bytes | None, user: str | None) -> str:
+    """The name the admin certificate held says (a renewal keeps it), else the user's."""
+    from kubeless.cluster.pki import cert_info
+
+    if held is not None:
+        try:
+            return cert_info(held).common_name
+        except CAError:
+            pass
+    return admin(admin_name(user if user is not None else _user())).common_name
 
 
 def _user() -> str:

@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
 
 from kubeless.cluster import NodeState, StateDir
-from kubeless.cluster.pki import CA, cert_info
+from kubeless.cluster.pki import CA, Profile, cert_info
 from kubeless.store import TlsConfig
 from kubeless_cli.context import CliError
 from kubeless_cli.node_process import manager_tls, tls_flags
-from kubeless_cli.up_tls import admin_name, choose_transport, prepare_tls
+from kubeless_cli.up_tls import (admin_name, choose_transport, prepare_tls, renew_own_identities,
+                                 renewal_due)
+
+DAY = datetime.timedelta(days=1)
 
 TRANSPORTS = {  # name: (etcd_certs, etcd_data, insecure) -> (tls, warning starts with)
     "a new state dir is secure": ((False, False, False), (True, None)),
@@ -118,3 +122,51 @@ def test_controllers_present_the_manager_identity_on_https_only(tmp_path: Path) 
                               "--cert", str(directory / "cert.pem"),
                               "--key", str(directory / "key.pem")]
     assert tls_flags(None) == []
+
+
+def test_renewal_is_due_in_the_last_third_of_a_lifetime() -> None:
+    ca = CA.make("renewal CA")
+    _, pem = ca.issue(Profile("admin:alice", lifetime=90 * 86400.0))
+    made = cert_info(pem).not_before + datetime.timedelta(seconds=60)  # backdated a minute
+    cases = {  # name: (certificate, now) -> due
+        "fresh": ((pem.encode(), made), False),
+        "after 59 days": ((pem.encode(), made + 59 * DAY), False),
+        "after 61 days": ((pem.encode(), made + 61 * DAY), True),
+        "expired": ((pem.encode(), made + 91 * DAY), True),
+        "missing": ((None, made), True),
+        "not a certificate": ((b"garbage", made), True),
+    }
+    got = {name: renewal_due(*args) for name, (args, _) in cases.items()}
+    assert got == {name: due for name, (_, due) in cases.items()}
+
+
+def test_prepare_tls_renews_etcd_and_admin_certificates_when_due_keeping_the_name(
+        tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "s")
+    first = prepare_tls(state, user="alice")
+    before = {p: p.read_bytes() for p in (first.etcd.server_cert, first.etcd.peer_cert,
+                                          state.path / "admin" / "cert.pem")}
+    later = datetime.datetime.now(datetime.timezone.utc) + 70 * DAY
+    again = prepare_tls(state, user="bob", now=later)
+    for path, text in before.items():
+        assert path.read_bytes() != text, f"{path.name} renewed"
+    admin = again.admin.cert
+    assert admin is not None and cert_info(admin.read_bytes()).common_name == "admin:alice"
+    assert CA.load(state.path).cert_pem == first.ca.cert_pem, "the same CA signs them"
+
+
+def test_own_identities_are_issued_when_missing_or_due_and_kept_otherwise(
+        tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "s")
+    prepare_tls(state, user="alice")
+    assert renew_own_identities(state, "m1", "127.0.0.1"), "missing: issued"
+    node_cert = cert_info((state.tls_dir / "cert.pem").read_bytes())
+    assert node_cert.common_name == "node:m1" and "127.0.0.1" in node_cert.hosts
+    assert cert_info((state.manager_tls_dir / "cert.pem").read_bytes()).common_name \
+        == "manager:m1"
+    held = (state.tls_dir / "cert.pem").read_bytes()
+    assert not renew_own_identities(state, "m1", "127.0.0.1")
+    assert (state.tls_dir / "cert.pem").read_bytes() == held
+    later = datetime.datetime.now(datetime.timezone.utc) + 70 * DAY
+    assert renew_own_identities(state, "m1", "127.0.0.1", now=later)
+    assert (state.tls_dir / "cert.pem").read_bytes() != held
