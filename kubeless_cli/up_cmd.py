@@ -40,6 +40,7 @@ from typing import Any
 import click
 
 from kubeless_cli.context import CliError, Context, pass_context
+from kubeless_cli.flags import flag
 from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signals
 from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
                                      explicit_endpoints, join_port_option, new_node_state,
@@ -120,8 +121,8 @@ def docker_answers() -> str | None:
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port.")
 @click.option("--apply", "apply_files", multiple=True, type=click.Path(exists=True),
               help="Apply this manifest once the node is ready (repeatable).")
-@click.option("--insecure", is_flag=True,
-              help="A new cluster without TLS: plain http etcd, no client certificates.")
+@flag("--insecure",
+      help="A new cluster without TLS: plain http etcd, no client certificates.")
 @join_port_option()
 @agent_service_options()[0]
 @agent_service_options()[1]

@@ -149,7 +149,7 @@ def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
     text = out.read_text()
     assert f"export KUBELESS_ENDPOINTS=https://127.0.0.1:{up.port}\n" in text, text
     assert f"export KUBELESS_CERT_PATH={up.admin}\n" in text, text
-    assert "WARNING" not in text and "security   TLS" in text
+    assert "plain http" not in text and "security   TLS" in text
     assert "runtime    fake" in text and "kubeless get services" in text
     token = up.kubeless("join-token", "worker", "-q", "--state-dir", str(up.state))
     assert token.returncode == 0 and token.stdout.startswith("SWMTKN-1-"), token.stderr
