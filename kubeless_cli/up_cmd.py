@@ -45,8 +45,8 @@ from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signal
 from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
                                      explicit_endpoints, join_port_option, new_node_state,
                                      save_init, where)
-from kubeless_cli.up_tls import (ETCD_DATA, ETCD_PKI, Transport, UpTls, choose_transport,
-                                 prepare_tls, renew_own_identities)
+from kubeless_cli.up_tls import (ADMIN_DIR, ETCD_DATA, ETCD_PKI, Transport, UpTls,
+                                 choose_transport, prepare_tls, renew_own_identities)
 from kubeless.cluster import ClusterError, NodeState, StateDir
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
@@ -148,6 +148,7 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
     if given and given.rstrip("/") != url:
         click.echo(f"warning: kubeless up runs its own etcd at {url}; --endpoints/"
                    f"KUBELESS_ENDPOINTS ({given}) is not used", err=True)
+    _ignore_cert_path(state, transport)
     opts = {"node_name": node_name, "metrics_port": metrics_port, "join_port": join_port,
             **agent}
     agent_options(opts)  # a mistake is one line, before anything starts
@@ -156,6 +157,20 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
                         apply_files, transport))
     except KeyboardInterrupt:
         pass
+
+
+def _ignore_cert_path(state: StateDir, transport: Transport) -> None:
+    """``up`` chooses every identity itself (its controllers, ``--apply``): a
+    KUBELESS_CERT_PATH left exported from another cluster must not reach them (its
+    controllers read the environment), so it is dropped from ours, with a warning
+    unless it names up's own admin identity."""
+    from kubeless.store.tls import CERT_PATH_ENV
+
+    given = os.environ.pop(CERT_PATH_ENV, None)
+    ours = str(state.path / ADMIN_DIR) if transport.tls else None
+    if given and os.path.abspath(given) != ours:
+        click.echo(f"warning: kubeless up uses its own identities; {CERT_PATH_ENV} "
+                   f"({given}) is not used", err=True)
 
 
 async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],

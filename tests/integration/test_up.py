@@ -84,13 +84,15 @@ class Up:
         assert config is not None
         return config
 
-    def start(self, *extra: str) -> tuple[subprocess.Popen[str], Path]:
+    def start(self, *extra: str, env: dict[str, str] | None = None
+              ) -> tuple[subprocess.Popen[str], Path]:
         out = self.tmp / f"up-{len(self.procs)}.out"
         with open(out, "w") as f:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kubeless_cli.main", "up", "--runtime", "fake",
                  "--etcd-port", str(self.port), "--state-dir", str(self.state), *extra],
-                stdout=f, stderr=subprocess.STDOUT, text=True, env=self.env)
+                stdout=f, stderr=subprocess.STDOUT, text=True,
+                env=self.env if env is None else env)
         self.procs.append(proc)
         return proc, out
 
@@ -248,11 +250,14 @@ def identities(up: Up) -> dict[str, bytes]:
 
 def test_insecure_up_is_plain_http_and_stays_plain_without_flipping(up: Up) -> None:
     up.secure(False)
-    first, out = up.start("--insecure")
+    elsewhere = up.tmp / "another-cluster"  # left exported from another cluster
+    elsewhere.mkdir()
+    first, out = up.start("--insecure", env={**up.plain, "KUBELESS_CERT_PATH": str(elsewhere)})
     up.wait_ready_node(first, out)
     text = out.read_text()
+    assert f"KUBELESS_CERT_PATH ({elsewhere}) is not used" in text, text
     assert f"export KUBELESS_ENDPOINTS=http://127.0.0.1:{up.port}\n" in text, text
-    assert "KUBELESS_CERT_PATH" not in text and "WARNING: --insecure" in text
+    assert "export KUBELESS_CERT_PATH" not in text and "WARNING: --insecure" in text
     assert not (up.state / "etcd-pki").exists() and not up.admin.exists()
     up.etcd_pid()
     assert stop(first) == 0
