@@ -167,8 +167,12 @@ async def serve_join(node: NodeState, state: StateDir) -> None:
     except ClusterError as err:
         log.warning("no join endpoint: %s", err)
         return
-    rstore = store.connect(node.endpoints, node.prefix, retry_for=10,
-                           tls=manager_tls(node, state))
+    try:
+        rstore = store.connect(node.endpoints, node.prefix, retry_for=10,
+                               tls=manager_tls(node, state))
+    except store.StoreError as err:  # https:// without a manager identity here
+        log.warning("no join endpoint: %s", err)
+        return
     server = JoinServer(rstore, ca, lambda r, role: joining_node(node, r, role),
                         node.endpoints, node.prefix, (node.advertise_addr, "127.0.0.1"),
                         node.join_port)
