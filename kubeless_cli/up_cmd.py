@@ -168,7 +168,7 @@ def _ignore_cert_path(state: StateDir, transport: Transport) -> None:
 
     given = os.environ.pop(CERT_PATH_ENV, None)
     ours = str(state.path / ADMIN_DIR) if transport.tls else None
-    if given and os.path.abspath(given) != ours:
+    if given and str(Path(given).expanduser().absolute()) != ours:
         click.echo(f"warning: kubeless up uses its own identities; {CERT_PATH_ENV} "
                    f"({given}) is not used", err=True)
 
@@ -184,10 +184,11 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
                apply_files: tuple[str, ...], transport: Transport,
                stop: asyncio.Event) -> None:
     _claim(state.path)
-    tls = cluster_call(lambda: prepare_tls(state)) if transport.tls else None
-    etcd = StateDirEtcd(state.path, port, name="kubeless-up",
-                        tls=tls.etcd if tls is not None else None)
+    etcd: StateDirEtcd | None = None
     try:
+        tls = cluster_call(lambda: prepare_tls(state)) if transport.tls else None
+        etcd = StateDirEtcd(state.path, port, name="kubeless-up",
+                            tls=tls.etcd if tls is not None else None)
         await _until(stop, start_etcd(etcd))
         name, why = choose_runtime(runtime)
         node, made = await _until(stop, _cluster(ctx, state, name, opts, tls))
@@ -202,7 +203,7 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
     except _Stopped:
         pass
     finally:
-        if etcd.pid is not None:
+        if etcd is not None and etcd.pid is not None:
             click.echo(f"stopping etcd (pid {etcd.pid})", err=True)
             etcd.stop()
         (state.path / "up.pid").unlink(missing_ok=True)

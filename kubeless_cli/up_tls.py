@@ -133,7 +133,10 @@ def _prepare_tls(state: StateDir, user: str | None, now: datetime.datetime) -> U
     from kubeless.cluster.pki import CA, Profile, issue_etcd_certs, issue_identity
 
     if state.has_ca_key():
-        ca = CA.load(state.path)
+        try:
+            ca = CA.load(state.path)
+        except CAError as err:
+            raise CAError(f"the cluster CA in {state} (ca.key, ca.crt): {err}") from None
         cluster_ca = ClusterCA(new_cluster_id(), ca.cert_pem)  # used only for a new cluster
     else:
         cluster_ca = new_cluster_ca(state)
