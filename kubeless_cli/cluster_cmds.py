@@ -46,6 +46,14 @@ NO_TLS_NOTE = ("Note: the connection to etcd is neither encrypted nor authentica
                "issue); anyone who can reach etcd can read and change this cluster.")
 
 
+def transport_note(endpoints: str) -> str:
+    """What a node started on ``endpoints`` should know about its connection to etcd."""
+    if endpoints.startswith("https://"):
+        return ("etcd is reached over TLS with this node's certificate (per-identity etcd "
+                "permissions are a later issue).")
+    return NO_TLS_NOTE
+
+
 # -- join commands ---------------------------------------------------------------------
 
 def join_command(prefix: str, token: str, endpoints: str) -> str:
@@ -69,13 +77,15 @@ def endpoint_join_command(token: str, node: NodeState | None, state: StateDir) -
     return f"kubeless join --token {token} {host}:{node.join_port}"
 
 
-def print_endpoint_joins(commands: dict[str, str | None]) -> None:
-    """The join-endpoint forms, after the etcd ones (the node gets its certificate)."""
+def print_endpoint_joins(commands: dict[str, str | None], alone: bool = False) -> None:
+    """The join-endpoint forms, after the etcd ones or ``alone`` (the node gets its
+    certificate)."""
     given = {role: c for role, c in commands.items() if c}
     if not given:
         return
-    click.echo("Or through this manager's join endpoint (the token pins the cluster's CA; "
-               "the node receives its certificate and the etcd endpoints):\n")
+    click.echo(("Through" if alone else "Or through") + " this manager's join endpoint (the "
+               "token pins the cluster's CA; the node receives its certificate and the etcd "
+               "endpoints):\n")
     for role, command in given.items():
         click.echo(f"    {command}    (a {role})")
     click.echo("")
@@ -132,7 +142,8 @@ def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
         print_join(role, join_command(ctx.prefix, tokens[role], endpoints))
     print_endpoint_joins({role: endpoint_join_command(tokens[role], node, state)
                           for role in ("worker", "manager")})
-    click.echo(f"{NO_TLS_NOTE}\n\nThis node restarts with `kubeless join --state-dir {state}`."
+    click.echo(f"{transport_note(endpoints)}\n\nThis node restarts with "
+               f"`kubeless join --state-dir {state}`."
                "\nRunning its agent and controllers in the foreground; Ctrl-C stops them.",
                nl=True)
     foreground(node, state, manager=True)
@@ -231,7 +242,7 @@ def join(ctx: Context, /, token: str | None, endpoints: str | None, state_dir: s
     cluster_call(lambda: state.save_node(node))
     click.echo(f"This node ({node.node_id}) joined cluster {record.id} as a {role}.\n"
                f"State dir: {state}; it restarts with `kubeless join --state-dir {state}`.\n"
-               f"{NO_TLS_NOTE}")
+               f"{transport_note(node.endpoints)}")
     foreground(node, state, manager=role == "manager")
 
 
@@ -270,7 +281,7 @@ def join_through_endpoint(ctx: Context, state: StateDir, token: str, address: st
                   f"{state.path / 'ca.key'}" if joined.role == "manager" else "") + "\n"
                f"etcd: {node.endpoints} (prefix {node.prefix}).\n"
                f"State dir: {state}; it restarts with `kubeless join --state-dir {state}`.\n"
-               f"{NO_TLS_NOTE}")
+               f"{transport_note(node.endpoints)}")
     foreground(node, state, manager=joined.role == "manager")
 
 
@@ -319,9 +330,15 @@ def join_token(ctx: Context, role: str, rotate: bool, quiet: bool, state_dir: st
         return
     if rotate:
         click.echo(f"Successfully rotated {role} join token.\n")
-    print_join(role, join_command(prefix, token, endpoints))
-    if held is not None and held.cluster_id == cluster_id:
-        print_endpoint_joins({role: endpoint_join_command(token, held, state)})
+    through_endpoint = endpoint_join_command(token, held, state) \
+        if held is not None and held.cluster_id == cluster_id else None
+    # A host joining a TLS etcd directly would need a certificate it does not have yet:
+    # there the join endpoint, which issues one, is the way in.
+    direct = through_endpoint is None or not endpoints.startswith("https://")
+    if direct:
+        print_join(role, join_command(prefix, token, endpoints))
+    if through_endpoint is not None:
+        print_endpoint_joins({role: through_endpoint}, alone=not direct)
     if not kept:
         click.echo(f"(not kept in {state}, which holds no node of this cluster: copy it now; "
                    "etcd keeps only its hash)")
