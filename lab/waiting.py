@@ -28,6 +28,19 @@ async def until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "con
         await asyncio.sleep(interval)
 
 
+def wait_until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
+               interval: float = 0.05) -> Any:
+    """``until`` for code without an event loop (a test driving subprocesses)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cond()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout}s")
+        time.sleep(interval)
+
+
 async def hold(seconds: float, cond: Callable[[], Any], what: str,
                interval: float = 0.1) -> None:
     """Assert ``cond`` stays truthy for ``seconds``: that nothing more happens is

@@ -28,6 +28,7 @@ from kubeless.cluster.ca import cert_der
 from kubeless.cluster.pki import cert_info
 from kubeless.cluster.tokens import ca_digest, parse_token
 from kubeless.store import TlsConfig
+from lab.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -164,10 +165,7 @@ def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
     assert_refused_without_a_certificate(up)
 
     assert stop(proc) == 0
-    deadline = time.monotonic() + 10
-    while alive(etcd) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(etcd), "the etcd up started is stopped with it"
+    wait_until(lambda: not alive(etcd), 10, "the etcd up started is stopped with it")
     assert not (up.state / "etcd.pid").exists()
 
 
@@ -204,10 +202,8 @@ def test_up_applies_manifests_and_comes_back_to_the_same_cluster(up: Up, tmp_pat
     made = identities(up)
     assert {"admin/cert.pem", "tls/cert.pem", "manager-tls/cert.pem", "etcd-pki/server.crt",
             "ca.crt"} <= set(made), sorted(made)
-    deadline = time.monotonic() + DEADLINE
-    while "hello" not in up.kubeless("get", "services", "-o", "name").stdout:
-        assert time.monotonic() < deadline, out.read_text()
-        time.sleep(0.2)
+    wait_until(lambda: "hello" in up.kubeless("get", "services", "-o", "name").stdout,
+               DEADLINE, "--apply's service created", interval=0.2)
     assert "(new)" in out.read_text()
     etcd = up.etcd_pid()
 
@@ -223,10 +219,7 @@ def test_up_applies_manifests_and_comes_back_to_the_same_cluster(up: Up, tmp_pat
     assert identities(up) == made, "the same CA, etcd certificates and identities"
 
     assert stop(second) == 0
-    deadline = time.monotonic() + 10
-    while alive(etcd) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(etcd)
+    wait_until(lambda: not alive(etcd), 10, "etcd stopped with up")
 
     # stopped: the next up starts that TLS etcd again, and --insecure cannot flip it
     refused = subprocess.run(
@@ -277,10 +270,8 @@ def assert_logs_over_tls(up: Up) -> None:
     ps = up.kubeless("service", "ps", "nap", "-q")
     assert ps.returncode == 0, ps.stderr
     task = ps.stdout.split()[0]
-    deadline = time.monotonic() + DEADLINE
-    while "napping" not in (logs := up.kubeless("logs", task)).stdout:
-        assert time.monotonic() < deadline, (logs.stdout, logs.stderr)
-        time.sleep(0.2)
+    wait_until(lambda: "napping" in up.kubeless("logs", task).stdout, DEADLINE,
+               "the task's output, read over TLS", interval=0.2)
 
 
 def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
@@ -322,10 +313,7 @@ def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
                           "--apply", str(manifest))
     try:
         up.wait_ready_node(first, out)
-        deadline = time.monotonic() + DEADLINE
-        while (before := three_running()) is None:
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.2)
+        before = wait_until(three_running, DEADLINE, "three tasks running", interval=0.2)
         up.etcd_pid()
         assert_logs_over_tls(up)
         assert stop(first) == 0
