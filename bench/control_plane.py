@@ -16,6 +16,12 @@ task on a live node. Peak memory is VmHWM from /proc/<pid>/status.
 Targets: placement >= 1,500 tasks/s; all running < 15 s; replacement of
 100 killed nodes' tasks < lease TTL + 3 s; controllers peak < 300 MB.
 
+Transport (issue 14): the whole run is done twice, over plain http:// and over
+TLS (etcd with https client URLs and ``--client-cert-auth``; the controllers
+present a ``manager:bench`` identity, each agent process a ``node:`` one, the
+bench's own watch an admin one), and the figures are printed side by side
+with TLS's cost as ratios. ``KUBELESS_BENCH_TRANSPORT=plain`` or ``tls`` runs one.
+
 Environment: ``KUBELESS_BENCH_PROFILE=DIR`` runs the controllers and the
 second agent under cProfile, one profile per phase (DIR/controllers-setup.prof,
 -apply.prof, -kill.prof; DIR/agent-g1-*.prof).
@@ -44,6 +50,9 @@ from typing import Any
 from kubeless import store
 from kubeless.store import Etcd
 from kubeless.cluster.etcd_server import EtcdCluster, free_port
+from kubeless.cluster.identities import admin, manager, node
+from kubeless.store import TlsConfig
+from kubeless.store.tls import CA_FILE, CERT_FILE, KEY_FILE
 
 PREFIX = "/bench-cp"
 LEASE_TTL = 5
@@ -318,9 +327,41 @@ async def _wait(what: str, cond: Callable[[], bool], watcher: Watcher, deadline:
             pass
 
 
-async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> None:
-    endpoints = cluster.endpoints
-    rstore = store.connect(endpoints, PREFIX)
+@dataclass
+class Figures:
+    """One run's figures (None: not measured)."""
+
+    placement_rate: float | None = None  # tasks/s
+    all_running: float | None = None  # s from apply
+    replacement: float | None = None  # s from the kill
+    controllers_mb: float | None = None
+
+
+@dataclass
+class Transport:
+    """How the run's processes reach etcd: plain, or TLS with an identity each."""
+
+    name: str
+    cluster: EtcdCluster
+
+    def flags(self, common_name: str) -> list[str]:
+        """--cacert/--cert/--key of a new identity ``common_name`` (none when plain)."""
+        if not self.cluster.tls:
+            return []
+        directory = self.cluster.identity(common_name)
+        return ["--cacert", str(directory / CA_FILE), "--cert", str(directory / CERT_FILE),
+                "--key", str(directory / KEY_FILE)]
+
+    def client_tls(self) -> TlsConfig | None:
+        if not self.cluster.tls:
+            return None
+        return TlsConfig.from_options(cert_path=str(self.cluster.identity(admin("bench").common_name)))
+
+
+async def _run(transport: Transport, logdir: Path, profile_dir: Path | None) -> Figures:
+    figures = Figures()
+    endpoints = transport.cluster.endpoints
+    rstore = store.connect(endpoints, PREFIX, tls=transport.client_tls())
     keys = rstore.keys
     env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": PREFIX,
            "PYTHONUNBUFFERED": "1"}
@@ -338,6 +379,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
             *_python("controllers", profile_dir / "controllers" if profile_dir else None),
             "--endpoints", endpoints, "--prefix", PREFIX, "--lease-ttl", str(LEASE_TTL),
             "--identity", "bench", "--metrics-port", str(metrics_port),
+            *transport.flags(manager("bench").common_name),
             *(["--controllers", os.environ["KUBELESS_BENCH_CONTROLLERS"]]
               if os.environ.get("KUBELESS_BENCH_CONTROLLERS") else []),
             "--log-level", os.environ.get("KUBELESS_BENCH_LOG_LEVEL", "WARNING")], logdir, env)
@@ -349,7 +391,8 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
                 *_python("kubeless_agent", prof),
                 "--endpoints", endpoints, "--prefix", PREFIX, "--runtime", "fake",
                 "--hollow-nodes", str(NODES_PER_PROCESS), "--node-name", f"g{k}",
-                "--heartbeat-ttl", str(LEASE_TTL), "--log-level", "WARNING"], logdir, env))
+                "--heartbeat-ttl", str(LEASE_TTL), "--log-level", "WARNING",
+                *transport.flags(node(f"g{k}").common_name)], logdir, env))
         procs.extend(agents)
         profiled = [controllers, agents[1]] if profile_dir else []
         await _wait(f"{NODES} heartbeats", lambda: len(watcher.heartbeats) >= NODES, watcher,
@@ -379,6 +422,8 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
         assert watcher.running_all_at is not None and watcher.created_all_at is not None
         span = watcher.assigned_all_at - watcher.first_task_at
         rate = TASKS / span if span > 0 else float("inf")
+        figures.placement_rate = rate
+        figures.all_running = watcher.running_all_at - applied
         placed = scrape_metric(metrics_port, "kubeless_scheduler_placements_total")
         print(f"placement rate: {rate:,.0f} tasks/s ({TASKS:,} tasks: first created "
               f"{watcher.first_task_at - applied:.2f} s after apply, all assigned "
@@ -425,6 +470,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
         await _wait(f"{TASKS} slots running on live nodes after the kill", replaced,
                     watcher, killed_at + REPLACE_TIMEOUT, others)
         took = time.monotonic() - killed_at
+        figures.replacement = took
         _stop_spies(spies)
         _dump_profiles(profiled)
         print(f"  after the kill ({len(lost)} tasks lost): " + ", ".join(
@@ -436,7 +482,7 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
               f"(lease TTL {LEASE_TTL} s; target < {limit} s, margin {limit - took:+.2f} s)",
               flush=True)
 
-        ctl_hwm = vm_hwm_mb(controllers.pid)
+        ctl_hwm = figures.controllers_mb = vm_hwm_mb(controllers.pid)
         # the victim's as taken before the kill; the others' now
         agents_hwm = [agents_hwm[0]] + [vm_hwm_mb(a.pid) for a in agents[1:]]
         known = [m for m in agents_hwm if m is not None]
@@ -455,17 +501,33 @@ async def _run(cluster: EtcdCluster, logdir: Path, profile_dir: Path | None) -> 
             watch_task.cancel()
             await asyncio.gather(watch_task, return_exceptions=True)
         await rstore.etcd.close()
+    return figures
 
 
-def main() -> None:
-    profile = os.environ.get("KUBELESS_BENCH_PROFILE")
-    profile_dir = Path(profile).resolve() if profile else None
-    if profile_dir:
-        profile_dir.mkdir(parents=True, exist_ok=True)
-    cluster = EtcdCluster(1, extra_args=ETCD_ARGS).start()
-    logdir = Path(tempfile.mkdtemp(prefix="kubeless-bench-cp-"))
+def ratio_lines(plain: Figures, tls: Figures) -> list[str]:
+    """The side-by-side table: each figure plain and over TLS, and TLS's cost as a ratio
+    (>1 means TLS is worse: a lower rate, a longer time, more memory)."""
+    rows = (("placement rate (tasks/s)", plain.placement_rate, tls.placement_rate, True),
+            ("apply to all running (s)", plain.all_running, tls.all_running, False),
+            ("replacement after the kill (s)", plain.replacement, tls.replacement, False),
+            ("controllers peak memory (MB)", plain.controllers_mb, tls.controllers_mb, False))
+    lines = [f"{'':32} {'plain':>10} {'TLS':>10} {'TLS cost':>9}"]
+    for label, a, b, higher_is_better in rows:
+        if a is None or b is None or a <= 0 or b <= 0:
+            lines.append(f"{label:32} {a or 0:>10.2f} {b or 0:>10.2f} {'n/a':>9}")
+            continue
+        cost = a / b if higher_is_better else b / a
+        lines.append(f"{label:32} {a:>10.2f} {b:>10.2f} {cost:>8.2f}x")
+    return lines
+
+
+def _one(tls: bool, profile_dir: Path | None) -> Figures:
+    name = "TLS" if tls else "plain"
+    print(f"-- transport: {name}", flush=True)
+    cluster = EtcdCluster(1, extra_args=ETCD_ARGS, tls=tls).start()
+    logdir = Path(tempfile.mkdtemp(prefix=f"kubeless-bench-cp-{name.lower()}-"))
     try:
-        asyncio.run(_run(cluster, logdir, profile_dir))
+        figures = asyncio.run(_run(Transport(name, cluster), logdir, profile_dir))
     except BaseException:
         print(f"(process logs kept in {logdir})", flush=True)
         raise
@@ -476,3 +538,20 @@ def main() -> None:
             shutil.rmtree(logdir, ignore_errors=True)
     finally:
         cluster.stop()
+    return figures
+
+
+def main() -> None:
+    profile = os.environ.get("KUBELESS_BENCH_PROFILE")
+    profile_dir = Path(profile).resolve() if profile else None
+    if profile_dir:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    wanted = os.environ.get("KUBELESS_BENCH_TRANSPORT", "both")
+    if wanted not in ("plain", "tls", "both"):
+        sys.exit(f"KUBELESS_BENCH_TRANSPORT={wanted}: use plain, tls or both")
+    runs = {name: _one(name == "tls", profile_dir) for name in ("plain", "tls")
+            if wanted in (name, "both")}
+    if len(runs) == 2:
+        print("control plane, plain vs TLS (same machine, same run):", flush=True)
+        for line in ratio_lines(runs["plain"], runs["tls"]):
+            print("  " + line, flush=True)
