@@ -50,7 +50,7 @@ from kubeless.api import parse_duration, parse_size
 from kubeless.cluster import NodeState, StateDir
 from kubeless.cluster.node_tls import ServerTls, choose_server_tls, server_context, server_usage
 from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
-                            StoreError, TlsConfig, add_tls_arguments, check_tls)
+                            StoreError, TlsConfig, TlsError, add_tls_arguments, check_tls)
 from kubeless.store import parse_endpoints
 from kubeless.store.codec import decode
 
@@ -71,6 +71,7 @@ from kubeless_agent.runtime import RUNTIMES, Runtime, make_runtime
 from kubeless_agent.worker import AgentsRouter, Reporter, Worker, stop_grace
 
 log = logging.getLogger("kubeless_agent")
+TLS_ATTEMPTS = 3  # TLS failures in a row at start before the agent gives up (_until_done)
 
 RuntimeFactory = Callable[[NodeIdentity], Runtime]
 
@@ -359,12 +360,22 @@ class AgentProcess:
 async def _until_done(what: str, step: Callable[[], Coroutine[Any, Any, Any]],
                       stop: asyncio.Event) -> bool:
     """Run ``step`` until it succeeds, again while etcd cannot serve it (an agent started
-    while etcd has no quorum waits for it, as a kubelet does); False when stopped first."""
-    delay = 0.2
+    while etcd has no quorum waits for it, as a kubelet does); False when stopped first.
+
+    A TLS failure (our certificate refused, etcd's not trusted) does not go away by
+    waiting: seen ``TLS_ATTEMPTS`` times in a row, it is raised and the agent exits with
+    its one line. Not at the first: a member dying mid-handshake can look like one."""
+    delay, tls_failures = 0.2, 0
     while True:
         try:
             return await unless_stopped(step(), stop)
+        except TlsError as err:
+            tls_failures += 1
+            if tls_failures >= TLS_ATTEMPTS:
+                raise
+            log.warning("%s: %s; trying again in %.1fs", what, err, delay)
         except StoreError as err:
+            tls_failures = 0
             log.warning("%s: %s; retrying in %.1fs", what, err, delay)
         try:
             async with asyncio.timeout(delay):

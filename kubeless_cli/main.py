@@ -107,10 +107,7 @@ def cli(click_ctx: click.Context, endpoints: str, prefix: str, timeout: float,
 
 
 def main() -> None:
-    # gRPC's C core logs a refused handshake on stderr in lines of its own; the CLI
-    # says what failed in one line (kubeless.store.tls), so it silences them.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    from kubeless.store import StoreError
+    from kubeless.store import StoreError  # (it turns gRPC's own stderr lines off)
 
     try:
         cli.main(prog_name="kubeless", standalone_mode=False)

@@ -9,7 +9,17 @@
     informer   list + watch into a local cache, resuming and relisting
     lease      a lease kept alive, that says when it was lost
     services   the one Service write path: guarded published ports, retried
+
+gRPC's C core logs every refused handshake in lines of its own on stderr
+(``E1202 ... ssl_transport_security_utils.cc] ...``); the failures reach
+kubeless as one sentence each (``tls.describe``), so those lines are off for
+every process that reaches etcd, unless the user sets ``GRPC_VERBOSITY``
+(``GRPC_VERBOSITY=ERROR`` shows them). It must be set before grpc is imported.
 """
+
+import os
+
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from kubeless.api.selectors import matches_selector, parse_selector  # list(selector=) takes one
 

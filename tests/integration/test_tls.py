@@ -170,6 +170,26 @@ async def test_agent_and_controllers_over_tls(tls_etcd: EtcdCluster, admin: Path
     assert all(p.poll() is None for p in procs)
 
 
+def test_an_agent_whose_certificate_etcd_refuses_exits_with_one_line(
+        tls_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> None:
+    """Waiting does not fix a refused certificate: the agent gives up (TLS_ATTEMPTS in a
+    row) with the reason, instead of retrying it forever; nothing is registered."""
+    assert tls_etcd.ca is not None
+    foreign = pki.CA.make("another cluster's CA")
+    ident = pki.issue_identity(foreign, tmp_path / "foreign", pki.Profile("node:tls-n2"))
+    (ident / "ca.pem").write_text(tls_etcd.ca.cert_pem)  # trusts etcd; etcd does not trust it
+    env = {k: v for k, v in os.environ.items() if k != "KUBELESS_CERT_PATH"}
+    res = subprocess.run([sys.executable, "-m", "kubeless_agent", "--endpoints",
+                          tls_etcd.endpoints, "--prefix", prefix, *flags(ident), "--runtime",
+                          "fake", "--node-name", "tls-n2", "--no-mesh", "--dns-addr", "none",
+                          "--log-level", "ERROR"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("kubeless-agent: TLS: etcd at ") and "certificate" in lines[0]
+    assert "Traceback" not in res.stderr
+
+
 @pytest.mark.parametrize("module", ["kubeless_agent", "controllers"])
 def test_daemons_refuse_tls_they_cannot_use_at_start(tls_etcd: EtcdCluster, tmp_path: Path,
                                                      module: str) -> None:
