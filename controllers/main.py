@@ -121,6 +121,8 @@ async def run(args: argparse.Namespace) -> None:
             tg.create_task(keep_manager_key(rstore.etcd, rstore.keys.manager(identity), identity,
                                             args.lease_ttl), name="manager key")
             tg.create_task(runner.run(), name="runner")
+            if args.tls is not None:  # renewed certificates: new connections present them
+                tg.create_task(rstore.etcd.follow_tls_files(), name="tls files")
     finally:
         await rstore.etcd.close()
 

@@ -15,7 +15,9 @@ With a server identity (``ssl_context``: ``kubeless.cluster.node_tls``) it
 speaks TLS only and requires a client certificate signed by the cluster CA:
 a client without one (or plain HTTP) fails the handshake and gets nothing; a
 verified certificate that names no kubeless identity gets 403. The heartbeat
-says ``logsTLS: true`` so the CLI knows the scheme.
+says ``logsTLS: true`` so the CLI knows the scheme. A renewed certificate is
+loaded into the same context (``node_tls.reload_server_cert``): the server
+keeps listening, new handshakes present the new certificate.
 """
 
 from __future__ import annotations

@@ -22,6 +22,14 @@ required, ``kubeless.cluster.node_tls``) when the agent has a server identity:
 that certificate has server usage (a joined node's ``<state-dir>/tls/``);
 without one, over plain HTTP.
 
+A node run from its state dir (``init``, ``join``, ``up``) keeps its identity in
+``tls/`` renewed (``kubeless.cluster.renewal``): at a random 50-80% of its
+certificate's life it makes a new key and has it signed, by the CA key when
+this host is a manager holding it, else by a manager's join endpoint
+(``POST /renew``, found in the managers' heartbeats, ``joinPort``). Its etcd
+connection and logs server then take the new certificate for new connections;
+nothing restarts, no container is touched.
+
 SIGTERM or SIGINT stops it gracefully: tasks are left running and the
 heartbeats are marked stopped but NOT revoked (``Heartbeats.release``), so
 the node stays ready for the rest of its lease's TTL and an agent started
@@ -42,13 +50,18 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from kubeless.aio import guard, unless_stopped
 from kubeless.log_setup import configure_logging
 from kubeless.api import parse_duration, parse_size
 from kubeless.cluster import NodeState, StateDir
-from kubeless.cluster.node_tls import ServerTls, choose_server_tls, server_context, server_usage
+from kubeless.cluster import CAError
+from kubeless.cluster.node_tls import (ServerTls, choose_server_tls, reload_server_cert,
+                                       server_context, server_usage)
+from kubeless.cluster.renewal import (LocalSigner, RemoteSigner, Renewal, Signer,
+                                      find_join_endpoints)
 from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, ResourceStore,
                             StoreError, TlsConfig, TlsError, add_tls_arguments, check_tls)
 from kubeless.store import parse_endpoints
@@ -99,6 +112,8 @@ class AgentConfig:
     drain_period: float = 2.0  # seconds a running task behind the mesh waits before its stop
     tls: TlsConfig | None = None  # https:// endpoints: the CA, our certificate and key
     server_tls: ServerTls | None = None  # serve logs over TLS only, client certs required
+    renew_dir: Path | None = None  # keep this identity (ca.pem, cert.pem, key.pem) renewed
+    ca_dir: Path | None = None  # a state dir holding the CA key: renew by signing here
 
     @classmethod
     def from_node_state(cls, node: NodeState, state: StateDir | None = None,
@@ -155,7 +170,8 @@ def state_dir_tls(state: StateDir, endpoints: str) -> dict[str, Any]:
     assert identity is not None and identity.cert is not None
     if not endpoints.startswith("https://"):
         return {}
-    extra: dict[str, Any] = {"tls": identity}
+    extra: dict[str, Any] = {"tls": identity, "renew_dir": directory,
+                             "ca_dir": state.path if state.has_ca_key() else None}
     serving = choose_server_tls(None, None, None, identity, server_usage(identity.cert))
     if serving is not None:
         extra["server_tls"] = serving
@@ -193,8 +209,17 @@ class AgentProcess:
         self.mesh: RoutingMesh | None = None
         self.dns: DnsServer | None = None
         self.ready_nodes: ReadyNodes | None = None
+        self.renewal: Renewal | None = None
         self.leaving = False  # kubeless node leave asked: revoke, remove every task, exit
         self._stop: asyncio.Event | None = None
+        self._advertised: dict[str, Any] = {}  # heartbeat fields others set (joinPort)
+
+    def advertise(self, fields: dict[str, Any]) -> None:
+        """Say ``fields`` in every local node's heartbeat (a manager's ``joinPort``)."""
+        self._advertised.update(fields)
+        if self.heartbeats is not None:
+            for ident in self.idents:
+                self.heartbeats.update(ident.node_id, fields)
 
     @property
     def node_ids(self) -> list[str]:
@@ -222,6 +247,7 @@ class AgentProcess:
             # The heartbeat first: a restarted agent takes its node over before the slower
             # assembly (adopting containers, DNS), well within the previous agent's TTL.
             self.heartbeats = Heartbeats(etcd, self.keys, self.idents, self.config.heartbeat_ttl)
+            self.advertise(dict(self._advertised))
             async with asyncio.TaskGroup() as tg:
                 _spawn(tg, "heartbeat", self.heartbeats.run())
                 await self._assemble(etcd)
@@ -255,6 +281,33 @@ class AgentProcess:
         metrics.NODES.set(len(self.idents))
         await self._serve_logs()
         await self._assemble_services(etcd)
+        self.renewal = self._renewal(etcd)
+
+    def _renewal(self, etcd: Etcd) -> Renewal | None:
+        """The loop keeping ``renew_dir`` renewed: signed here when this host holds the
+        CA key, else through a manager's join endpoint."""
+        directory = self.config.renew_dir
+        if directory is None:
+            return None
+        rstore = ResourceStore(etcd, self.keys)
+        signer: Signer = RemoteSigner(directory, lambda: find_join_endpoints(rstore))
+        if self.config.ca_dir is not None:
+            from kubeless.cluster.pki import CA
+
+            try:
+                signer = LocalSigner(CA.load(self.config.ca_dir), rstore)
+            except CAError as err:
+                log.warning("renewing through the join endpoints: %s", err)
+        return Renewal(directory, signer, self._renewed, what="node identity")
+
+    async def _renewed(self) -> None:
+        """A renewed identity: new etcd connections and new logs clients get it."""
+        assert self.etcd is not None
+        self.etcd.reload_tls()
+        server = self.log_server
+        if server is not None and server.ssl_context is not None \
+                and self.config.server_tls is not None:
+            reload_server_cert(server.ssl_context, self.config.server_tls)
 
     async def _assemble_services(self, etcd: Etcd) -> None:
         """The mesh and DNS, fed by one informer on ``endpoints/``."""
@@ -291,9 +344,12 @@ class AgentProcess:
         loops = [("reporter", self.reporter.run()),
                  ("informer", self.informer.run())]
         for name, part in (("endpoints", self.endpoints), ("mesh", self.mesh),
-                           ("dns", self.dns), ("ready-nodes", self.ready_nodes)):
+                           ("dns", self.dns), ("ready-nodes", self.ready_nodes),
+                           ("renewal", self.renewal)):
             if part is not None:
                 loops.append((name, part.run()))
+        if self.etcd is not None and self.config.tls is not None:
+            loops.append(("tls-files", self.etcd.follow_tls_files()))
         return loops
 
     async def _startup(self) -> None:

@@ -36,11 +36,13 @@ from typing import Any
 
 import click
 
+from kubeless_cli.cert_expiry import cert_expiry_option
 from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.node_state import (cluster_call, explicit, explicit_endpoints, new_node_state,
                                      node_options, overridden, save_init, where)
 from kubeless.cluster import DEFAULT_STATE_DIR, ClusterError, NodeState, StateDir
+from kubeless.cluster.record import DEFAULT_CERT_EXPIRY
 
 NO_TLS_NOTE = ("Note: the connection to etcd is neither encrypted nor authenticated yet (a later "
                "issue); anyone who can reach etcd can read and change this cluster.")
@@ -95,8 +97,9 @@ def print_endpoint_joins(commands: dict[str, str | None], alone: bool = False) -
 
 @click.command()
 @node_options
+@cert_expiry_option()
 @pass_context
-def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
+def init(ctx: Context, /, state_dir: str, cert_expiry: float | None, **opts: Any) -> None:
     """Make a new cluster in the etcd given, then run this host as its first manager.
 
     Writes the cluster record (id, a root CA certificate, join-token hashes)
@@ -124,7 +127,8 @@ def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
 
     async def make(rstore: Any) -> tuple[Any, dict[str, str]]:
         result: tuple[Any, dict[str, str]] = await bootstrap.create_cluster(
-            rstore, state, node_resource(node, "manager"), here)
+            rstore, state, node_resource(node, "manager"), here,
+            cert_expiry=cert_expiry or DEFAULT_CERT_EXPIRY)
         return result
 
     record, tokens = cluster_call(lambda: ctx.run(make))
@@ -133,7 +137,7 @@ def init(ctx: Context, /, state_dir: str, **opts: Any) -> None:
     from kubeless.cluster.join_server import issue_own_identities
 
     cluster_call(lambda: issue_own_identities(state, node.node_id, node.advertise_addr,
-                                              "manager"))
+                                              "manager", record.cert_expiry))
     click.echo(f"Cluster initialized: current node ({node.node_id}) is now a manager.\n"
                f"  cluster id   {record.id}\n  etcd         {endpoints} (prefix {ctx.prefix})\n"
                f"  state dir    {state} (node identity, CA key, plain join tokens: keep it "

@@ -7,9 +7,13 @@
 (``controllers.main``), under one asyncio TaskGroup. When the node's etcd is
 https://, the controllers and the join endpoint present the manager identity
 in ``<state-dir>/manager-tls/`` (``manager_tls``), the agent its node
-identity in ``tls/``. A manager that holds
+identity in ``tls/``. Both are renewed while running (``kubeless.cluster.renewal``):
+the agent renews ``tls/``; a manager holding the CA key renews ``manager-tls/``
+by signing it here (``renew_manager_identity``), and the controllers' etcd
+connection follows the files. A manager that holds
 the CA key and has a join port also serves the join endpoint
-(``kubeless.cluster.join_server``); when it cannot (no CA key, the port
+(``kubeless.cluster.join_server``), and says its port in its agent's heartbeat
+(``joinPort``: where the other nodes renew their certificates); when it cannot (no CA key, the port
 taken) it says so in its log and the node runs on without it.
 
 One stop path: SIGINT or SIGTERM, the caller's ``stop`` event, or a part
@@ -92,8 +96,10 @@ class NodeProcess:
                           failures),
                     name="controllers"))
                 if self.node.join_port:
-                    cancelled.append(tg.create_task(serve_join(self.node, self.state),
+                    cancelled.append(tg.create_task(serve_join(self.node, self.state, agent),
                                                     name="join endpoint"))
+                cancelled.append(tg.create_task(renew_manager_identity(self.node, self.state),
+                                                name="manager identity renewal"))
             await stop.wait()
             for task in cancelled:  # the agent stops on ``stop``; the runner resigns
                 task.cancel()
@@ -151,9 +157,36 @@ async def run_controllers(node: NodeState, state: StateDir) -> None:
                           "--identity", node.node_id, *tls_flags(manager_tls(node, state))]))
 
 
-async def serve_join(node: NodeState, state: StateDir) -> None:
-    """Serve the join endpoint until cancelled; a reason it cannot is logged, not fatal
-    (nodes still join through etcd, as before)."""
+async def renew_manager_identity(node: NodeState, state: StateDir) -> None:
+    """Keep ``manager-tls/`` renewed, signed with the CA key this manager holds, until
+    cancelled (nothing to do without either: logged)."""
+    from kubeless import store
+    from kubeless.cluster.pki import CA
+    from kubeless.cluster.renewal import LocalSigner, Renewal
+
+    tls = manager_tls(node, state)
+    if tls is None or not state.has_ca_key():
+        return
+    try:
+        ca = CA.load(state.path)
+        rstore = store.connect(node.endpoints, node.prefix, retry_for=10, tls=tls)
+    except (ClusterError, store.StoreError) as err:
+        log.warning("the manager identity will not be renewed: %s", err)
+        return
+
+    async def renewed() -> None:
+        rstore.etcd.reload_tls()
+
+    try:
+        await Renewal(state.manager_tls_dir, LocalSigner(ca, rstore), renewed,
+                      what="manager identity").run()
+    finally:
+        await asyncio.shield(rstore.etcd.close())
+
+
+async def serve_join(node: NodeState, state: StateDir, agent: AgentProcess | None = None) -> None:
+    """Serve the join endpoint until cancelled, its port said in ``agent``'s heartbeat;
+    a reason it cannot is logged, not fatal (nodes still join through etcd, as before)."""
     from kubeless import store
     from kubeless.cluster.join_server import JoinServer
     from kubeless.cluster.pki import CA
@@ -183,7 +216,10 @@ async def serve_join(node: NodeState, state: StateDir) -> None:
                     err.strerror or err)
         await rstore.etcd.close()
         return
+    if agent is not None:
+        agent.advertise({"joinPort": server.port})
     try:
+        await rstore.etcd.follow_tls_files()  # manager-tls/ renewed: forever
         await asyncio.Event().wait()
     finally:
         await server.close()

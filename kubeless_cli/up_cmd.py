@@ -39,6 +39,7 @@ from typing import Any
 
 import click
 
+from kubeless_cli.cert_expiry import cert_expiry_option
 from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signals
@@ -49,6 +50,7 @@ from kubeless_cli.up_tls import (ADMIN_DIR, ETCD_DATA, ETCD_PKI, Transport, UpTl
                                  choose_transport, prepare_tls, renew_own_identities)
 from kubeless.cluster import ClusterError, NodeState, StateDir
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
+from kubeless.cluster.record import DEFAULT_CERT_EXPIRY
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
 
 
@@ -124,13 +126,14 @@ def docker_answers() -> str | None:
 @flag("--insecure",
       help="A new cluster without TLS: plain http etcd, no client certificates.")
 @join_port_option()
+@cert_expiry_option()
 @agent_service_options()[0]
 @agent_service_options()[1]
 @agent_service_options()[2]
 @pass_context
 def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
        metrics_port: int | None, apply_files: tuple[str, ...], insecure: bool,
-       join_port: int | None, **agent: Any) -> None:
+       join_port: int | None, cert_expiry: float | None, **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
     etcd listens on 127.0.0.1 only, over TLS with client certificates from the
@@ -150,7 +153,7 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
                    f"KUBELESS_ENDPOINTS ({given}) is not used", err=True)
     _ignore_cert_path(state, transport)
     opts = {"node_name": node_name, "metrics_port": metrics_port, "join_port": join_port,
-            **agent}
+            "cert_expiry": cert_expiry, **agent}
     agent_options(opts)  # a mistake is one line, before anything starts
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
@@ -252,10 +255,12 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
                            agent_options={**stored.agent_options, **agent_options(opts)},
                            join_port=stored.join_port if opts.get("join_port") is None
                            else opts["join_port"])
-            if await bootstrap.read_record(rstore) is not None:
+            found = await bootstrap.read_record(rstore)
+            if found is not None:
                 await bootstrap.resume_node(rstore, state, node, here)
                 if tls is not None:
-                    renew_own_identities(state, node.node_id, node.advertise_addr)
+                    renew_own_identities(state, node.node_id, node.advertise_addr,
+                                         lifetime=found.record.cert_expiry)
                 state.save_node(node)
                 return node, False
             # the etcd data was wiped: a new cluster, this state dir's node with it
@@ -263,12 +268,14 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
                                                    "advertise_addr": "127.0.0.1"}, "manager")
         record, tokens = await bootstrap.create_cluster(
             rstore, state, node_resource(node, "manager"), here,
-            ca=tls.ca if tls is not None else None)
+            ca=tls.ca if tls is not None else None,
+            cert_expiry=opts.get("cert_expiry") or DEFAULT_CERT_EXPIRY)
         node = replace(node, cluster_id=record.id, joined_at=record.created_at)
         save_init(state, node, tokens)
         from kubeless.cluster.join_server import issue_own_identities
 
-        issue_own_identities(state, node.node_id, node.advertise_addr, "manager")
+        issue_own_identities(state, node.node_id, node.advertise_addr, "manager",
+                             record.cert_expiry)
         return node, True
     except ClusterError as err:
         raise CliError(str(err)) from None

@@ -15,7 +15,11 @@
                        each ``up`` renews those whose renewal is due (etcd reads its
                        files at each new connection, so a running etcd takes them too)
     renew_own_identities   the node's tls/ and manager-tls/, issued again at start
-                       when missing or due (the agent and controllers start after)
+                       when missing or due (the agent and controllers start after;
+                       while running, they renew them: ``kubeless.cluster.renewal``).
+                       etcd's certificates and the admin identity are renewed only
+                       here, at each start: a running ``up`` outliving them needs a
+                       restart (etcd's default lifetime, 90 days)
 
     <state-dir>/   ca.key ca.crt     the cluster CA (as ``init`` makes it)
                    etcd-pki/         etcd's: ca.crt, server.crt/.key, peer.crt/.key
@@ -155,7 +159,8 @@ def _prepare_tls(state: StateDir, user: str | None, now: datetime.datetime) -> U
 
 
 def renew_own_identities(state: StateDir, node_id: str, address: str,
-                         now: datetime.datetime | None = None) -> bool:
+                         now: datetime.datetime | None = None,
+                         lifetime: float | None = None) -> bool:
     """Issue this manager's ``tls/`` and ``manager-tls/`` again when either is missing or
     due for renewal; whether they were."""
     from kubeless.cluster.join_server import issue_own_identities
@@ -164,7 +169,10 @@ def renew_own_identities(state: StateDir, node_id: str, address: str,
     if not any(renewal_due(_read(d / "cert.pem"), when)
                for d in (state.tls_dir, state.manager_tls_dir)):
         return False
-    issue_own_identities(state, node_id, address, "manager")
+    if lifetime is None:
+        issue_own_identities(state, node_id, address, "manager")
+    else:
+        issue_own_identities(state, node_id, address, "manager", lifetime)
     return True
 
 

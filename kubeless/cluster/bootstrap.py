@@ -31,7 +31,7 @@ from . import tokens
 from .ca import cert_der, make_root_ca, remove_root_ca
 from .errors import (ClusterError, ClusterExists, NoCluster, NodeNameTaken, StateDirError,
                      TokenRefused)
-from .record import ClusterRecord, new_cluster_id
+from .record import DEFAULT_CERT_EXPIRY, ClusterRecord, new_cluster_id
 from .state import NodeState, StateDir
 
 Resource = dict[str, Any]
@@ -68,12 +68,14 @@ async def read_record(rstore: ResourceStore) -> Found | None:
 
 
 async def create_cluster(rstore: ResourceStore, state: StateDir, node: Resource,
-                         where: str, ca: ClusterCA | None = None
+                         where: str, ca: ClusterCA | None = None,
+                         cert_expiry: float = DEFAULT_CERT_EXPIRY
                          ) -> tuple[ClusterRecord, dict[str, str]]:
     """Make a new cluster with ``node`` its first manager; (record, role -> plain token).
     ``ca``: the cluster's id and CA made beforehand (``new_cluster_ca``), kept when the
     cluster cannot be made (its etcd serves certificates from it); else a CA is made
-    here, and forgotten again on failure."""
+    here, and forgotten again on failure. ``cert_expiry``: the lifetime, in seconds, of
+    the certificates the managers sign (the record keeps it)."""
     await _refuse_existing(rstore, where)
     made = ca is None
     if ca is None:
@@ -83,7 +85,7 @@ async def create_cluster(rstore: ResourceStore, state: StateDir, node: Resource,
         digest = tokens.ca_digest(cert_der(pem))
         now = now_rfc3339()
         plain = {role: tokens.new_token(digest) for role in tokens.ROLES}
-        record = ClusterRecord(cluster_id, now, pem)
+        record = ClusterRecord(cluster_id, now, pem, cert_expiry=cert_expiry)
         for role, token in plain.items():
             record = record.with_token(role, token, now)
         txn = rstore.transaction()

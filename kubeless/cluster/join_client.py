@@ -8,6 +8,9 @@
                            "the manager at X does not belong to the cluster of this token"
                         3. keys made here (never sent) and their requests
                         4. POST /join over TLS verified against that CA, for HOST
+    post_renew        ``POST /renew`` with mutual TLS: the node's current certificate
+                      authenticates it, the reply is its renewed certificate
+                      (``kubeless.cluster.renewal`` drives it)
     save_identity     what a join returned, into the state dir (``StateDir`` names the
                       places): the node identity in ``tls/``, a manager's own in
                       ``manager-tls/`` and the CA key (``ca.key``, 0600)
@@ -22,6 +25,7 @@ import http.client
 import json
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import tokens
@@ -182,6 +186,30 @@ def check_joined(joined: Joined, node_name: str, where: str) -> None:
     except (CAError, ValueError, TypeError) as err:
         raise JoinFailed(f"the join endpoint at {where} returned a certificate the cluster "
                          f"CA did not sign: {err}") from None
+
+
+def post_renew(host: str, port: int, directory: Path, csr_pem: str) -> str:
+    """``POST /renew`` to the join endpoint at ``host:port``, presenting the identity in
+    ``directory`` (``ca.pem``, ``cert.pem``, ``key.pem``) and verifying the manager
+    against that CA; the renewed certificate (PEM). ``JoinFailed`` otherwise."""
+    where = f"{host}:{port}"
+    try:
+        context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
+        context.load_cert_chain(str(directory / "cert.pem"), str(directory / "key.pem"))
+    except (OSError, ValueError) as err:
+        raise JoinFailed(f"cannot use the identity in {directory} to renew: {err}") from None
+    status, text = _call(host, port, where, context, "POST", "/renew",
+                         json.dumps({"csr": csr_pem}).encode())
+    try:
+        reply = json.loads(text)
+    except json.JSONDecodeError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise JoinFailed(f"the join endpoint at {where} answered {status} without JSON")
+    if status != 200 or not isinstance(reply.get("certificate"), str):
+        raise JoinFailed(f"the manager at {where} refused to renew: "
+                         f"{reply.get('error', status)}")
+    return str(reply["certificate"])
 
 
 def save_identity(state: StateDir, joined: Joined) -> None:

@@ -14,9 +14,22 @@
                 400 a request that is not one; 403 a wrong, rotated or foreign token;
                 409 the node name is taken; 503 etcd cannot be read: {"error": "..."}
                 and in every refusal nothing is written.
+    POST /renew JSON {csr}, over mutual TLS: the client's certificate (from the
+                cluster CA, still valid: the handshake refuses an expired or
+                foreign one) names the identity renewed; only ``node:`` identities
+                of Nodes in the cluster, and the request must ask for that same
+                common name. The CA signs the certificate's own name, hosts and
+                usages for the cluster's lifetime (``renewal.renewal_profile``).
+                200 {certificate}; 401 no client certificate; 403 another identity,
+                not a node, or a node that is not in the cluster.
+
+Every certificate is signed for the lifetime the cluster record says
+(``certExpiry``, ``init``/``up --cert-expiry``), read at each request.
 
 HTTPS only, with a server certificate the CA signs at start (SANs: the
-advertise address, 127.0.0.1, localhost). The keys of the joining node are
+advertise address, 127.0.0.1, localhost) and again at its renewal point
+(loaded into the same context: new handshakes get it). Client certificates
+are asked for but optional (``/ca`` and ``/join`` are anonymous). The keys of the joining node are
 made on its side and never sent; the CA key goes only to a node the token
 makes a manager (any manager can sign), never to etcd. Checking a request
 (``parse_request``) is a pure function; making the Node resource is the
@@ -28,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
 import json
 import logging
@@ -41,10 +55,11 @@ from typing import Any
 from kubeless.api.names import label_key_error, label_value_error
 from kubeless.store import ResourceStore, StoreError
 
-from . import bootstrap, identities, tokens
+from . import bootstrap, identities, renewal, tokens
 from .errors import (CAError, ClusterError, NoCluster, NodeNameTaken, TokenMalformed,
                      TokenRefused)
-from .pki import CA, DEFAULT_LIFETIME, USAGES, Profile, issue_identity, key_pem
+from .pki import (CA, DEFAULT_LIFETIME, USAGES, CertInfo, Profile, cert_info,
+                  csr_common_name, issue_identity, key_pem)
 from .state import DEFAULT_JOIN_PORT, StateDir
 
 log = logging.getLogger(__name__)
@@ -52,7 +67,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = DEFAULT_JOIN_PORT
 MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0  # seconds a client has to send its whole request
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
             500: "Internal Server Error", 503: "Service Unavailable"}
 _RUNTIME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz")
@@ -88,12 +103,7 @@ class Reply:
 
 def parse_request(body: bytes) -> JoinRequest:
     """The request in ``body`` (JSON); ``BadRequest`` naming the first field that is wrong."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadRequest(f"the request is not JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the request is not a JSON object")
+    data = _json_object(body)
     try:
         token = tokens.parse_token(_text(data, "token"))
     except TokenMalformed as err:
@@ -160,17 +170,38 @@ def node_profiles(node_id: str, address: str, role: str,
                          lifetime)
 
 
-def issue_own_identities(state: StateDir, node_id: str, address: str, role: str) -> None:
+def issue_own_identities(state: StateDir, node_id: str, address: str, role: str,
+                         lifetime: float = DEFAULT_LIFETIME) -> None:
     """A node on a host that holds the CA (``init``) issues its identities itself:
     ``tls/`` and, for a manager, ``manager-tls/``."""
     ca = CA.load(state.path)
-    node, manager = node_profiles(node_id, address, role)
+    node, manager = node_profiles(node_id, address, role, lifetime)
     try:
         issue_identity(ca, state.tls_dir, node)
         if manager is not None:
             issue_identity(ca, state.manager_tls_dir, manager)
     except OSError as err:
         raise CAError(f"cannot write this node's identity in {state}: {err.strerror}") from None
+
+
+def renew_refusal(peer: CertInfo | None, asked: str) -> Reply | None:
+    """Why ``POST /renew`` from the verified client certificate ``peer`` (None: the
+    client presented none) for a request naming ``asked`` is refused; None: allowed."""
+    if peer is None:
+        return Reply(401, {"error": "renewing needs this node's current certificate: "
+                                    "present it as the client certificate"})
+    try:
+        holder = identities.parse_identity(peer.common_name)
+    except identities.IdentityError:
+        holder = None
+    if holder is None or holder.kind != "node":
+        return Reply(403, {"error": f"{peer.common_name or 'a certificate without a name'} "
+                                    "is not a node identity: only nodes renew here "
+                                    "(managers sign their own)"})
+    if asked != peer.common_name:
+        return Reply(403, {"error": f"the certificate of {peer.common_name} cannot renew "
+                                    f"{asked or 'a request without a name'}"})
+    return None
 
 
 def refusal(err: Exception) -> Reply:
@@ -193,39 +224,77 @@ class JoinServer:
     prefix: str
     hosts: tuple[str, ...]  # addresses to listen on (and the server certificate's SANs)
     port: int = DEFAULT_PORT
-    lifetime: float = DEFAULT_LIFETIME  # of the certificates it signs
+    lifetime: float = DEFAULT_LIFETIME  # its own certificate's when etcd cannot say
     _server: asyncio.Server | None = None
+    _context: ssl.SSLContext | None = None
+    _cert: str = ""  # the server certificate presented now (PEM)
+    _renewing: asyncio.Task[None] | None = None
+    renewals: int = 0  # of the server certificate
 
     async def start(self) -> int:
-        """Listen with a fresh server certificate; the bound port."""
+        """Listen with a fresh server certificate, kept renewed; the bound port."""
         hosts = tuple(dict.fromkeys(self.hosts))
-        context = self._tls_context(hosts)
+        context = self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.verify_mode = ssl.CERT_OPTIONAL  # /renew's client; /ca and /join are anonymous
+        context.load_verify_locations(cadata=self.ca.cert_pem)
+        self._load_server_cert(await self._lifetime())
         self._server = await asyncio.start_server(self._serve, list(hosts), self.port,
                                                   ssl=context)
         self.port = int(self._server.sockets[0].getsockname()[1])
+        self._renewing = asyncio.create_task(self._keep_server_cert(), name="join-server-cert")
         log.info("serving the join endpoint on %s port %d", ", ".join(hosts), self.port)
         return self.port
 
     async def close(self) -> None:
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
-    def _tls_context(self, hosts: tuple[str, ...]) -> ssl.SSLContext:
+    @property
+    def server_cert(self) -> str:
+        return self._cert
+
+    async def _lifetime(self) -> float:
+        """The cluster's certificate lifetime (the default when etcd cannot say)."""
+        try:
+            return await renewal.cluster_cert_expiry(self.rstore)
+        except (StoreError, ClusterError) as err:
+            log.warning("join endpoint: reading the cluster's certificate lifetime: %s", err)
+            return self.lifetime
+
+    def _load_server_cert(self, lifetime: float) -> None:
+        """A new server certificate into the context (new handshakes present it)."""
+        assert self._context is not None
+        hosts = tuple(dict.fromkeys(self.hosts))
         key, cert = self.ca.issue(Profile("kubeless-join", (*hosts, "localhost"),
-                                          frozenset({"server"}), self.lifetime))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+                                          frozenset({"server"}), lifetime))
         with tempfile.TemporaryDirectory(prefix="kubeless-join-") as tmp:
             (Path(tmp) / "key.pem").write_text(key)
             (Path(tmp) / "cert.pem").write_text(cert + self.ca.cert_pem)
-            context.load_cert_chain(Path(tmp) / "cert.pem", Path(tmp) / "key.pem")
-        return context
+            self._context.load_cert_chain(Path(tmp) / "cert.pem", Path(tmp) / "key.pem")
+        self._cert = cert
+
+    async def _keep_server_cert(self) -> None:
+        """Sign a new server certificate at each renewal point (the CA is here)."""
+        while True:
+            info = cert_info(self._cert)
+            now = datetime.datetime.now(datetime.timezone.utc)
+            await asyncio.sleep(renewal.seconds_to_wait(now, info.not_before, info.not_after,
+                                                        renewal.draw_fraction(), 0))
+            self._load_server_cert(await self._lifetime())
+            self.renewals += 1
+            log.info("join endpoint: renewed its server certificate")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, ctype, body = await asyncio.wait_for(self._handle(reader), READ_TIMEOUT)
+            status, ctype, body = await asyncio.wait_for(
+                self._handle(reader, _peer_cert(writer)), READ_TIMEOUT)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 TimeoutError, ssl.SSLError):
             status, ctype, body = 400, "text/plain", b"incomplete request\n"
@@ -241,7 +310,8 @@ class JoinServer:
         with contextlib.suppress(Exception):
             await writer.wait_closed()
 
-    async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+    async def _handle(self, reader: asyncio.StreamReader,
+                      peer: str | None) -> tuple[int, str, bytes]:
         method, path, body = await _read_request(reader)
         if path == "/ca" and method == "GET":
             return 200, "application/x-pem-file", self.ca.cert_pem.encode()
@@ -250,9 +320,35 @@ class JoinServer:
                 return 413, "text/plain", b"request too large\n"
             reply = await self.join(body)
             return reply.status, "application/json", json.dumps(reply.body).encode()
-        if path in ("/ca", "/join"):
-            return 405, "text/plain", b"GET /ca or POST /join\n"
-        return 404, "text/plain", b"not found: GET /ca or POST /join\n"
+        if path == "/renew" and method == "POST":
+            if body is None:
+                return 413, "text/plain", b"request too large\n"
+            reply = await self.renew(peer, body)
+            return reply.status, "application/json", json.dumps(reply.body).encode()
+        if path in ("/ca", "/join", "/renew"):
+            return 405, "text/plain", b"GET /ca, POST /join or POST /renew\n"
+        return 404, "text/plain", b"not found: GET /ca, POST /join or POST /renew\n"
+
+    async def renew(self, peer: str | None, body: bytes) -> Reply:
+        """Answer one ``POST /renew`` body from the verified client certificate ``peer``
+        (PEM; None when the client presented none)."""
+        try:
+            csr = _pem(_json_object(body), "csr", required=True)
+            refused = renew_refusal(cert_info(peer) if peer else None, csr_common_name(csr))
+            if refused is not None:
+                return refused
+            assert peer is not None
+            node_id = identities.parse_identity(cert_info(peer).common_name).name
+            if await self.rstore.get("Node", node_id) is None:
+                return Reply(403, {"error": f"node {node_id} is not in the cluster"})
+            lifetime = await renewal.cluster_cert_expiry(self.rstore)
+            cert = self.ca.sign(csr, renewal.renewal_profile(peer, lifetime))
+        except (BadRequest, ClusterError) as err:
+            return refusal(err)
+        except StoreError as err:
+            return Reply(503, {"error": f"the manager cannot reach etcd: {err}"})
+        log.info("renewed the certificate of node %s", node_id)
+        return Reply(200, {"certificate": cert})
 
     async def join(self, body: bytes) -> Reply:
         """Answer one ``POST /join`` body."""
@@ -272,7 +368,7 @@ class JoinServer:
         if role == "manager" and not request.manager_csr:
             raise BadRequest("managerCsr is missing (a manager token needs a manager identity)")
         node_profile, manager_profile = node_profiles(request.node_name, request.advertise_addr,
-                                                      role, self.lifetime)
+                                                      role, found.record.cert_expiry)
         cert = self.ca.sign(request.csr, node_profile)
         manager_cert = self.ca.sign(request.manager_csr, manager_profile) \
             if manager_profile is not None else ""
@@ -292,6 +388,23 @@ class JoinServer:
         if role == "manager":
             body.update(managerCertificate=manager_cert, caKey=key_pem(self.ca.key))
         return Reply(200, body)
+
+
+def _peer_cert(writer: asyncio.StreamWriter) -> str | None:
+    """The client's verified certificate (PEM), or None when it presented none."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return ssl.DER_cert_to_PEM_cert(der) if der else None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadRequest(f"the request is not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request is not a JSON object")
+    return data
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes | None]:

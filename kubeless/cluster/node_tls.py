@@ -6,6 +6,8 @@
                        win; else the agent's own identity when its certificate has server
                        usage (a joined node's ``tls/``); else plain (pure)
     server_context     the server's ``ssl`` context: client certificates REQUIRED
+    reload_server_cert a renewed certificate into that same context: new handshakes
+                       present it, connections already made go on
     client_context     the CLI's: verifies the node's certificate against the CA and the
                        node's address, presents the user's certificate
     allowed_client     a verified client's common name is a kubeless identity
@@ -95,6 +97,12 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
     _load_ca(context, tls.client_ca, "the client CA certificate")
     _load_pair(context, tls.cert, tls.key, "the server certificate")
     return context
+
+
+def reload_server_cert(context: ssl.SSLContext, tls: ServerTls) -> None:
+    """Load ``tls``'s certificate and key (renewed) into ``context`` again: new
+    handshakes present them; ``TlsError`` (the old pair stays) when they cannot be."""
+    _load_pair(context, tls.cert, tls.key, "the renewed server certificate")
 
 
 def client_context(tls: TlsConfig | None, node: str) -> ssl.SSLContext:

@@ -7,7 +7,8 @@
                        usage, a lifetime in seconds
     new_key, make_csr  what a holder makes on its own side: a key that never leaves it,
                        and a certificate request carrying its public key
-    cert_info          a certificate's common name, hosts and validity, read back
+    cert_info          a certificate's common name, hosts and validity, read back;
+                       cert_usages, csr_common_name, same_public_key likewise
     write_cert_dir     an identity in Docker's DOCKER_CERT_PATH layout: ``ca.pem``,
                        ``cert.pem``, ``key.pem`` (mode 0600)
     issue_etcd_certs   etcd's own server and peer certificates from the CA, as
@@ -43,13 +44,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .ca import CERT_FILE, KEY_FILE
 from .errors import CAError
+from .record import DEFAULT_CERT_EXPIRY
 
 if TYPE_CHECKING:
     from .etcd_server import EtcdTls
 
 CA_LIFETIME = 20 * 365 * 86400.0  # Swarm's root CA: 20 years
-DEFAULT_LIFETIME = 90 * 86400.0  # Swarm's node certificates: 90 days
+DEFAULT_LIFETIME = DEFAULT_CERT_EXPIRY  # Swarm's node certificates: 90 days
 BACKDATE = 60.0  # seconds a new certificate is valid before it is made (clock skew)
+BACKDATE_SHARE = 0.1  # at most this share of a short lifetime (renewal points stay in it)
 USAGES = frozenset({"client", "server"})
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -82,9 +85,17 @@ class CertInfo:
     not_before: datetime.datetime
     not_after: datetime.datetime
     is_ca: bool
+    serial: int = 0
 
     def expired(self, now: datetime.datetime | None = None) -> bool:
         return (now or _now()) >= self.not_after
+
+
+def backdate(lifetime: float) -> float:
+    """Seconds a certificate of ``lifetime`` is valid before it is made: a minute for
+    clock skew, at most a tenth of a short lifetime (a certificate of seconds would
+    otherwise spend most of its validity in the past, before its renewal point)."""
+    return min(BACKDATE, lifetime * BACKDATE_SHARE)
 
 
 # -- keys and requests (the holder's side) ------------------------------------------
@@ -142,7 +153,7 @@ class CA:
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(start - datetime.timedelta(seconds=BACKDATE))
+                .not_valid_before(start - datetime.timedelta(seconds=backdate(lifetime)))
                 .not_valid_after(start + datetime.timedelta(seconds=lifetime))
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                 .add_extension(_key_usage(sign_certs=True), critical=True)
@@ -178,7 +189,8 @@ class CA:
                                                                 profile.common_name)]))
                    .issuer_name(self.cert.subject).public_key(csr.public_key())
                    .serial_number(x509.random_serial_number())
-                   .not_valid_before(start - datetime.timedelta(seconds=BACKDATE))
+                   .not_valid_before(start - datetime.timedelta(
+                       seconds=backdate(profile.lifetime)))
                    .not_valid_after(start + datetime.timedelta(seconds=profile.lifetime))
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None),
                                   critical=True)
@@ -210,6 +222,32 @@ def load_cert(pem: str | bytes) -> x509.Certificate:
         raise CAError(f"not a PEM certificate: {err}") from None
 
 
+def csr_common_name(pem: str | bytes) -> str:
+    """The common name a certificate request asks for ("" when it names none);
+    ``CAError`` when it is not a request whose signature verifies."""
+    names = _load_csr(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+def cert_usages(pem: str | bytes) -> frozenset[str]:
+    """The usages (client, server) a certificate's extended key usage names."""
+    try:
+        eku = load_cert(pem).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return frozenset(USAGES)
+    return frozenset(name for name, oid in (("server", ExtendedKeyUsageOID.SERVER_AUTH),
+                                            ("client", ExtendedKeyUsageOID.CLIENT_AUTH))
+                     if oid in list(eku))
+
+
+def same_public_key(cert_pem: str | bytes, key_pem_text: str | bytes) -> bool:
+    """Whether the certificate is for the key's public key."""
+    der = serialization.Encoding.DER
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    return bool(load_cert(cert_pem).public_key().public_bytes(der, spki)
+                == load_key(key_pem_text).public_key().public_bytes(der, spki))
+
+
 def cert_info(pem: str | bytes) -> CertInfo:
     """The common name, hosts and validity of a PEM certificate."""
     cert = load_cert(pem)
@@ -225,7 +263,7 @@ def cert_info(pem: str | bytes) -> CertInfo:
     except x509.ExtensionNotFound:
         is_ca = False
     return CertInfo(str(names[0].value) if names else "", hosts, cert.not_valid_before_utc,
-                    cert.not_valid_after_utc, is_ca)
+                    cert.not_valid_after_utc, is_ca, cert.serial_number)
 
 
 # -- files ----------------------------------------------------------------------------

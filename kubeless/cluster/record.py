@@ -7,6 +7,8 @@
     caCertificate: |               the root CA certificate (PEM); its key stays
       -----BEGIN CERTIFICATE-----  in the first manager's state dir
     caDigest: 0a1b...              what tokens carry (informative: derived from the PEM)
+    certExpiry: 2160h0m0s          the lifetime of the node and manager certificates the
+                                   managers sign (``init``/``up --cert-expiry``; Swarm's 90 days)
     joinTokens:
       worker:  {sha256: <hex of the secret's sha256>, createdAt: ...}
       manager: {sha256: ..., createdAt: ...}
@@ -21,11 +23,14 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kubeless.api.units import format_duration, parse_duration
+
 from . import tokens
 from .ca import cert_der
 from .errors import ClusterError, TokenRefused
 
 KIND = "Cluster"
+DEFAULT_CERT_EXPIRY = 90 * 86400.0  # Swarm's node certificates: 90 days
 API_VERSION = "kubeless.io/v1"
 
 
@@ -40,6 +45,7 @@ class ClusterRecord:
     ca_cert: str
     token_hashes: dict[str, str] = field(default_factory=dict)  # role -> sha256 hex
     token_times: dict[str, str] = field(default_factory=dict)  # role -> when made
+    cert_expiry: float = DEFAULT_CERT_EXPIRY  # seconds: what the managers sign for
 
     @property
     def ca_digest(self) -> str:
@@ -69,7 +75,7 @@ class ClusterRecord:
     def to_value(self) -> dict[str, Any]:
         return {"apiVersion": API_VERSION, "kind": KIND, "id": self.id,
                 "createdAt": self.created_at, "caCertificate": self.ca_cert,
-                "caDigest": self.ca_digest,
+                "caDigest": self.ca_digest, "certExpiry": format_duration(self.cert_expiry),
                 "joinTokens": {role: {"sha256": self.token_hashes[role],
                                       "createdAt": self.token_times.get(role, self.created_at)}
                                for role in tokens.ROLES if role in self.token_hashes}}
@@ -84,6 +90,8 @@ class ClusterRecord:
             return cls(id=str(data["id"]), created_at=str(data.get("createdAt", "")),
                        ca_cert=str(data["caCertificate"]),
                        token_hashes={r: str(v["sha256"]) for r, v in joins.items()},
-                       token_times={r: str(v.get("createdAt", "")) for r, v in joins.items()})
+                       token_times={r: str(v.get("createdAt", "")) for r, v in joins.items()},
+                       cert_expiry=parse_duration(str(data["certExpiry"]))
+                       if data.get("certExpiry") else DEFAULT_CERT_EXPIRY)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ClusterError(f"{key} does not hold a valid cluster record ({err})") from err

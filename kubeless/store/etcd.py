@@ -25,6 +25,15 @@ attempt, ``txn`` reads its keys back, and if they hold exactly what it
 wrote (every put's value and lease, every delete absent), the earlier
 attempt was applied and the result is success.
 
+Renewed certificates (``reload_tls``, or ``follow_tls_files`` noticing the
+files changed) open a new channel with them: new calls go through it at once,
+calls already made on the old one finish there, and the old channel is
+closed after ``RETIRE_GRACE`` seconds, ending a watch still on it, which
+its informer resumes from its revision on the new channel (an established
+TLS connection stays valid after its certificate expires; only new
+handshakes need the new one). A lease is kept by calls made one at a time,
+so its keepalive moves over with the next one.
+
 Streams (watches, keep-alives) carry etcd's ``hasleader`` metadata, so a
 member that loses its leader (cut off from the others) ends them and the
 caller resumes them on a member that has one, as etcd's own client does
@@ -69,6 +78,8 @@ _REQUIRE_LEADER = (("hasleader", "true"),)
 # The least time an attempt gets, however little of the budget is left: a
 # healthy member answers in milliseconds, one that is electing in about a second.
 _MIN_ATTEMPT = 0.5
+RETIRE_GRACE = 5.0  # seconds calls on a channel replaced by new credentials may finish
+TLS_POLL = 1.0  # seconds between looks at the TLS files (follow_tls_files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +197,57 @@ class Etcd:
         self.call_timeout = call_timeout
         self.retry_for = retry_for
         self.tls = tls
-        self._channel = open_channel(endpoints, tls)
-        self._kv = rpc.KVStub(self._channel)
-        self._watch = rpc.WatchStub(self._channel)
-        self._lease = rpc.LeaseStub(self._channel)
-        self._maintenance = rpc.MaintenanceStub(self._channel)
+        self.tls_reloads = 0
+        self._tls_stamp = _stamp(tls)
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._use(open_channel(endpoints, tls))
+
+    def _use(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+        self._kv = rpc.KVStub(channel)
+        self._watch = rpc.WatchStub(channel)
+        self._lease = rpc.LeaseStub(channel)
+        self._maintenance = rpc.MaintenanceStub(channel)
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await self._channel.close()
+
+    def reload_tls(self) -> None:
+        """Take the TLS files as they are now for new calls (renewed certificates):
+        a new channel, the old one retired; ``TlsError`` when they cannot be used
+        (the old channel then stays)."""
+        if self.tls is None:
+            return
+        stamp = _stamp(self.tls)
+        channel = open_channel(self.endpoints, self.tls)  # reads and checks the files
+        old, self._tls_stamp = self._channel, stamp
+        self._use(channel)
+        self.tls_reloads += 1
+        task = asyncio.get_running_loop().create_task(self._retire(old), name="etcd-retire")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        log.info("etcd: new connections present the renewed certificate %s", self.tls.cert)
+
+    async def _retire(self, channel: grpc.aio.Channel) -> None:
+        await channel.close(grace=RETIRE_GRACE)
+
+    async def follow_tls_files(self, interval: float = TLS_POLL) -> None:
+        """Reload when the certificate or key file changes (a renewal written by
+        another part of this process or by another process); returns only when
+        cancelled. A pair caught mid-renewal is taken at the next look."""
+        if self.tls is None or self.tls.cert is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            if _stamp(self.tls) == self._tls_stamp:
+                continue
+            try:
+                self.reload_tls()
+            except TlsError as err:
+                log.warning("etcd: the renewed TLS files cannot be used yet: %s", err)
 
     async def __aenter__(self) -> Etcd:
         return self
@@ -356,6 +410,7 @@ class Etcd:
             yield rpc.WatchRequest(create_request=create)
             await stop.wait()
 
+        channel = self._channel
         call = self._watch.Watch(requests(), metadata=_REQUIRE_LEADER)
         try:
             async for resp in call:
@@ -374,6 +429,9 @@ class Etcd:
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.CANCELLED and stop.is_set():
                 return
+            if channel is not self._channel:
+                raise Unavailable("the watch moves to the renewed TLS credentials",
+                                  tuple(map(str, self.endpoints))) from err
             raise self._unavailable(err) from err
         finally:
             stop.set()
@@ -421,6 +479,19 @@ class Etcd:
         resp = await self._call(lambda t: self._lease.LeaseTimeToLive(req,
                                                                     timeout=t))
         return int(resp.TTL), int(resp.grantedTTL)
+
+
+def _stamp(tls: TlsConfig | None) -> tuple[tuple[int, int, int], ...]:
+    """What identifies the TLS files' contents cheaply: (inode, size, mtime) of each
+    (a renewal replaces them by rename: a new inode)."""
+    stamps = []
+    for path in (tls.cert, tls.key) if tls is not None else ():
+        try:
+            st = path.stat() if path is not None else None
+        except OSError:
+            st = None
+        stamps.append((st.st_ino, st.st_size, st.st_mtime_ns) if st else (0, 0, 0))
+    return tuple(stamps)
 
 
 def _retryable(err: grpc.aio.AioRpcError) -> bool:
