@@ -163,7 +163,10 @@ def state_dir_tls(state: StateDir, endpoints: str) -> dict[str, Any]:
     one) for a cluster whose etcd is https://: the etcd client's, and the logs server's
     when it has server usage. With a plain http:// etcd neither is used: a user reaching
     etcd without certificates could not read TLS-served logs (TLS comes as a whole)."""
-    directory = state.path / "tls"
+    from kubeless.cluster.pki import finish_pending_pair  # cryptography: only with a state dir
+
+    directory = state.tls_dir
+    finish_pending_pair(directory)  # a renewal a crash interrupted
     if not (directory / "cert.pem").is_file():
         return {}
     identity = TlsConfig.from_options(cert_path=str(directory))

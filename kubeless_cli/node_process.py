@@ -134,7 +134,10 @@ def manager_tls(node: NodeState, state: StateDir) -> TlsConfig | None:
     etcd, whose controllers fall back on KUBELESS_CERT_PATH as before)."""
     from kubeless.store import TlsConfig
 
+    from kubeless.cluster.pki import finish_pending_pair
+
     directory = state.manager_tls_dir
+    finish_pending_pair(directory)  # a renewal a crash interrupted
     if not node.endpoints.startswith("https://") or not (directory / "cert.pem").is_file():
         return None
     return TlsConfig.from_options(cert_path=str(directory))

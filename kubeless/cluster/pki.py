@@ -10,7 +10,9 @@
     cert_info          a certificate's common name, hosts and validity, read back;
                        cert_usages, csr_common_name, same_public_key likewise
     write_cert_dir     an identity in Docker's DOCKER_CERT_PATH layout: ``ca.pem``,
-                       ``cert.pem``, ``key.pem`` (mode 0600)
+                       ``cert.pem``, ``key.pem`` (mode 0600); ``write_pair`` replaces
+                       a certificate and its key so that a crash never leaves a
+                       mismatched pair (``finish_pending_pair`` completes it)
     issue_etcd_certs   etcd's own server and peer certificates from the CA, as
                        kubeadm's ``certs`` phase makes them
 
@@ -274,11 +276,37 @@ CERT_DIR_FILES = ("ca.pem", "cert.pem", "key.pem")  # Docker's DOCKER_CERT_PATH 
 def write_cert_dir(directory: Path, ca_pem: str, cert_pem: str, key: str) -> Path:
     """An identity in ``directory``: ``ca.pem``, ``cert.pem`` and ``key.pem`` (0600)."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca_file, cert_file, key_file = CERT_DIR_FILES
-    write_private(directory / key_file, key)
-    write_public(directory / cert_file, cert_pem)
-    write_public(directory / ca_file, ca_pem)
+    write_pair(directory, cert_pem, key)
+    write_public(directory / CERT_DIR_FILES[0], ca_pem)
     return directory
+
+
+PENDING = ".next"  # a new pair is written beside the old one first (write_pair)
+
+
+def write_pair(directory: Path, cert_pem: str, key: str) -> None:
+    """Replace ``cert.pem`` and ``key.pem`` so that a crash at any point leaves a matching
+    pair or one ``finish_pending_pair`` completes: both new files are written complete
+    (``*.next``) before either is renamed over its old one, the key first."""
+    _, cert_file, key_file = CERT_DIR_FILES
+    write_private(directory / (key_file + PENDING), key)
+    write_public(directory / (cert_file + PENDING), cert_pem)
+    os.replace(directory / (key_file + PENDING), directory / key_file)
+    os.replace(directory / (cert_file + PENDING), directory / cert_file)
+
+
+def finish_pending_pair(directory: Path) -> None:
+    """Complete a ``write_pair`` a crash interrupted (before an identity is read): once the
+    new certificate was written, both renames are done; before that, the old pair is
+    intact and the lone new key is dropped."""
+    _, cert_file, key_file = CERT_DIR_FILES
+    cert_next, key_next = directory / (cert_file + PENDING), directory / (key_file + PENDING)
+    if cert_next.is_file():
+        if key_next.is_file():
+            os.replace(key_next, directory / key_file)
+        os.replace(cert_next, directory / cert_file)
+    else:
+        key_next.unlink(missing_ok=True)
 
 
 def issue_identity(ca: CA, directory: Path, profile: Profile,

@@ -15,8 +15,9 @@
     renew_identity      one renewal of an identity directory (``ca.pem``, ``cert.pem``,
                         ``key.pem``): a new key made here, a request for the same common
                         name, the signed certificate checked, then ``key.pem`` and
-                        ``cert.pem`` each replaced atomically (temp file + rename), the
-                        certificate last (``Etcd.follow_tls_files`` keys on it)
+                        ``cert.pem`` replaced as a pair (``pki.write_pair``: a crash never
+                        leaves a mismatched one), the certificate last
+                        (``Etcd.follow_tls_files`` keys on it)
     LocalSigner         a manager signs with the CA key it holds
     RemoteSigner        any other node asks a manager's join endpoint (``POST /renew``,
                         mutual TLS with its current certificate: ``join_client.post_renew``)
@@ -190,10 +191,11 @@ async def find_join_endpoints(rstore: ResourceStore) -> list[tuple[str, int]]:
 async def renew_identity(directory: Path, signer: Signer) -> Any:
     """Renew the identity in ``directory`` through ``signer``; the new ``CertInfo``.
     ``CAError``/``JoinFailed`` (nothing written) when it cannot be."""
-    from .pki import (cert_info, key_pem, load_cert, make_csr, new_key, same_public_key,
-                      write_private, write_public)
+    from .pki import (cert_info, finish_pending_pair, key_pem, load_cert, make_csr, new_key,
+                      same_public_key, write_pair)
 
     try:
+        finish_pending_pair(directory)
         current = (directory / "cert.pem").read_text()
         ca_pem = (directory / "ca.pem").read_text()
     except OSError as err:
@@ -212,8 +214,7 @@ async def renew_identity(directory: Path, signer: Signer) -> Any:
         raise CAError(f"the renewed certificate is for {info.common_name}, not {name} and "
                       "this key")
     try:
-        write_private(directory / "key.pem", new_key_pem)
-        write_public(directory / "cert.pem", cert)
+        write_pair(directory, cert, new_key_pem)
     except OSError as err:
         raise CAError(f"cannot write the renewed identity in {directory}: {err.strerror}") \
             from None
