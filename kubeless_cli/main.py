@@ -36,6 +36,7 @@ COMMANDS = {
     "join": "kubeless_cli.cluster_cmds:join",
     "join-token": "kubeless_cli.cluster_cmds:join_token",
     "up": "kubeless_cli.up_cmd:up",
+    "certs": "kubeless_cli.certs_cmds:certs",
 }
 
 

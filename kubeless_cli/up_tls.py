@@ -1,10 +1,16 @@
-"""``kubeless up``'s transport security: TLS by default, plain only when asked or inherited.
+"""Transport security of ``up``, ``init`` and ``join``: TLS by default, plain only when asked.
 
-    choose_transport   the decision (pure): a new state dir gets TLS unless
+    choose_transport   ``up``'s decision (pure): a new state dir gets TLS unless
                        ``--insecure``; one whose etcd already has certificates
                        keeps TLS (``--insecure`` is refused there); one whose etcd
                        ran plain before TLS was the default stays plain (never a
                        silent flip), with a warning in the banner
+    choose_node_transport   ``init``'s and ``join``'s on the etcd they are given (pure):
+                       https:// is TLS (``--insecure`` refused there); http:// is
+                       refused unless ``--insecure``, given now or remembered in the
+                       node's state (a node restarting keeps its choice, warned)
+    load_cluster_ca    the CA a state dir holds, its failure naming the state dir
+                       (``up`` and ``kubeless certs``)
     admin_name         the admin identity's name: the user's, when it is a valid
                        identity name, else ``up``
     renewal_due        whether a certificate is missing, unreadable or in the last
@@ -35,14 +41,17 @@ import getpass
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubeless.cluster import CAError, StateDir
-from kubeless.cluster.bootstrap import ClusterCA, new_cluster_ca
+from kubeless.cluster.bootstrap import ClusterCA, held_cluster_ca, new_cluster_ca
 from kubeless.cluster.etcd_server import LOOPBACK, EtcdTls
 from kubeless.cluster.identities import admin, identity_error
-from kubeless.cluster.record import new_cluster_id
 from kubeless.store import TlsConfig
 from kubeless_cli.context import CliError
+
+if TYPE_CHECKING:
+    from kubeless.cluster.pki import CA
 
 ETCD_PKI = "etcd-pki"
 ADMIN_DIR = "admin"
@@ -73,10 +82,48 @@ def choose_transport(*, etcd_certs: bool, etcd_data: bool, insecure: bool,
                                 f"(made before TLS was the default, or with --insecure): "
                                 f"anyone who reaches 127.0.0.1 can read and write it; {fresh}")
     if insecure:
-        return Transport(False, "WARNING: --insecure: etcd is plain http, without TLS or "
-                                "client certificates: anyone who reaches 127.0.0.1 can read "
-                                "and write the cluster, task logs are served without TLS")
+        return Transport(False, insecure_warning("127.0.0.1"))
     return Transport(True)
+
+
+def insecure_warning(reach: str) -> str:
+    """The warning every plain etcd gets (``reach``: who can reach it)."""
+    return (f"WARNING: --insecure: etcd is plain http, without TLS or client certificates: "
+            f"anyone who reaches {reach} can read and write the cluster, task logs are served "
+            "without TLS")
+
+
+SECURE_WAY = ("use https:// endpoints with the cluster CA's certificates (`kubeless certs "
+              "--help`: the CA, etcd's certificates, an admin identity)")
+
+
+def choose_node_transport(endpoints: str, *, insecure: bool, remembered: bool,
+                          verb: str) -> Transport:
+    """TLS or plain for ``init``/``join`` (``verb``) on ``endpoints``; ``CliError`` for
+    http:// without ``--insecure`` (given now, or ``remembered`` by the node's state), and
+    for ``--insecure`` with https://."""
+    from kubeless.store import BadEndpoint, parse_endpoints
+
+    try:
+        tls = all(e.scheme == "https" for e in parse_endpoints(endpoints))
+    except BadEndpoint as err:
+        raise CliError(str(err)) from None
+    if tls:
+        if insecure:
+            raise CliError(f"--insecure is for an etcd without TLS, but {endpoints} is "
+                           "https://: drop --insecure")
+        return Transport(True)
+    if not (insecure or remembered):
+        raise CliError(f"etcd at {endpoints} has no TLS: `kubeless {verb}` refuses a plain "
+                       f"connection (anyone who reaches etcd could read and write the "
+                       f"cluster): {SECURE_WAY}, or pass --insecure to accept it")
+    return Transport(False, insecure_warning(", ".join(_hosts(endpoints))))
+
+
+def _hosts(endpoints: str) -> list[str]:
+    from kubeless.store import parse_endpoints
+
+    return list(dict.fromkeys(e.host for e in parse_endpoints(endpoints)))
 
 
 def admin_name(user: str) -> str:
@@ -134,17 +181,10 @@ def prepare_tls(state: StateDir, user: str | None = None,
 
 
 def _prepare_tls(state: StateDir, user: str | None, now: datetime.datetime) -> UpTls:
-    from kubeless.cluster.pki import CA, Profile, issue_etcd_certs, issue_identity
+    from kubeless.cluster.pki import Profile, issue_etcd_certs, issue_identity
 
-    if state.has_ca_key():
-        try:
-            ca = CA.load(state.path)
-        except CAError as err:
-            raise CAError(f"the cluster CA in {state} (ca.key, ca.crt): {err}") from None
-        cluster_ca = ClusterCA(new_cluster_id(), ca.cert_pem)  # used only for a new cluster
-    else:
-        cluster_ca = new_cluster_ca(state)
-        ca = CA.load(state.path)
+    cluster_ca = held_cluster_ca(state) or new_cluster_ca(state)  # used for a new cluster
+    ca = load_cluster_ca(state)
     pki = state.path / ETCD_PKI
     etcd = EtcdTls.in_dir(pki)
     if not all(p.is_file() for p in (etcd.ca, etcd.server_key, etcd.peer_key)) \
@@ -156,6 +196,16 @@ def _prepare_tls(state: StateDir, user: str | None, now: datetime.datetime) -> U
     if not (admin_dir / "key.pem").is_file() or renewal_due(held, now):
         issue_identity(ca, admin_dir, Profile(_admin_common_name(held, user)))
     return UpTls(etcd, admin_dir, cluster_ca)
+
+
+def load_cluster_ca(state: StateDir) -> CA:
+    """The CA in the state dir (``ca.key``, ``ca.crt``); ``CAError`` naming it."""
+    from kubeless.cluster.pki import CA
+
+    try:
+        return CA.load(state.path)
+    except CAError as err:
+        raise CAError(f"the cluster CA in {state} (ca.key, ca.crt): {err}") from None
 
 
 def renew_own_identities(state: StateDir, node_id: str, address: str,

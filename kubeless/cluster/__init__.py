@@ -9,9 +9,11 @@
                certificates from the cluster CA, the client verifying the node
     record     the cluster record at ``<prefix>/v1/cluster`` and token checks
     state      the node's state dir (identity, plain tokens, CA key)
-    bootstrap  create, join, resume and rotate, against etcd
+    bootstrap  create, join, resume and rotate, against etcd; the plain tokens
+               etcd keeps for managers and admins
     join_server  the join endpoint a manager serves (Swarm's 2377): GET /ca, POST /join
-               (token -> Node registered with ``bootstrap``, certificates signed)
+               (token -> Node registered with ``bootstrap``, certificates signed);
+               its address kept in etcd while it serves
     join_client  ``kubeless join --token T HOST:PORT``: pin the CA by the token's
                digest, send requests for keys made here, keep what comes back
     etcd_server  a local etcd: start Debian's etcd on loopback ports, wait, stop

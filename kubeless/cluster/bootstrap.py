@@ -1,18 +1,30 @@
 """Bootstrap against etcd: make a cluster, check and spend join tokens, rotate them.
 
     new_cluster_ca    a new cluster's id and root CA in the state dir, made before
-                      its etcd when that etcd serves certificates from it (``up``)
-    create_cluster    init: a root CA in the state dir (or the one new_cluster_ca
-                      made), a worker and a manager token, the cluster record and
-                      the first manager's Node, in ONE transaction that compares
-                      the record is absent
+                      its etcd when that etcd serves certificates from it (``up``,
+                      ``kubeless certs ca``)
+    held_cluster_ca   the CA a state dir already holds for a cluster not made yet
+    create_cluster    init: a root CA in the state dir (or the one made beforehand),
+                      a worker and a manager token, the cluster record, the plain
+                      tokens and the first manager's Node, in ONE transaction that
+                      compares the record is absent
     join_cluster      join: check the token against the record, then create the
                       Node with the role it grants, in one transaction that
                       compares the record did not change meanwhile (a token
                       rotated in between is refused, and nothing is written)
     resume_node       a restart from the state dir: same cluster, node still there
     rotate_token      a new token for a role; the old one stops working at once
+    current_token     the plain token of a role: from etcd, else (a cluster made
+                      before etcd kept them) from a manager's state dir
     saved_token       the plain token a manager's state dir keeps, if still current
+
+The plain tokens live in etcd under ``secrets/join-tokens``, beside the hashes
+in the record and written in the same transactions, so any host holding a
+manager or admin identity prints them (Swarm keeps them in its raft store,
+Kubernetes' bootstrap tokens are Secrets). Until etcd permissions per identity
+(a later issue) any identity from the cluster CA can read that key; it sits
+under ``secrets/``, apart from everything nodes read, so one grant to managers
+and admins can cover it then.
 
 Running the node (agent, controllers) is the CLI's business; this module
 talks only to the store.
@@ -20,7 +32,7 @@ talks only to the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +41,8 @@ from kubeless.store.codec import decode, encode_yaml
 
 from . import tokens
 from .ca import cert_der, make_root_ca, remove_root_ca
-from .errors import (ClusterError, ClusterExists, NoCluster, NodeNameTaken, StateDirError,
-                     TokenRefused)
+from .errors import (CAError, ClusterError, ClusterExists, NoCluster, NodeNameTaken,
+                     StateDirError, TokenRefused)
 from .record import DEFAULT_CERT_EXPIRY, ClusterRecord, new_cluster_id
 from .state import NodeState, StateDir
 
@@ -43,6 +55,23 @@ class ClusterCA:
 
     cluster_id: str
     cert_pem: str
+
+
+def held_cluster_ca(state: StateDir) -> ClusterCA | None:
+    """The CA the state dir holds (``ca.key``, ``ca.crt``: made by ``kubeless certs ca``
+    or ``up`` before etcd's certificates), as ``create_cluster`` takes it with a new
+    cluster id; None when it holds none."""
+    from .ca import CERT_FILE
+
+    if not state.has_ca_key():
+        return None
+    path = state.path / CERT_FILE
+    try:
+        pem = path.read_text()
+        cert_der(pem)
+    except (OSError, CAError) as err:
+        raise CAError(f"the cluster CA in {state} cannot be read ({path}: {err})") from None
+    return ClusterCA(new_cluster_id(), pem)
 
 
 def new_cluster_ca(state: StateDir) -> ClusterCA:
@@ -92,7 +121,8 @@ async def create_cluster(rstore: ResourceStore, state: StateDir, node: Resource,
         if await rstore.get("Node", node["metadata"]["name"]) is None:
             txn.create(node)  # else: a node of an older, record-less setup; left as it is
         key = rstore.keys.cluster()
-        txn.add([Compare(key, "create", "==", 0)], [Put(key, encode_yaml(record.to_value()))])
+        txn.add([Compare(key, "create", "==", 0)], [Put(key, encode_yaml(record.to_value())),
+                                                     _tokens_put(rstore, plain)])
         result = await rstore.etcd.txn(txn.compares, txn.ops)
         if not result.succeeded:
             await _refuse_existing(rstore, where)
@@ -163,19 +193,64 @@ async def resume_node(rstore: ResourceStore, state: StateDir, node: NodeState,
 
 async def rotate_token(rstore: ResourceStore, role: str,
                        where: str) -> tuple[ClusterRecord, tokens.JoinToken]:
-    """A new token for ``role``, stored (as a hash) in place of the old one."""
-    key = rstore.keys.cluster()
+    """A new token for ``role``: its hash in the record in place of the old one's, and
+    the plain token beside it, in one transaction comparing both keys as read."""
+    key, plain_key = rstore.keys.cluster(), rstore.keys.join_tokens()
     for _ in range(5):
         found = await read_record(rstore)
         if found is None:
             raise NoCluster(f"{where} holds no cluster: run `kubeless init` first")
+        kept, kept_revision = await _read_plain(rstore)
         token = tokens.new_token(found.record.ca_digest)
         record = found.record.with_token(role, token, now_rfc3339())
-        result = await rstore.etcd.txn([Compare(key, "mod", "==", found.revision)],
-                                       [Put(key, encode_yaml(record.to_value()))])
+        result = await rstore.etcd.txn(
+            [Compare(key, "mod", "==", found.revision),
+             Compare(plain_key, "mod", "==", kept_revision)],
+            [Put(key, encode_yaml(record.to_value())),
+             _tokens_put(rstore, {**kept, role: str(token)})])
         if result.succeeded:
             return record, token
     raise ClusterError("the cluster record kept changing while rotating; try again")
+
+
+def _tokens_put(rstore: ResourceStore, plain: Mapping[str, object]) -> Put:
+    return Put(rstore.keys.join_tokens(),
+               encode_yaml({role: str(plain[role]) for role in tokens.ROLES if role in plain}))
+
+
+async def _read_plain(rstore: ResourceStore) -> tuple[dict[str, str], int]:
+    """role -> plain token as etcd keeps them, and the key's mod revision (0: none)."""
+    key = rstore.keys.join_tokens()
+    kv, _ = await rstore.etcd.get(key)
+    if kv is None:
+        return {}, 0
+    data = decode(key, kv.value)
+    kept = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return kept, kv.mod_revision
+
+
+async def current_token(rstore: ResourceStore, found: Found, state: StateDir | None,
+                        role: str) -> str:
+    """The plain ``role`` token: the one etcd keeps when it is current, else the one a
+    manager's ``state`` dir keeps (a cluster made before etcd kept them)."""
+    kept, _ = await _read_plain(rstore)
+    plain = kept.get(role)
+    if plain is not None and _grants(found.record, plain) == role:
+        return plain
+    if state is not None and state.load_tokens().get(role) is not None:
+        return saved_token(state, found.record, role)
+    raise StateDirError(
+        f"cluster {found.record.id} keeps no plain {role} token in etcd (it was made before "
+        f"etcd kept them) and {state if state is not None else 'no state dir'} keeps none "
+        f"either: run this on the manager that ran `init`, or make a new one with "
+        f"`kubeless join-token {role} --rotate`")
+
+
+def _grants(record: ClusterRecord, plain: str) -> str:
+    try:
+        return record.role_of(tokens.parse_token(plain))
+    except ClusterError:
+        return ""
 
 
 def saved_token(state: StateDir, record: ClusterRecord, role: str) -> str:
@@ -183,14 +258,10 @@ def saved_token(state: StateDir, record: ClusterRecord, role: str) -> str:
     plain = state.load_tokens().get(role)
     if plain is None:
         raise StateDirError(
-            f"the state dir {state} keeps no {role} token (etcd keeps only hashes; the plain "
-            "tokens stay with the manager that ran `init` or the last `join-token --rotate`): "
-            f"run this there, or make a new one with `kubeless join-token {role} --rotate`")
-    try:
-        granted = record.role_of(tokens.parse_token(plain))
-    except ClusterError:
-        granted = ""
-    if granted != role:
+            f"the state dir {state} keeps no {role} token (a cluster made before etcd kept "
+            "them keeps it with the manager that ran `init`): run this there, or make a new "
+            f"one with `kubeless join-token {role} --rotate`")
+    if _grants(record, plain) != role:
         raise TokenRefused(f"the {role} token kept in {state} is no longer valid (rotated "
                            f"elsewhere): make a new one with `kubeless join-token {role} --rotate`")
     return plain

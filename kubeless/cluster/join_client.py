@@ -2,6 +2,7 @@
 
     is_join_address   an address with no scheme is a join endpoint (``HOST[:PORT]``);
                       one with ``http://``/``https://`` is etcd, as before
+    join_address, parse_join_address   ``HOST:PORT`` made and read
     join_through      the whole exchange, nothing written:
                         1. GET /ca without verification (nothing secret goes out)
                         2. its sha256 digest must be the token's (the pin), else
@@ -40,6 +41,12 @@ TIMEOUT = 15.0
 def is_join_address(text: str) -> bool:
     """Whether a join argument names a join endpoint (no scheme) rather than etcd."""
     return "://" not in text
+
+
+def join_address(host: str, port: int) -> str:
+    """``HOST:PORT`` as ``kubeless join`` takes it (``parse_join_address``'s inverse; an
+    IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_join_address(text: str) -> tuple[str, int]:

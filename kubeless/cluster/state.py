@@ -2,8 +2,9 @@
 
     <state-dir>/            mode 0700
       node-id               the node's id, one line (``kubeless-controllers`` reads it too)
-      node.yaml             cluster id, endpoints, prefix, role at join, and the agent's
-                            options (runtime, advertise address, labels, metrics port)
+      node.yaml             cluster id, endpoints, prefix, role at join, the agent's
+                            options (runtime, advertise address, labels, metrics port),
+                            and ``insecure`` when the user accepted a plain http etcd
       ca.key  ca.crt        the root CA (managers only: the one that ran ``init``, and
                             those that joined through a join endpoint; key 0600)
       tls/                  the node's identity: ca.pem, cert.pem, key.pem (0600), CN
@@ -12,8 +13,9 @@
       join-tokens.yaml      the plain join tokens, mode 0600 (the manager that ran
                             ``init`` or the last ``join-token --rotate`` only)
 
-etcd keeps only hashes of the tokens, so ``kubeless join-token`` prints the
-plain token from here. Plain files, written atomically (temp file + rename).
+etcd keeps the plain tokens too (``bootstrap``); ``join-tokens.yaml`` is what
+``join-token`` falls back on for a cluster made before it did. Plain files,
+written atomically (temp file + rename).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class NodeState:
     joined_at: str = ""
     agent_options: dict[str, str] = field(default_factory=dict)  # mesh_bind, dns_addr, drain_period
     join_port: int = 0  # a manager serves its join endpoint here (0: it does not)
+    insecure: bool = False  # made with --insecure: a plain http etcd was accepted
 
 
 class StateDir:

@@ -9,6 +9,7 @@
     <prefix>/v1/leaders/<controller>
     <prefix>/v1/managers/<identity>
     <prefix>/v1/cluster
+    <prefix>/v1/secrets/join-tokens              the plain join tokens (managers, admins)
 
 See ARCHITECTURE.md for why it is shaped this way.
 """
@@ -142,3 +143,12 @@ class Keyspace:
 
     def cluster(self) -> str:
         return f"{self.root}cluster"
+
+    def secrets_prefix(self) -> str:
+        """Keys only managers and admins may read (etcd permissions: a later issue), apart
+        from everything nodes read, so one range grant can cover them."""
+        return f"{self.root}secrets/"
+
+    def join_tokens(self) -> str:
+        """The plain join tokens, beside the hashes of the cluster record."""
+        return f"{self.secrets_prefix()}join-tokens"

@@ -118,7 +118,8 @@ def cli(etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]
 def init_cluster(cli: Cli, tmp: Path, name: str = "m1") -> tuple[Path, dict[str, str], str]:
     """A running first manager: (state dir, role -> token, init's output)."""
     state = tmp / name
-    proc = cli.start("init", "--runtime", "fake", "--node-name", name, "--state-dir", str(state))
+    proc = cli.start("init", "--insecure", "--runtime", "fake", "--node-name", name,
+                     "--state-dir", str(state))
     cli.wait_ready(name, proc)
     out = proc[1].read_text()
     worker, manager = TOKEN.findall(out)[:2]
@@ -130,16 +131,19 @@ def test_init_writes_the_record_with_hashes_only_and_runs_the_first_manager(
     state, tokens, out = init_cluster(cli, tmp_path)
     assert "current node (m1) is now a manager" in out
     assert f"kubeless --prefix {cli.prefix} join --token {tokens['worker']} {cli.endpoints}" in out
-    assert "neither encrypted nor authenticated" in out
+    assert "neither encrypted nor authenticated" in out and "NO TLS" in out
 
     record = yaml.safe_load(cli.values(cli.keys().cluster())[cli.keys().cluster()])
     assert record["kind"] == "Cluster" and record["caCertificate"].startswith("-----BEGIN")
     for role, token in tokens.items():
         assert record["joinTokens"][role]["sha256"] == hash_secret(parse_token(token).secret)
         assert parse_token(token).digest == record["caDigest"]
-    everything = b"".join(cli.values().values())  # every key of the whole etcd
+    # the plain tokens are under secrets/ only (for managers and admins), nowhere else
+    secrets = cli.keys().join_tokens()
+    assert yaml.safe_load(cli.values(secrets)[secrets]) == tokens
+    elsewhere = b"".join(v for k, v in cli.values().items() if k != secrets)
     for token in tokens.values():
-        assert parse_token(token).secret.encode() not in everything
+        assert parse_token(token).secret.encode() not in elsewhere
 
     node = cli.node("m1")
     assert node is not None and node["spec"]["role"] == "manager"  # type: ignore[index]
@@ -172,7 +176,7 @@ def test_join_tokens_grant_their_roles(cli: Cli, tmp_path: Path) -> None:
     state, tokens, _ = init_cluster(cli, tmp_path)
     as_worker, as_manager = printed_join(cli, "worker", state), printed_join(cli, "manager", state)
     assert as_worker == ["--prefix", cli.prefix, "join", "--token", tokens["worker"],
-                         cli.endpoints]
+                         cli.endpoints, "--insecure"]
     quiet = cli.run("join-token", "manager", "-q", "--state-dir", str(state))
     assert quiet.stdout.strip() == tokens["manager"]
 
@@ -197,13 +201,13 @@ def test_join_tokens_grant_their_roles(cli: Cli, tmp_path: Path) -> None:
 
 def test_bad_tokens_are_refused_and_register_nothing(cli: Cli, tmp_path: Path) -> None:
     state, tokens, _ = init_cluster(cli, tmp_path)
-    again = cli.run("init", "--runtime", "fake", "--node-name", "other",
+    again = cli.run("init", "--insecure", "--runtime", "fake", "--node-name", "other",
                     "--state-dir", str(tmp_path / "other"))
     assert_one_error_line(again, "already holds cluster")
     assert cli.node("other") is None
 
     def join(token: str, name: str, state_dir: str = "") -> subprocess.CompletedProcess[str]:
-        return cli.run("join", "--token", token, cli.endpoints, "--runtime", "fake",
+        return cli.run("join", "--insecure", "--token", token, cli.endpoints, "--runtime", "fake",
                        "--node-name", name, "--state-dir", str(tmp_path / (state_dir or name)))
 
     good = parse_token(tokens["worker"])
@@ -229,7 +233,7 @@ def test_bad_tokens_are_refused_and_register_nothing(cli: Cli, tmp_path: Path) -
         assert cli.node(name) is None, f"{name} was registered"
         assert not (tmp_path / name / "node.yaml").exists()
 
-    late = cli.start("join", "--token", new, cli.endpoints, "--runtime", "fake",
+    late = cli.start("join", "--insecure", "--token", new, cli.endpoints, "--runtime", "fake",
                      "--node-name", "late", "--state-dir", str(tmp_path / "late"))
     cli.wait_ready("late", late)
     taken = join(new, "late", "late-again")  # a fresh state dir, a name already registered
@@ -240,7 +244,8 @@ def test_a_node_restarts_from_its_state_dir_without_token_or_flags(cli: Cli,
                                                                    tmp_path: Path) -> None:
     state, tokens, _ = init_cluster(cli, tmp_path)
     w1_dir = tmp_path / "w1"
-    first = cli.start("join", "--token", tokens["worker"], cli.endpoints, "--runtime", "fake",
+    first = cli.start("join", "--insecure", "--token", tokens["worker"],
+                      cli.endpoints, "--runtime", "fake",
                       "--node-name", "w1", "--state-dir", str(w1_dir))
     cli.wait_ready("w1", first)
     assert cli.stop(first[0]) == 0
@@ -257,7 +262,7 @@ def test_a_node_restarts_from_its_state_dir_without_token_or_flags(cli: Cli,
     cli.wait_for("m1's controllers", lambda: bool(cli.values(cli.keys().manager("m1"))), manager)
     assert "starting it again as a worker" in again[1].read_text()
 
-    refused = cli.run("join", "--token", tokens["worker"], cli.endpoints,
+    refused = cli.run("join", "--insecure", "--token", tokens["worker"], cli.endpoints,
                       "--state-dir", str(w1_dir))
     assert_one_error_line(refused, "already holds node w1")
     none = cli.run("join", "--state-dir", str(tmp_path / "empty"))

@@ -46,7 +46,8 @@ def init_manager(cli: Cli, tmp: Path, name: str = "m1") -> tuple[Path, dict[str,
     """A first manager serving its join endpoint: (state dir, tokens, join port, output)."""
     port = free_port()
     state = tmp / name
-    proc = cli.start("init", "--runtime", "fake", "--node-name", name, "--state-dir",
+    proc = cli.start("init", "--insecure", "--runtime", "fake", "--node-name", name,
+                     "--state-dir",
                      str(state), "--join-port", str(port))
     cli.wait_ready(name, proc)
     cli.wait_for(f"{name}'s join endpoint", lambda: serving(port), proc)
@@ -134,7 +135,8 @@ def test_refused_joins_write_nothing(cli: Cli, tmp_path: Path) -> None:
 
     other = Cli(cli.endpoints, cli.prefix + "-other", tmp_path)
     try:
-        proc = other.start("init", "--runtime", "fake", "--node-name", "x1", "--state-dir",
+        proc = other.start("init", "--insecure", "--runtime", "fake", "--node-name", "x1",
+                           "--state-dir",
                            str(tmp_path / "x1"), "--join-port", "0")
         other.wait_ready("x1", proc)
         foreign = TOKEN.findall(proc[1].read_text())[0]
