@@ -35,7 +35,8 @@ async def etcd_leader(cluster: Cluster, members: list[Host] | None = None) -> Ho
     by_id: dict[int, Host] = {}
     leaders: set[int] = set()
     for h in members if members is not None else cluster.managers:
-        one = store.Etcd(store.parse_endpoints(h.etcd_url), call_timeout=0.5, retry_for=0.5)
+        one = store.Etcd(store.parse_endpoints(h.etcd_url), call_timeout=0.5, retry_for=0.5,
+                         tls=cluster.client_tls)
         try:
             status = await one.status()
         except store.StoreError:
@@ -48,7 +49,8 @@ async def etcd_leader(cluster: Cluster, members: list[Host] | None = None) -> Ho
 
 
 def connect(cluster: Cluster) -> store.ResourceStore:
-    return store.connect(cluster.endpoints, cluster.prefix)  # every client's defaults
+    """A store as the admin (``admin:lab``) with every client's defaults."""
+    return store.connect(cluster.endpoints, cluster.prefix, tls=cluster.client_tls)
 
 
 async def until(cond: Callable[[], Any], timeout: float, what: str,
