@@ -215,6 +215,13 @@ class Cluster:
         h = self.hosts[host] if isinstance(host, str) else host
         return docker.DockerClient(base_url=h.docker_host, version="auto", timeout=30)
 
+    def run(self, host: str | Host, *cmd: str, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` on the host (in its network namespace) to its end, output captured."""
+        h = self._host(host)
+        return subprocess.run(["nsenter", f"--net=/var/run/netns/{h.netns}", *cmd], env=env,
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
     def note(self, what: str) -> None:
         self.events.append((time.monotonic(), what))
 
