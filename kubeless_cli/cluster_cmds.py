@@ -167,6 +167,9 @@ def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
     stored = cluster_call(state.load_node)
     node = overridden(stored, opts, endpoints or explicit_endpoints(ctx), explicit(ctx, "prefix"))
     rctx = replace(ctx, endpoints=node.endpoints, prefix=node.prefix)
+    if rctx.tls() is None and (state.tls_dir / "cert.pem").is_file() \
+            and node.endpoints.startswith("https://"):
+        rctx = replace(rctx, cert_path=str(state.tls_dir))  # the node checks in as itself
     here = where(node.endpoints, node.prefix)
 
     async def check(rstore: Any) -> dict[str, Any]:

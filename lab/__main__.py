@@ -60,7 +60,8 @@ def up(args: argparse.Namespace) -> int:
         print(f"\nPoint the CLI at it:\n\n{exports(cluster)}\n"
               f"    kubeless node ls\n    kubeless service create --name web --replicas 3 "
               f"kubeless-demo:latest\n\nEnter a host: nsenter --net=/var/run/netns/"
-              f"{cluster.managers[0].netns} sh\nCtrl-C stops and removes everything.",
+              f"{cluster.managers[0].netns} sh\n{join_line(cluster)}"
+              "Ctrl-C stops and removes everything.",
               flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
@@ -84,6 +85,16 @@ def exports(cluster: Cluster) -> str:
         lines.append("unset KUBELESS_CERT_PATH  # plain http:// etcd (--insecure): "
                      "anyone who reaches it can read and write everything")
     return "\n".join(f"    {line}" for line in lines)
+
+
+def join_line(cluster: Cluster) -> str:
+    """How another host joins through a manager's join endpoint (TLS only)."""
+    token = cluster.tokens.get("worker")
+    if token is None:
+        return ""
+    return (f"Join another host as a worker (managers: `kubeless join-token manager "
+            f"--rotate`):\n    kubeless join --token {token} "
+            f"{cluster.managers[0].join_address}\n")
 
 
 def cleanup(args: argparse.Namespace) -> int:

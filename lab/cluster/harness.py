@@ -20,6 +20,9 @@ serves https:// client and peer URLs and requires client certificates; each
 agent presents ``node:<name>`` (its logs server then serves TLS too), each
 controllers process ``manager:<name>``, and the harness's own clients
 ``admin:lab`` (``client_tls``), which is also what a person's CLI uses.
+Once the nodes are ready the harness writes the cluster record (``tokens``:
+role -> join token) and each manager serves the join endpoint on port 2377
+(``lab.cluster.join_endpoint``, the part ``join``).
 
 Why the bridge lives in a namespace of its own rather than in the root
 namespace: the root namespace of a Docker host drops forwarded traffic
@@ -65,8 +68,9 @@ from lab.cluster.system import Proc, Record, SetupError, sh
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "kubeless-demo:latest"
 ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
-PARTS = ("etcd", "dockerd", "agent", "controllers")  # in start order
-HOST_PARTS = ("agent", "controllers", "etcd")  # what ``kill(host)`` kills by default
+PARTS = ("etcd", "dockerd", "agent", "controllers", "join")  # in start order
+HOST_PARTS = ("agent", "controllers", "etcd", "join")  # what ``kill(host)`` kills by default
+JOIN_PORT = 2377
 T = TypeVar("T")
 
 
@@ -106,8 +110,15 @@ class Host:
     def cgroup_parent(self) -> str:
         return f"/{self.netns}"
 
+    @property
+    def join_address(self) -> str:
+        return f"{self.address}:{JOIN_PORT}"
+
     def parts(self) -> tuple[str, ...]:
-        return PARTS if self.manager else ("dockerd", "agent")
+        """What runs on it: a manager's join endpoint only with TLS (it signs)."""
+        if not self.manager:
+            return ("dockerd", "agent")
+        return PARTS if self.scheme == "https" else PARTS[:-1]
 
     def running(self, part: str) -> bool:
         p = self.procs.get(part)
@@ -186,6 +197,7 @@ class Cluster:
         self.events: list[tuple[float, str]] = []  # (monotonic time, what was done)
         self.secure = tls
         self.tls: LabTls | None = None  # made by start() when secure
+        self.tokens: dict[str, str] = {}  # role -> join token (TLS: the cluster record's)
         for h in self.hosts.values():
             h.scheme = "https" if tls else "http"
         self._started = False
@@ -251,6 +263,8 @@ class Cluster:
             from lab.cluster import waits
 
             run_sync(waits.cluster_ready(self, timeout, set_roles=True))
+            if self.tls is not None:
+                self._join_endpoints(timeout)
         except BaseException:
             self.stop()
             raise
@@ -313,7 +327,7 @@ class Cluster:
     def _command(self, h: Host, part: str) -> tuple[list[str], dict[str, str] | None]:
         py_env = {k: v for k, v in os.environ.items() if k != CERT_PATH_ENV}
         py_env.update(PYTHONPATH=str(ROOT), DOCKER_HOST=h.docker_host)
-        if self.tls is not None and part in ("agent", "controllers"):
+        if self.tls is not None and part in ("agent", "controllers", "join"):
             py_env[CERT_PATH_ENV] = str(h.dir / (lab_tls.NODE_DIR if part == "agent"
                                                  else lab_tls.MANAGER_DIR))
         if part == "dockerd":
@@ -342,6 +356,11 @@ class Cluster:
             return ([sys.executable, "-m", "controllers", "--endpoints", self.endpoints,
                      "--prefix", self.prefix, "--identity", h.name,
                      "--lease-ttl", str(self.lease_ttl), "--log-level", self.log_level], py_env)
+        if part == "join":
+            return ([sys.executable, "-m", "lab.cluster.join_endpoint", "--state-dir",
+                     str(h.dir), "--node-name", h.name, "--address", h.address,
+                     "--endpoints", self.endpoints, "--prefix", self.prefix,
+                     "--port", str(JOIN_PORT)], py_env)
         raise ValueError(f"unknown part {part}")
 
     def _spawn(self, h: Host, part: str) -> None:
@@ -352,6 +371,30 @@ class Cluster:
         h.killed.discard(part)
         self.record.procs[f"{h.name}/{part}"] = Proc.of(proc.pid, part)
         self.record.save()
+
+    def _join_endpoints(self, timeout: float) -> None:
+        """The cluster record (its join tokens), then every manager's join endpoint."""
+        from kubeless.cluster.errors import JoinFailed
+        from kubeless.cluster.join_client import fetch_ca
+        from lab.cluster import waits
+
+        tls = self.tls
+        assert tls is not None
+        self.tokens = run_sync(waits.with_store(self, lambda rs: lab_tls.write_record(
+            rs, tls, self.managers[0].name, f"{self.endpoints} (the lab cluster)")))
+        for h in self.managers:
+            self._spawn(h, "join")
+        deadline = time.monotonic() + timeout
+        for h in self.managers:
+            while True:
+                try:
+                    fetch_ca(h.address, JOIN_PORT, h.join_address)
+                    break
+                except JoinFailed as err:
+                    if not h.running("join") or time.monotonic() > deadline:
+                        raise SetupError(f"the join endpoint of {h.name} does not answer "
+                                         f"({err}): {self.tail(h, 'join')}") from None
+                    time.sleep(0.1)
 
     def _wait_engines(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -10,6 +10,12 @@
     <host>/tls/                 ``node:<name>``, client and server on the host's address
                                 (the agent's etcd identity; its logs server serves TLS)
     <host>/manager-tls/         ``manager:<name>`` (a manager's controllers)
+    <manager>/ca.key, ca.crt    the CA again: any manager signs (its join endpoint)
+
+Each host's directory is laid out as a state dir (``kubeless.cluster.StateDir``).
+``write_record`` then writes the cluster record (its id, the CA, the join
+tokens' hashes) once etcd is up, as ``init`` does: tokens for the join endpoints
+(``lab.cluster.join_endpoint``).
 
 The profiles are the join endpoint's (``join_server.node_profiles``), so a harness
 node holds what a node that joined through a manager would. ``LabTls.identity``
@@ -26,7 +32,10 @@ from typing import TYPE_CHECKING
 from kubeless.cluster.etcd_server import EtcdTls
 from kubeless.cluster.join_server import node_profiles
 from kubeless.cluster.pki import CA, DEFAULT_LIFETIME, Profile, issue_etcd_certs, issue_identity
-from kubeless.store import TlsConfig
+from kubeless.cluster import StateDir
+from kubeless.cluster.bootstrap import ClusterCA, create_cluster
+from kubeless.cluster.record import new_cluster_id
+from kubeless.store import ResourceStore, TlsConfig
 
 if TYPE_CHECKING:
     from lab.cluster.harness import Host
@@ -56,6 +65,18 @@ class LabTls:
         return issue_identity(self.ca, directory, Profile(common_name, hosts, usages, lifetime))
 
 
+async def write_record(rstore: ResourceStore, tls: LabTls, first: str,
+                       where: str) -> dict[str, str]:
+    """The cluster record for the harness's CA, made as ``init`` makes it (the Node of
+    ``first`` is already registered by its agent); role -> plain join token."""
+    first_node = await rstore.get("Node", first)
+    assert first_node is not None, f"{first} is not registered"
+    ca = ClusterCA(new_cluster_id(), tls.ca.cert_pem)
+    _, tokens = await create_cluster(rstore, StateDir(tls.admin.parent / "state"), first_node,
+                                     where, ca)
+    return tokens
+
+
 def make(directory: Path, hosts: Iterable[Host]) -> LabTls:
     """The CA in ``directory/pki``, etcd's certificates for the managers, the admin
     identity, and each host's own identities in its directory."""
@@ -69,5 +90,6 @@ def make(directory: Path, hosts: Iterable[Host]) -> LabTls:
         issue_identity(ca, h.dir / NODE_DIR, node)
         if manager is not None:
             issue_identity(ca, h.dir / MANAGER_DIR, manager)
+            ca.save(h.dir)
     admin = issue_identity(ca, directory / "admin", Profile(ADMIN))
     return LabTls(ca, etcd, admin)

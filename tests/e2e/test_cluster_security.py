@@ -11,6 +11,7 @@ anonymous client, not one byte of HTTP, while the admin identity reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from kubeless import store
 from kubeless.cluster import pki
 from kubeless.cluster.pki import CA, Profile
 from lab.cluster import tls as lab_tls
+from lab.cluster import waits
 from lab.cluster.harness import Cluster
 from lab.waiting import wait_until
 from tests.support.cli_errors import assert_one_error_line
@@ -167,3 +169,108 @@ async def test_a_nodes_logs_server_refuses_all_but_cluster_identities(
         assert b"HTTP" not in await asyncio.to_thread(_exchange, address, port, None)
         member = await asyncio.to_thread(_exchange, address, port, _context(ca, admin))
         assert member.startswith(b"HTTP/1.1 404 "), member[:80]  # the admin is let in
+
+
+# -- the join endpoint (every manager's, port 2377) -----------------------------------
+
+def joining(cluster: Cluster, token: str | None, manager: str, name: str, state: Path,
+            *extra: str) -> list[str]:
+    """``kubeless join`` of a host named ``name`` through ``manager``'s join endpoint (a
+    node with the process runtime and no DNS: the root namespace hosts it)."""
+    token_args = ("--token", token) if token is not None else ()
+    return [sys.executable, "-m", "kubeless_cli.main", "join", *token_args,
+            cluster.hosts[manager].join_address, "--node-name", name, "--state-dir", str(state),
+            "--runtime", "process", "--advertise-addr", cluster.gateway, "--dns-addr", "none",
+            *extra]
+
+
+def bare_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("KUBELESS_CERT_PATH", "KUBELESS_ENDPOINTS", "KUBELESS_PREFIX")}
+
+
+async def test_a_host_without_a_token_gets_no_certificate(
+        cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
+    from kubeless.cluster import tokens
+    from kubeless.cluster.ca import cert_der
+
+    assert cluster.tls is not None
+    state = tmp_path / "intruder"
+    none = await asyncio.to_thread(cluster.run, "w1", *joining(cluster, None, "m1", "intruder",
+                                                                state), env=bare_env())
+    assert_one_error_line(none, "no --token given")
+    forged = tokens.new_token(tokens.ca_digest(cert_der(cluster.tls.ca.cert_pem)))
+    guessed = await asyncio.to_thread(cluster.run, "w1", *joining(
+        cluster, str(forged), "m2", "intruder", state), env=bare_env())
+    assert_one_error_line(guessed, "refused")
+    assert not (state / "tls").exists() and not (state / "node.yaml").exists()
+    assert await rs.get("Node", "intruder") is None
+
+
+async def test_token_rotation_keeps_joined_nodes_and_refuses_the_old_token(
+        cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
+    from kubeless.cluster.errors import JoinFailed
+    from kubeless.cluster.join_client import NodeRequest, join_through
+
+    assert cluster.tls is not None
+    old = cluster.tokens["worker"]
+    j1_state = tmp_path / "j1"
+    log = (tmp_path / "j1.log").open("w")
+    j1 = subprocess.Popen(joining(cluster, old, "m1", "j1", j1_state), env=bare_env(),
+                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        await waits.until(lambda: _ready(rs, "j1"), 60, "j1 joined and ready")
+        assert (j1_state / "tls" / "cert.pem").is_file()  # its own identity, from m1
+        rotated = await asyncio.to_thread(kubeless, cluster, None, "join-token", "worker",
+                                          "--rotate", "-q", "--state-dir", str(tmp_path / "no"),
+                                          cert_path=cluster.tls.admin)
+        assert rotated.returncode == 0, rotated.stderr
+        new = cluster.tokens["worker"] = rotated.stdout.strip()
+        assert new != old
+
+        j2_state = tmp_path / "j2"
+        refused = await asyncio.to_thread(subprocess.run, joining(
+            cluster, old, "m2", "j2", j2_state), env=bare_env(), capture_output=True,
+            text=True, timeout=60)
+        assert_one_error_line(refused, "refused")
+        assert not (j2_state / "tls").exists() and await rs.get("Node", "j2") is None
+        request = NodeRequest("j3", cluster.gateway, "process", {})
+        joined = await asyncio.to_thread(join_through, cluster.hosts["m3"].join_address, new,
+                                         request)
+        assert (joined.node_id, joined.role) == ("j3", "worker")
+        with pytest.raises(JoinFailed):
+            await asyncio.to_thread(join_through, cluster.hosts["m3"].join_address, old,
+                                    NodeRequest("j4", cluster.gateway, "process", {}))
+
+        before = await _heartbeat_lease(rs, "j1")
+        j1.terminate()  # j1 restarts from its state dir, no token: still a member
+        assert j1.wait(30) == 0
+        j1 = subprocess.Popen([sys.executable, "-m", "kubeless_cli.main", "join",
+                               "--state-dir", str(j1_state)], env=bare_env(), stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+        await waits.until(lambda: _ready_again(rs, "j1", before), 60,
+                          "j1 ready with a new heartbeat after its restart")
+    finally:
+        j1.terminate()
+        await asyncio.to_thread(j1.wait, 30)
+        log.close()
+        for name in ("j1", "j3"):
+            with contextlib.suppress(store.NotFound):
+                await rs.delete("Node", name)
+
+
+async def _ready(rs: store.ResourceStore, node: str) -> bool:
+    return node in await waits.ready_nodes(rs)
+
+
+async def _heartbeat_lease(rs: store.ResourceStore, node: str) -> int:
+    kv, _ = await rs.etcd.get(rs.keys.heartbeat(node))
+    assert kv is not None, f"{node} has no heartbeat"
+    return kv.lease
+
+
+async def _ready_again(rs: store.ResourceStore, node: str, old_lease: int) -> bool:
+    """Ready, its heartbeat on a lease of the new process (not ``stoppedAt``)."""
+    kv, _ = await rs.etcd.get(rs.keys.heartbeat(node))
+    return (kv is not None and kv.lease != old_lease and "stoppedAt" not in json.loads(kv.value)
+            and await _ready(rs, node))
