@@ -6,6 +6,13 @@ cluster CA's, one second of life) or one from another CA (whose CA even bears
 the cluster CA's name) are refused by etcd: the CLI says why in one line,
 exits 1, and nothing is written. A node's logs server gives them, and an
 anonymous client, not one byte of HTTP, while the admin identity reads.
+
+Every manager serves the join endpoint (``lab.cluster.join_endpoint``): a host
+with no token or a guessed one gets no certificate and registers nothing; a
+rotated token is refused while the new one joins, and a node that joined
+before restarts from its state dir with no token (``kubeless join
+--state-dir``). Joining hosts run in the root namespace with the process
+runtime (the harness's namespaces are all taken by its own hosts).
 """
 
 from __future__ import annotations
