@@ -66,8 +66,9 @@ up: deps docker venv
 
 # A real multi-host cluster on this machine, in the foreground (Ctrl-C removes it
 # all): 3 managers and 2 workers as network namespaces, each with its own dockerd
-# and agent, the managers with an etcd member and the controllers. It prints the
-# KUBELESS_ENDPOINTS to use. Options: make cluster CLUSTER_ARGS="--workers 4".
+# and agent, the managers with an etcd member, the controllers and a join endpoint;
+# TLS everywhere. It prints the KUBELESS_ENDPOINTS and KUBELESS_CERT_PATH (admin) to
+# use. Options: make cluster CLUSTER_ARGS="--workers 4" (or "--insecure": plain http).
 CLUSTER_ARGS ?=
 cluster: deps venv
 	$(PY) -m lab up $(CLUSTER_ARGS)

@@ -1,7 +1,8 @@
 """``python -m lab up | soak | failover | cleanup``: the multi-host cluster for a person.
 
-    up       start the cluster (``--managers 3 --workers 2``), print how to point the
-             CLI at it, stay in the foreground until Ctrl-C, then remove everything
+    up       start the cluster (``--managers 3 --workers 2``; TLS unless ``--insecure``),
+             print how to point the CLI at it (KUBELESS_ENDPOINTS, KUBELESS_CERT_PATH),
+             stay in the foreground until Ctrl-C, then remove everything
     soak     random faults for SOAK_SECONDS (default 180) while services are scaled
              and updated; prints the faults and any invariant violation; exit 1 on any
     failover kill one etcd member (leader, follower, in turn) ``--rounds`` times under
@@ -32,6 +33,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument("--managers", type=int, default=3)
         s.add_argument("--workers", type=int, default=2)
         s.add_argument("--heartbeat-ttl", type=int, default=5)
+        s.add_argument("--insecure", action="store_true",
+                       help="plain http:// etcd, no certificates (TLS is the default)")
     sub.choices["soak"].add_argument("--seconds", type=float,
                                      default=float(os.environ.get("SOAK_SECONDS", "180")))
     sub.choices["soak"].add_argument("--seed", type=int, default=None)
@@ -45,7 +48,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def up(args: argparse.Namespace) -> int:
     cluster = Cluster(args.managers, args.workers, heartbeat_ttl=args.heartbeat_ttl,
-                      lease_ttl=args.heartbeat_ttl)
+                      lease_ttl=args.heartbeat_ttl, tls=not args.insecure)
     print(f"starting {len(cluster.hosts)} hosts in {cluster.dir} ...", flush=True)
     started = time.monotonic()
     with cluster:
@@ -54,10 +57,11 @@ def up(args: argparse.Namespace) -> int:
             parts = ", ".join(p for p in h.parts())
             print(f"  {h.name:4} {h.role:8} {h.address:14} netns {h.netns:16} {parts}")
             print(f"       DOCKER_HOST={h.docker_host}  logs {h.dir}/*.log")
-        print(f"\nPoint the CLI at it:\n\n    export KUBELESS_ENDPOINTS={cluster.endpoints}\n"
+        print(f"\nPoint the CLI at it:\n\n{exports(cluster)}\n"
               f"    kubeless node ls\n    kubeless service create --name web --replicas 3 "
               f"kubeless-demo:latest\n\nEnter a host: nsenter --net=/var/run/netns/"
-              f"{cluster.managers[0].netns} sh\nCtrl-C stops and removes everything.",
+              f"{cluster.managers[0].netns} sh\n{join_line(cluster)}"
+              "Ctrl-C stops and removes everything.",
               flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
@@ -70,6 +74,27 @@ def up(args: argparse.Namespace) -> int:
             print("\nstopping ...", flush=True)
     print("removed everything")
     return 0
+
+
+def exports(cluster: Cluster) -> str:
+    """The shell lines that point the CLI at the cluster (as the admin on TLS)."""
+    lines = [f"export KUBELESS_ENDPOINTS={cluster.endpoints}"]
+    if cluster.tls is not None:
+        lines.append(f"export KUBELESS_CERT_PATH={cluster.tls.admin}")
+    else:
+        lines.append("unset KUBELESS_CERT_PATH  # plain http:// etcd (--insecure): "
+                     "anyone who reaches it can read and write everything")
+    return "\n".join(f"    {line}" for line in lines)
+
+
+def join_line(cluster: Cluster) -> str:
+    """How another host joins through a manager's join endpoint (TLS only)."""
+    token = cluster.tokens.get("worker")
+    if token is None:
+        return ""
+    return (f"Join another host as a worker (managers: `kubeless join-token manager "
+            f"--rotate`):\n    kubeless join --token {token} "
+            f"{cluster.managers[0].join_address}\n")
 
 
 def cleanup(args: argparse.Namespace) -> int:

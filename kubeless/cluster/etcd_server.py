@@ -89,7 +89,7 @@ class EtcdTls:
 
 @dataclass
 class Member:
-    """One etcd member listening on 127.0.0.1 (https:// when it has ``tls``)."""
+    """One etcd member listening on ``host`` (https:// when it has ``tls``)."""
 
     name: str
     client_port: int
@@ -99,6 +99,7 @@ class Member:
     proc: subprocess.Popen[bytes] | None = None
     pid: int | None = None  # the running member's, spawned here or found running
     tls: EtcdTls | None = None
+    host: str = "127.0.0.1"  # any loopback address (127.0.0.2: members on different hosts)
 
     @property
     def scheme(self) -> str:
@@ -106,11 +107,11 @@ class Member:
 
     @property
     def client_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://{self.host}:{self.peer_port}"
 
     def command(self, initial_cluster: str, options: Sequence[str] = QUIET) -> list[str]:
         tls = self.tls.flags() if self.tls is not None else []

@@ -14,7 +14,9 @@
                        a certificate and its key so that a crash never leaves a
                        mismatched pair (``finish_pending_pair`` completes it)
     issue_etcd_certs   etcd's own server and peer certificates from the CA, as
-                       kubeadm's ``certs`` phase makes them
+                       kubeadm's ``certs`` phase makes them, always also valid for
+                       the shared name ``etcd.kubeless`` (clients of members on
+                       different hosts verify that one name: ``kubeless.store.tls``)
 
 The CA decides who a certificate names: ``CA.sign`` takes the common name and
 hosts from the ``Profile``, never from the request, whose only use is to carry
@@ -43,6 +45,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kubeless.store.tls import ETCD_SHARED_NAME
 
 from .ca import CERT_FILE, KEY_FILE
 from .errors import CAError
@@ -320,17 +324,25 @@ def issue_etcd_certs(ca: CA, directory: Path, hosts: Iterable[str],
                      lifetime: float = DEFAULT_LIFETIME, client_cert_auth: bool = True) -> EtcdTls:
     """etcd's own certificates in ``directory``, as kubeadm's ``certs`` phase lays them
     out: ``ca.crt``, ``server.crt``/``.key`` (serving clients) and ``peer.crt``/``.key``
-    (between members), both for server and client use on ``hosts``."""
+    (between members), both for server and client use on ``hosts`` and on
+    ``ETCD_SHARED_NAME`` (the one name a channel to members on different hosts verifies;
+    each member's certificate names its own addresses too, for a client of it alone)."""
     from .etcd_server import EtcdTls
 
     directory.mkdir(parents=True, exist_ok=True)
-    hosts = tuple(hosts)
+    hosts = etcd_hosts(hosts)
     write_public(directory / "ca.crt", ca.cert_pem)
     for part in ("server", "peer"):
         key, cert = ca.issue(Profile(f"etcd-{part}", hosts, USAGES, lifetime))
         write_private(directory / f"{part}.key", key)
         write_public(directory / f"{part}.crt", cert)
     return EtcdTls.in_dir(directory, client_cert_auth=client_cert_auth)
+
+
+def etcd_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
+    """The SANs of an etcd certificate: ``hosts`` in order, then the shared name once."""
+    listed = tuple(dict.fromkeys(hosts))
+    return listed if ETCD_SHARED_NAME in listed else (*listed, ETCD_SHARED_NAME)
 
 
 def write_private(path: Path, text: str) -> None:

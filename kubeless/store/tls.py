@@ -8,7 +8,8 @@
     check_schemes      http:// without TLS files, https:// with a CA; anything else
                        (mixed schemes, https without a CA, files for http) is refused
     check              all of the checks below too, up front (a daemon's flags)
-    server_name        the name every member's certificate is verified against
+    server_name        the name every member's certificate is verified against: the
+                       endpoints' one host, else the shared ``ETCD_SHARED_NAME``
     credentials        the files read and checked (stdlib ``ssl``), as gRPC credentials
     handshake_failure  what gRPC's details say went wrong (pure, on the string)
     describe           that failure as one sentence naming the file or host to fix
@@ -21,6 +22,16 @@ then reads our own certificate (with ``cryptography``, imported only then) to
 say which it was. Certificates are always verified: the one gRPC option set
 here, ``grpc.ssl_target_name_override``, names the host the certificates must
 be valid for, since the channel's multi-address target has no host of its own.
+
+One channel verifies one name, so members on different hosts (a 3-manager
+cluster) are verified for a name they all hold: ``ETCD_SHARED_NAME``
+(``etcd.kubeless``), which every etcd certificate kubeless issues
+(``kubeless.cluster.pki.issue_etcd_certs``) carries as a DNS name beside the
+member's own addresses. The name is never resolved, only verified: it
+says "an etcd member of a cluster this CA vouches for", as a Kubernetes
+service name does. Certificates made by someone else must hold it too (or
+the endpoints name one host); a member whose certificate lacks it fails the
+handshake, worded by ``describe`` as that name missing.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ if TYPE_CHECKING:
     from .channel import Endpoint
 
 CERT_PATH_ENV = "KUBELESS_CERT_PATH"
+ETCD_SHARED_NAME = "etcd.kubeless"  # in every etcd certificate kubeless issues
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
 
 # What the details of a failed handshake say, in gRPC 1.6x-1.8x's words (BoringSSL's).
@@ -138,15 +150,12 @@ def check(endpoints: Sequence[Endpoint], tls: TlsConfig | None) -> None:
 
 def server_name(endpoints: Sequence[Endpoint], tls: TlsConfig) -> str:
     """The host every member's certificate must be valid for: the configured name, else
-    the host all endpoints share. One channel verifies one name, so endpoints on
-    different hosts need a name in every member's certificate (``server_name``)."""
+    the host all endpoints share, else (members on different hosts: one channel verifies
+    one name) ``ETCD_SHARED_NAME``, which kubeless puts in every etcd certificate."""
     if tls.server_name:
         return tls.server_name
     hosts = {ep.host for ep in endpoints}
-    if len(hosts) > 1:
-        raise TlsError(f"TLS to etcd members on different hosts ({', '.join(sorted(hosts))}) "
-                       "is not supported yet: list endpoints that share one host name")
-    return hosts.pop()
+    return hosts.pop() if len(hosts) == 1 else ETCD_SHARED_NAME
 
 
 def credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
@@ -187,6 +196,10 @@ def describe(kind: str, tls: TlsConfig | None, where: str, name: str,
              now: datetime.datetime | None = None) -> str:
     """One sentence for a failed handshake with etcd at ``where``, verified for ``name``."""
     cacert = tls.cacert if tls is not None else None
+    if kind == WRONG_HOST and name == ETCD_SHARED_NAME:
+        return (f"TLS: etcd's certificate at {where} does not hold the name {name}, which "
+                f"members on different hosts are verified for: issue etcd's certificates "
+                f"from the cluster CA with kubeless (they hold it), or add the DNS name")
     if kind == WRONG_HOST:
         return (f"TLS: etcd's certificate at {where} is not valid for the host {name} (its "
                 f"names and addresses do not include it)")

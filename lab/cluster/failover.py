@@ -38,7 +38,7 @@ async def _swap(etcd: store.Etcd, key: str, stop: asyncio.Event, slowest: list[f
 async def one_round(c: Cluster, victim_is_leader: bool) -> tuple[str, float, float, list[str]]:
     leader = await waits.until(lambda: waits.etcd_leader(c), 30, "an etcd leader")
     victim: Host = leader if victim_is_leader else next(h for h in c.managers if h is not leader)
-    etcd = store.Etcd(store.parse_endpoints(c.endpoints))
+    etcd = store.Etcd(store.parse_endpoints(c.endpoints), tls=c.client_tls)
     stop, slowest, errors = asyncio.Event(), [0.0], list[str]()
     loops = [asyncio.create_task(_swap(etcd, f"/failover/{i}", stop, slowest, errors))
              for i in range(CLIENTS)]

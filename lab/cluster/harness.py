@@ -14,6 +14,16 @@ socket, --bip, --cgroup-parent), the test image loaded into it, and an agent
 managers also run one etcd member each (one 3-member cluster across them) and
 a ``kubeless-controllers`` process whose identity is the node name.
 
+TLS by default (``tls=False``: plain http, for comparison): a cluster CA and
+every identity are written before anything starts (``lab.cluster.tls``); etcd
+serves https:// client and peer URLs and requires client certificates; each
+agent presents ``node:<name>`` (its logs server then serves TLS too), each
+controllers process ``manager:<name>``, and the harness's own clients
+``admin:lab`` (``client_tls``), which is also what a person's CLI uses.
+Once the nodes are ready the harness writes the cluster record (``tokens``:
+role -> join token) and each manager serves the join endpoint on port 2377
+(``lab.cluster.join_endpoint``, the part ``join``).
+
 Why the bridge lives in a namespace of its own rather than in the root
 namespace: the root namespace of a Docker host drops forwarded traffic
 (FORWARD policy DROP) and br_netfilter sends bridged frames through it, so a
@@ -42,20 +52,25 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kubeless.cluster.etcd_server import health
+from kubeless.store import TlsConfig
+from kubeless.store.tls import CERT_PATH_ENV
 from lab.cluster import system
+from lab.cluster import tls as lab_tls
+from lab.cluster.tls import LabTls
 from lab.cluster.system import Proc, Record, SetupError, sh
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "kubeless-demo:latest"
 ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
-PARTS = ("etcd", "dockerd", "agent", "controllers")  # in start order
-HOST_PARTS = ("agent", "controllers", "etcd")  # what ``kill(host)`` kills by default
+PARTS = ("etcd", "dockerd", "agent", "controllers", "join")  # in start order
+HOST_PARTS = ("agent", "controllers", "etcd", "join")  # what ``kill(host)`` kills by default
+JOIN_PORT = 2377
 T = TypeVar("T")
 
 
@@ -69,6 +84,7 @@ class Host:
     port: str  # its veth in the hub namespace (the switch port)
     bip: str
     dir: Path
+    scheme: str = "https"  # of its etcd member's URLs
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
     killed: set[str] = field(default_factory=set)  # parts stopped on purpose
@@ -84,14 +100,25 @@ class Host:
 
     @property
     def etcd_url(self) -> str:
-        return f"http://{self.address}:2379"
+        return f"{self.scheme}://{self.address}:2379"
+
+    @property
+    def peer_url(self) -> str:
+        return f"{self.scheme}://{self.address}:2380"
 
     @property
     def cgroup_parent(self) -> str:
         return f"/{self.netns}"
 
+    @property
+    def join_address(self) -> str:
+        return f"{self.address}:{JOIN_PORT}"
+
     def parts(self) -> tuple[str, ...]:
-        return PARTS if self.manager else ("dockerd", "agent")
+        """What runs on it: a manager's join endpoint only with TLS (it signs)."""
+        if not self.manager:
+            return ("dockerd", "agent")
+        return PARTS if self.scheme == "https" else PARTS[:-1]
 
     def running(self, part: str) -> bool:
         p = self.procs.get(part)
@@ -143,7 +170,8 @@ class Cluster:
     """N hosts (managers first, then workers); see the module docstring."""
 
     def __init__(self, managers: int = 3, workers: int = 2, *, heartbeat_ttl: int = 3,
-                 lease_ttl: int = 3, prefix: str = "/kubeless/", log_level: str = "INFO") -> None:
+                 lease_ttl: int = 3, prefix: str = "/kubeless/", log_level: str = "INFO",
+                 tls: bool = True) -> None:
         if managers < 1:
             raise ValueError("a cluster needs at least one manager (etcd, controllers)")
         self.name = f"kl{os.getpid()}"
@@ -167,6 +195,11 @@ class Cluster:
                              links=[self.uplink],
                              cgroups=[h.cgroup_parent for h in self.hosts.values()])
         self.events: list[tuple[float, str]] = []  # (monotonic time, what was done)
+        self.secure = tls
+        self.tls: LabTls | None = None  # made by start() when secure
+        self.tokens: dict[str, str] = {}  # role -> join token (TLS: the cluster record's)
+        for h in self.hosts.values():
+            h.scheme = "https" if tls else "http"
         self._started = False
 
     # -- views ------------------------------------------------------------------
@@ -183,11 +216,23 @@ class Cluster:
     def endpoints(self) -> str:
         return ",".join(h.etcd_url for h in self.managers)
 
+    @property
+    def client_tls(self) -> TlsConfig | None:
+        """The admin identity's files for a client of etcd (None: plain http)."""
+        return self.tls.client() if self.tls is not None else None
+
     def docker(self, host: str | Host) -> Any:
         import docker
 
         h = self.hosts[host] if isinstance(host, str) else host
         return docker.DockerClient(base_url=h.docker_host, version="auto", timeout=30)
+
+    def run(self, host: str | Host, *cmd: str, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` on the host (in its network namespace) to its end, output captured."""
+        h = self._host(host)
+        return subprocess.run(["nsenter", f"--net=/var/run/netns/{h.netns}", *cmd], env=env,
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
     def note(self, what: str) -> None:
         self.events.append((time.monotonic(), what))
@@ -202,6 +247,8 @@ class Cluster:
         self._started = True
         try:
             self._network()
+            if self.secure:
+                self.tls = lab_tls.make(self.dir, self.hosts.values())
             for h in self.hosts.values():
                 self._spawn(h, "dockerd")
             for h in self.managers:
@@ -216,6 +263,8 @@ class Cluster:
             from lab.cluster import waits
 
             run_sync(waits.cluster_ready(self, timeout, set_roles=True))
+            if self.tls is not None:
+                self._join_endpoints(timeout)
         except BaseException:
             self.stop()
             raise
@@ -276,19 +325,24 @@ class Cluster:
             h.dir.mkdir(parents=True, exist_ok=True)
 
     def _command(self, h: Host, part: str) -> tuple[list[str], dict[str, str] | None]:
-        py_env = {**os.environ, "PYTHONPATH": str(ROOT), "DOCKER_HOST": h.docker_host}
+        py_env = {k: v for k, v in os.environ.items() if k != CERT_PATH_ENV}
+        py_env.update(PYTHONPATH=str(ROOT), DOCKER_HOST=h.docker_host)
+        if self.tls is not None and part in ("agent", "controllers", "join"):
+            py_env[CERT_PATH_ENV] = str(h.dir / (lab_tls.NODE_DIR if part == "agent"
+                                                 else lab_tls.MANAGER_DIR))
         if part == "dockerd":
             return (["dockerd", "--data-root", str(h.dir / "data"),
                      "--exec-root", str(h.dir / "exec"), "--pidfile", str(h.dir / "docker.pid"),
                      "-H", h.docker_host, "--bip", h.bip, "--cgroup-parent", h.cgroup_parent,
                      "--iptables=true", "--log-level", "warn"], None)
         if part == "etcd":
-            initial = ",".join(f"{m.name}=http://{m.address}:2380" for m in self.managers)
+            initial = ",".join(f"{m.name}={m.peer_url}" for m in self.managers)
             data = h.dir / "etcd"
+            tls = self.tls.etcd.flags() if self.tls is not None else []
             return ([ETCD_BIN, "--name", h.name, "--data-dir", str(data),
                      "--listen-client-urls", h.etcd_url, "--advertise-client-urls", h.etcd_url,
-                     "--listen-peer-urls", f"http://{h.address}:2380",
-                     "--initial-advertise-peer-urls", f"http://{h.address}:2380",
+                     "--listen-peer-urls", h.peer_url, "--initial-advertise-peer-urls", h.peer_url,
+                     *tls,
                      "--initial-cluster", initial, "--initial-cluster-state", "new",
                      "--initial-cluster-token", self.name,
                      "--heartbeat-interval", "100", "--election-timeout", "1000",
@@ -302,6 +356,11 @@ class Cluster:
             return ([sys.executable, "-m", "controllers", "--endpoints", self.endpoints,
                      "--prefix", self.prefix, "--identity", h.name,
                      "--lease-ttl", str(self.lease_ttl), "--log-level", self.log_level], py_env)
+        if part == "join":
+            return ([sys.executable, "-m", "lab.cluster.join_endpoint", "--state-dir",
+                     str(h.dir), "--node-name", h.name, "--address", h.address,
+                     "--endpoints", self.endpoints, "--prefix", self.prefix,
+                     "--port", str(JOIN_PORT)], py_env)
         raise ValueError(f"unknown part {part}")
 
     def _spawn(self, h: Host, part: str) -> None:
@@ -312,6 +371,30 @@ class Cluster:
         h.killed.discard(part)
         self.record.procs[f"{h.name}/{part}"] = Proc.of(proc.pid, part)
         self.record.save()
+
+    def _join_endpoints(self, timeout: float) -> None:
+        """The cluster record (its join tokens), then every manager's join endpoint."""
+        from kubeless.cluster.errors import JoinFailed
+        from kubeless.cluster.join_client import fetch_ca
+        from lab.cluster import waits
+
+        tls = self.tls
+        assert tls is not None
+        self.tokens = run_sync(waits.with_store(self, lambda rs: lab_tls.write_record(
+            rs, tls, self.managers[0].name, f"{self.endpoints} (the lab cluster)")))
+        for h in self.managers:
+            self._spawn(h, "join")
+        deadline = time.monotonic() + timeout
+        for h in self.managers:
+            while True:
+                try:
+                    fetch_ca(h.address, JOIN_PORT, h.join_address)
+                    break
+                except JoinFailed as err:
+                    if not h.running("join") or time.monotonic() > deadline:
+                        raise SetupError(f"the join endpoint of {h.name} does not answer "
+                                         f"({err}): {self.tail(h, 'join')}") from None
+                    time.sleep(0.1)
 
     def _wait_engines(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -352,13 +435,8 @@ class Cluster:
                     raise SetupError(f"etcd of {h.name} not healthy: {self.tail(h, 'etcd')}")
                 time.sleep(0.1)
 
-    @staticmethod
-    def etcd_healthy(h: Host) -> bool:
-        try:
-            with urllib.request.urlopen(f"{h.etcd_url}/health", timeout=1) as r:
-                return b'"true"' in r.read()
-        except OSError:
-            return False
+    def etcd_healthy(self, h: Host) -> bool:
+        return health(h.etcd_url, self.tls.etcd if self.tls is not None else None)
 
     def tail(self, h: Host, part: str, lines: int = 15) -> str:
         with contextlib.suppress(OSError):

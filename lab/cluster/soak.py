@@ -261,7 +261,7 @@ def soak(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rnd = random.Random(seed)
     cluster = Cluster(args.managers, args.workers, heartbeat_ttl=args.heartbeat_ttl,
-                      lease_ttl=3)
+                      lease_ttl=3, tls=not args.insecure)
     print(f"soak: {args.seconds:.0f}s of random faults, seed {seed}, "
           f"{len(cluster.hosts)} hosts in {cluster.dir}", flush=True)
     with cluster:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubeless import store
 from kubeless.api import validate
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from lab.cluster.harness import Cluster, Host
 
 Resource = dict[str, Any]
+T = TypeVar("T")
 CONTROLLERS = ("replication", "scheduler", "health", "rollout")
 IMAGE = "kubeless-demo:latest"
 
@@ -35,7 +36,8 @@ async def etcd_leader(cluster: Cluster, members: list[Host] | None = None) -> Ho
     by_id: dict[int, Host] = {}
     leaders: set[int] = set()
     for h in members if members is not None else cluster.managers:
-        one = store.Etcd(store.parse_endpoints(h.etcd_url), call_timeout=0.5, retry_for=0.5)
+        one = store.Etcd(store.parse_endpoints(h.etcd_url), call_timeout=0.5, retry_for=0.5,
+                         tls=cluster.client_tls)
         try:
             status = await one.status()
         except store.StoreError:
@@ -48,7 +50,17 @@ async def etcd_leader(cluster: Cluster, members: list[Host] | None = None) -> Ho
 
 
 def connect(cluster: Cluster) -> store.ResourceStore:
-    return store.connect(cluster.endpoints, cluster.prefix)  # every client's defaults
+    """A store as the admin (``admin:lab``) with every client's defaults."""
+    return store.connect(cluster.endpoints, cluster.prefix, tls=cluster.client_tls)
+
+
+async def with_store(cluster: Cluster, fn: Callable[[store.ResourceStore], Awaitable[T]]) -> T:
+    """``fn`` on a store of its own (``connect``), closed after."""
+    rs = connect(cluster)
+    try:
+        return await fn(rs)
+    finally:
+        await rs.etcd.close()
 
 
 async def until(cond: Callable[[], Any], timeout: float, what: str,

@@ -127,6 +127,17 @@ def test_identity_dir_in_docker_layout(tmp_path: Path, ca: pki.CA) -> None:
     assert cert.public_key() == pki.load_key((d / "key.pem").read_text()).public_key()
 
 
+@pytest.mark.parametrize("hosts, expected", [
+    pytest.param((), ("etcd.kubeless",), id="no host: the shared name alone"),
+    pytest.param(("10.0.0.1", "m1"), ("10.0.0.1", "m1", "etcd.kubeless"), id="appended"),
+    pytest.param(("etcd.kubeless", "10.0.0.1"), ("etcd.kubeless", "10.0.0.1"),
+                 id="already there: once"),
+    pytest.param(("a", "a", "b"), ("a", "b", "etcd.kubeless"), id="duplicates dropped"),
+])
+def test_etcd_certificate_hosts(hosts: tuple[str, ...], expected: tuple[str, ...]) -> None:
+    assert pki.etcd_hosts(hosts) == expected
+
+
 def test_etcd_certs_as_kubeadm_lays_them_out(tmp_path: Path, ca: pki.CA) -> None:
     tls = pki.issue_etcd_certs(ca, tmp_path, ("127.0.0.1", "localhost"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -134,7 +145,7 @@ def test_etcd_certs_as_kubeadm_lays_them_out(tmp_path: Path, ca: pki.CA) -> None
     for cert, key in ((tls.server_cert, tls.server_key), (tls.peer_cert, tls.peer_key)):
         assert key.stat().st_mode & 0o777 == 0o600
         info = pki.cert_info(cert.read_text())
-        assert info.hosts == ("127.0.0.1", "localhost")
+        assert info.hosts == ("127.0.0.1", "localhost", "etcd.kubeless")  # + the shared name
         eku = pki.load_cert(cert.read_text()).extensions.get_extension_for_class(
             x509.ExtendedKeyUsage).value
         assert set(eku) == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}

@@ -103,16 +103,24 @@ def test_schemes(endpoints: str, config: TlsConfig | None, secure: bool | None,
                  id="one host, several members"),
     pytest.param("https://etcd.example:1", None, "etcd.example", id="a name"),
     pytest.param("https://a:1,https://b:1", "etcd.example", "etcd.example", id="configured"),
-    pytest.param("https://a:1,https://b:1", None, None, id="hosts differ"),
+    pytest.param("https://a:1,https://b:1", None, "etcd.kubeless",
+                 id="hosts differ: the shared name"),
+    pytest.param("https://10.0.0.1:1,https://10.0.0.2:1,https://10.0.0.1:2", None,
+                 "etcd.kubeless", id="addresses differ: the shared name"),
+    pytest.param("https://127.0.0.1:1,https://localhost:1", None, "etcd.kubeless",
+                 id="one machine by two names still differs"),
 ])
-def test_the_name_verified(endpoints: str, server_name: str | None,
-                           expected: str | None) -> None:
+def test_the_name_verified(endpoints: str, server_name: str | None, expected: str) -> None:
     config = TlsConfig(Path("c"), server_name=server_name)
-    if expected is None:
-        with pytest.raises(TlsError, match="different hosts"):
-            tls.server_name(parse_endpoints(endpoints), config)
-    else:
-        assert tls.server_name(parse_endpoints(endpoints), config) == expected
+    assert tls.server_name(parse_endpoints(endpoints), config) == expected
+    assert tls.ETCD_SHARED_NAME == "etcd.kubeless"
+
+
+def test_a_member_without_the_shared_name_is_one_sentence() -> None:
+    text = tls.describe(tls.WRONG_HOST, TlsConfig(Path("c")), "https://a:1, https://b:1",
+                        tls.ETCD_SHARED_NAME)
+    assert "\n" not in text
+    assert "does not hold the name etcd.kubeless" in text and "different hosts" in text
 
 
 @pytest.fixture(scope="module")

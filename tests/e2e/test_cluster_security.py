@@ -1,0 +1,283 @@
+"""Who gets nothing from the TLS cluster, end to end (the harness's default: ``lab.cluster.tls``).
+
+A host of the cluster with no certificate, and clients presenting a forged
+certificate (self-signed, the admin's common name), an expired one (the
+cluster CA's, one second of life) or one from another CA (whose CA even bears
+the cluster CA's name) are refused by etcd: the CLI says why in one line,
+exits 1, and nothing is written. A node's logs server gives them, and an
+anonymous client, not one byte of HTTP, while the admin identity reads.
+
+Every manager serves the join endpoint (``lab.cluster.join_endpoint``): a host
+with no token or a guessed one gets no certificate and registers nothing; a
+rotated token is refused while the new one joins, and a node that joined
+before restarts from its state dir with no token (``kubeless join
+--state-dir``). Joining hosts run in the root namespace with the process
+runtime (the harness's namespaces are all taken by its own hosts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubeless import store
+from kubeless.cluster import pki
+from kubeless.cluster.pki import CA, Profile
+from lab.cluster import tls as lab_tls
+from lab.cluster import waits
+from lab.cluster.harness import Cluster
+from lab.waiting import wait_until
+from tests.support.cli_errors import assert_one_error_line
+
+# Each refused identity, and what the CLI says of it after "refused the client certificate".
+HOSTILE = {
+    "forged": "does not trust the CA that signed it (CN=admin:lab)",
+    "expired": "it expired at",
+    "another CA": "does not trust the CA that signed it",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A directory per hostile identity, each holding the REAL cluster CA as ``ca.pem``
+    (what anyone can fetch), so only the client certificate is wrong."""
+    tls = cluster.tls
+    assert tls is not None, "the e2e cluster runs with TLS"
+    root = tmp_path_factory.mktemp("hostile")
+    real_ca = tls.ca.cert_pem
+    key, cert = self_signed(lab_tls.ADMIN)
+    pki.write_cert_dir(root / "forged", real_ca, cert, key)
+    expired = tls.identity(lab_tls.ADMIN, root / "expired", lifetime=1.0)
+    impostor = CA.make(pki.cert_info(real_ca).common_name)  # another CA, the same name
+    key, cert = impostor.issue(Profile(lab_tls.ADMIN))
+    pki.write_cert_dir(root / "another CA", real_ca, cert, key)
+    wait_until(lambda: pki.cert_info((expired / "cert.pem").read_text()).expired(), 10,
+               "the one-second certificate expired")
+    return {"forged": root / "forged", "expired": expired, "another CA": root / "another CA"}
+
+
+def self_signed(common_name: str) -> tuple[str, str]:
+    """A forged client certificate: a leaf that signs itself, naming ``common_name``
+    (key PEM, certificate PEM)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = pki.new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(key, hashes.SHA256()))
+    return pki.key_pem(key), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def kubeless(cluster: Cluster, host: str | None, *args: str,
+             cert_path: Path | None = None, cacert: Path | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """The CLI on the cluster (on ``host``, else in the root namespace) as the identity
+    in ``cert_path`` (none: no KUBELESS_CERT_PATH at all), or with ``--cacert`` only."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBELESS_CERT_PATH"}
+    env.update(KUBELESS_ENDPOINTS=cluster.endpoints, KUBELESS_PREFIX=cluster.prefix)
+    if cert_path is not None:
+        env["KUBELESS_CERT_PATH"] = str(cert_path)
+    flags = ("--cacert", str(cacert)) if cacert is not None else ()
+    cmd = (sys.executable, "-m", "kubeless_cli.main", *flags, *args)
+    if host is not None:
+        return cluster.run(host, *cmd, env=env)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+
+async def nothing_written(rs: store.ResourceStore, name: str) -> bool:
+    return await rs.get("Service", name) is None
+
+
+async def test_a_host_without_a_certificate_cannot_reach_etcd(
+        cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
+    assert cluster.tls is not None
+    only_ca = tmp_path / "ca.pem"
+    only_ca.write_text(cluster.tls.ca.cert_pem)  # the CA is public
+    need = "requires a client certificate"
+    assert_one_error_line(await asyncio.to_thread(kubeless, cluster, "w1", "get", "nodes",
+                                           cacert=only_ca), need)
+    assert_one_error_line(await asyncio.to_thread(
+        kubeless, cluster, "w1", "service", "create", "--name", "intruder",
+        "kubeless-demo:latest", cacert=only_ca), need)
+    assert_one_error_line(await asyncio.to_thread(kubeless, cluster, "w1", "get", "nodes"),
+                   "need the CA certificate")  # nothing at all: https needs a CA first
+    assert await nothing_written(rs, "intruder")
+
+
+@pytest.mark.parametrize("which", list(HOSTILE))
+async def test_etcd_refuses_a_hostile_certificate(cluster: Cluster, rs: store.ResourceStore,
+                                                  hostile: dict[str, Path], which: str) -> None:
+    identity = hostile[which]
+    said = ("refused the client certificate", HOSTILE[which])
+    assert_one_error_line(await asyncio.to_thread(kubeless, cluster, None, "get", "nodes",
+                                           cert_path=identity), *said)
+    name = f"hostile-{which.replace(' ', '-').lower()}"
+    assert_one_error_line(await asyncio.to_thread(
+        kubeless, cluster, None, "service", "create", "--name", name, "kubeless-demo:latest",
+        cert_path=identity), *said)
+    assert await nothing_written(rs, name)
+
+
+def _exchange(address: str, port: int, context: ssl.SSLContext | None) -> bytes:
+    """What a client gets back for a GET of the logs endpoint (b"" when refused)."""
+    raw = socket.create_connection((address, port), timeout=10)
+    got = b""
+    try:
+        sock = context.wrap_socket(raw, server_hostname=address) if context else raw
+        sock.sendall(f"GET /logs/x HTTP/1.1\r\nHost: {address}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        while chunk := sock.recv(4096):
+            got += chunk
+    except (ssl.SSLError, ConnectionError):
+        pass  # the handshake refused: the server's alert, or its hangup
+    finally:
+        raw.close()
+    return got
+
+
+def _context(ca: Path, identity: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca))
+    if identity is not None:
+        context.load_cert_chain(str(identity / "cert.pem"), str(identity / "key.pem"))
+    return context
+
+
+async def test_a_nodes_logs_server_refuses_all_but_cluster_identities(
+        cluster: Cluster, rs: store.ResourceStore, hostile: dict[str, Path]) -> None:
+    assert cluster.tls is not None
+    ca, admin = cluster.tls.admin / "ca.pem", cluster.tls.admin
+    for node in ("w1", "m2"):
+        kv, _ = await rs.etcd.get(rs.keys.heartbeat(node))
+        assert kv is not None
+        beat = json.loads(kv.value)
+        assert beat["logsTLS"] is True, f"{node} serves logs over plain HTTP"
+        address, port = cluster.hosts[node].address, int(beat["logsPort"])
+        got = {case: await asyncio.to_thread(_exchange, address, port, _context(ca, ident))
+               for case, ident in [("anonymous", None), *hostile.items()]}
+        assert got == dict.fromkeys(got, b""), f"{node} answered {got}"
+        assert b"HTTP" not in await asyncio.to_thread(_exchange, address, port, None)
+        member = await asyncio.to_thread(_exchange, address, port, _context(ca, admin))
+        assert member.startswith(b"HTTP/1.1 404 "), member[:80]  # the admin is let in
+
+
+# -- the join endpoint (every manager's, port 2377) -----------------------------------
+
+def joining(cluster: Cluster, token: str | None, manager: str, name: str, state: Path,
+            *extra: str) -> list[str]:
+    """``kubeless join`` of a host named ``name`` through ``manager``'s join endpoint (a
+    node with the process runtime and no DNS: the root namespace hosts it)."""
+    token_args = ("--token", token) if token is not None else ()
+    return [sys.executable, "-m", "kubeless_cli.main", "join", *token_args,
+            cluster.hosts[manager].join_address, "--node-name", name, "--state-dir", str(state),
+            "--runtime", "process", "--advertise-addr", cluster.gateway, "--dns-addr", "none",
+            *extra]
+
+
+def bare_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("KUBELESS_CERT_PATH", "KUBELESS_ENDPOINTS", "KUBELESS_PREFIX")}
+
+
+async def test_a_host_without_a_token_gets_no_certificate(
+        cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
+    from kubeless.cluster import tokens
+    from kubeless.cluster.ca import cert_der
+
+    assert cluster.tls is not None
+    state = tmp_path / "intruder"
+    none = await asyncio.to_thread(cluster.run, "w1", *joining(cluster, None, "m1", "intruder",
+                                                                state), env=bare_env())
+    assert_one_error_line(none, "no --token given")
+    forged = tokens.new_token(tokens.ca_digest(cert_der(cluster.tls.ca.cert_pem)))
+    guessed = await asyncio.to_thread(cluster.run, "w1", *joining(
+        cluster, str(forged), "m2", "intruder", state), env=bare_env())
+    assert_one_error_line(guessed, "refused")
+    assert not (state / "tls").exists() and not (state / "node.yaml").exists()
+    assert await rs.get("Node", "intruder") is None
+
+
+async def test_token_rotation_keeps_joined_nodes_and_refuses_the_old_token(
+        cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
+    from kubeless.cluster.errors import JoinFailed
+    from kubeless.cluster.join_client import NodeRequest, join_through
+
+    assert cluster.tls is not None
+    old = cluster.tokens["worker"]
+    j1_state = tmp_path / "j1"
+    log = (tmp_path / "j1.log").open("w")
+    j1 = subprocess.Popen(joining(cluster, old, "m1", "j1", j1_state), env=bare_env(),
+                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        await waits.until(lambda: _ready(rs, "j1"), 60, "j1 joined and ready")
+        assert (j1_state / "tls" / "cert.pem").is_file()  # its own identity, from m1
+        rotated = await asyncio.to_thread(kubeless, cluster, None, "join-token", "worker",
+                                          "--rotate", "-q", "--state-dir", str(tmp_path / "no"),
+                                          cert_path=cluster.tls.admin)
+        assert rotated.returncode == 0, rotated.stderr
+        new = cluster.tokens["worker"] = rotated.stdout.strip()
+        assert new != old
+
+        j2_state = tmp_path / "j2"
+        refused = await asyncio.to_thread(subprocess.run, joining(
+            cluster, old, "m2", "j2", j2_state), env=bare_env(), capture_output=True,
+            text=True, timeout=60)
+        assert_one_error_line(refused, "refused")
+        assert not (j2_state / "tls").exists() and await rs.get("Node", "j2") is None
+        request = NodeRequest("j3", cluster.gateway, "process", {})
+        joined = await asyncio.to_thread(join_through, cluster.hosts["m3"].join_address, new,
+                                         request)
+        assert (joined.node_id, joined.role) == ("j3", "worker")
+        with pytest.raises(JoinFailed):
+            await asyncio.to_thread(join_through, cluster.hosts["m3"].join_address, old,
+                                    NodeRequest("j4", cluster.gateway, "process", {}))
+
+        before = await _heartbeat_lease(rs, "j1")
+        j1.terminate()  # j1 restarts from its state dir, no token: still a member
+        assert j1.wait(30) == 0
+        j1 = subprocess.Popen([sys.executable, "-m", "kubeless_cli.main", "join",
+                               "--state-dir", str(j1_state)], env=bare_env(), stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+        await waits.until(lambda: _ready_again(rs, "j1", before), 60,
+                          "j1 ready with a new heartbeat after its restart")
+    finally:
+        j1.terminate()
+        await asyncio.to_thread(j1.wait, 30)
+        log.close()
+        for name in ("j1", "j3"):
+            with contextlib.suppress(store.NotFound):
+                await rs.delete("Node", name)
+
+
+async def _ready(rs: store.ResourceStore, node: str) -> bool:
+    return node in await waits.ready_nodes(rs)
+
+
+async def _heartbeat_lease(rs: store.ResourceStore, node: str) -> int:
+    kv, _ = await rs.etcd.get(rs.keys.heartbeat(node))
+    assert kv is not None, f"{node} has no heartbeat"
+    return kv.lease
+
+
+async def _ready_again(rs: store.ResourceStore, node: str, old_lease: int) -> bool:
+    """Ready, its heartbeat on a lease of the new process (not ``stoppedAt``)."""
+    kv, _ = await rs.etcd.get(rs.keys.heartbeat(node))
+    return (kv is not None and kv.lease != old_lease and "stoppedAt" not in json.loads(kv.value)
+            and await _ready(rs, node))
