@@ -1,9 +1,20 @@
-"""Fixtures shared by every test: real etcd members started on free loopback ports."""
+"""Fixtures shared by every test: real etcd members started on free loopback ports.
+
+The session's etcd (``etcd_cluster``) serves TLS and verifies client certificates,
+as users run it; tests reach it through the cluster: ``etcd_cluster.connect(prefix)``
+in process, ``client_env()`` (``KUBELESS_ENDPOINTS`` and ``KUBELESS_CERT_PATH``) or
+``client_flags()`` (``--endpoints --cacert --cert --key``) for a subprocess, an
+identity per common name (``admin:tests`` unless told: ``node:<id>`` for an agent,
+``manager:<id>`` for controllers). A plain http:// etcd is asked for by name
+(``plain_etcd``): what must keep working plain, and plain-http behaviour. No test
+inherits a ``KUBELESS_CERT_PATH`` the developer exported.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 import subprocess
 import sys
@@ -29,11 +40,23 @@ def _dump_asyncio_tasks(signum: int, frame: FrameType | None) -> None:
 
 
 signal.signal(signal.SIGUSR1, _dump_asyncio_tasks)
+os.environ.pop("KUBELESS_CERT_PATH", None)  # the developer's own cluster's, never the tests'
 
 
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
-    """One single-member etcd shared by the session; tests isolate by prefix."""
+    """One single-member etcd shared by the session, over TLS with client certificates
+    (a CA of its own); tests isolate by prefix."""
+    cluster = EtcdCluster(1, tls=True).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_etcd() -> Iterator[EtcdCluster]:
+    """A single-member plain http:// etcd without auth shared by the session: for what
+    must keep working plain (the CLI and daemons on their own, hollow clusters) and
+    tests of plain-http behaviour. Asked for by name only."""
     cluster = EtcdCluster(1).start()
     yield cluster
     cluster.stop()
@@ -41,7 +64,15 @@ def etcd_cluster() -> Iterator[EtcdCluster]:
 
 @pytest.fixture
 def own_etcd() -> Iterator[EtcdCluster]:
-    """A single-member etcd of the test's own, for tests that stop or compact it."""
+    """A single-member TLS etcd of the test's own, for tests that stop or compact it."""
+    cluster = EtcdCluster(1, tls=True).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def own_plain_etcd() -> Iterator[EtcdCluster]:
+    """``own_etcd`` over plain http:// (hollow clusters, plain for now)."""
     cluster = EtcdCluster(1).start()
     yield cluster
     cluster.stop()
@@ -69,6 +100,6 @@ def prefix() -> str:
 
 @pytest.fixture
 async def rstore(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[store.ResourceStore]:
-    s = store.connect(etcd_cluster.endpoints, prefix)
+    s = etcd_cluster.connect(prefix)
     yield s
     await s.etcd.close()

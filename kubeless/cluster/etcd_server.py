@@ -8,7 +8,9 @@
                     members can be stopped, killed and started again on the same data
                     dir (the tests' fixtures, the benchmarks); ``tls=True`` makes a CA
                     in the temp dir, serves https:// with certificates from it, and
-                    issues client identities (``identity``)
+                    issues client identities (``identity``); how a client reaches it,
+                    plain or TLS alike: ``client_tls``, ``client_flags``,
+                    ``client_env``, ``connect`` (an identity per common name, made once)
     StateDirEtcd    the one member of ``kubeless up``: data dir, pid file and log in
                     a directory, reused when an earlier run left it running
     free_port, alive, read_pid, cmdline, stop_pid   the process helpers they share
@@ -44,7 +46,11 @@ QUIET = ("--log-level", "warn")
 FAST_ELECTIONS = ("--heartbeat-interval", "50", "--election-timeout", "500")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")  # where a local member serves, in its certificates
 
+TEST_ADMIN = "admin:tests"  # the identity an EtcdCluster's clients present unless told
+
 if TYPE_CHECKING:
+    from kubeless.store import ResourceStore, TlsConfig
+
     from .pki import CA
 
 
@@ -183,6 +189,7 @@ class EtcdCluster:
     client_cert_auth: bool = True
     tls_hosts: tuple[str, ...] = LOOPBACK  # the names and addresses etcd's certificates hold
     ca: CA | None = None
+    _clients: dict[str, Path] = field(default_factory=dict, repr=False)  # common name -> dir
 
     def __post_init__(self) -> None:
         require_etcd("make test does")
@@ -212,6 +219,51 @@ class EtcdCluster:
         if directory is None:
             directory = Path(tempfile.mkdtemp(prefix="identity-", dir=self.root))
         return issue_identity(self.ca, directory, Profile(common_name, lifetime=lifetime))
+
+    # -- how a client reaches it: the same calls for a plain and a TLS cluster ----------
+
+    def client_identity(self, common_name: str = TEST_ADMIN) -> Path | None:
+        """The identity directory of ``common_name`` (ca.pem, cert.pem, key.pem), issued
+        on first use and reused after; None for a plain cluster."""
+        if not self.tls:
+            return None
+        if common_name not in self._clients:
+            self._clients[common_name] = self.identity(common_name)
+        return self._clients[common_name]
+
+    def client_tls(self, common_name: str = TEST_ADMIN) -> TlsConfig | None:
+        """What ``store.connect(..., tls=)`` and ``AgentConfig(tls=)`` take."""
+        from kubeless.store import TlsConfig
+
+        directory = self.client_identity(common_name)
+        return None if directory is None else TlsConfig.from_options(cert_path=str(directory))
+
+    def client_flags(self, common_name: str = TEST_ADMIN) -> list[str]:
+        """``--endpoints`` and, with TLS, ``--cacert``/``--cert``/``--key``: the flags of
+        the CLI, kubeless-agent, kubeless-controllers and etcdctl alike."""
+        directory = self.client_identity(common_name)
+        files = [] if directory is None else [
+            "--cacert", str(directory / "ca.pem"), "--cert", str(directory / "cert.pem"),
+            "--key", str(directory / "key.pem")]
+        return ["--endpoints", self.endpoints, *files]
+
+    def client_env(self, common_name: str = TEST_ADMIN) -> dict[str, str]:
+        """``KUBELESS_ENDPOINTS`` and, with TLS, ``KUBELESS_CERT_PATH``: the environment
+        of the CLI and the daemons (merge it over a copy of ``os.environ``)."""
+        directory = self.client_identity(common_name)
+        env = {"KUBELESS_ENDPOINTS": self.endpoints}
+        if directory is not None:
+            env["KUBELESS_CERT_PATH"] = str(directory)
+        return env
+
+    def connect(self, prefix: str, common_name: str = TEST_ADMIN, *, call_timeout: float = 2.0,
+                retry_for: float = 5.0) -> ResourceStore:
+        """A resource store on this cluster as ``common_name`` (``await
+        store.etcd.close()`` when done)."""
+        from kubeless.store import connect
+
+        return connect(self.endpoints, prefix, call_timeout=call_timeout, retry_for=retry_for,
+                       tls=self.client_tls(common_name))
 
     @property
     def endpoints(self) -> str:

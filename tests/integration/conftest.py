@@ -11,23 +11,36 @@ from tests.support.cli import Run, run_cli
 from tests.support.etcd_server import EtcdCluster, mark_cluster
 
 
-@pytest.fixture
-def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
-    """``kubeless(*args, stdin=, endpoints=, timeout=, namespace=)``: the CLI on the test's
-    prefix, which holds a cluster record (no "no cluster at prefix" warning)."""
-    mark_cluster(etcd_cluster.endpoints, prefix)
+def cli_on(cluster: EtcdCluster, prefix: str) -> Run:
+    """``run(*args, stdin=, endpoints=, timeout=, namespace=)``: the CLI on ``cluster``
+    (its admin identity when TLS) and ``prefix``, which gets a cluster record (no "no
+    cluster at prefix" warning); ``endpoints`` replaces the cluster's own."""
+    mark_cluster(cluster, prefix)
 
     def run(*args: str, stdin: str | None = None, endpoints: str | None = None,
             timeout: float = 30, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_cli(endpoints or etcd_cluster.endpoints, prefix, *args, stdin=stdin,
-                       timeout=timeout, namespace=namespace)
+        return run_cli(endpoints or cluster.endpoints, prefix, *args, stdin=stdin,
+                       timeout=timeout, namespace=namespace, env=cluster.client_env())
     return run
+
+
+@pytest.fixture
+def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
+    """The CLI on the session's TLS etcd and the test's prefix (see ``cli_on``)."""
+    return cli_on(etcd_cluster, prefix)
+
+
+@pytest.fixture
+def plain_kubeless(plain_etcd: EtcdCluster, prefix: str) -> Run:
+    """The CLI on the session's plain http:// etcd and the test's prefix."""
+    return cli_on(plain_etcd, prefix)
 
 
 @pytest.fixture(scope="module")
 def tls_etcd() -> Iterator[EtcdCluster]:
     """One etcd for the module with TLS (a CA in its temp dir, https:// client and peer
-    URLs, ``--client-cert-auth``), its certificates naming 127.0.0.1 only."""
+    URLs, ``--client-cert-auth``), its certificates naming 127.0.0.1 only (so
+    ``https://localhost:PORT`` is a wrong host)."""
     cluster = EtcdCluster(1, tls=True, tls_hosts=("127.0.0.1",)).start()
     yield cluster
     cluster.stop()

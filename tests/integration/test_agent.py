@@ -25,6 +25,7 @@ from kubeless_agent.main import AgentProcess
 from kubeless_agent.runtime import Task
 from kubeless_agent.runtime.fake import FakeRuntime
 from lab.waiting import hold
+from tests.support.agents import agent_on
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -50,10 +51,10 @@ async def get_json(etcd: store.Etcd, key: str) -> Any:
     return None if kv is None else json.loads(kv.value)
 
 
-def config(etcd_cluster: EtcdCluster, prefix: str, **kw: Any) -> AgentConfig:
-    kw.setdefault("node_name", "n1")
+def config(etcd_cluster: EtcdCluster, prefix: str, node_name: str = "n1",
+           **kw: Any) -> AgentConfig:
     kw.setdefault("heartbeat_ttl", 2)
-    return AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, **kw)
+    return agent_on(etcd_cluster, prefix, node_name, **kw)
 
 
 def assignment(tid: str, node: str, desired: str = "running", image: str = "web:1",
@@ -272,7 +273,7 @@ async def test_hollow_nodes_register(etcd_cluster: EtcdCluster, prefix: str,
 def start_agent(etcd_cluster: EtcdCluster, prefix: str, node: str, ttl: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "kubeless_agent", "--endpoints", etcd_cluster.endpoints,
+        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags(f"node:{node}"),
          "--prefix", prefix, "--runtime", "fake", "--node-name", node,
          "--heartbeat-ttl", str(ttl), "--log-level", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -311,9 +312,8 @@ async def _gone(rs: store.ResourceStore, key: str) -> bool:
 
 
 async def test_node_comes_back_after_etcd_was_away(own_etcd: EtcdCluster) -> None:
-    cfg = AgentConfig(endpoints=own_etcd.endpoints, prefix="/away", node_name="n1",
-                      heartbeat_ttl=2)
-    rs = store.connect(own_etcd.endpoints, "/away", retry_for=1)
+    cfg = config(own_etcd, "/away")
+    rs = own_etcd.connect("/away", retry_for=1)
     try:
         async with running_agent(cfg) as agent:
             first = agent.lease_id

@@ -44,23 +44,24 @@ SMALL_REQUEST_LIMIT = 128 * 1024  # the small --max-request-bytes of the control
 @pytest.fixture
 def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
     """The CLI on the test's prefix, which holds a cluster record (no prefix warning)."""
-    mark_cluster(etcd_cluster.endpoints, prefix)
+    mark_cluster(etcd_cluster, prefix)
 
     def run(*args: str, stdin: str | None = None,
             prefix_: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_cli(etcd_cluster.endpoints, prefix_ or prefix, *args, stdin=stdin)
+        return run_cli(etcd_cluster.endpoints, prefix_ or prefix, *args, stdin=stdin,
+                       env=etcd_cluster.client_env())
     return run
 
 
 def etcdctl(cluster: EtcdCluster, *args: str, stdin: bytes | None = None) -> bytes:
-    res = subprocess.run(["/usr/bin/etcdctl", "--endpoints", cluster.endpoints, *args],
+    res = subprocess.run(["/usr/bin/etcdctl", *cluster.client_flags(), *args],
                          input=stdin, check=True, capture_output=True,
                          env={**os.environ, "ETCDCTL_API": "3"})
     return res.stdout
 
 
 def raw_put(cluster: EtcdCluster, key: str, value: bytes) -> None:
-    put_raw(cluster.endpoints, key, value)
+    put_raw(cluster, key, value)
 
 
 def svc_doc(name: str, **spec: Any) -> dict[str, Any]:
@@ -112,11 +113,11 @@ def test_an_invalid_value_is_listed_described_and_deleted(
     assert every.returncode == 0
     assert [i["metadata"]["name"] for i in json.loads(every.stdout)["items"]] == ["good"]
 
-    before = keyspace(etcd_cluster.endpoints)
+    before = keyspace(etcd_cluster)
     refused = kubeless("apply", "-f", "-", stdin=yaml.safe_dump(svc_doc("bad")))
     assert_one_error_line(refused, 'service "bad" in etcd is not a valid resource',
                           "kubeless delete service bad")
-    assert not written(before, keyspace(etcd_cluster.endpoints))
+    assert not written(before, keyspace(etcd_cluster))
     compared = kubeless("diff", "-f", "-", stdin=yaml.safe_dump(svc_doc("bad")))
     assert compared.returncode == 2, compared  # an error, not a difference (diff(1)'s 2)
     assert_one_error_line(compared, 'service "bad" in etcd is not a valid resource')
@@ -174,21 +175,22 @@ def huge_doc(name: str, payload: int) -> dict[str, Any]:
 
 def test_apply_refuses_a_service_too_large_to_schedule(kubeless: Run,
                                                        etcd_cluster: EtcdCluster) -> None:
-    before = keyspace(etcd_cluster.endpoints)
+    before = keyspace(etcd_cluster)
     doc = huge_doc("huge", MAX_TASK_PAYLOAD_BYTES)  # under the 1 MiB document limit
     res = kubeless("apply", "-f", "-", stdin=json.dumps(doc))
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.startswith("error: <stdin>:1 (Service default/huge): spec: too large to "
                                  "schedule"), res.stderr
     assert res.stderr.count("\n") == 1, res.stderr
-    assert not written(before, keyspace(etcd_cluster.endpoints))
+    assert not written(before, keyspace(etcd_cluster))
     fits = kubeless("apply", "-f", "-", stdin=json.dumps(huge_doc("big", 600 * 1024)))
     assert fits.returncode == 0, fits.stderr
 
 
 @pytest.fixture
 def small_etcd() -> Iterator[EtcdCluster]:
-    """An etcd refusing requests over 128 KiB, so "too large" is cheap to reach."""
+    """An etcd refusing requests over 128 KiB, so "too large" is cheap to reach; plain
+    http://, as the hollow cluster (lab.hollow) on it is for now."""
     cluster = EtcdCluster(1, extra_args=("--max-request-bytes", str(SMALL_REQUEST_LIMIT)))
     cluster.start()
     yield cluster
@@ -252,7 +254,7 @@ async def test_tasks_too_large_together_are_created_in_smaller_batches(
 
 async def test_the_applier_skips_only_what_etcd_refuses_even_alone(
         small_etcd: EtcdCluster, prefix: str) -> None:
-    rstore = store.connect(small_etcd.endpoints, prefix)
+    rstore = small_etcd.connect(prefix)
     elector = LeaderElector(rstore.etcd, rstore.keys, "test", "me", ttl=2)
     campaign = asyncio.create_task(elector.run())
     try:

@@ -279,14 +279,14 @@ class Ran:
     stderr: str
 
 
-def run_cli(case: Case, root: Path, endpoints: str, prefix: str,
+def run_cli(case: Case, root: Path, cluster: EtcdCluster, prefix: str,
             monkeypatch: pytest.MonkeyPatch) -> Ran:
     """``kubeless ARGS`` run in this process, through the real entry point (``main``, where
     every error is formatted and the exit code chosen): 65 subprocesses would cost half a
     second of start-up each. An exception escaping ``main`` fails the test with it."""
     from kubeless_cli.main import main
 
-    env = {"KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": prefix, **case.env}
+    env = {**cluster.client_env(), "KUBELESS_PREFIX": prefix, **case.env}
     monkeypatch.delenv("KUBELESS_NAMESPACE", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -304,8 +304,8 @@ def run_cli(case: Case, root: Path, endpoints: str, prefix: str,
     return Ran(code, out.getvalue(), err.getvalue())
 
 
-async def _seed(endpoints: str, prefix: str) -> None:
-    rstore = store.connect(endpoints, prefix)
+async def _seed(cluster: EtcdCluster, prefix: str) -> None:
+    rstore = cluster.connect(prefix)
     try:
         await rstore.etcd.txn([], [store.Put(rstore.keys.cluster(), b"{}")])  # a cluster is here
         await rstore.create(validate(yaml.safe_load(svc("web"))))
@@ -322,11 +322,11 @@ def test_bad_input_is_one_line_and_writes_nothing(
         name: str, etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     case = CASES[name]
-    asyncio.run(_seed(etcd_cluster.endpoints, prefix))
-    before = keyspace(etcd_cluster.endpoints)
+    asyncio.run(_seed(etcd_cluster, prefix))
+    before = keyspace(etcd_cluster)
     write_files(tmp_path, case.files)
 
-    res = run_cli(case, tmp_path, etcd_cluster.endpoints, prefix, monkeypatch)
+    res = run_cli(case, tmp_path, etcd_cluster, prefix, monkeypatch)
 
     assert "Traceback" not in res.stderr + res.stdout, res.stderr
     assert res.returncode == case.code, res.stderr
@@ -335,4 +335,4 @@ def test_bad_input_is_one_line_and_writes_nothing(
     for piece in case.says:
         assert piece.replace("{dir}", str(tmp_path)) in res.stderr, res.stderr
     assert res.stdout == ""
-    assert not written(before, keyspace(etcd_cluster.endpoints)), "nothing may be written"
+    assert not written(before, keyspace(etcd_cluster)), "nothing may be written"

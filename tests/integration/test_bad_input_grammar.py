@@ -125,14 +125,14 @@ def test_bad_input_is_refused_and_writes_nothing(kubeless: Run, etcd_cluster: Et
         argv: tuple[str, ...] = ("apply", "-f", str(write(tmp_path / "bad.yaml", given)))
     else:
         argv = tuple(str(good) if arg == "{file}" else arg for arg in given)
-    before = keyspace(etcd_cluster.endpoints)
+    before = keyspace(etcd_cluster)
     res = kubeless(*argv)
     assert res.returncode != 0, res.stdout
     assert "Traceback" not in res.stderr
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
     assert needle in lines[0], lines[0]
-    assert not written(before, keyspace(etcd_cluster.endpoints)), "a refused command wrote to etcd"
+    assert not written(before, keyspace(etcd_cluster)), "a refused command wrote to etcd"
 
 
 def test_selectors_as_kubectl_reads_them(kubeless: Run, tmp_path: Path) -> None:

@@ -209,7 +209,7 @@ async def test_node_ls_marks_this_node_and_shows_the_engine_version(
         procs: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
     """Three hollow nodes of a fake-runtime agent on real etcd; the CLI's state dir names n-1."""
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "kubeless_agent", "--endpoints", etcd_cluster.endpoints,
+        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags("node:n"),
          "--prefix", prefix, "--runtime", "fake", "--node-name", "n", "--hollow-nodes", "3",
          "--heartbeat-ttl", "3", "--log-level", "WARNING"], start_new_session=True))
     state = tmp_path / "state"
@@ -273,8 +273,11 @@ def test_missing_file(kubeless: Run) -> None:
     assert_clean_error(kubeless("apply", "-f", "/nonexistent.yaml"), "no such file")
 
 
-def test_unreachable_etcd_names_endpoints_and_fails_fast(kubeless: Run) -> None:
-    dead = f"http://127.0.0.1:{free_port()},http://127.0.0.1:{free_port()}"
+@pytest.mark.parametrize("scheme, cli", [("https", "kubeless"), ("http", "plain_kubeless")])
+def test_unreachable_etcd_names_endpoints_and_fails_fast(scheme: str, cli: str,
+                                                         request: pytest.FixtureRequest) -> None:
+    kubeless: Run = request.getfixturevalue(cli)
+    dead = f"{scheme}://127.0.0.1:{free_port()},{scheme}://127.0.0.1:{free_port()}"
     import time
     started = time.monotonic()
     res = kubeless("get", "services", endpoints=dead)
@@ -286,7 +289,7 @@ def test_corrupt_value_in_etcd_is_listed_with_a_warning(kubeless: Run, etcd_clus
                                                         prefix: str) -> None:
     """More in test_bad_data.py: describe, -o yaml, delete."""
     kubeless("apply", "-f", "-", stdin=svc("good"))
-    subprocess.run(["/usr/bin/etcdctl", "--endpoints", etcd_cluster.endpoints, "put",
+    subprocess.run(["/usr/bin/etcdctl", *etcd_cluster.client_flags(), "put",
                     f"{prefix}/v1/spec/services/default/broken", "{not: [yaml"],
                    check=True, capture_output=True, env={**os.environ, "ETCDCTL_API": "3"})
     res = kubeless("get", "services")

@@ -2,7 +2,8 @@
 
 Each test runs the three controllers (2 s leases) and one or more groups of
 hollow nodes (fake runtime, 2 s heartbeat leases) against the session's
-etcd under its own prefix, and waits for conditions with deadlines.
+plain http:// etcd (``plain_etcd``: lab.hollow's cluster connects plain for now)
+under its own prefix, and waits for conditions with deadlines.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
-    async with HollowCluster(etcd_cluster.endpoints, prefix) as c:
+async def cluster(plain_etcd: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
+    async with HollowCluster(plain_etcd.endpoints, prefix) as c:
         yield c
 
 

@@ -30,9 +30,10 @@ from prometheus_client import REGISTRY
 from kubeless import store
 from kubeless.store import Put
 from kubeless.store.codec import encode_json
-from kubeless_agent import AgentConfig, running_agent
+from kubeless_agent import running_agent
 from lab.waiting import until
 from tests.support.dns_upstream import Upstream, free_udp_tcp_port
+from tests.support.agents import agent_on
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -71,10 +72,9 @@ async def test_dns_over_udp_and_tcp(etcd_cluster: EtcdCluster, prefix: str,
                                     rstore: store.ResourceStore, tmp_path: Path,
                                     upstream: Upstream) -> None:
     servers = [(A, free_udp_tcp_port(A)), (B, free_udp_tcp_port(B))]
-    configs = [AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix,
-                           node_name=f"dns-{i}", advertise_addr=addr, heartbeat_ttl=2,
-                           mesh=False, dns_addrs=(f"{addr}:{port}",), logs_port=None,
-                           resolv_conf=str(upstream.resolv_conf(tmp_path)))
+    configs = [agent_on(etcd_cluster, prefix, f"dns-{i}", advertise_addr=addr, heartbeat_ttl=2,
+                        mesh=False, dns_addrs=(f"{addr}:{port}",), logs_port=None,
+                        resolv_conf=str(upstream.resolv_conf(tmp_path)))
                for i, (addr, port) in enumerate(servers)]
     await rstore.etcd.txn([], [Put(rstore.keys.endpoints("default", "web"), encode_json(doc()))])
     async with running_agent(configs[0]) as first:
@@ -106,9 +106,8 @@ async def test_dns_over_udp_and_tcp(etcd_cluster: EtcdCluster, prefix: str,
 async def test_a_service_without_ingress_resolves_to_its_endpoints(
         etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore) -> None:
     server = (A, free_udp_tcp_port(A))
-    config = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name="dns-x",
-                         advertise_addr=B, heartbeat_ttl=2, mesh=False,
-                         dns_addrs=(f"{server[0]}:{server[1]}",), logs_port=None)
+    config = agent_on(etcd_cluster, prefix, "dns-x", advertise_addr=B, heartbeat_ttl=2,
+                      mesh=False, dns_addrs=(f"{server[0]}:{server[1]}",), logs_port=None)
     await rstore.etcd.txn([], [Put(rstore.keys.endpoints("default", "web"),
                                    encode_json(doc(ingress=False)))])
     async with running_agent(config):
@@ -132,9 +131,9 @@ async def test_an_address_it_cannot_serve_is_in_the_log_and_the_node_status(
     held.bind((A, port))
     empty = tmp_path / "resolv.conf"
     empty.write_text("search example.test\n")
-    config = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name="dns-held",
-                         advertise_addr=A, heartbeat_ttl=2, mesh=False,
-                         dns_addrs=(f"{A}:{port}",), logs_port=None, resolv_conf=str(empty))
+    config = agent_on(etcd_cluster, prefix, "dns-held", advertise_addr=A, heartbeat_ttl=2,
+                      mesh=False, dns_addrs=(f"{A}:{port}",), logs_port=None,
+                      resolv_conf=str(empty))
     try:
         async with running_agent(config):
             status = await until(lambda: _dns_status(rstore, "dns-held"), 15, "dns status")
@@ -156,7 +155,7 @@ async def _dns_status(rstore: store.ResourceStore, node: str) -> dict[str, Any] 
 
 
 def _cli(etcd_cluster: EtcdCluster, prefix: str, *args: str) -> str:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": etcd_cluster.endpoints, "KUBELESS_PREFIX": prefix}
+    env = {**os.environ, **etcd_cluster.client_env(), "KUBELESS_PREFIX": prefix}
     res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr

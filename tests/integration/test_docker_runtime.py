@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 import urllib.request
+from dataclasses import replace
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from kubeless import store
 from kubeless_agent import AgentConfig, running_agent
 from kubeless_agent.main import AgentProcess
 from lab.waiting import hold, until
+from tests.support.agents import agent_on
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import (IMAGE, assign, docker_engine, reaches,
                                      remove_node_containers, report, task, unassign, unique_node)
@@ -42,8 +44,7 @@ def node(engine: Any) -> Iterator[str]:
 
 
 def agent_config(etcd_cluster: EtcdCluster, prefix: str, node: str) -> AgentConfig:
-    return AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name=node,
-                       runtime="docker", heartbeat_ttl=3)
+    return agent_on(etcd_cluster, prefix, node, runtime="docker", heartbeat_ttl=3)
 
 
 @pytest.fixture
@@ -232,12 +233,13 @@ async def test_agent_restart_adopts_containers_and_restarts_nothing(
 
 
 async def test_with_controllers_a_killed_container_is_replaced_and_a_crash_loop_backs_off(
-        etcd_cluster: EtcdCluster, prefix: str, node: str, engine: Any) -> None:
+        plain_etcd: EtcdCluster, prefix: str, node: str, engine: Any) -> None:
+    """On ``plain_etcd``: the controllers are a hollow cluster's (plain for now)."""
     from kubeless.api.tasks import created_at
     from lab.hollow import HollowCluster, running, service, state
 
-    async with HollowCluster(etcd_cluster.endpoints, prefix) as cluster, \
-            running_agent(agent_config(etcd_cluster, prefix, node)):
+    async with HollowCluster(plain_etcd.endpoints, prefix) as cluster, \
+            running_agent(agent_config(plain_etcd, prefix, node)):
         web = service("web", 2, image=IMAGE)
         crash = service("crash", 1, image=IMAGE, restart={"condition": "any", "delay": "1s"},
                         history=50)
@@ -329,9 +331,8 @@ async def test_an_engine_that_goes_away_marks_the_runtime_down_then_recovers(
     target = target if target.startswith("/") else "/var/run/docker.sock"
     proxy = SocketProxy(tmp_path / "docker.sock", target)
     await proxy.start()
-    cfg = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name=node,
-                      runtime="docker", heartbeat_ttl=3,
-                      runtime_options=(("base_url", f"unix://{proxy.path}"),))
+    cfg = replace(agent_config(etcd_cluster, prefix, node),
+                  runtime_options=(("base_url", f"unix://{proxy.path}"),))
 
     async def runtime_state() -> str:
         kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(node))

@@ -2,20 +2,20 @@
 
 The endpoints controller runs in its own ``ControllerRunner`` beside a
 ``HollowCluster`` (replication, scheduler, health; hollow nodes on the fake
-runtime, which reports the published ports of a running task), and the
+runtime, which reports the published ports of a running task; on the plain
+``plain_etcd``, as lab.hollow connects plain for now), and the
 tests wait, with deadlines, for ``endpoints/<ns>/<service>`` to follow
 scale, failures, a lost node and a deletion. The published-port tests run
-the CLI as a user does (subprocesses) and call its guarded create
-concurrently in-process to show that two clashing writers cannot both win.
+the CLI as a user does (subprocesses, over TLS with the admin identity) and call
+its guarded create concurrently in-process to show that two clashing writers
+cannot both win.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from kubeless import store
 from kubeless.store import Put
 from kubeless_agent.runtime.fake import FakeRuntime
 from kubeless_cli.context import CliError
-from lab.hollow import ROOT, HollowCluster, running, service
+from lab.hollow import HollowCluster, running, service
 from lab.waiting import until
-from tests.support.etcd_server import EtcdCluster, mark_cluster
+from tests.support.cli import Run
+from tests.support.etcd_server import EtcdCluster
 
 from controllers.endpoints.controller import EndpointsController
 from controllers.framework import ControllerRunner
@@ -87,8 +88,8 @@ class Endpoints:
 
 
 @pytest.fixture
-async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
-    async with HollowCluster(etcd_cluster.endpoints, prefix) as c:
+async def cluster(plain_etcd: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
+    async with HollowCluster(plain_etcd.endpoints, prefix) as c:
         yield c
 
 
@@ -241,15 +242,6 @@ async def test_a_new_leader_converges_from_stale_keys(cluster: HollowCluster) ->
 
 # -- published ports (CLI) ------------------------------------------------------------------
 
-def cli(endpoints: str, prefix: str, *args: str,
-        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": prefix,
-           "PYTHONPATH": str(ROOT)}
-    env.pop("KUBELESS_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
-                          input=stdin, capture_output=True, text=True, env=env, timeout=30)
-
-
 def manifest(name: str, *ports: Resource) -> str:
     return yaml.safe_dump({"apiVersion": "kubeless.io/v1", "kind": "Service",
                            "metadata": {"name": name},
@@ -257,9 +249,9 @@ def manifest(name: str, *ports: Resource) -> str:
 
 
 @pytest.fixture
-def run(etcd_cluster: EtcdCluster, prefix: str) -> Any:
-    mark_cluster(etcd_cluster.endpoints, prefix)  # no "no cluster at prefix" warning
-    return lambda *args, stdin=None: cli(etcd_cluster.endpoints, prefix, *args, stdin=stdin)
+def run(kubeless: Run) -> Run:
+    """The CLI on the session's TLS etcd (conftest's ``kubeless``)."""
+    return kubeless
 
 
 def ok(res: subprocess.CompletedProcess[str]) -> str:
@@ -333,14 +325,14 @@ async def test_a_port_held_by_another_service_is_refused(run: Any, tmp_path: Pat
     assert run("diff", "-f", str(path)).returncode == 2
 
 
-async def test_concurrent_clashing_writers_cannot_both_win(etcd_cluster: EtcdCluster,
+async def test_concurrent_clashing_writers_cannot_both_win(etcd_cluster: EtcdCluster, run: Run,
                                                            prefix: str, tmp_path: Path) -> None:
     from kubeless.api import validate
     from kubeless_cli.service_cmds import _create
 
     docs = [validate(yaml.safe_load(manifest(n, {"target": 80, "published": 8080})))
             for n in ("one", "two")]
-    stores = [store.connect(etcd_cluster.endpoints, prefix) for _ in docs]
+    stores = [etcd_cluster.connect(prefix) for _ in docs]
     try:
         # a cluster record: the CLI below warns of none otherwise (refused() wants one line)
         await stores[0].etcd.txn([], [store.Put(stores[0].keys.cluster(), b"{}")])
@@ -370,8 +362,8 @@ async def test_concurrent_clashing_writers_cannot_both_win(etcd_cluster: EtcdClu
         path = tmp_path / f"{name}.yaml"
         path.write_text(manifest(name, {"target": 80, "published": 7070}))
         paths.append(path)
-    outcomes = await asyncio.gather(*(asyncio.to_thread(
-        cli, etcd_cluster.endpoints, prefix, "apply", "-f", str(p)) for p in paths))
+    outcomes = await asyncio.gather(*(asyncio.to_thread(run, "apply", "-f", str(p))
+                                      for p in paths))
     assert sorted(o.returncode for o in outcomes) == [0, 1], [o.stderr for o in outcomes]
     loser = next(o for o in outcomes if o.returncode)
     refused(loser, "published port 7070/tcp (ingress) is already held by service default/")

@@ -1,7 +1,7 @@
 """Losing one etcd member of three is invisible to clients.
 
 A real 3-member etcd on loopback, with etcd's default timing (heartbeat
-100 ms, election 1 s, as users run it). Eight clients keep reads and
+100 ms, election 1 s) and TLS between members and to clients, as users run it. Eight clients keep reads and
 compare-and-swap writes in flight on one ``Etcd`` connection while a member
 is SIGKILLed: the leader (an election follows) or a follower. No call may
 fail, and every client makes progress after the kill.
@@ -27,7 +27,7 @@ CLIENTS = 8
 @pytest.fixture
 def three() -> Iterator[EtcdCluster]:
     cluster = EtcdCluster(3, extra_args=("--heartbeat-interval", "100",  # etcd's defaults
-                                         "--election-timeout", "1000"))
+                                         "--election-timeout", "1000"), tls=True)
     cluster.start()
     yield cluster
     cluster.stop()
@@ -37,7 +37,8 @@ async def leader(cluster: EtcdCluster, among: list[Member]) -> Member | None:
     """The member every live one in ``among`` agrees leads, else None."""
     ids, leaders = {}, set()
     for m in among:
-        one = Etcd(parse_endpoints(m.client_url), call_timeout=0.5, retry_for=0.5)
+        one = Etcd(parse_endpoints(m.client_url), call_timeout=0.5, retry_for=0.5,
+                   tls=cluster.client_tls())
         try:
             status = await one.status()
             ids[status.header.member_id] = m
@@ -71,7 +72,7 @@ async def test_a_member_killed_under_load_fails_no_call(three: EtcdCluster, vict
     current = await until(lambda: leader(three, members), 20, "a leader")
     target = current if victim.startswith("leader") else next(m for m in members if m is not current)
 
-    etcd = Etcd(parse_endpoints(three.endpoints))  # every role's defaults
+    etcd = Etcd(parse_endpoints(three.endpoints), tls=three.client_tls())  # every role's defaults
     done: list[list[int]] = [[] for _ in range(CLIENTS)]
     errors: list[str] = []
     loops = [asyncio.create_task(swap_forever(etcd, f"/loss/{i}", done[i], errors))

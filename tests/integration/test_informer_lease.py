@@ -54,7 +54,8 @@ async def test_informer_lists_then_watches(rstore: store.ResourceStore, prefix: 
 
 
 async def test_informer_resumes_after_etcd_restart(own_etcd: EtcdCluster) -> None:
-    etcd = store.Etcd(store.parse_endpoints(own_etcd.endpoints), retry_for=2)
+    etcd = store.Etcd(store.parse_endpoints(own_etcd.endpoints), retry_for=2,
+                      tls=own_etcd.client_tls())
     inf = store.Informer(etcd, "/r/", plain, backoff_max=0.3)
     runner = asyncio.create_task(inf.run())
     try:
@@ -73,7 +74,8 @@ async def test_informer_resumes_after_etcd_restart(own_etcd: EtcdCluster) -> Non
 
 
 async def test_informer_relists_after_compaction(own_etcd: EtcdCluster) -> None:
-    etcd = store.Etcd(store.parse_endpoints(own_etcd.endpoints), retry_for=2)
+    etcd = store.Etcd(store.parse_endpoints(own_etcd.endpoints), retry_for=2,
+                      tls=own_etcd.client_tls())
     inf = store.Informer(etcd, "/c/", plain, backoff_max=0.3)
     runner = asyncio.create_task(inf.run())
     try:

@@ -32,7 +32,8 @@ class Replica:
     """One elector on its own connection, as in its own process."""
 
     def __init__(self, cluster: EtcdCluster, prefix: str, identity: str, ttl: int = 2) -> None:
-        self.etcd = store.Etcd(store.parse_endpoints(cluster.endpoints), retry_for=2)
+        self.etcd = store.Etcd(store.parse_endpoints(cluster.endpoints), retry_for=2,
+                               tls=cluster.client_tls(f"manager:{identity}"))
         self.elector = LeaderElector(self.etcd, Keyspace(prefix), "scheduler", identity, ttl)
         self.task = asyncio.create_task(self.elector.run(), name=f"elector {identity}")
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from kubeless import store
-from kubeless_agent import AgentConfig, running_agent
+from kubeless_agent import running_agent
 from kubeless_agent.main import AgentProcess
+from tests.support.agents import agent_on
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import (assign, docker_engine, reaches, remove_node_containers,
                                      task, unique_node)
@@ -46,10 +47,9 @@ def node(runtime: str) -> Iterator[str]:
 @pytest.fixture
 async def agent(etcd_cluster: EtcdCluster, prefix: str, node: str, runtime: str,
                 tmp_path: Path) -> AsyncIterator[AgentProcess]:
-    cfg = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name=node,
-                      runtime=runtime, heartbeat_ttl=3,
-                      runtime_options=(("state_dir", str(tmp_path / "proc")),)
-                      if runtime == "process" else ())
+    cfg = agent_on(etcd_cluster, prefix, node, runtime=runtime, heartbeat_ttl=3,
+                   runtime_options=(("state_dir", str(tmp_path / "proc")),)
+                   if runtime == "process" else ())
     async with running_agent(cfg) as a:
         yield a
 
@@ -57,7 +57,7 @@ async def agent(etcd_cluster: EtcdCluster, prefix: str, node: str, runtime: str,
 async def kubeless(etcd_cluster: EtcdCluster, prefix: str, *args: str,
                    timeout: float = 30) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kubeless_cli.main", "--endpoints", etcd_cluster.endpoints,
+        sys.executable, "-m", "kubeless_cli.main", *etcd_cluster.client_flags(),
         "--prefix", prefix, *args, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out, err = await asyncio.wait_for(proc.communicate(), timeout)

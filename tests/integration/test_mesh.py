@@ -21,10 +21,11 @@ from kubeless.store import Delete, Put
 from kubeless.store.codec import encode_json
 from kubeless.store.codec import decode
 from kubeless.store.informer import Informer
-from kubeless_agent import AgentConfig, running_agent
+from kubeless_agent import running_agent
 from kubeless_agent.main import AgentProcess
 from kubeless_agent.mesh import RoutingMesh
 from lab.waiting import until
+from tests.support.agents import agent_on
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -126,8 +127,8 @@ def sample(name: str, **labels: str) -> float:
 
 @asynccontextmanager
 async def two_meshes(etcd: EtcdCluster, prefix: str) -> AsyncIterator[list[AgentProcess]]:
-    configs = [AgentConfig(endpoints=etcd.endpoints, prefix=prefix, node_name=f"mesh-{i}",
-                           advertise_addr=addr, heartbeat_ttl=3, dns_addrs=(), logs_port=None)
+    configs = [agent_on(etcd, prefix, f"mesh-{i}", advertise_addr=addr, heartbeat_ttl=3,
+                        dns_addrs=(), logs_port=None)
                for i, addr in enumerate((MESH_A, MESH_B))]
     async with running_agent(configs[0]) as a, running_agent(configs[1]) as b:
         yield [a, b]

@@ -23,6 +23,7 @@ from kubeless import store
 from kubeless_agent import AgentConfig, running_agent
 from kubeless_agent.main import AgentProcess
 from lab.waiting import until
+from tests.support.agents import agent_on
 from tests.support.etcd_server import EtcdCluster, free_port
 from tests.support.workloads import assign, reaches, report, task, unassign, unique_node
 
@@ -33,9 +34,8 @@ BUSYBOX = shutil.which("busybox")
 
 def agent_config(etcd_cluster: EtcdCluster, prefix: str, node: str,
                  state_dir: Path) -> AgentConfig:
-    return AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name=node,
-                       runtime="process", heartbeat_ttl=3,
-                       runtime_options=(("state_dir", str(state_dir)),))
+    return agent_on(etcd_cluster, prefix, node, runtime="process", heartbeat_ttl=3,
+                    runtime_options=(("state_dir", str(state_dir)),))
 
 
 @pytest.fixture

@@ -14,6 +14,10 @@ under real controllers (replication, scheduler, health) on a real etcd:
   goes down, its tasks are replaced on another node, its containers are
   gone, the state dir forgets the node, and an agent started again for it
   is refused; with the agent stopped, the CLI does the same itself.
+
+The agent presents its ``node:<id>`` identity and the CLI the admin one when the
+etcd is TLS; beside the hollow controllers (lab.hollow, plain for now) the
+etcd is the plain ``plain_etcd``.
 """
 
 from __future__ import annotations
@@ -73,8 +77,9 @@ class RealNode:
             prefix=prefix, runtime=runtime, advertise_addr="127.0.0.1"))
 
     def start(self) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "kubeless_agent", "--endpoints", self.etcd.endpoints,
-                "--prefix", self.prefix, "--runtime", self.runtime, "--node-name", self.id,
+        args = [sys.executable, "-m", "kubeless_agent",
+                *self.etcd.client_flags(f"node:{self.id}"), "--prefix", self.prefix,
+                "--runtime", self.runtime, "--node-name", self.id,
                 "--heartbeat-ttl", str(TTL), "--no-mesh", "--dns-addr", "none",
                 "--drain-period", "0s", "--log-level", "INFO"]
         if self.runtime == "process":
@@ -90,8 +95,8 @@ class RealNode:
         return self.proc.wait(30)
 
     def kubeless(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", "--endpoints",
-                               self.etcd.endpoints, "--prefix", self.prefix, *args],
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main",
+                               *self.etcd.client_flags(), "--prefix", self.prefix, *args],
                               capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
 
     async def cleanup(self) -> None:
@@ -107,13 +112,13 @@ class RealNode:
 
 
 @pytest.fixture(params=["docker", "process"])
-async def real(request: pytest.FixtureRequest, etcd_cluster: EtcdCluster, prefix: str,
+async def real(request: pytest.FixtureRequest, plain_etcd: EtcdCluster, prefix: str,
                tmp_path: Path) -> AsyncIterator[tuple[RealNode, HollowCluster]]:
     if request.param == "docker":
         docker_engine()
-    node = RealNode(etcd_cluster, prefix, request.param, tmp_path)
+    node = RealNode(plain_etcd, prefix, request.param, tmp_path)
     try:
-        async with Cluster(etcd_cluster.endpoints, prefix) as cluster:
+        async with Cluster(plain_etcd.endpoints, prefix) as cluster:
             node.start()
             await cluster.wait_nodes_ready([node.id], timeout=60)
             yield node, cluster

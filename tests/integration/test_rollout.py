@@ -2,8 +2,8 @@
 
 Each test runs replication, scheduler, health and rollout (2 s leases) on
 two groups of hollow nodes (fake runtime: an image ending ``:fail`` fails
-at start) against the session's etcd, changes a 4-replica service the way
-``service update`` does (``kubeless.api.service_writes.merge``: generation
+at start) against the session's plain etcd (lab.hollow connects plain for
+now), changes a 4-replica service the way ``service update`` does (``kubeless.api.service_writes.merge``: generation
 bumped, previous spec kept), and samples the tasks in the background.
 """
 
@@ -43,8 +43,8 @@ class RolloutCluster(HollowCluster):
 
 
 @pytest.fixture
-async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[RolloutCluster]:
-    async with RolloutCluster(etcd_cluster.endpoints, prefix) as c:
+async def cluster(plain_etcd: EtcdCluster, prefix: str) -> AsyncIterator[RolloutCluster]:
+    async with RolloutCluster(plain_etcd.endpoints, prefix) as c:
         await c.add_group("a", 2)
         await c.add_group("b", 2)
         yield c

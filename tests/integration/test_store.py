@@ -191,9 +191,9 @@ async def test_unreachable_etcd_fails_fast_naming_endpoints() -> None:
 
 
 async def test_three_member_cluster_survives_one_member_loss(prefix: str) -> None:
-    cluster = EtcdCluster(3).start()
+    cluster = EtcdCluster(3, tls=True).start()
     try:
-        s = store.connect(cluster.endpoints, prefix, retry_for=10)
+        s = cluster.connect(prefix, retry_for=10)
         await s.create(service("before"))
         cluster.stop_member(cluster.members[0])
         for i in range(5):  # round robin touches every live member

@@ -125,7 +125,7 @@ async def test_an_unguarded_stale_write_is_a_conflict_at_once(
 
 
 async def test_concurrent_clashing_creates_one_wins(etcd_cluster: Any, prefix: str) -> None:
-    stores = [store.connect(etcd_cluster.endpoints, prefix) for _ in range(3)]
+    stores = [etcd_cluster.connect(prefix) for _ in range(3)]
     try:
         docs = [service(n, {"target": 80, "published": 8080}) for n in ("a", "b", "c")]
         results = await asyncio.gather(*(writes.create_service(s, d)

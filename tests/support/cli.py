@@ -1,9 +1,11 @@
 """The kubeless CLI as a user runs it: a subprocess on given endpoints and prefix.
 
-``run_cli`` runs one command (``KUBELESS_NAMESPACE`` only when given); the
-``kubeless`` fixture of tests/integration/conftest.py binds it to the test's
-etcd and prefix; ``tls_flags`` are an identity's files as flags. ``svc`` writes a Service manifest, ``write`` a file of
-documents, ``names`` lists the services by name.
+``run_cli`` runs one command (``KUBELESS_NAMESPACE`` only when given) in the
+environment ``env`` adds (an etcd cluster's ``client_env()``: its endpoints and,
+over TLS, ``KUBELESS_CERT_PATH``); the ``kubeless`` fixture of
+tests/integration/conftest.py binds it to the test's etcd and prefix;
+``tls_flags`` are an identity's files as flags. ``svc`` writes a Service
+manifest, ``write`` a file of documents, ``names`` lists the services by name.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import yaml
@@ -20,13 +22,15 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def run_cli(endpoints: str, prefix: str, *args: str, stdin: str | None = None,
-            timeout: float = 30, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": prefix}
-    env.pop("KUBELESS_NAMESPACE", None)
+            timeout: float = 30, namespace: str | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **(env or {}), "KUBELESS_ENDPOINTS": endpoints,
+            "KUBELESS_PREFIX": prefix}
+    full.pop("KUBELESS_NAMESPACE", None)
     if namespace is not None:
-        env["KUBELESS_NAMESPACE"] = namespace
+        full["KUBELESS_NAMESPACE"] = namespace
     return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], input=stdin,
-                          capture_output=True, text=True, env=env, timeout=timeout)
+                          capture_output=True, text=True, env=full, timeout=timeout)
 
 
 def tls_flags(identity: Path) -> list[str]:

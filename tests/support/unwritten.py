@@ -14,6 +14,8 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+from kubeless.cluster.etcd_server import EtcdCluster
+
 
 @dataclass(frozen=True)
 class Keyspace:
@@ -21,8 +23,8 @@ class Keyspace:
     leased: frozenset[str]
 
 
-def keyspace(endpoints: str) -> Keyspace:
-    out = subprocess.run(["/usr/bin/etcdctl", "--endpoints", endpoints, "get", "", "--from-key",
+def keyspace(cluster: EtcdCluster) -> Keyspace:
+    out = subprocess.run(["/usr/bin/etcdctl", *cluster.client_flags(), "get", "", "--from-key",
                           "--keys-only", "-w", "json"], check=True, capture_output=True,
                          text=True, env={**os.environ, "ETCDCTL_API": "3"}).stdout
     kvs = json.loads(out).get("kvs") or []
