@@ -109,8 +109,11 @@ class Cli:
 
 
 @pytest.fixture
-def cli(etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
-    c = Cli(etcd_cluster.endpoints, prefix, tmp_path)
+def cli(plain_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
+    """On ``plain_etcd``: a cluster ``init`` makes on a TLS etcd needs that etcd's CA as
+    its own (``kubeless certs``), and a host joins it through a join endpoint only
+    (test_join_endpoint.py); here nodes also join etcd directly."""
+    c = Cli(plain_etcd.endpoints, prefix, tmp_path)
     yield c
     c.close()
 

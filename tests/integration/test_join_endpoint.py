@@ -25,8 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cli(etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
-    c = Cli(etcd_cluster.endpoints, prefix, tmp_path)
+def cli(plain_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
+    c = Cli(plain_etcd.endpoints, prefix, tmp_path)
     yield c
     c.close()
 

@@ -51,7 +51,7 @@ COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION from $KUBELE
 
 @dataclass
 class Plane:
-    endpoints: str
+    etcd: EtcdCluster
     prefix: str
     nodes: tuple[str, str]
     engine: Any
@@ -68,7 +68,7 @@ class Plane:
                 raise AssertionError(f"{name} exited with {p.returncode}:\n{tail}")
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
-        env = {**os.environ, "KUBELESS_ENDPOINTS": self.endpoints, "KUBELESS_PREFIX": self.prefix,
+        env = {**os.environ, **self.etcd.client_env(), "KUBELESS_PREFIX": self.prefix,
                "PYTHONPATH": str(ROOT)}
         res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
                              capture_output=True, text=True, env=env, input=stdin, timeout=60)
@@ -129,14 +129,16 @@ def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluste
     engine = docker_engine()
     run = uuid.uuid4().hex[:6]
     logs = tmp_path_factory.mktemp("mesh-docker")
-    p = Plane(etcd_cluster.endpoints, f"/kubeless-mesh-{run}", (f"mesh-{run}-a", f"mesh-{run}-b"),
+    p = Plane(etcd_cluster, f"/kubeless-mesh-{run}", (f"mesh-{run}-a", f"mesh-{run}-b"),
               engine, logs, free_port(), bridge_dns_addresses[0], upstream)
     resolv_conf = str(upstream.resolv_conf(logs))
-    common = ["--endpoints", p.endpoints, "--prefix", p.prefix]
+    common = ["--prefix", p.prefix]
     p.procs.append(spawn(logs, "controllers", "controllers", *common, "--lease-ttl", "2",
+                         *etcd_cluster.client_flags(f"manager:mesh-{run}"),
                          "--log-level", "INFO"))
     for node, addr, bridge in zip(p.nodes, (A, B), bridge_dns_addresses):
-        p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common, "--runtime",
+        p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common,
+                             *etcd_cluster.client_flags(f"node:{node}"), "--runtime",
                              "docker", "--node-name", node, "--advertise-addr", addr,
                              "--heartbeat-ttl", "3", "--dns-addr",
                              f"{addr}:{p.dns_port},{bridge}:53", "--resolv-conf",
@@ -158,7 +160,7 @@ def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluste
 
 @pytest.fixture
 async def rs(plane: Plane) -> Any:
-    s = store.connect(plane.endpoints, plane.prefix)
+    s = plane.etcd.connect(plane.prefix)
     await until(lambda: _nodes_ready(s, plane), 30, "both nodes ready")
     yield s
     await s.etcd.close()

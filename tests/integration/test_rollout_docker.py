@@ -56,7 +56,7 @@ COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION\" > /www/ind
 
 @dataclass
 class Plane:
-    endpoints: str
+    etcd: EtcdCluster
     prefix: str
     node: str
     engine: Any
@@ -72,7 +72,7 @@ class Plane:
                 raise AssertionError(f"{log[:-4]} exited with {p.returncode}:\n{tail}")
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KUBELESS_ENDPOINTS": self.endpoints, "KUBELESS_PREFIX": self.prefix,
+        env = {**os.environ, **self.etcd.client_env(), "KUBELESS_PREFIX": self.prefix,
                "PYTHONPATH": str(ROOT)}
         env.pop("KUBELESS_NAMESPACE", None)
         return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
@@ -121,12 +121,14 @@ def plane(etcd_cluster: EtcdCluster, engine: Any, v2_image: str,
     prefix = f"/kubeless-rollout-docker-{uuid.uuid4().hex[:8]}"
     node = f"ro-{uuid.uuid4().hex[:8]}"
     logs = tmp_path_factory.mktemp("rollout-docker")
-    common = ["--endpoints", etcd_cluster.endpoints, "--prefix", prefix, "--log-level", "WARNING"]
-    p = Plane(etcd_cluster.endpoints, prefix, node, engine, v2_image, logs)
+    common = ["--prefix", prefix, "--log-level", "WARNING"]
+    p = Plane(etcd_cluster, prefix, node, engine, v2_image, logs)
     try:
-        p.procs.append(_spawn(["controllers", *common, "--identity", f"{node}-manager",
+        p.procs.append(_spawn(["controllers", *etcd_cluster.client_flags(f"manager:{node}"),
+                               *common, "--identity", f"{node}-manager",
                                "--lease-ttl", str(LEASE_TTL)], logs / "controllers.log"))
-        p.procs.append(_spawn(["kubeless_agent", *common, "--runtime", "docker", "--node-name",
+        p.procs.append(_spawn(["kubeless_agent", *etcd_cluster.client_flags(f"node:{node}"),
+                               *common, "--runtime", "docker", "--node-name",
                                node, "--heartbeat-ttl", "3"], logs / "agent.log"))
         yield p
     finally:
@@ -149,7 +151,7 @@ _names = iter(range(1, 10**6))
 
 @pytest.fixture
 async def cluster(plane: Plane) -> AsyncIterator[Cluster]:
-    c = Cluster(plane, store.connect(plane.endpoints, plane.prefix), f"web{next(_names)}")
+    c = Cluster(plane, plane.etcd.connect(plane.prefix), f"web{next(_names)}")
     try:
         await c.ready()
         yield c
