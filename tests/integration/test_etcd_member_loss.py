@@ -1,10 +1,11 @@
 """Losing one etcd member of three is invisible to clients.
 
 A real 3-member etcd on loopback, with etcd's default timing (heartbeat
-100 ms, election 1 s) and TLS between members and to clients, as users run it. Eight clients keep reads and
-compare-and-swap writes in flight on one ``Etcd`` connection while a member
-is SIGKILLed: the leader (an election follows) or a follower. No call may
-fail, and every client makes progress after the kill.
+100 ms, election 1 s) and TLS between members and to clients, as users run
+it. Eight clients keep reads and compare-and-swap writes in flight on one
+``Etcd`` connection while a member is SIGKILLed: the leader (an election
+follows) or a follower. No call may fail, and every client makes progress
+after the kill.
 """
 
 from __future__ import annotations

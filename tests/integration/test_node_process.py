@@ -1,9 +1,10 @@
 """``NodeProcess``: one stop path for the agent and the controllers of a node.
 
-In this event loop, against the session's etcd, with the fake runtime: a
-stop releases the agent's heartbeat (marked stopped, never revoked) and
-resigns the controllers; a part that crashes stops the whole node the same
-way and is reported as one line.
+In this event loop, against the session's TLS etcd (the state dir holds the
+node's ``tls/`` and ``manager-tls/`` identities from its CA, as init and join
+write them), with the fake runtime: a stop releases the agent's heartbeat
+(marked stopped, never revoked) and resigns the controllers; a part that
+crashes stops the whole node the same way and is reported as one line.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from tests.support.etcd_server import EtcdCluster
 pytestmark = pytest.mark.integration
 
 
-def node_state(etcd_cluster: EtcdCluster, prefix: str, name: str, role: str) -> NodeState:
+def node_state(etcd_cluster: EtcdCluster, prefix: str, name: str, role: str,
+               state: StateDir) -> NodeState:
+    """A node of ``role``; its identities in ``state`` (a manager's both) when TLS."""
+    if etcd_cluster.tls:
+        etcd_cluster.identity(f"node:{name}", directory=state.tls_dir)
+        if role == "manager":
+            etcd_cluster.identity(f"manager:{name}", directory=state.manager_tls_dir)
     return NodeState(cluster_id="c1", node_id=name, role=role, endpoints=etcd_cluster.endpoints,
                      prefix=prefix, runtime="fake", advertise_addr="127.0.0.1",
                      agent_options={"dns_addr": "none"})
@@ -49,9 +56,10 @@ async def leaders(rstore: store.ResourceStore) -> int:
 async def test_a_stop_releases_the_heartbeat_and_resigns_the_controllers(
         etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore,
         tmp_path: Path) -> None:
-    node = node_state(etcd_cluster, prefix, "np-m1", "manager")
+    state = StateDir(tmp_path)
+    node = node_state(etcd_cluster, prefix, "np-m1", "manager", state)
     stop = asyncio.Event()
-    run = asyncio.create_task(NodeProcess(node, StateDir(tmp_path), manager=True).run(stop))
+    run = asyncio.create_task(NodeProcess(node, state, manager=True).run(stop))
     await until(lambda: live(rstore, "np-m1"), 30, "the agent's heartbeat")
     await until(lambda: leaders(rstore), 30, "the controllers lead")
     stop.set()
@@ -71,8 +79,9 @@ async def test_a_crashed_part_stops_the_node_as_one_line(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(node_process, "run_controllers", controllers)
-    node = node_state(etcd_cluster, prefix, "np-m2", "manager")
-    run = asyncio.create_task(NodeProcess(node, StateDir(tmp_path), manager=True).run())
+    state = StateDir(tmp_path)
+    node = node_state(etcd_cluster, prefix, "np-m2", "manager", state)
+    run = asyncio.create_task(NodeProcess(node, state, manager=True).run())
     await until(lambda: live(rstore, "np-m2"), 30, "the agent's heartbeat")
     crash.set()
     with pytest.raises(CliError, match="^the controllers stopped: boom$"):
