@@ -224,11 +224,12 @@ class EtcdCluster:
 
     def client_identity(self, common_name: str = TEST_ADMIN) -> Path | None:
         """The identity directory of ``common_name`` (ca.pem, cert.pem, key.pem), issued
-        on first use and reused after; None for a plain cluster."""
+        on first use (valid a day: a slow session outlives an hour) and reused after;
+        None for a plain cluster."""
         if not self.tls:
             return None
         if common_name not in self._clients:
-            self._clients[common_name] = self.identity(common_name)
+            self._clients[common_name] = self.identity(common_name, lifetime=86400.0)
         return self._clients[common_name]
 
     def client_tls(self, common_name: str = TEST_ADMIN) -> TlsConfig | None:
@@ -241,10 +242,9 @@ class EtcdCluster:
     def client_flags(self, common_name: str = TEST_ADMIN) -> list[str]:
         """``--endpoints`` and, with TLS, ``--cacert``/``--cert``/``--key``: the flags of
         the CLI, kubeless-agent, kubeless-controllers and etcdctl alike."""
-        directory = self.client_identity(common_name)
-        files = [] if directory is None else [
-            "--cacert", str(directory / "ca.pem"), "--cert", str(directory / "cert.pem"),
-            "--key", str(directory / "key.pem")]
+        tls = self.client_tls(common_name)
+        files = [] if tls is None else [
+            "--cacert", str(tls.cacert), "--cert", str(tls.cert), "--key", str(tls.key)]
         return ["--endpoints", self.endpoints, *files]
 
     def client_env(self, common_name: str = TEST_ADMIN) -> dict[str, str]:

@@ -8,7 +8,6 @@ every kubeless process runs as the user runs it and is ended by its pid.
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,29 +25,6 @@ from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster, Member, free_port
 
 pytestmark = pytest.mark.integration
-
-
-class TlsCli(Cli):
-    """The CLI with an admin identity (KUBELESS_CERT_PATH) for a TLS etcd."""
-
-    def __init__(self, endpoints: str, prefix: str, tmp: Path, cert_path: Path) -> None:
-        super().__init__(endpoints, prefix, tmp)
-        self.cert_path = cert_path
-
-    def env(self, with_cluster: bool = True) -> dict[str, str]:
-        env = super().env(with_cluster)
-        if with_cluster:
-            env["KUBELESS_CERT_PATH"] = str(self.cert_path)
-        return env
-
-    def values(self, prefix: str = "/") -> dict[str, bytes]:
-        tls = store.TlsConfig.from_options(cert_path=str(self.cert_path))
-
-        async def read() -> dict[str, bytes]:
-            async with store.Etcd(store.parse_endpoints(self.endpoints), tls=tls) as etcd:
-                kvs, _ = await etcd.list_prefix(prefix)
-                return {kv.key: kv.value for kv in kvs}
-        return asyncio.run(read())
 
 
 def certs(cli: Cli, *args: str) -> str:
@@ -90,7 +66,7 @@ def test_init_on_an_external_tls_etcd_and_join_token_from_an_admin_host(
     assert f"KUBELESS_CERT_PATH={admin}" in out
     ca_pem = (m1 / "ca.crt").read_text()
     assert identity(admin, ca_pem) == "admin:ops"
-    cli = TlsCli(member.client_url, "/ext", tmp_path, admin)
+    cli = Cli(member.client_url, "/ext", tmp_path, admin)
     try:
         port = free_port()
         proc = cli.start("init", "--runtime", "fake", "--node-name", "m1", "--state-dir",
@@ -159,7 +135,7 @@ def test_init_on_tls_etcd_needs_the_cluster_ca_that_etcd_trusts(
     member, m1 = external
     plain = Cli("", "", tmp_path)
     certs(plain, "admin", "ops", "--state-dir", str(m1))
-    cli = TlsCli(member.client_url, "/ext", tmp_path, m1 / "admin")
+    cli = Cli(member.client_url, "/ext", tmp_path, m1 / "admin")
     no_ca = cli.run("init", "--runtime", "fake", "--state-dir", str(tmp_path / "bare"))
     assert_one_error_line(no_ca, "holds no cluster CA", "kubeless certs ca")
     certs(plain, "ca", "--state-dir", str(tmp_path / "other"))
@@ -172,11 +148,11 @@ def test_init_on_tls_etcd_needs_the_cluster_ca_that_etcd_trusts(
 
 
 def test_init_and_join_on_plain_etcd_need_insecure_remembered_at_restart(
-        etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path) -> None:
-    cli = Cli(etcd_cluster.endpoints, prefix, tmp_path)
+        plain_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> None:
+    cli = Cli(plain_etcd.endpoints, prefix, tmp_path)
     try:
         state = tmp_path / "m1"
-        for verb in (("init",), ("join", "--token", "SWMTKN-1-x-y", etcd_cluster.endpoints)):
+        for verb in (("init",), ("join", "--token", "SWMTKN-1-x-y", plain_etcd.endpoints)):
             refused = cli.run(*verb, "--runtime", "fake", "--state-dir", str(state))
             assert_one_error_line(refused, "has no TLS", "https://", "--insecure")
         assert not cli.values(prefix + "/") and not state.exists()
@@ -186,7 +162,7 @@ def test_init_and_join_on_plain_etcd_need_insecure_remembered_at_restart(
         cli.wait_ready("m1", proc)
         out = proc[1].read_text()
         assert "WARNING: --insecure: etcd is plain http" in out and "NO TLS" in out
-        assert f"{etcd_cluster.endpoints} --insecure" in out, "the printed join works as is"
+        assert f"{plain_etcd.endpoints} --insecure" in out, "the printed join works as is"
         assert yaml.safe_load((state / "node.yaml").read_text())["insecure"] is True
         assert cli.stop(proc[0]) == 0
 

@@ -33,16 +33,22 @@ DEADLINE = 20.0
 
 
 class Cli:
-    """Runs ``kubeless`` against one etcd and prefix; foreground ones are kept to end them."""
+    """Runs ``kubeless`` against one etcd and prefix; foreground ones are kept to end them.
+    ``cert_path``: the user's identity (``KUBELESS_CERT_PATH``) for a TLS etcd, which
+    ``values`` reads with too."""
 
-    def __init__(self, endpoints: str, prefix: str, tmp: Path) -> None:
+    def __init__(self, endpoints: str, prefix: str, tmp: Path,
+                 cert_path: Path | None = None) -> None:
         self.endpoints, self.prefix, self.tmp = endpoints, prefix, tmp
+        self.cert_path = cert_path
         self.procs: list[tuple[subprocess.Popen[str], Path]] = []
 
     def env(self, with_cluster: bool = True) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")}
         if with_cluster:
             env.update(KUBELESS_ENDPOINTS=self.endpoints, KUBELESS_PREFIX=self.prefix)
+            if self.cert_path is not None:
+                env["KUBELESS_CERT_PATH"] = str(self.cert_path)
         return env
 
     def run(self, *args: str, with_cluster: bool = True) -> subprocess.CompletedProcess[str]:
@@ -73,8 +79,11 @@ class Cli:
     # -- etcd, read directly -------------------------------------------------------
 
     def values(self, prefix: str = "/") -> dict[str, bytes]:
+        tls = store.TlsConfig.from_options(cert_path=str(self.cert_path)) \
+            if self.cert_path is not None else None
+
         async def read() -> dict[str, bytes]:
-            async with store.Etcd(store.parse_endpoints(self.endpoints)) as etcd:
+            async with store.Etcd(store.parse_endpoints(self.endpoints), tls=tls) as etcd:
                 kvs, _ = await etcd.list_prefix(prefix)
                 return {kv.key: kv.value for kv in kvs}
         return asyncio.run(read())
@@ -110,9 +119,9 @@ class Cli:
 
 @pytest.fixture
 def cli(plain_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
-    """On ``plain_etcd``: a cluster ``init`` makes on a TLS etcd needs that etcd's CA as
-    its own (``kubeless certs``), and a host joins it through a join endpoint only
-    (test_join_endpoint.py); here nodes also join etcd directly."""
+    """On ``plain_etcd``, with ``--insecure``: nodes join etcd directly here, which a
+    TLS etcd allows no host without a certificate (joining a TLS cluster through the
+    join endpoint: test_join_endpoint.py, test_external_etcd.py)."""
     c = Cli(plain_etcd.endpoints, prefix, tmp_path)
     yield c
     c.close()

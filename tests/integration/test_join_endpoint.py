@@ -1,7 +1,9 @@
 """Joining through a manager's join endpoint (``kubeless join --token T HOST:PORT``), for real.
 
-A real etcd (plain http), ``kubeless init`` with ``--join-port`` on a free
-port, nodes that join through it with the fake runtime; every process is
+The session's TLS etcd, ``kubeless init`` with the admin identity and
+``--join-port`` on a free port, its state dir holding the CA etcd trusts (as
+``kubeless certs ca`` leaves it), nodes that join through it with the fake
+runtime and reach etcd with the certificates they receive; every process is
 ended by its pid in the fixture's finalizer.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeless.cluster.pki import cert_info, load_cert
+from kubeless.cluster.pki import CA, cert_info, load_cert
 from tests.integration.test_init_join import TOKEN, Cli
 from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster, free_port
@@ -25,10 +27,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cli(plain_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
-    c = Cli(plain_etcd.endpoints, prefix, tmp_path)
+def cli(etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
+    c = Cli(etcd_cluster.endpoints, prefix, tmp_path, etcd_cluster.client_identity())
     yield c
     c.close()
+
+
+@pytest.fixture
+def cluster_ca(etcd_cluster: EtcdCluster) -> CA:
+    """The CA the session's etcd trusts: init's cluster CA, put in its state dir first."""
+    assert etcd_cluster.ca is not None
+    return etcd_cluster.ca
 
 
 def serving(port: int) -> bool:
@@ -42,12 +51,13 @@ def serving(port: int) -> bool:
         return False
 
 
-def init_manager(cli: Cli, tmp: Path, name: str = "m1") -> tuple[Path, dict[str, str], int, str]:
+def init_manager(cli: Cli, tmp: Path, ca: CA,
+                 name: str = "m1") -> tuple[Path, dict[str, str], int, str]:
     """A first manager serving its join endpoint: (state dir, tokens, join port, output)."""
     port = free_port()
     state = tmp / name
-    proc = cli.start("init", "--insecure", "--runtime", "fake", "--node-name", name,
-                     "--state-dir",
+    ca.save(state)
+    proc = cli.start("init", "--runtime", "fake", "--node-name", name, "--state-dir",
                      str(state), "--join-port", str(port))
     cli.wait_ready(name, proc)
     cli.wait_for(f"{name}'s join endpoint", lambda: serving(port), proc)
@@ -65,9 +75,9 @@ def identity(directory: Path, ca_pem: str) -> str:
     return cert_info(cert).common_name
 
 
-def test_a_worker_joins_through_the_endpoint_with_its_own_identity(cli: Cli,
-                                                                  tmp_path: Path) -> None:
-    m1, tokens, port, out = init_manager(cli, tmp_path)
+def test_a_worker_joins_through_the_endpoint_with_its_own_identity(cli: Cli, tmp_path: Path,
+                                                                  cluster_ca: CA) -> None:
+    m1, tokens, port, out = init_manager(cli, tmp_path, cluster_ca)
     command = f"kubeless join --token {tokens['worker']} 127.0.0.1:{port}"
     assert command in out
     ca_pem = (m1 / "ca.crt").read_text()
@@ -94,8 +104,9 @@ def test_a_worker_joins_through_the_endpoint_with_its_own_identity(cli: Cli,
     assert cli.stop(proc[0]) == 0
 
 
-def test_a_manager_joins_with_the_ca_key_and_signs_in_turn(cli: Cli, tmp_path: Path) -> None:
-    m1, tokens, port, _ = init_manager(cli, tmp_path)
+def test_a_manager_joins_with_the_ca_key_and_signs_in_turn(cli: Cli, tmp_path: Path,
+                                                           cluster_ca: CA) -> None:
+    m1, tokens, port, _ = init_manager(cli, tmp_path, cluster_ca)
     ca_pem = (m1 / "ca.crt").read_text()
     m2, port2 = tmp_path / "m2", free_port()
     proc = cli.start("join", "--token", tokens["manager"], f"127.0.0.1:{port}", "--runtime",
@@ -119,8 +130,9 @@ def test_a_manager_joins_with_the_ca_key_and_signs_in_turn(cli: Cli, tmp_path: P
         assert cli.stop(p) == 0
 
 
-def test_refused_joins_write_nothing(cli: Cli, tmp_path: Path) -> None:
-    _, tokens, port, _ = init_manager(cli, tmp_path)
+def test_refused_joins_write_nothing(cli: Cli, tmp_path: Path, cluster_ca: CA,
+                                     plain_etcd: EtcdCluster) -> None:
+    _, tokens, port, _ = init_manager(cli, tmp_path, cluster_ca)
     address = f"127.0.0.1:{port}"
 
     def join(token: str, name: str, where: str = address) -> object:
@@ -133,7 +145,7 @@ def test_refused_joins_write_nothing(cli: Cli, tmp_path: Path) -> None:
                           "not valid")
     assert_one_error_line(join(tokens["worker"], "root"), "reserved")  # type: ignore[arg-type]
 
-    other = Cli(cli.endpoints, cli.prefix + "-other", tmp_path)
+    other = Cli(plain_etcd.endpoints, cli.prefix + "-other", tmp_path)  # another CA: elsewhere
     try:
         proc = other.start("init", "--insecure", "--runtime", "fake", "--node-name", "x1",
                            "--state-dir",
