@@ -35,6 +35,8 @@ from typing import Any
 
 from kubeless import store
 from kubeless.api.tasks import TERMINAL_STATES
+from kubeless.cluster.identities import admin, manager, node
+from kubeless.store import TlsConfig
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 from kubeless_agent import AgentConfig, AgentProcess, running_agent
@@ -149,18 +151,31 @@ class HollowCluster:
 
     def __init__(self, endpoints: str, prefix: str, *, lease_ttl: int = 2,
                  heartbeat_ttl: int = 2, controllers: bool = True,
-                 identity: str = "hollow-manager") -> None:
+                 identity: str = "hollow-manager",
+                 tls: Callable[[str], TlsConfig | None] | None = None) -> None:
+        """``tls``: common name -> the files of that identity (``EtcdCluster.client_tls``),
+        for an https:// etcd: the cluster's own reads as ``admin:hollow``, the controllers
+        as ``manager:<identity>``, each node group as ``node:<group>``."""
         self.endpoints = endpoints
         self.prefix = prefix
         self.lease_ttl = lease_ttl
         self.heartbeat_ttl = heartbeat_ttl
         self.with_controllers = controllers
         self.identity = identity
-        self.store = store.connect(endpoints, prefix)
+        self.tls: Callable[[str], TlsConfig | None] = tls or (lambda _name: None)
+        self.store = store.connect(endpoints, prefix, tls=self.tls(admin("hollow").common_name))
         self.groups: dict[str, NodeGroup] = {}
         self.runner: ControllerRunner | None = None
         self._runner_task: asyncio.Task[None] | None = None
         self._ctl_store: store.ResourceStore | None = None
+
+    def client_flags(self, common_name: str | None = None) -> list[str]:
+        """``--endpoints`` and, over TLS, ``--cacert/--cert/--key`` of ``common_name`` (the
+        cluster's admin by default): the CLI's and the daemons' flags."""
+        tls = self.tls(common_name or admin("hollow").common_name)
+        files = [] if tls is None else [
+            "--cacert", str(tls.cacert), "--cert", str(tls.cert), "--key", str(tls.key)]
+        return ["--endpoints", self.endpoints, *files]
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -182,7 +197,8 @@ class HollowCluster:
                 HealthController(ctl_store, view)]
 
     async def start_controllers(self) -> ControllerRunner:
-        ctl_store = self._ctl_store = store.connect(self.endpoints, self.prefix)
+        ctl_store = self._ctl_store = store.connect(
+            self.endpoints, self.prefix, tls=self.tls(manager(self.identity).common_name))
         controllers = self.make_controllers(ctl_store, ClusterView(ctl_store))
         runner = self.runner = ControllerRunner(ctl_store, controllers, self.identity,
                                                 lease_ttl=self.lease_ttl)
@@ -230,7 +246,8 @@ class HollowCluster:
             config = AgentConfig(endpoints=self.endpoints, prefix=self.prefix, runtime="fake",
                                  node_name=name, labels=tuple((labels or {}).items()),
                                  heartbeat_ttl=self.heartbeat_ttl, cpus=cpus, memory=memory,
-                                 hollow_nodes=size, role=role)
+                                 hollow_nodes=size, role=role,
+                                 tls=self.tls(node(name).common_name))
             group._cm = running_agent(config)
             group.agent = await group._cm.__aenter__()
         self.groups[name] = group
@@ -239,9 +256,10 @@ class HollowCluster:
 
     def _spawn_agent(self, name: str, size: int, labels: dict[str, str], cpus: float | None,
                      memory: int | None) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "kubeless_agent", "--endpoints", self.endpoints,
-                "--prefix", self.prefix, "--runtime", "fake", "--node-name", name, "--hollow-nodes", str(size),
-                "--heartbeat-ttl", str(self.heartbeat_ttl), "--log-level", "WARNING"]
+        args = [sys.executable, "-m", "kubeless_agent", *self.client_flags(node(name).common_name),
+                "--prefix", self.prefix, "--runtime", "fake", "--node-name", name,
+                "--hollow-nodes", str(size), "--heartbeat-ttl", str(self.heartbeat_ttl),
+                "--log-level", "WARNING"]
         if labels:
             args += ["--labels", ",".join(f"{k}={v}" for k, v in labels.items())]
         if cpus is not None:

@@ -189,9 +189,9 @@ def test_apply_refuses_a_service_too_large_to_schedule(kubeless: Run,
 
 @pytest.fixture
 def small_etcd() -> Iterator[EtcdCluster]:
-    """An etcd refusing requests over 128 KiB, so "too large" is cheap to reach; plain
-    http://, as the hollow cluster (lab.hollow) on it is for now."""
-    cluster = EtcdCluster(1, extra_args=("--max-request-bytes", str(SMALL_REQUEST_LIMIT)))
+    """An etcd refusing requests over 128 KiB, so "too large" is cheap to reach."""
+    cluster = EtcdCluster(1, extra_args=("--max-request-bytes", str(SMALL_REQUEST_LIMIT)),
+                          tls=True)
     cluster.start()
     yield cluster
     cluster.stop()
@@ -199,7 +199,7 @@ def small_etcd() -> Iterator[EtcdCluster]:
 
 @pytest.fixture
 async def small_cluster(small_etcd: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
-    async with HollowCluster(small_etcd.endpoints, prefix) as c:
+    async with HollowCluster(small_etcd.endpoints, prefix, tls=small_etcd.client_tls) as c:
         yield c
 
 

@@ -2,7 +2,7 @@
 
 Each test runs the three controllers (2 s leases) and one or more groups of
 hollow nodes (fake runtime, 2 s heartbeat leases) against the session's
-plain http:// etcd (``plain_etcd``: lab.hollow's cluster connects plain for now)
+TLS etcd (the controllers as ``manager:``, each group as ``node:<group>``)
 under its own prefix, and waits for conditions with deadlines.
 """
 
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def cluster(plain_etcd: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
-    async with HollowCluster(plain_etcd.endpoints, prefix) as c:
+async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
+    async with HollowCluster(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as c:
         yield c
 
 
@@ -37,8 +37,8 @@ def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
            "PYTHONPATH": str(ROOT)}
     env.pop("KUBELESS_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=30)
+    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *c.client_flags(), *args],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=30)
 
 
 async def acli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:

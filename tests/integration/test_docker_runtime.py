@@ -233,13 +233,14 @@ async def test_agent_restart_adopts_containers_and_restarts_nothing(
 
 
 async def test_with_controllers_a_killed_container_is_replaced_and_a_crash_loop_backs_off(
-        plain_etcd: EtcdCluster, prefix: str, node: str, engine: Any) -> None:
-    """On ``plain_etcd``: the controllers are a hollow cluster's (plain for now)."""
+        etcd_cluster: EtcdCluster, prefix: str, node: str, engine: Any) -> None:
+    """The controllers are a hollow cluster's, beside a real agent on the docker runtime."""
     from kubeless.api.tasks import created_at
     from lab.hollow import HollowCluster, running, service, state
 
-    async with HollowCluster(plain_etcd.endpoints, prefix) as cluster, \
-            running_agent(agent_config(plain_etcd, prefix, node)):
+    async with HollowCluster(etcd_cluster.endpoints, prefix,
+                             tls=etcd_cluster.client_tls) as cluster, \
+            running_agent(agent_config(etcd_cluster, prefix, node)):
         web = service("web", 2, image=IMAGE)
         crash = service("crash", 1, image=IMAGE, restart={"condition": "any", "delay": "1s"},
                         history=50)

@@ -2,8 +2,8 @@
 
 The endpoints controller runs in its own ``ControllerRunner`` beside a
 ``HollowCluster`` (replication, scheduler, health; hollow nodes on the fake
-runtime, which reports the published ports of a running task; on the plain
-``plain_etcd``, as lab.hollow connects plain for now), and the
+runtime, which reports the published ports of a running task; over TLS, each
+part with its own identity), and the
 tests wait, with deadlines, for ``endpoints/<ns>/<service>`` to follow
 scale, failures, a lost node and a deletion. The published-port tests run
 the CLI as a user does (subprocesses, over TLS with the admin identity) and call
@@ -45,7 +45,8 @@ class Endpoints:
 
     def __init__(self, cluster: HollowCluster) -> None:
         self.cluster = cluster
-        self.store = store.connect(cluster.endpoints, cluster.prefix)
+        self.store = store.connect(cluster.endpoints, cluster.prefix,
+                                   tls=cluster.tls("manager:endpoints-test"))
         self.controller = EndpointsController(self.store)
         self.runner = ControllerRunner(self.store, [self.controller], "endpoints-test",
                                        lease_ttl=2)
@@ -88,8 +89,8 @@ class Endpoints:
 
 
 @pytest.fixture
-async def cluster(plain_etcd: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
-    async with HollowCluster(plain_etcd.endpoints, prefix) as c:
+async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
+    async with HollowCluster(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as c:
         yield c
 
 

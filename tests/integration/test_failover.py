@@ -5,8 +5,7 @@ compete for leadership; the leader is SIGKILLed and the other must lead
 within TTL + 1.5 s and keep reconciling, with never two tasks wanting to
 run in one slot. A controller that loses etcd for a while (the member
 stopped, then started again) resumes and converges. Both run beside a hollow
-cluster (lab.hollow), on a plain http:// etcd as it connects plain for now: this
-is also the controllers' plain path, started on their own against http://.
+cluster (lab.hollow), over TLS: each controllers process as ``manager:<id>``.
 """
 
 from __future__ import annotations
@@ -32,9 +31,10 @@ CONTROLLERS = ("replication", "scheduler", "health")
 TTL = 2
 
 
-def spawn_controllers(endpoints: str, prefix: str, identity: str,
+def spawn_controllers(etcd: EtcdCluster, prefix: str, identity: str,
                       metrics_port: int | None = None) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "controllers", "--endpoints", endpoints, "--prefix", prefix,
+    args = [sys.executable, "-m", "controllers", *etcd.client_flags(f"manager:{identity}"),
+            "--prefix", prefix,
             "--identity", identity, "--lease-ttl", str(TTL), "--log-level", "WARNING"]
     if metrics_port is not None:
         args += ["--metrics-port", str(metrics_port)]
@@ -48,10 +48,9 @@ async def leaders(c: HollowCluster) -> dict[str, str]:
 
 
 def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
-           "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=30)
+    env = {**os.environ, "KUBELESS_PREFIX": c.prefix, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *c.client_flags(), *args],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=30)
 
 
 def manager_column(ls: str) -> dict[str, str]:
@@ -60,14 +59,15 @@ def manager_column(ls: str) -> dict[str, str]:
     return {r.split()[0]: r[at:end].strip() for r in rows[1:]}
 
 
-async def test_leader_failover(plain_etcd: EtcdCluster, prefix: str,
+async def test_leader_failover(etcd_cluster: EtcdCluster, prefix: str,
                                procs: list[subprocess.Popen[bytes]]) -> None:
-    async with HollowCluster(plain_etcd.endpoints, prefix, controllers=False) as c:
+    async with HollowCluster(etcd_cluster.endpoints, prefix, controllers=False,
+                             tls=etcd_cluster.client_tls) as c:
         await c.add_group("m", 2, role="manager")  # m-0, m-1: the controllers' hosts
         await c.add_group("w", 3)
         await c.apply(service("web", 6))
-        by_id = {"m-0": spawn_controllers(c.endpoints, prefix, "m-0"),
-                 "m-1": spawn_controllers(c.endpoints, prefix, "m-1")}
+        by_id = {"m-0": spawn_controllers(etcd_cluster, prefix, "m-0"),
+                 "m-1": spawn_controllers(etcd_cluster, prefix, "m-1")}
         procs.extend(by_id.values())
         watch = c.watch("web")
         await c.wait_running("web", 6, timeout=30)
@@ -125,22 +125,22 @@ async def _led_by(c: HollowCluster, identity: str, since: float) -> float | None
 
 
 @pytest.fixture
-async def own_cluster(own_plain_etcd: EtcdCluster,
+async def own_cluster(own_etcd: EtcdCluster,
                       prefix: str) -> AsyncIterator[HollowCluster]:
-    async with HollowCluster(own_plain_etcd.endpoints, prefix) as c:
+    async with HollowCluster(own_etcd.endpoints, prefix, tls=own_etcd.client_tls) as c:
         yield c
 
 
-async def test_controllers_survive_etcd_outage(own_plain_etcd: EtcdCluster,
+async def test_controllers_survive_etcd_outage(own_etcd: EtcdCluster,
                                                own_cluster: HollowCluster) -> None:
     c = own_cluster
     await c.add_group("n", 3)
     await c.apply(service("web", 3))
     await c.wait_running("web", 3)
-    member = own_plain_etcd.members[0]
-    await asyncio.to_thread(own_plain_etcd.stop_member, member)
+    member = own_etcd.members[0]
+    await asyncio.to_thread(own_etcd.stop_member, member)
     await asyncio.sleep(TTL + 2)  # an outage longer than every lease: on purpose
-    await asyncio.to_thread(own_plain_etcd.start_member, member)
+    await asyncio.to_thread(own_etcd.start_member, member)
     c.check_controllers()
     await c.wait_nodes_ready([f"n-{i}" for i in range(3)], timeout=30)
     await until(lambda: _leading(c), 20, "controllers lead again")

@@ -5,8 +5,8 @@ nodes) with ``--metrics-port`` on free ports, runs a service to completion,
 scrapes /metrics over loopback and checks both outputs with
 ``promtool check metrics`` (Debian's prometheus package), then that the
 expected metric families are there. The test drives them through a hollow
-cluster's store (lab.hollow, plain for now), so the etcd is ``plain_etcd``; the
-processes present ``manager:`` and ``node:`` identities whenever it is TLS.
+cluster's store (lab.hollow) on the session's TLS etcd; the processes present
+``manager:`` and ``node:`` identities.
 """
 
 from __future__ import annotations
@@ -57,17 +57,18 @@ def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 
 @pytest.mark.skipif(not os.path.exists(PROMTOOL) and os.environ.get("CI") != "true",
                     reason="promtool not installed (make deps installs it; under CI=true this fails)")
-async def test_metrics_pass_promtool(plain_etcd: EtcdCluster, prefix: str,
+async def test_metrics_pass_promtool(etcd_cluster: EtcdCluster, prefix: str,
                                      procs: list[subprocess.Popen[bytes]]) -> None:
     cport, aport = free_port(), free_port()
-    procs.append(spawn("controllers", *plain_etcd.client_flags("manager:m1"), "--prefix", prefix,
+    procs.append(spawn("controllers", *etcd_cluster.client_flags("manager:m1"), "--prefix", prefix,
                        "--identity", "m1", "--lease-ttl", "2", "--metrics-port", str(cport),
                        "--log-level", "WARNING"))
-    procs.append(spawn("kubeless_agent", *plain_etcd.client_flags("node:h"), "--prefix",
+    procs.append(spawn("kubeless_agent", *etcd_cluster.client_flags("node:h"), "--prefix",
                        prefix, "--runtime", "fake", "--node-name", "h", "--hollow-nodes", "3",
                        "--heartbeat-ttl", "2", "--metrics-port", str(aport),
                        "--log-level", "WARNING"))
-    async with HollowCluster(plain_etcd.endpoints, prefix, controllers=False) as c:
+    async with HollowCluster(etcd_cluster.endpoints, prefix, controllers=False,
+                             tls=etcd_cluster.client_tls) as c:
         await c.wait_nodes_ready(["h-0", "h-1", "h-2"], timeout=30)
         await c.apply(service("web", 4))
         await c.wait_running("web", 4, timeout=30)

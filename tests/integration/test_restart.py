@@ -15,9 +15,8 @@ under real controllers (replication, scheduler, health) on a real etcd:
   gone, the state dir forgets the node, and an agent started again for it
   is refused; with the agent stopped, the CLI does the same itself.
 
-The agent presents its ``node:<id>`` identity and the CLI the admin one when the
-etcd is TLS; beside the hollow controllers (lab.hollow, plain for now) the
-etcd is the plain ``plain_etcd``.
+The agent presents its ``node:<id>`` identity, the hollow controllers
+(lab.hollow) a ``manager:`` one and the CLI the admin one, on the session's TLS etcd.
 """
 
 from __future__ import annotations
@@ -112,13 +111,13 @@ class RealNode:
 
 
 @pytest.fixture(params=["docker", "process"])
-async def real(request: pytest.FixtureRequest, plain_etcd: EtcdCluster, prefix: str,
+async def real(request: pytest.FixtureRequest, etcd_cluster: EtcdCluster, prefix: str,
                tmp_path: Path) -> AsyncIterator[tuple[RealNode, HollowCluster]]:
     if request.param == "docker":
         docker_engine()
-    node = RealNode(plain_etcd, prefix, request.param, tmp_path)
+    node = RealNode(etcd_cluster, prefix, request.param, tmp_path)
     try:
-        async with Cluster(plain_etcd.endpoints, prefix) as cluster:
+        async with Cluster(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as cluster:
             node.start()
             await cluster.wait_nodes_ready([node.id], timeout=60)
             yield node, cluster

@@ -44,8 +44,8 @@ class RolloutCluster(HollowCluster):
 
 
 @pytest.fixture
-async def cluster(plain_etcd: EtcdCluster, prefix: str) -> AsyncIterator[RolloutCluster]:
-    async with RolloutCluster(plain_etcd.endpoints, prefix) as c:
+async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[RolloutCluster]:
+    async with RolloutCluster(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as c:
         await c.add_group("a", 2)
         await c.add_group("b", 2)
         yield c
@@ -218,7 +218,7 @@ async def test_manual_rollback_swaps_current_and_previous(cluster: RolloutCluste
     previous = ann.previous_spec(svc)  # type: ignore[arg-type]
     assert previous is not None and previous[1]["template"]["image"] == "web:2"
     status = subprocess.run(
-        [sys.executable, "-m", "kubeless_cli.main", "--endpoints", cluster.endpoints,
+        [sys.executable, "-m", "kubeless_cli.main", *cluster.client_flags(),
          "--prefix", cluster.prefix, "rollout", "status", "service/web"],
         cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert status.returncode == 1 and "rolled back" in status.stdout
