@@ -71,14 +71,6 @@ def own_etcd() -> Iterator[EtcdCluster]:
 
 
 @pytest.fixture
-def own_plain_etcd() -> Iterator[EtcdCluster]:
-    """``own_etcd`` over plain http:// (hollow clusters, plain for now)."""
-    cluster = EtcdCluster(1).start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Processes a test starts: ended after it (SIGTERM, then SIGKILL after 10 s)."""
     started: list[subprocess.Popen[bytes]] = []

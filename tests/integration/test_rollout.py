@@ -2,8 +2,7 @@
 
 Each test runs replication, scheduler, health and rollout (2 s leases) on
 two groups of hollow nodes (fake runtime: an image ending ``:fail`` fails
-at start) against the session's plain etcd (lab.hollow connects plain for
-now), changes a 4-replica service the way ``service update`` does
+at start) against the session's TLS etcd, changes a 4-replica service the way ``service update`` does
 (``kubeless.api.service_writes.merge``: generation bumped, previous spec
 kept), and samples the tasks in the background.
 """
