@@ -253,7 +253,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.tasks_prefix = self.keys.kind_prefix("Task")
-        self.agents_prefix = self.keys.root + "agents/"
+        self.agents_prefix = self.keys.agents_prefix()
 
     def apply(self, ev: store.WatchEvent, now: float) -> None:
         self.events += 1
@@ -276,11 +276,11 @@ class Watcher:
                 self.assigned.add(tid)
                 if len(self.assigned) >= TASKS and self.assigned_all_at is None:
                     self.assigned_all_at = now
+        elif (beat := self.keys.parse_heartbeat(key)) is not None:
+            (self.heartbeats.add if ev.type == "put" else self.heartbeats.discard)(beat)
         elif key.startswith(self.agents_prefix):
             node, _, rest = key[len(self.agents_prefix):].partition("/")
-            if rest == "heartbeat":
-                (self.heartbeats.add if ev.type == "put" else self.heartbeats.discard)(node)
-            elif rest.startswith("tasks/"):
+            if rest.startswith("tasks/"):
                 ref = (node, rest[6:])
                 if ev.type == "put" and b'"state":"running"' in ev.kv.value:
                     self.running.add(ref)

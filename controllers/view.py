@@ -1,10 +1,10 @@
 """The cluster as controllers read it: informer caches plus the indexes they need.
 
 One ``ClusterView`` per controllers process (made where the controllers are
-assembled, ``controllers.main``, and passed to each) watches five prefixes
-(service specs, service statuses, tasks, nodes, and everything agents write)
-and keeps indexes current from informer events: tasks by service and by
-node, agents' reports by task id, heartbeats by node. Readers get snapshots
+assembled, ``controllers.main``, and passed to each) watches six prefixes
+(service specs, service statuses, tasks, nodes, everything agents write, and
+heartbeats) and keeps indexes current from informer events: tasks by service
+and by node, agents' reports by task id, heartbeats by node. Readers get snapshots
 in the shape the pure decision functions take: tasks as
 ``kubeless.api.tasks.Task`` (their stored resource with their effective
 status, made once per change of the task or its report), nodes with their
@@ -13,7 +13,7 @@ heartbeat as ``status``.
 Others subscribe to changes: ``on_task_change`` (a task or its report),
 ``on_service_change`` and ``on_report`` (an agent's report of a task, after
 the first listing: what the metrics observe). Validating service specs is
-``controllers.specs``'; parsing agents/ keys is the keyspace's.
+``controllers.specs``'; parsing agents/ and heartbeats/ keys is the keyspace's.
 
 Assignment keys (``agents/<node>/assignments/``) duplicate tasks; they are
 not decoded, only marked, so the cache stays small.
@@ -60,6 +60,7 @@ class ClusterView:
         self.tasks_prefix = keys.kind_prefix("Task")
         self.nodes_prefix = keys.kind_prefix("Node")
         self.agents_prefix = keys.agents_prefix()
+        self.heartbeats_prefix = keys.heartbeats_prefix()
         self.tasks_by_service: dict[ServiceKey, set[str]] = defaultdict(set)
         self.tasks_by_node: dict[str, set[str]] = defaultdict(set)
         self.task_key_by_id: dict[str, str] = {}
@@ -87,7 +88,8 @@ class ClusterView:
                 InformerSpec(self.status_prefix, plain_decode),
                 InformerSpec.resources(self.store, "Task"),
                 InformerSpec.resources(self.store, "Node"),
-                InformerSpec(self.agents_prefix, decode_agent_key)]
+                InformerSpec(self.agents_prefix, decode_agent_key),
+                InformerSpec(self.heartbeats_prefix, decode_agent_key)]
 
     def attach(self, informers: dict[str, Any]) -> None:
         """Hook the indexes to the runner's informers (once per process)."""
@@ -99,6 +101,7 @@ class ClusterView:
         self.informers = informers
         informers[self.tasks_prefix].add_handler(self._on_task)
         informers[self.agents_prefix].add_handler(self._on_agent_key)
+        informers[self.heartbeats_prefix].add_handler(self._on_heartbeat)
         informers[self.nodes_prefix].add_handler(self._on_node)
         informers[self.services_prefix].add_handler(self._on_service)
 
@@ -168,13 +171,16 @@ class ClusterView:
         for listener in self._service_listeners:
             listener(key)
 
+    def _on_heartbeat(self, key: str, old: Any, new: Any) -> None:
+        """Forget the node's merged view."""
+        node = self.store.keys.parse_heartbeat(key)
+        if node is not None:
+            self._node_changed(node)
+
     def _on_agent_key(self, key: str, old: Any, new: Any) -> None:
-        """Forget the task's merged view (or the nodes'); tell the report handlers."""
+        """Forget the task's merged view; tell the report handlers."""
         parsed = self.store.keys.parse_agent(key)
         if parsed is None:
-            return
-        if parsed.sort == "heartbeat":
-            self._node_changed(parsed.node)
             return
         if parsed.sort != "tasks" or parsed.task_id is None:
             return
@@ -219,7 +225,7 @@ class ClusterView:
         return found if isinstance(found, dict) else None
 
     def heartbeat(self, node: str) -> Resource | None:
-        found = self.caches[self.agents_prefix].get(self.store.keys.heartbeat(node))
+        found = self.caches[self.heartbeats_prefix].get(self.store.keys.heartbeat(node))
         return found if isinstance(found, dict) else None
 
     def task(self, key: str) -> Task | None:

@@ -1,6 +1,6 @@
 """Heartbeats: one kept lease per process, each local node's heartbeat bound to it.
 
-A node is ready while ``agents/<id>/heartbeat`` exists. The key is put in a
+A node is ready while ``heartbeats/<id>`` exists. The key is put in a
 transaction that compares the key is absent (create_revision 0) or already
 bound to our lease, so two agents claiming one node id never take turns:
 the second waits while the first is live, and takes the key over (one
@@ -18,6 +18,10 @@ node stays ready across an agent restart) when
 Leaving on purpose (``kubeless node leave``) revokes the lease instead
 (``close``): every heartbeat of the process disappears at once.
 
+Someone deleting a heartbeat while our lease lives (``node leave --force`` of a
+node it thought dead, an operator) gets it put again: the agent watches its own
+heartbeat keys (``watch_prefix``) and hands each event to ``on_event``.
+
 When the lease is lost (etcd unreachable for a whole TTL, or the lease
 revoked), every heartbeat is gone or about to go: the loop grants a new
 lease as soon as etcd answers and puts every heartbeat again, so the node
@@ -34,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +75,13 @@ class Heartbeats:
     @property
     def lease_id(self) -> int:
         return self.lease.id if self.lease is not None else 0
+
+    def on_event(self, key: str, old: Any, new: Any) -> None:
+        """An informer handler on ``watch_prefix``: put a local heartbeat deleted while
+        our lease lives again (other nodes' keys sharing the prefix are ignored)."""
+        node_id = self.keys.parse_heartbeat(key)
+        if new is None and node_id is not None:
+            self.nudge(node_id)
 
     def nudge(self, node_id: str) -> None:
         """Put this node's heartbeat again (someone deleted it while our lease lives)."""
@@ -235,6 +247,15 @@ class Heartbeats:
             await self.etcd.lease_revoke(lease_id)
         except StoreError as err:
             log.debug("revoking old lease %x: %s", lease_id, err)
+
+
+def watch_prefix(keys: Keyspace, node_ids: Sequence[str]) -> str:
+    """The narrowest ``heartbeats/`` prefix covering every local node: its own key for
+    one node, ``heartbeats/<name>-`` for hollow nodes (a filter only: ``on_event``
+    keeps to the local keys)."""
+    if len(node_ids) == 1:
+        return keys.heartbeat(node_ids[0])
+    return keys.heartbeats_prefix() + os.path.commonprefix(list(node_ids))
 
 
 def stopped_value(value: bytes, at: str) -> bytes:

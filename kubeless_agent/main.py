@@ -1,12 +1,20 @@
 """The agent process and its command line, ``kubeless-agent``.
 
 ``AgentProcess`` assembles one process: identities, registration, the
-heartbeat lease, one informer, one reporter and one worker per node, all
-on ONE etcd connection. With ``--hollow-nodes N`` it runs N nodes named
-``<name>-0`` ... ``<name>-<N-1>`` (scale tests): they share the one lease
+heartbeat lease, one informer on ``agents/<id>/`` (and one on its own
+heartbeat, to put it back if someone deletes it), one reporter and one worker
+per node, all on ONE etcd connection. With ``--hollow-nodes N`` it runs N nodes
+named ``<name>-0`` ... ``<name>-<N-1>`` (scale tests): they share the one lease
 (killing the process takes them all down) and one informer on ``agents/<name>-``
 dispatching by node id, so per-node cost is a worker, a runtime and a
 heartbeat key.
+
+What an agent reads and writes stays inside what a node's etcd role allows
+(``kubeless.store.keys``): its own ``agents/<id>/`` and ``heartbeats/<id>``,
+every heartbeat (DNS, the managers' join endpoints), ``endpoints/`` and the
+``cluster`` record. Registration's Node write is the one exception, tried for
+clusters without etcd auth and skipped when etcd refuses it
+(``kubeless_agent.registration``).
 
 Every (non-hollow) agent also serves the routing mesh (``kubeless_agent.mesh``)
 and cluster DNS (``kubeless_agent.dns``) from one informer on ``endpoints/``:
@@ -71,6 +79,7 @@ from kubeless_agent import metrics
 from kubeless_agent.dns.resolvconf import DEFAULT_PATH as DEFAULT_RESOLV_CONF
 from kubeless_agent.dns import DnsServer, ReadyNodes, assemble_dns, parse_dns_addr
 from kubeless_agent.heartbeat import Heartbeats
+from kubeless_agent.heartbeat import watch_prefix as heartbeat_watch_prefix
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
 from kubeless_agent.errors import NodeLeft
@@ -207,6 +216,7 @@ class AgentProcess:
         self.heartbeats: Heartbeats | None = None
         self.reporter: Reporter | None = None
         self.informer: Informer | None = None
+        self.own_heartbeats: Informer | None = None  # puts back a heartbeat someone deleted
         self.log_server: LogServer | None = None
         self.endpoints: Informer | None = None
         self.mesh: RoutingMesh | None = None
@@ -279,8 +289,10 @@ class AgentProcess:
         informer = self.informer
         self.informer.add_handler(AgentsRouter(
             self.keys, self.workers, self.reporter,
-            revision_of=lambda key: informer.revisions.get(key, 0),
-            on_heartbeat_deleted=self.heartbeats.nudge, on_leave=self._on_leave))
+            revision_of=lambda key: informer.revisions.get(key, 0), on_leave=self._on_leave))
+        self.own_heartbeats = Informer(etcd, heartbeat_watch_prefix(self.keys, self.node_ids),
+                                       _decode)
+        self.own_heartbeats.add_handler(self.heartbeats.on_event)
         metrics.NODES.set(len(self.idents))
         await self._serve_logs()
         await self._assemble_services(etcd)
@@ -346,7 +358,8 @@ class AgentProcess:
         assert self.heartbeats and self.reporter and self.informer
         loops = [("reporter", self.reporter.run()),
                  ("informer", self.informer.run())]
-        for name, part in (("endpoints", self.endpoints), ("mesh", self.mesh),
+        for name, part in (("own-heartbeats", self.own_heartbeats),
+                           ("endpoints", self.endpoints), ("mesh", self.mesh),
                            ("dns", self.dns), ("ready-nodes", self.ready_nodes),
                            ("renewal", self.renewal)):
             if part is not None:

@@ -414,13 +414,11 @@ class AgentsRouter:
 
     def __init__(self, keys: Keyspace, workers: Mapping[str, Worker], reporter: Reporter,
                  revision_of: Callable[[str], int],
-                 on_heartbeat_deleted: Callable[[str], None] | None = None,
                  on_leave: Callable[[str], None] | None = None) -> None:
         self.keys = keys
         self.workers = workers
         self.reporter = reporter
         self.revision_of = revision_of
-        self.on_heartbeat_deleted = on_heartbeat_deleted
         self.on_leave = on_leave
 
     def __call__(self, key: str, old: Any, new: Any) -> None:
@@ -432,9 +430,6 @@ class AgentsRouter:
                                                     new if _is_task(new) else None)
         elif parsed.sort == "tasks" and parsed.task_id:
             self.reporter.observe(key, new, self.revision_of(key) if new is not None else 0)
-        elif parsed.sort == "heartbeat" and parsed.task_id is None and new is None \
-                and self.on_heartbeat_deleted is not None:
-            self.on_heartbeat_deleted(parsed.node)
         elif parsed.sort == "leave" and parsed.task_id is None and new is not None \
                 and self.on_leave is not None:
             self.on_leave(parsed.node)  # kubeless node leave (kubeless_agent.leave)

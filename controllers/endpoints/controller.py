@@ -78,13 +78,15 @@ class EndpointsController(ViewController):
             ref = self.ctx.store.keys.parse(key)
             if ref is not None:
                 yield from self._services_on(ref.name)
+        elif key.startswith(view.heartbeats_prefix):
+            node = self.ctx.store.keys.parse_heartbeat(key)
+            if node is not None:
+                yield from self._services_on(node)
         elif key.startswith(view.agents_prefix):
             parsed = self.ctx.store.keys.parse_agent(key)
             if parsed is None:
                 return
-            if parsed.sort == "heartbeat":
-                yield from self._services_on(parsed.node)
-            elif parsed.sort == "tasks" and parsed.task_id and (_running(old) or _running(new)):
+            if parsed.sort == "tasks" and parsed.task_id and (_running(old) or _running(new)):
                 # a report matters only into or out of running: the bulk of reports
                 # (accepted, preparing, starting...) cannot change an endpoint
                 task_key = view.task_key_by_id.get(parsed.task_id)

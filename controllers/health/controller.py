@@ -43,10 +43,10 @@ class HealthController(ViewController):
             ref = self.ctx.store.keys.parse(key)
             if ref is not None:
                 yield self._key_of(ref.name)
-        elif key.startswith(view.agents_prefix):
-            parsed = self.ctx.store.keys.parse_agent(key)
-            if parsed is not None and parsed.sort == "heartbeat":
-                yield self._key_of(parsed.node)
+        elif key.startswith(view.heartbeats_prefix):
+            node = self.ctx.store.keys.parse_heartbeat(key)
+            if node is not None:
+                yield self._key_of(node)
         elif key.startswith(view.tasks_prefix):
             for task in (old, new):
                 node = ((task or {}).get("spec") or {}).get("nodeName")

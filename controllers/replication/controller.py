@@ -59,13 +59,13 @@ class ReplicationController(ViewController):
                 yield (ref.namespace, ref.service)
         elif key.startswith(view.nodes_prefix):
             yield from self._global_services()
+        elif key.startswith(view.heartbeats_prefix):
+            yield from self._global_services()
         elif key.startswith(view.agents_prefix):
             parsed = self.ctx.store.keys.parse_agent(key)
             if parsed is None:
                 return
-            if parsed.sort == "heartbeat":
-                yield from self._global_services()
-            elif parsed.sort == "tasks" and parsed.task_id:
+            if parsed.sort == "tasks" and parsed.task_id:
                 task_key = view.task_key_by_id.get(parsed.task_id)
                 skey = view.service_of_task_key(task_key) if task_key else None
                 if skey:

@@ -71,8 +71,7 @@ class SchedulerController(ViewController):
                 yield PENDING
             elif old is not None and (old.get("spec") or {}).get("nodeName"):
                 yield from self._if_waiting()  # capacity freed
-        elif key.startswith(view.nodes_prefix) or (
-                key.startswith(view.agents_prefix) and key.endswith("/heartbeat")):
+        elif key.startswith(view.nodes_prefix) or key.startswith(view.heartbeats_prefix):
             yield from self._if_waiting()
 
     def resync_keys(self) -> Iterable[Hashable]:

@@ -10,8 +10,10 @@
     renewal_profile     what the CA signs for a renewal: the current certificate's
                         name, hosts and usages, the cluster's lifetime (the CA decides
                         from the certificate it verified, never from the request)
-    join_endpoints      the managers' join endpoints from Node resources and their
-                        heartbeats (``joinPort``, which a manager's agent advertises) (pure)
+    join_endpoints      the managers' join endpoints from the heartbeats alone
+                        (``joinPort``, which a manager's node process advertises while
+                        it serves one, and ``address``): a node may read every
+                        heartbeat, never ``spec/nodes/`` (pure)
     renew_identity      one renewal of an identity directory (``ca.pem``, ``cert.pem``,
                         ``key.pem``): a new key made here, a request for the same common
                         name, the signed certificate checked, then ``key.pem`` and
@@ -95,16 +97,15 @@ def seconds_to_wait(now: datetime.datetime, not_before: datetime.datetime,
     return max(0.2, min(2.0 ** (failures - 1), MAX_RETRY, left / 10))
 
 
-def join_endpoints(nodes: Iterable[Mapping[str, Any]],
-                   heartbeats: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, int]]:
-    """(host, port) of every manager serving a join endpoint: a manager Node whose live
-    heartbeat says ``joinPort`` (and its ``address``), in node name order."""
+def join_endpoints(heartbeats: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(host, port) of every manager serving a join endpoint, in node name order: a live
+    heartbeat (not stopped) that says ``joinPort`` and ``address``. Only a manager's node
+    process serves a join endpoint (it holds the CA key) and says its port."""
     found: list[tuple[str, int]] = []
-    for node in sorted(nodes, key=lambda n: str(n.get("metadata", {}).get("name", ""))):
-        name = str(node.get("metadata", {}).get("name", ""))
-        if (node.get("spec") or {}).get("role") != "manager":
+    for name in sorted(heartbeats):
+        beat = heartbeats[name]
+        if not isinstance(beat, Mapping):
             continue
-        beat = heartbeats.get(name) or {}
         port, address = beat.get("joinPort"), beat.get("address")
         if isinstance(port, int) and 0 < port < 65536 and isinstance(address, str) \
                 and address and not beat.get("stoppedAt"):
@@ -170,20 +171,10 @@ class RemoteSigner:
 
 
 async def find_join_endpoints(rstore: ResourceStore) -> list[tuple[str, int]]:
-    """The join endpoints the managers advertise now (Node resources and heartbeats)."""
-    from kubeless.store.codec import decode
+    """The join endpoints the managers advertise now (their heartbeats)."""
+    from kubeless.store.nodes import heartbeats
 
-    nodes = (await rstore.list("Node")).items
-    managers = [n for n in nodes if (n.get("spec") or {}).get("role") == "manager"]
-    keys = {rstore.keys.heartbeat(str(n["metadata"]["name"])): str(n["metadata"]["name"])
-            for n in managers}
-    found, _ = await rstore.etcd.get_many(list(keys))
-    beats: dict[str, Mapping[str, Any]] = {}
-    for key, kv in found.items():
-        value = decode(key, kv.value)
-        if isinstance(value, dict):
-            beats[keys[key]] = value
-    return join_endpoints(managers, beats)
+    return join_endpoints(await heartbeats(rstore))
 
 
 # -- one renewal of a directory ---------------------------------------------------------

@@ -5,11 +5,18 @@
     <prefix>/v1/spec/nodes/<node-id>             Node
     <prefix>/v1/tasks/<ns>/<service>/<task-id>   Task (spec and status)
     <prefix>/v1/agents/<node-id>/...             what one node writes and watches
+    <prefix>/v1/heartbeats/<node-id>             a node's heartbeat, bound to its agent's lease
     <prefix>/v1/endpoints/<ns>/<service>
     <prefix>/v1/leaders/<controller>
     <prefix>/v1/managers/<identity>
     <prefix>/v1/cluster
     <prefix>/v1/secrets/join-tokens              the plain join tokens (managers, admins)
+
+A node's etcd role (``kubeless.cluster.permissions``) reads and writes its own
+``agents/<id>/`` and ``heartbeats/<id>``, reads every heartbeat (the addresses DNS
+answers with, the managers' join endpoints), ``endpoints/`` and ``cluster``; nothing
+else. Heartbeats live apart from ``agents/`` so that one range grant lets a node read
+them all without reading another node's assignments.
 
 See ARCHITECTURE.md for why it is shaped this way.
 """
@@ -34,7 +41,7 @@ class ResourceKey:
 @dataclass(frozen=True)
 class AgentKey:
     """What a key under ``agents/<node>/`` names: the node, the sort of record
-    ("heartbeat", "leave", "tasks", "assignments") and, for the last two, the task id."""
+    ("leave", "tasks", "assignments") and, for the last two, the task id."""
 
     node: str
     sort: str
@@ -115,8 +122,21 @@ class Keyspace:
             return AgentKey(parts[0], parts[1], parts[2])
         return None
 
+    def heartbeats_prefix(self) -> str:
+        """Every node's heartbeat (``heartbeats/<node-id>``): what every node may read."""
+        return f"{self.root}heartbeats/"
+
     def heartbeat(self, node_id: str) -> str:
-        return f"{self.root}agents/{node_id}/heartbeat"
+        """The node's heartbeat, present while its agent's lease lives (docs/MODEL.md)."""
+        return f"{self.heartbeats_prefix()}{node_id}"
+
+    def parse_heartbeat(self, key: str) -> str | None:
+        """The node id a ``heartbeats/`` key names; None for any other key."""
+        prefix = self.heartbeats_prefix()
+        if not key.startswith(prefix):
+            return None
+        node = key[len(prefix):]
+        return node if node and "/" not in node else None
 
     def leave(self, node_id: str) -> str:
         """``kubeless node leave``'s request to the node's agent (kept until ``node rm``)."""

@@ -1,7 +1,7 @@
 """Service discovery: the agent's DNS server for the zone ``kubeless.`` (dnslib).
 
     zone        pure: endpoints documents and ready nodes -> records; a query -> its reply
-    nodes       which nodes are ready (Node informer + one batched heartbeat read per poll)
+    nodes       which nodes are ready, at which address (an informer on heartbeats/)
     server      ``DnsServer``: UDP and TCP sockets, metrics; other names to the forwarder
     resolvconf  pure: the host's resolv.conf -> the upstream resolvers
     forward     ``Forwarder``: names outside the zone to the upstreams (UDP, TCP, timeout)

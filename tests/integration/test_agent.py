@@ -256,15 +256,14 @@ async def test_hollow_nodes_register(etcd_cluster: EtcdCluster, prefix: str,
         nodes = await rstore.list("Node")
         assert sorted(n["metadata"]["name"] for n in nodes.items) == \
             sorted(f"hollow-{i}" for i in range(50))
-        kvs, _ = await rstore.etcd.list_prefix(rstore.keys.root + "agents/")
-        heartbeats = [kv for kv in kvs if kv.key.endswith("/heartbeat")]
+        heartbeats, _ = await rstore.etcd.list_prefix(rstore.keys.heartbeats_prefix())
         assert len(heartbeats) == 50
         assert {kv.lease for kv in heartbeats} == {agent.lease_id}
         assert json.loads(heartbeats[0].value)["hostname"].startswith("hollow-")
         await assign(rstore, assignment("h1", "hollow-17"))
         await until(lambda: _is(rstore, "hollow-17", "h1", "running"))
-    kvs, _ = await rstore.etcd.list_prefix(rstore.keys.root + "agents/")
-    beats = [json.loads(kv.value) for kv in kvs if kv.key.endswith("/heartbeat")]
+    kvs, _ = await rstore.etcd.list_prefix(rstore.keys.heartbeats_prefix())
+    beats = [json.loads(kv.value) for kv in kvs]
     assert len(beats) == 50 and all(b.get("stoppedAt") for b in beats), "all marked stopped"
 
 

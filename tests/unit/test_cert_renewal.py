@@ -72,29 +72,23 @@ def test_a_short_lifetime_is_backdated_by_a_tenth_only() -> None:
     assert long.not_before == at(-60)
 
 
-def manager(name: str, role: str = "manager") -> dict[str, object]:
-    return {"metadata": {"name": name}, "spec": {"role": role}}
-
-
-@pytest.mark.parametrize("nodes, beats, found", [
-    pytest.param([manager("m2"), manager("m1")],
-                 {"m1": {"address": "10.0.0.1", "joinPort": 2377},
-                  "m2": {"address": "10.0.0.2", "joinPort": 2400}},
+@pytest.mark.parametrize("beats, found", [
+    pytest.param({"m2": {"address": "10.0.0.2", "joinPort": 2400},
+                  "m1": {"address": "10.0.0.1", "joinPort": 2377}},
                  [("10.0.0.1", 2377), ("10.0.0.2", 2400)], id="every manager, by name"),
-    pytest.param([manager("w1", "worker")], {"w1": {"address": "10.0.0.3", "joinPort": 2377}},
-                 [], id="a worker is no join endpoint"),
-    pytest.param([manager("m1")], {}, [], id="a manager that is down"),
-    pytest.param([manager("m1")], {"m1": {"address": "10.0.0.1"}}, [],
-                 id="a manager without a join port"),
-    pytest.param([manager("m1")],
-                 {"m1": {"address": "10.0.0.1", "joinPort": 2377, "stoppedAt": "x"}}, [],
+    pytest.param({"w1": {"address": "10.0.0.3"}}, [], id="a worker says no join port"),
+    pytest.param({}, [], id="no heartbeat: every node down"),
+    pytest.param({"m1": {"joinPort": 2377}}, [], id="no address"),
+    pytest.param({"m1": {"address": "10.0.0.1", "joinPort": 2377, "stoppedAt": "x"}}, [],
                  id="a manager that stopped"),
-    pytest.param([manager("m1")], {"m1": {"address": "10.0.0.1", "joinPort": "2377"}}, [],
+    pytest.param({"m1": {"address": "10.0.0.1", "joinPort": "2377"}}, [],
                  id="a port that is not a number"),
+    pytest.param({"m1": {"address": "10.0.0.1", "joinPort": 70000}}, [],
+                 id="a port out of range"),
+    pytest.param({"m1": "text"}, [], id="a heartbeat that is not a mapping"),
 ])
-def test_join_endpoints(nodes: list[dict[str, object]], beats: dict[str, dict[str, object]],
-                        found: list[tuple[str, int]]) -> None:
-    assert join_endpoints(nodes, beats) == found
+def test_join_endpoints(beats: dict[str, object], found: list[tuple[str, int]]) -> None:
+    assert join_endpoints(beats) == found
 
 
 def info(common_name: str) -> pki.CertInfo:

@@ -111,11 +111,22 @@ def test_any_query_returns_what_the_name_has() -> None:
     assert rdatas(ask("web.default.kubeless", "ANY")) == ["127.0.0.2", "127.0.0.3"]
 
 
-def test_ready_nodes_prefer_the_heartbeat_address() -> None:
-    nodes = {"n1": {"status": {"address": "10.0.0.1"}}, "n2": {"status": {"address": "10.0.0.2"}},
-             "n3": {"status": {"address": "10.0.0.3"}}}
-    beats = {"n1": {"address": "127.0.0.5"}, "n2": {}}
-    assert ready_nodes(nodes, beats) == {"n1": "127.0.0.5", "n2": "10.0.0.2"}
+READY_NODES: dict[str, tuple[dict[str, object], dict[str, str]]] = {
+    "a heartbeat with its address": ({"n1": {"address": "127.0.0.5"}}, {"n1": "127.0.0.5"}),
+    "a stopped agent's heartbeat: ready until its lease expires":
+        ({"n1": {"address": "10.0.0.1", "stoppedAt": "2026-01-01T00:00:00Z"}},
+         {"n1": "10.0.0.1"}),
+    "no address": ({"n2": {}}, {}),
+    "an empty address": ({"n2": {"address": ""}}, {}),
+    "not a mapping": ({"n3": "text"}, {}),
+    "no heartbeat, no node": ({}, {}),
+}
+
+
+@pytest.mark.parametrize("case", list(READY_NODES))
+def test_ready_nodes_come_from_heartbeats_alone(case: str) -> None:
+    beats, want = READY_NODES[case]
+    assert ready_nodes(beats) == want
 
 
 @pytest.mark.parametrize("text,want", [("127.0.0.2", ("127.0.0.2", 53)),
