@@ -100,7 +100,7 @@ class NodeIdentity:
         return {"hostname": self.hostname, "address": self.address}
 
     def heartbeat(self, started_at: str) -> dict[str, Any]:
-        """The value of ``agents/<id>/heartbeat`` (docs/MODEL.md)."""
+        """The value of ``heartbeats/<id>`` (docs/MODEL.md)."""
         cpus: float | int = int(self.cpus) if float(self.cpus).is_integer() else self.cpus
         return {"hostname": self.hostname, "address": self.address,
                 "capacity": {"cpus": cpus, "memory": self.memory},
