@@ -50,3 +50,17 @@ def test_heartbeats_live_apart_from_what_a_node_must_not_read() -> None:
                   keys.endpoints_prefix(), keys.cluster()):
         assert not other.startswith(keys.heartbeats_prefix())
         assert not beat.startswith(other)
+
+
+WATCH_PREFIXES: dict[str, tuple[list[str], str]] = {
+    "one node: its own key": (["n1"], "/k/v1/heartbeats/n1"),
+    "hollow nodes: their common start": (["h-0", "h-1", "h-10"], "/k/v1/heartbeats/h-"),
+}
+
+
+@pytest.mark.parametrize("case", list(WATCH_PREFIXES))
+def test_an_agent_watches_only_its_own_heartbeats(case: str) -> None:
+    from kubeless_agent.heartbeat import watch_prefix
+
+    nodes, expected = WATCH_PREFIXES[case]
+    assert watch_prefix(Keyspace("/k"), nodes) == expected
