@@ -31,9 +31,10 @@ from kubeless.cluster.renewal import find_join_endpoints
 from kubeless.store import Compare, Delete, Forbidden, Keyspace, Put
 from kubeless.store.codec import encode_json
 from kubeless.store.etcd import Etcd, TxnResult, WatchBatch, prefix_end
-from kubeless_agent import AgentConfig, running_agent
+from kubeless_agent import running_agent
 from kubeless_agent.leave import request_leave
 from lab.waiting import until
+from tests.support.agents import agent_on
 from tests.support.dns_upstream import free_udp_tcp_port
 from tests.support.etcd_server import EtcdCluster
 
@@ -189,9 +190,8 @@ async def test_an_agent_reads_and_writes_only_what_its_node_may(
         Put(keys.cluster(), b"{}"),
         Put(keys.endpoints("default", "web"), encode_json(ingress_doc(ingress))),
         Put(keys.heartbeat("kr-m1"), encode_json({"address": "127.0.0.9", "joinPort": 2377}))])
-    cfg = AgentConfig(endpoints=etcd_cluster.endpoints, prefix=prefix, node_name=NODE,
-                      advertise_addr=ADDRESS, heartbeat_ttl=2,
-                      dns_addrs=(f"{ADDRESS}:{dns_port}",), logs_port=0)
+    cfg = agent_on(etcd_cluster, prefix, NODE, advertise_addr=ADDRESS, heartbeat_ttl=2,
+                   dns_addrs=(f"{ADDRESS}:{dns_port}",), logs_port=0)
     async with running_agent(cfg) as agent:
         assert agent.etcd is not None
         await rstore.etcd.txn([], [Put(keys.assignment(NODE, "t1"), encode_json(task("t1")))])
