@@ -24,8 +24,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 from kubeless.api.selectors import matches_selector, parse_selector  # list(selector=) takes one
 
 from .channel import DEFAULT_ENDPOINT, BadEndpoint, Endpoint, parse_endpoints
-from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, KeptChanging, LeaseLost,
-                     NotFound, StoreError, TlsError, TooLarge, Unavailable)
+from .errors import (AlreadyExists, Compacted, Conflict, CorruptValue, Forbidden, KeptChanging,
+                     LeaseLost, NotFound, StoreError, TlsError, TooLarge, Unavailable)
 from .etcd import Compare, Delete, Etcd, KeyValue, Put, TxnResult, WatchBatch, WatchEvent
 from .informer import Informer
 from .keys import DEFAULT_PREFIX, Keyspace, ResourceKey
@@ -47,7 +47,7 @@ def connect(endpoints: str | list[str] | tuple[str, ...] = DEFAULT_ENDPOINT,
 
 __all__ = [
     "API_VERSION", "AlreadyExists", "BadEndpoint", "Compacted", "Compare", "Conflict",
-    "CorruptValue", "DEFAULT_ENDPOINT", "DEFAULT_PREFIX", "Delete", "Endpoint", "Etcd",
+    "CorruptValue", "DEFAULT_ENDPOINT", "DEFAULT_PREFIX", "Delete", "Endpoint", "Etcd", "Forbidden",
     "Informer", "KeptChanging", "KeptLease", "KeyValue", "Keyspace", "LeaseLost", "ListResult",
     "NotFound",
     "Put", "Resource", "ResourceKey", "ResourceStore", "ResourceTxn", "StoreError", "TlsConfig",

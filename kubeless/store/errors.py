@@ -10,6 +10,9 @@
     ├── Compacted          a watch or read asked for a compacted revision (list again)
     ├── CorruptValue       a value in etcd is not valid YAML/JSON (readers skip it)
     ├── TooLarge           etcd refused a request as too large (terminal for that request)
+    ├── Forbidden          etcd's auth refused our identity: no permission for that key,
+    │                      or no etcd user by our certificate's name (removed, revoked);
+    │                      terminal for that request until a manager grants it
     ├── TlsError           no TLS connection: our files cannot be used, or a handshake
     │                      failed (unknown CA, expired, wrong host, client certificate
     │                      refused or missing); terminal until a certificate or flag changes
@@ -84,6 +87,12 @@ class TooLarge(StoreError):
     def __init__(self, message: str, size: int = 0) -> None:
         self.size = size  # the request's encoded size in bytes, when known
         super().__init__(message)
+
+
+class Forbidden(StoreError):
+    """etcd's authentication or role-based access control refused the request: the
+    identity has no permission for it, or etcd has no user by its certificate's common
+    name (``node rm`` deleted it). One line; retrying the same request fails the same way."""
 
 
 class TlsError(StoreError):
