@@ -164,9 +164,13 @@ def init(ctx: Context, /, state_dir: str, cert_expiry: float | None, insecure: b
     asyncio.run(check_runtime(node, state))
 
     async def make(rstore: Any) -> tuple[Any, dict[str, str]]:
+        from kubeless.cluster import access
+
         result: tuple[Any, dict[str, str]] = await bootstrap.create_cluster(
             rstore, state, node_resource(node, "manager"), here,
             cert_expiry=cert_expiry or DEFAULT_CERT_EXPIRY, ca=ca)
+        if transport.tls:  # etcd's auth on: root, this node's users, the one running init
+            await access.enable_for_node(rstore.etcd, rstore.keys, node.node_id)
         return result
 
     record, tokens = cluster_call(lambda: ctx.run(make))

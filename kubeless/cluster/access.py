@@ -10,6 +10,9 @@
                         (``node promote``/``demote`` call it with the new role)
     remove_node         ``node rm``: the node's users and role go, so its
                         certificates are refused from their next request on
+    enable_for_node     what ``init`` and ``up`` run: root, the first manager's users,
+                        the connecting identity's (an admin), auth on
+    keeps_users         whether an etcd gets users at all: https:// only
     auth_table          the users (with roles) and roles (with permissions) etcd
                         holds now, for ``kubeless user ls`` and the tests
 
@@ -32,6 +35,12 @@ from . import identities, permissions
 from .identities import Identity
 
 log = logging.getLogger(__name__)
+
+
+def keeps_users(etcd: Etcd) -> bool:
+    """Whether kubeless keeps etcd users on this etcd: with TLS (a verified common name
+    is what etcd's user is); a plain http etcd has no identities, and auth stays off."""
+    return etcd.tls is not None and all(ep.scheme == "https" for ep in etcd.endpoints)
 
 
 async def admit(etcd: Etcd, keys: Keyspace, who: Identity) -> None:
@@ -84,6 +93,26 @@ async def enable_auth(etcd: Etcd, keys: Keyspace, users: Iterable[str]) -> None:
     for common_name in users:
         await admit_user(etcd, keys, common_name)
     await auth.enable()
+
+
+async def enable_for_node(etcd: Etcd, keys: Keyspace, node_id: str) -> None:
+    """``enable_auth`` as ``init`` and ``up`` run it on a TLS etcd: the first manager's
+    ``node:`` and ``manager:`` users, and the one whose identity made the cluster."""
+    await enable_auth(etcd, keys, [identities.node(node_id).common_name,
+                                   identities.manager(node_id).common_name,
+                                   *connecting_user(etcd)])
+
+
+def connecting_user(etcd: Etcd) -> list[str]:
+    """The etcd user of the certificate ``etcd`` connects with ([] without one)."""
+    from .pki import cert_info
+
+    if etcd.tls is None or etcd.tls.cert is None:
+        return []
+    try:
+        return [cert_info(etcd.tls.cert.read_bytes()).common_name]
+    except (OSError, ValueError):
+        return []
 
 
 async def auth_table(etcd: Etcd) -> tuple[dict[str, tuple[str, ...]],

@@ -23,6 +23,11 @@
                 200 {certificate}; 401 no client certificate; 403 another identity,
                 not a node, or a node that is not in the cluster.
 
+On a TLS etcd, the joining node's etcd users (``access.admit_node``: ``node:<id>``
+with its own role, ``manager:<id>`` with root for a manager) are made after the
+token is checked and before the Node is written and the certificate returned,
+so a certificate is never handed out before etcd knows its user.
+
 Every certificate is signed for the lifetime the cluster record says
 (``certExpiry``, ``init``/``up --cert-expiry``), read at each request.
 
@@ -55,7 +60,7 @@ from typing import Any
 from kubeless.api.names import label_key_error, label_value_error
 from kubeless.store import ResourceStore, StoreError
 
-from . import bootstrap, identities, renewal, tokens
+from . import access, bootstrap, identities, renewal, tokens
 from .errors import (CAError, ClusterError, NoCluster, NodeNameTaken, TokenMalformed,
                      TokenRefused)
 from .pki import (CA, DEFAULT_LIFETIME, USAGES, CertInfo, Profile, cert_info,
@@ -373,6 +378,8 @@ class JoinServer:
         manager_cert = self.ca.sign(request.manager_csr, manager_profile) \
             if manager_profile is not None else ""
 
+        await self._admit(request.node_name, role)
+
         def node(granted: str) -> Resource:
             if granted != role:  # rotated meanwhile: what was signed is for another role
                 raise TokenRefused("the join token changed while joining; try again")
@@ -388,6 +395,17 @@ class JoinServer:
         if role == "manager":
             body.update(managerCertificate=manager_cert, caKey=key_pem(self.ca.key))
         return Reply(200, body)
+
+
+    async def _admit(self, node_id: str, role: str) -> None:
+        """The joining node's etcd users (``node:<id>``, and ``manager:<id>`` for a
+        manager) before its certificate is returned, on a TLS etcd (where auth is on
+        or will be). Not when the name is taken: the users are that node's."""
+        if not access.keeps_users(self.rstore.etcd):
+            return
+        if await self.rstore.get("Node", node_id) is not None:
+            return  # join_cluster refuses it (NodeNameTaken): leave its users alone
+        await access.admit_node(self.rstore.etcd, self.rstore.keys, node_id, role)
 
 
 def _peer_cert(writer: asyncio.StreamWriter) -> str | None:
