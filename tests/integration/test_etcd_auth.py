@@ -1,0 +1,231 @@
+"""etcd's auth on, for real: what each identity may do (a TLS etcd with auth on, one per
+module; ``EtcdCluster(tls=True, auth=True)``: root and admin:tests hold the root role).
+
+A node's certificate reaches only its own keys and what its agent reads; it cannot
+manage users or rotate a token; a deleted user is refused at its next request; the
+users and roles etcd holds are exactly the table's; each refusal is one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from kubeless.cluster import access, bootstrap, identities, permissions
+from kubeless.cluster.state import StateDir
+from kubeless.store import Forbidden, Keyspace, Put, ResourceStore, TlsConfig, connect
+from kubeless.store.auth import Auth
+from tests.support.builders import node as node_resource
+from tests.support.cli_errors import assert_one_error_line
+from tests.support.etcd_server import EtcdCluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def auth_etcd() -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(1, tls=True, auth=True).start()
+    yield cluster
+    cluster.stop()
+
+
+class Stores:
+    """A store per common name on the auth etcd, closed after the test."""
+
+    def __init__(self, cluster: EtcdCluster, prefix: str) -> None:
+        self.cluster, self.prefix = cluster, prefix
+        self.opened: list[ResourceStore] = []
+        self.dirs: dict[str, Path] = {cluster.admin_name: cluster.admin_identity()}
+
+    def identity(self, common_name: str) -> Path:
+        if common_name not in self.dirs:
+            self.dirs[common_name] = self.cluster.identity(common_name)
+        return self.dirs[common_name]
+
+    def __call__(self, common_name: str, retry_for: float = 3.0) -> ResourceStore:
+        tls = TlsConfig.from_options(cert_path=str(self.identity(common_name)))
+        rstore = connect(self.cluster.endpoints, self.prefix, tls=tls, retry_for=retry_for)
+        self.opened.append(rstore)
+        return rstore
+
+
+@pytest.fixture
+async def stores(auth_etcd: EtcdCluster, prefix: str) -> AsyncIterator[Stores]:
+    s = Stores(auth_etcd, prefix)
+    yield s
+    for rstore in s.opened:
+        await rstore.etcd.close()
+
+
+async def nodes_admitted(stores: Stores, *members: tuple[str, str]) -> ResourceStore:
+    admin = stores(stores.cluster.admin_name)
+    for node_id, role in members:
+        await access.admit_node(admin.etcd, admin.keys, node_id, role)
+    return admin
+
+
+async def refused(coro: object) -> str:
+    with pytest.raises(Forbidden) as caught:
+        await coro  # type: ignore[misc]
+    message = str(caught.value)
+    assert "\n" not in message and "permission denied" in message, message
+    return message
+
+
+async def test_a_node_reaches_its_own_keys_and_what_its_agent_reads(stores: Stores) -> None:
+    admin = await nodes_admitted(stores, ("n1", "worker"), ("n2", "worker"))
+    keys = admin.keys
+    await admin.etcd.txn([], [Put(keys.assignment("n1", "t1"), b"mine"),
+                              Put(keys.assignment("n2", "t2"), b"theirs"),
+                              Put(keys.endpoints("default", "web"), b"ep"),
+                              Put(keys.cluster(), b"record"),
+                              Put(permissions.heartbeats_prefix(keys) + "n2", b"hb2")])
+    n1 = stores("node:n1")
+    hb = permissions.heartbeats_prefix(keys) + "n1"
+    lease = await n1.etcd.lease_grant(5)
+    await n1.etcd.txn([], [Put(hb, b"hb1", lease), Put(keys.observed("n1", "t1"), b"running")])
+    assert await n1.etcd.lease_keepalive_once(lease) > 0
+    kv, _ = await n1.etcd.get(keys.assignment("n1", "t1"))
+    assert kv is not None and kv.value == b"mine"
+    others, _ = await n1.etcd.list_prefix(permissions.heartbeats_prefix(keys))
+    assert {kv.key for kv in others} == {hb, permissions.heartbeats_prefix(keys) + "n2"}
+    assert (await n1.etcd.get(keys.cluster()))[0] is not None
+    assert len((await n1.etcd.list_prefix(keys.endpoints_prefix()))[0]) == 1
+    await n1.etcd.lease_revoke(lease)  # needs write on the attached keys: its heartbeat
+    assert (await admin.etcd.get(hb))[0] is None
+
+
+WRITES = {
+    "a service spec": lambda k: k.spec("Service", "web", "default"),
+    "its own Node (a role)": lambda k: k.spec("Node", "n1"),
+    "another node's assignment": lambda k: k.assignment("n2", "t9"),
+    "another node's heartbeat": lambda k: permissions.heartbeats_prefix(k) + "n2",
+    "the cluster record": lambda k: k.cluster(),
+    "an endpoint": lambda k: k.endpoints("default", "web"),
+}
+
+
+@pytest.mark.parametrize("where", WRITES.values(), ids=WRITES.keys())
+async def test_a_node_cannot_write_outside_its_own_keys(stores: Stores, where: object) -> None:
+    admin = await nodes_admitted(stores, ("n1", "worker"))
+    n1 = stores("node:n1")
+    key = where(admin.keys)  # type: ignore[operator]
+    await refused(n1.etcd.txn([], [Put(key, b"injected")]))
+    assert (await admin.etcd.get(key))[0] is None
+
+
+async def test_a_node_cannot_read_spec_secrets_or_another_nodes_assignments(
+        stores: Stores) -> None:
+    admin = await nodes_admitted(stores, ("n1", "worker"), ("n2", "worker"))
+    keys = admin.keys
+    await admin.etcd.txn([], [Put(keys.assignment("n2", "t2"), b"env: DB_PASSWORD=x")])
+    n1 = stores("node:n1")
+    await refused(n1.etcd.get(keys.assignment("n2", "t2")))
+    await refused(n1.etcd.list_prefix(keys.agent("n2")))
+    await refused(n1.etcd.list_prefix(keys.kind_prefix("Service")))
+    await refused(n1.etcd.get(keys.join_tokens()))
+    await refused(n1.etcd.list_prefix(keys.root))
+    with pytest.raises(Forbidden, match="permission denied"):
+        async for _ in n1.etcd.watch(keys.kind_prefix("Service"), 1):
+            pass
+
+
+async def test_a_node_cannot_grant_itself_roles_nor_rotate_a_token(stores: Stores,
+                                                                   tmp_path: Path) -> None:
+    admin = await nodes_admitted(stores, ("n1", "worker"))
+    await bootstrap.create_cluster(admin, StateDir(str(tmp_path / "m1")),
+                                   node_resource("m1"), "here")
+    n1 = stores("node:n1")
+    await refused(access.admit_node(n1.etcd, n1.keys, "n1", "manager"))
+    await refused(Auth(n1.etcd).ensure_user_roles("node:n1", ["root"]))
+    await refused(access.admit(n1.etcd, n1.keys, identities.admin("me")))
+    await refused(bootstrap.rotate_token(n1, "manager", "here"))
+    assert await Auth(admin.etcd).user_roles("node:n1") == ["node:n1"]
+    assert await Auth(admin.etcd).user_roles("admin:me") is None
+
+
+async def test_a_deleted_node_is_refused_at_its_next_request(stores: Stores) -> None:
+    admin = await nodes_admitted(stores, ("gone", "manager"))
+    node, manager = stores("node:gone", retry_for=1), stores("manager:gone", retry_for=1)
+    hb = permissions.heartbeats_prefix(admin.keys) + "gone"
+    await node.etcd.txn([], [Put(hb, b"up")])  # connected and working
+    await manager.etcd.get(admin.keys.kind_prefix("Service"))
+    started = time.monotonic()
+    await access.remove_node(admin.etcd, "gone")
+    message = await refused(node.etcd.txn([], [Put(hb, b"still?")]))
+    await refused(manager.etcd.get(admin.keys.kind_prefix("Service")))
+    assert time.monotonic() - started < 1.0
+    assert "node:gone" not in await Auth(admin.etcd).users()
+    assert "cert.pem" in message  # names the certificate refused
+
+
+async def test_demote_takes_root_away_and_promote_gives_it(stores: Stores) -> None:
+    admin = await nodes_admitted(stores, ("p1", "worker"))
+    auth = Auth(admin.etcd)
+    assert await auth.user_roles("manager:p1") is None
+    await access.admit_node(admin.etcd, admin.keys, "p1", "manager")
+    assert await auth.user_roles("manager:p1") == ["root"]
+    manager = stores("manager:p1")
+    await manager.etcd.get(admin.keys.kind_prefix("Service"))
+    await access.admit_node(admin.etcd, admin.keys, "p1", "worker")
+    assert await auth.user_roles("manager:p1") is None
+    await refused(manager.etcd.get(admin.keys.kind_prefix("Service")))
+    assert await auth.user_roles("node:p1") == ["node:p1"]
+
+
+async def test_the_user_table_is_exactly_the_expected_one_and_converges(
+        own_auth_etcd: EtcdCluster) -> None:
+    """A fresh auth etcd of the test's own: after init's enable (twice) and two joins,
+    etcd holds exactly the table's users and roles, nothing more."""
+    tls = TlsConfig.from_options(cert_path=str(own_auth_etcd.admin_identity()))
+    rstore = connect(own_auth_etcd.endpoints, "/table", tls=tls)
+    try:
+        for _ in range(2):  # init run again, up restarted: no failure, nothing new
+            await access.enable_for_node(rstore.etcd, rstore.keys, "m1")
+            await access.admit_node(rstore.etcd, rstore.keys, "w1", "worker")
+            await access.admit_node(rstore.etcd, rstore.keys, "m2", "manager")
+        users, roles = await access.auth_table(rstore.etcd)
+        want_users, want_roles = permissions.expected(rstore.keys, [
+            identities.node("m1"), identities.manager("m1"), identities.admin("tests"),
+            identities.node("w1"), identities.node("m2"), identities.manager("m2")])
+        assert users == want_users
+        assert roles == want_roles
+    finally:
+        await rstore.etcd.close()
+
+
+@pytest.fixture
+def own_auth_etcd() -> Iterator[EtcdCluster]:
+    """A TLS etcd with auth OFF (enable_for_node turns it on, as init does)."""
+    cluster = EtcdCluster(1, tls=True).start()
+    cluster.admin_name = "admin:tests"
+    yield cluster
+    cluster.stop()
+
+
+def test_the_cli_says_forbidden_in_one_line(stores: Stores) -> None:
+    asyncio.run(nodes_admitted_sync(stores.cluster, "n1"))
+    env = {**os.environ, "KUBELESS_ENDPOINTS": stores.cluster.endpoints,
+           "KUBELESS_PREFIX": stores.prefix, "KUBELESS_CERT_PATH": str(stores.identity("node:n1"))}
+    res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", "service", "ls"],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert_one_error_line(res, "permission denied")
+    res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", "join-token", "worker",
+                          "--rotate"], capture_output=True, text=True, env=env, timeout=30)
+    assert_one_error_line(res, "permission denied")
+
+
+async def nodes_admitted_sync(cluster: EtcdCluster, node_id: str) -> None:
+    tls = TlsConfig.from_options(cert_path=str(cluster.admin_identity()))
+    rstore = connect(cluster.endpoints, "/", tls=tls)
+    try:
+        await access.admit_node(rstore.etcd, Keyspace(), node_id, "worker")
+    finally:
+        await rstore.etcd.close()
