@@ -248,19 +248,29 @@ def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
         node.endpoints, insecure=insecure, verb=verb,
         remembered=stored.insecure or not stored.endpoints.startswith("https://"))
     node = replace(node, insecure=not transport.tls)
-    rctx = own_identity(replace(ctx, endpoints=node.endpoints, prefix=node.prefix), node,
-                        state.tls_dir)
     here = where(node.endpoints, node.prefix)
 
-    async def check(rstore: Any) -> dict[str, Any]:
+    async def check(rstore: Any) -> dict[str, Any] | None:
         _, resource = await bootstrap.resume_node(rstore, state, node, here)
         return resource
 
-    resource = cluster_call(lambda: rctx.run(check))
+    resource = None
+    base = replace(ctx, endpoints=node.endpoints, prefix=node.prefix)
+    manager_ctx = own_identity(base, node, state.manager_tls_dir)
+    if manager_ctx is not base:  # a manager's identity sees its Node (etcd's root role)
+        from kubeless.store import Forbidden
+
+        try:
+            resource = cluster_call(lambda: manager_ctx.run(check))
+        except Forbidden:  # demoted: etcd deleted manager:<id>
+            resource = None
+    if resource is None:
+        resource = cluster_call(lambda: own_identity(base, node, state.tls_dir).run(check))
     warn(transport)
     if node != stored:
         cluster_call(lambda: state.save_node(node))
-    role = resource["spec"].get("role", "worker")
+    # a node's own identity may not read its Node (etcd's auth): it runs as a worker
+    role = (resource or {}).get("spec", {}).get("role", "worker")
     click.echo(f"{verb}: the state dir {state} holds node {node.node_id} of cluster "
                f"{node.cluster_id}; starting it again as a {role} ({here}).")
     foreground(node, state, manager=role == "manager")
