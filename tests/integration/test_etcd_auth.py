@@ -229,3 +229,80 @@ async def nodes_admitted_sync(cluster: EtcdCluster, node_id: str) -> None:
         await access.admit_node(rstore.etcd, Keyspace(), node_id, "worker")
     finally:
         await rstore.etcd.close()
+
+
+async def test_the_join_endpoint_lets_a_node_in_before_returning_its_certificate(
+        stores: Stores, tmp_path: Path) -> None:
+    """A join endpoint run with a root identity (as a manager's is): the certificate it
+    returns works at once, as a node's (its own keys only) or a manager's (root)."""
+    from kubeless.cluster import join_client
+    from kubeless.cluster.bootstrap import ClusterCA
+    from kubeless.cluster.join_server import JoinServer
+    from kubeless.cluster.pki import write_cert_dir
+    from kubeless.cluster.record import new_cluster_id
+
+    cluster = stores.cluster
+    assert cluster.ca is not None
+    admin = stores(cluster.admin_name)
+    first = {**node_resource("m1"), "status": {}}
+    _, tokens = await bootstrap.create_cluster(
+        admin, StateDir(str(tmp_path / "m1")), first, "here",
+        ca=ClusterCA(new_cluster_id(), cluster.ca.cert_pem))
+
+    def make_node(request: object, role: str) -> dict[str, object]:
+        return {**first, "metadata": {"name": request.node_name},  # type: ignore[attr-defined]
+                "spec": {"role": role, "availability": "active"}}
+
+    server = JoinServer(admin, cluster.ca, make_node, cluster.endpoints, stores.prefix,
+                        ("127.0.0.1",), 0)
+    port = await server.start()
+    try:
+        for name, role in (("jw", "worker"), ("jm", "manager")):
+            joined = await asyncio.to_thread(
+                join_client.join_through, f"127.0.0.1:{port}", tokens[role],
+                join_client.NodeRequest(name, "127.0.0.1", "fake", {}))
+            assert joined.role == role
+            write_cert_dir(tmp_path / name, joined.ca, joined.certificate, joined.key)
+            stores.dirs[f"node:{name}"] = tmp_path / name
+            own = stores(f"node:{name}")
+            await own.etcd.txn([], [Put(permissions.heartbeats_prefix(own.keys) + name, b"up")])
+            await refused(own.etcd.get(own.keys.spec("Node", name)))
+            if role == "manager":
+                write_cert_dir(tmp_path / "mgr", joined.ca, joined.manager_certificate,
+                               joined.manager_key)
+                stores.dirs[f"manager:{name}"] = tmp_path / "mgr"
+                assert await stores(f"manager:{name}").get("Node", name) is not None
+        users = await Auth(admin.etcd).users()
+        assert {"node:jw", "node:jm", "manager:jm"} <= set(users)
+        assert "manager:jw" not in users
+    finally:
+        await server.close()
+
+
+async def test_node_promote_demote_rm_and_user_add_keep_etcds_users(stores: Stores) -> None:
+    admin = await nodes_admitted(stores, ("c1", "worker"))
+    await admin.create(node_resource("c1"))
+    auth = Auth(admin.etcd)
+    env = {**os.environ, "KUBELESS_ENDPOINTS": stores.cluster.endpoints,
+           "KUBELESS_PREFIX": stores.prefix,
+           "KUBELESS_CERT_PATH": str(stores.identity(stores.cluster.admin_name))}
+
+    def kubeless(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args],
+                              capture_output=True, text=True, env=env, timeout=30)
+
+    assert (await asyncio.to_thread(kubeless, "node", "promote", "c1")).returncode == 0
+    assert await auth.user_roles("manager:c1") == ["root"]
+    assert (await asyncio.to_thread(kubeless, "node", "demote", "c1")).returncode == 0
+    assert await auth.user_roles("manager:c1") is None
+    added = await asyncio.to_thread(kubeless, "user", "add", "admin:ops")
+    assert added.returncode == 0, added.stderr
+    assert await auth.user_roles("admin:ops") == ["root"]
+    assert_one_error_line(await asyncio.to_thread(kubeless, "user", "add", "node:c1"),
+                          "node identity")
+    listed = (await asyncio.to_thread(kubeless, "user", "ls")).stdout
+    assert "admin:ops" in listed and "node:c1" in listed and "heartbeats/c1" in listed
+    removed = await asyncio.to_thread(kubeless, "node", "rm", "c1")
+    assert removed.returncode == 0, removed.stderr
+    assert await auth.user_roles("node:c1") is None
+    assert await auth.role("node:c1") is None
