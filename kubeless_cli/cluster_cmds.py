@@ -265,7 +265,11 @@ def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
         except Forbidden:  # demoted: etcd deleted manager:<id>
             resource = None
     if resource is None:
-        resource = cluster_call(lambda: own_identity(base, node, state.tls_dir).run(check))
+        node_ctx = own_identity(base, node, state.tls_dir)
+        resource = cluster_call(lambda: node_ctx.run(check))
+        if resource is None and promoted(node_ctx, node, state):
+            resource = cluster_call(lambda: own_identity(base, node,
+                                                         state.manager_tls_dir).run(check))
     warn(transport)
     if node != stored:
         cluster_call(lambda: state.save_node(node))
@@ -455,6 +459,26 @@ def join_token(ctx: Context, role: str, rotate: bool, quiet: bool, state_dir: st
         print_join(role, join_command(prefix, token, endpoints))
     print_endpoint_joins([(role, endpoint_join_command(token, a)) for a in addresses],
                          alone=not direct)
+
+
+def promoted(ctx: Context, node: NodeState, state: StateDir) -> bool:
+    """Whether this node, which may not read its own Node (etcd's auth), was promoted:
+    it asks the join endpoints the managers advertise for its manager identity (``POST
+    /promote``, with its node certificate); True once it holds it."""
+    from kubeless.cluster import join_client, renewal
+    from kubeless.cluster.errors import JoinFailed
+    from kubeless.store import StoreError
+
+    try:
+        found = ctx.run(renewal.find_join_endpoints)
+    except StoreError:  # this identity may not list them
+        return False
+    for host, port in found:
+        try:
+            return join_client.post_promote(host, port, state, node.node_id)
+        except JoinFailed as err:
+            click.echo(f"warning: {err}", err=True)
+    return False
 
 
 def own_identity(ctx: Context, node: NodeState | None, directory: Path) -> Context:

@@ -275,6 +275,24 @@ async def test_the_join_endpoint_lets_a_node_in_before_returning_its_certificate
         users = await Auth(admin.etcd).users()
         assert {"node:jw", "node:jm", "manager:jm"} <= set(users)
         assert "manager:jw" not in users
+
+        # promotion: the worker trades its node certificate for a manager identity
+        state = StateDir(str(tmp_path / "jw-state"))
+        write_cert_dir(state.tls_dir, cluster.ca.cert_pem,
+                       (tmp_path / "jw" / "cert.pem").read_text(),
+                       (tmp_path / "jw" / "key.pem").read_text())
+        promote = join_client.post_promote
+        assert await asyncio.to_thread(promote, "127.0.0.1", port, state, "jw") is False
+        assert not (state.manager_tls_dir / "cert.pem").exists()
+        with pytest.raises(join_client.JoinFailed, match="can only ask for manager:jw"):
+            await asyncio.to_thread(promote, "127.0.0.1", port, state, "jm")
+        live = await admin.get("Node", "jw")
+        assert live is not None
+        await admin.update({**live, "spec": {**live["spec"], "role": "manager"}})
+        assert await asyncio.to_thread(promote, "127.0.0.1", port, state, "jw") is True
+        assert state.has_ca_key()
+        stores.dirs["manager:jw"] = state.manager_tls_dir
+        assert await stores("manager:jw").get("Node", "jw") is not None  # root at once
     finally:
         await server.close()
 
