@@ -324,3 +324,26 @@ async def test_node_promote_demote_rm_and_user_add_keep_etcds_users(stores: Stor
     assert removed.returncode == 0, removed.stderr
     assert await auth.user_roles("node:c1") is None
     assert await auth.role("node:c1") is None
+
+
+async def test_a_node_restarting_from_its_state_dir_under_auth(stores: Stores,
+                                                              tmp_path: Path) -> None:
+    """``resume_node`` with the node's own identity: it may not read its Node (None: it
+    runs as a worker); once ``node rm`` deleted its user, one sentence says so."""
+    from kubeless.cluster.errors import StateDirError
+    from kubeless.cluster.state import NodeState
+
+    admin = await nodes_admitted(stores, ("r1", "worker"))
+    record, _ = await bootstrap.create_cluster(admin, StateDir(str(tmp_path / "m1")),
+                                               node_resource("m1"), "here")
+    await admin.create(node_resource("r1"))
+    state = StateDir(str(tmp_path / "r1"))
+    me = NodeState(record.id, "r1", "worker", stores.cluster.endpoints, stores.prefix, "fake",
+                   "127.0.0.1")
+    own = stores("node:r1", retry_for=1)
+    found, resource = await bootstrap.resume_node(own, state, me, "here")
+    assert found.id == record.id and resource is None
+    await access.remove_node(admin.etcd, "r1")
+    with pytest.raises(StateDirError, match="r1 was removed") as caught:
+        await bootstrap.resume_node(own, state, me, "here")
+    assert "\n" not in str(caught.value)
