@@ -186,7 +186,9 @@ def admin_cmd(name: str, state_dir: str, out: str | None) -> None:
     click.echo(f"The identity {common_name} in {directory} (ca.pem, cert.pem, key.pem: keep "
                f"it private). Use it with:\n    export KUBELESS_CERT_PATH={directory}\n\n"
                f"A new cluster on https:// etcd:\n    KUBELESS_CERT_PATH={directory} kubeless "
-               f"--endpoints https://ADDRESS:2379 init --state-dir {state}")
+               f"--endpoints https://ADDRESS:2379 init --state-dir {state}\n\n"
+               f"A cluster made already (etcd's auth is on): an admin lets it in with\n"
+               f"    kubeless user add {common_name}")
 
 
 def _ca(state: StateDir) -> CA:

@@ -164,9 +164,13 @@ def init(ctx: Context, /, state_dir: str, cert_expiry: float | None, insecure: b
     asyncio.run(check_runtime(node, state))
 
     async def make(rstore: Any) -> tuple[Any, dict[str, str]]:
+        from kubeless.cluster import access
+
         result: tuple[Any, dict[str, str]] = await bootstrap.create_cluster(
             rstore, state, node_resource(node, "manager"), here,
             cert_expiry=cert_expiry or DEFAULT_CERT_EXPIRY, ca=ca)
+        if transport.tls:  # etcd's auth on: root, this node's users, the one running init
+            await access.enable_for_node(rstore.etcd, rstore.keys, node.node_id)
         return result
 
     record, tokens = cluster_call(lambda: ctx.run(make))
@@ -244,19 +248,33 @@ def restart(ctx: Context, state: StateDir, opts: dict[str, Any], verb: str,
         node.endpoints, insecure=insecure, verb=verb,
         remembered=stored.insecure or not stored.endpoints.startswith("https://"))
     node = replace(node, insecure=not transport.tls)
-    rctx = own_identity(replace(ctx, endpoints=node.endpoints, prefix=node.prefix), node,
-                        state.tls_dir)
     here = where(node.endpoints, node.prefix)
 
-    async def check(rstore: Any) -> dict[str, Any]:
+    async def check(rstore: Any) -> dict[str, Any] | None:
         _, resource = await bootstrap.resume_node(rstore, state, node, here)
         return resource
 
-    resource = cluster_call(lambda: rctx.run(check))
+    resource = None
+    base = replace(ctx, endpoints=node.endpoints, prefix=node.prefix)
+    manager_ctx = own_identity(base, node, state.manager_tls_dir)
+    if manager_ctx is not base:  # a manager's identity sees its Node (etcd's root role)
+        from kubeless.store import Forbidden
+
+        try:
+            resource = cluster_call(lambda: manager_ctx.run(check))
+        except Forbidden:  # demoted: etcd deleted manager:<id>
+            resource = None
+    if resource is None:
+        node_ctx = own_identity(base, node, state.tls_dir)
+        resource = cluster_call(lambda: node_ctx.run(check))
+        if resource is None and promoted(node_ctx, node, state):
+            resource = cluster_call(lambda: own_identity(base, node,
+                                                         state.manager_tls_dir).run(check))
     warn(transport)
     if node != stored:
         cluster_call(lambda: state.save_node(node))
-    role = resource["spec"].get("role", "worker")
+    # a node's own identity may not read its Node (etcd's auth): it runs as a worker
+    role = (resource or {}).get("spec", {}).get("role", "worker")
     click.echo(f"{verb}: the state dir {state} holds node {node.node_id} of cluster "
                f"{node.cluster_id}; starting it again as a {role} ({here}).")
     foreground(node, state, manager=role == "manager")
@@ -441,6 +459,26 @@ def join_token(ctx: Context, role: str, rotate: bool, quiet: bool, state_dir: st
         print_join(role, join_command(prefix, token, endpoints))
     print_endpoint_joins([(role, endpoint_join_command(token, a)) for a in addresses],
                          alone=not direct)
+
+
+def promoted(ctx: Context, node: NodeState, state: StateDir) -> bool:
+    """Whether this node, which may not read its own Node (etcd's auth), was promoted:
+    it asks the join endpoints the managers advertise for its manager identity (``POST
+    /promote``, with its node certificate); True once it holds it."""
+    from kubeless.cluster import join_client, renewal
+    from kubeless.cluster.errors import JoinFailed
+    from kubeless.store import StoreError
+
+    try:
+        found = ctx.run(renewal.find_join_endpoints)
+    except StoreError:  # this identity may not list them
+        return False
+    for host, port in found:
+        try:
+            return join_client.post_promote(host, port, state, node.node_id)
+        except JoinFailed as err:
+            click.echo(f"warning: {err}", err=True)
+    return False
 
 
 def own_identity(ctx: Context, node: NodeState | None, directory: Path) -> Context:

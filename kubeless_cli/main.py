@@ -37,6 +37,7 @@ COMMANDS = {
     "join-token": "kubeless_cli.cluster_cmds:join_token",
     "up": "kubeless_cli.up_cmd:up",
     "certs": "kubeless_cli.certs_cmds:certs",
+    "user": "kubeless_cli.user_cmds:user",
 }
 
 

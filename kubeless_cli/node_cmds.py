@@ -129,8 +129,19 @@ def _modify(ctx: Context, name: str, change: Change) -> None:
         new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
         if new != live:
             await rstore.update(new)
+        await keep_users(rstore, name, new["spec"].get("role", "worker"))
 
     ctx.run(run)
+
+
+async def keep_users(rstore: Any, name: str, role: str) -> None:
+    """The node's etcd users as its role says (TLS etcd only): a manager's
+    ``manager:<id>`` holds root, a worker has none (``node demote`` takes it away).
+    After the Node's write: run again, it converges."""
+    from kubeless.cluster import access
+
+    if access.keeps_users(rstore.etcd):
+        await access.admit_node(rstore.etcd, rstore.keys, name, role)
 
 
 def _label_changes(adds: tuple[str, ...], removes: tuple[str, ...]) -> Change:
@@ -205,9 +216,19 @@ def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:
                                "its agent and let its heartbeat expire), or use --force")
             await rstore.delete("Node", name)
             await forget_leave(rstore, name)
+            await forget_users(rstore, name)
             click.echo(name)
 
     ctx.run(run)
+
+
+async def forget_users(rstore: Any, name: str) -> None:
+    """A removed node's etcd users and role go (TLS etcd only): etcd refuses its
+    certificates from their next request on."""
+    from kubeless.cluster import access
+
+    if access.keeps_users(rstore.etcd):
+        await access.remove_node(rstore.etcd, name)
 
 
 async def forget_leave(rstore: Any, name: str) -> None:

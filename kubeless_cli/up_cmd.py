@@ -243,7 +243,7 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
     """This machine's node: the one in the state dir, or the first of a new cluster
     (made with the admin identity and the CA ``prepare_tls`` made, under TLS)."""
     from kubeless import store
-    from kubeless.cluster import bootstrap
+    from kubeless.cluster import access, bootstrap
 
     here = where(ctx.endpoints, ctx.prefix)
     rstore = store.connect(ctx.endpoints, ctx.prefix, retry_for=10,
@@ -262,6 +262,8 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
                     renew_own_identities(state, node.node_id, node.advertise_addr,
                                          lifetime=found.record.cert_expiry)
                 state.save_node(node)
+                if tls is not None:
+                    await access.enable_for_node(rstore.etcd, rstore.keys, node.node_id)
                 return node, False
             # the etcd data was wiped: a new cluster, this state dir's node with it
         node = new_node_state(ctx, ctx.endpoints, {**opts, "runtime": runtime,
@@ -276,6 +278,8 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
 
         issue_own_identities(state, node.node_id, node.advertise_addr, "manager",
                              record.cert_expiry)
+        if tls is not None:
+            await access.enable_for_node(rstore.etcd, rstore.keys, node.node_id)
         return node, True
     except ClusterError as err:
         raise CliError(str(err)) from None

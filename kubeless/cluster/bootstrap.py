@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubeless.store import Compare, Put, ResourceStore, now_rfc3339
+from kubeless.store import Compare, Forbidden, Put, ResourceStore, now_rfc3339
 from kubeless.store.codec import decode, encode_yaml
 
 from . import tokens
@@ -174,8 +174,32 @@ async def join_cluster(rstore: ResourceStore, token_text: str,
 
 
 async def resume_node(rstore: ResourceStore, state: StateDir, node: NodeState,
-                      where: str) -> tuple[ClusterRecord, Resource]:
-    """A restart from the state dir: (record, the node's Node resource as stored)."""
+                      where: str) -> tuple[ClusterRecord, Resource | None]:
+    """A restart from the state dir: (record, the node's Node resource as stored; None
+    when the identity connecting may not read it: a node's own, under etcd's auth)."""
+    try:
+        return await _resume_node(rstore, state, node, where)
+    except Forbidden as err:
+        if "cert.pem" in str(err) and await _refused_everything(rstore):
+            raise StateDirError(
+                f"etcd refuses this node's certificate: node {node.node_id} was removed "
+                f"from cluster {node.cluster_id}: remove the state dir {state} and join "
+                "again with a token") from None
+        raise
+
+
+async def _refused_everything(rstore: ResourceStore) -> bool:
+    """Whether etcd refuses even the cluster record (every role may read it): our user
+    is gone."""
+    try:
+        await read_record(rstore)
+    except Forbidden:
+        return True
+    return False
+
+
+async def _resume_node(rstore: ResourceStore, state: StateDir, node: NodeState,
+                       where: str) -> tuple[ClusterRecord, Resource | None]:
     found = await read_record(rstore)
     if found is None:
         raise NoCluster(f"{where} holds no cluster, but the state dir {state} belongs to "
@@ -184,7 +208,10 @@ async def resume_node(rstore: ResourceStore, state: StateDir, node: NodeState,
     if found.record.id != node.cluster_id:
         raise StateDirError(f"the state dir {state} belongs to cluster {node.cluster_id}, but "
                             f"{where} holds cluster {found.record.id}: use another --state-dir")
-    stored = await rstore.get("Node", node.node_id)
+    try:
+        stored = await rstore.get("Node", node.node_id)
+    except Forbidden:  # a node's role reads no spec/: its etcd user says it is still in
+        return found.record, None
     if stored is None:
         raise StateDirError(f"node {node.node_id} was removed from cluster {found.record.id}: "
                             f"remove the state dir {state} and join again with a token")

@@ -10,7 +10,9 @@
                     in the temp dir, serves https:// with certificates from it, and
                     issues client identities (``identity``); how a client reaches it,
                     plain or TLS alike: ``client_tls``, ``client_flags``,
-                    ``client_env``, ``connect`` (an identity per common name, made once)
+                    ``client_env``, ``connect`` (an identity per common name, made once);
+                    ``auth=True`` (with ``tls``) then turns etcd's auth on: a ``root``
+                    user and ``admin_name`` (TEST_ADMIN) holding etcd's root role
     StateDirEtcd    the one member of ``kubeless up``: data dir, pid file and log in
                     a directory, reused when an earlier run left it running
     free_port, alive, read_pid, cmdline, stop_pid   the process helpers they share
@@ -37,7 +39,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import EtcdElsewhere, EtcdExited, EtcdMissing, EtcdPortTaken, EtcdSilent
 
@@ -189,9 +191,13 @@ class EtcdCluster:
     client_cert_auth: bool = True
     tls_hosts: tuple[str, ...] = LOOPBACK  # the names and addresses etcd's certificates hold
     ca: CA | None = None
+    auth: bool = False  # etcd's auth on (tls only): root and admin_name hold the root role
+    admin_name: str = TEST_ADMIN
     _clients: dict[str, Path] = field(default_factory=dict, repr=False)  # common name -> dir
 
     def __post_init__(self) -> None:
+        if self.auth and not self.tls:
+            raise ValueError("etcd auth needs TLS: EtcdCluster(tls=True, auth=True)")
         require_etcd("make test does")
         root = self.root = Path(tempfile.mkdtemp(prefix="kubeless-etcd-"))
         files = self._make_tls(root / "pki") if self.tls else None
@@ -279,7 +285,41 @@ class EtcdCluster:
         for m in self.members:
             self.start_member(m, wait=False)
         self.wait_healthy(timeout)
+        if self.auth:
+            self.enable_auth()
         return self
+
+    def enable_auth(self) -> None:
+        """etcd's auth on: ``root`` and ``admin_name`` holding the root role (again:
+        nothing changes). Runs its own event loop in a thread: callable from anywhere."""
+        import threading
+
+        from kubeless.store import Keyspace, TlsConfig, connect
+
+        from .access import enable_auth
+
+        admin = TlsConfig.from_options(cert_path=str(self.admin_identity()))
+
+        async def enable() -> None:
+            rstore = connect(self.endpoints, "/", tls=admin)
+            try:
+                await enable_auth(rstore.etcd, Keyspace(), [self.admin_name])
+            finally:
+                await rstore.etcd.close()
+
+        failed: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _run_into(enable(), failed))
+        thread.start()
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    def admin_identity(self) -> Path:
+        """The directory of ``admin_name``'s identity (``client_identity``'s)."""
+        directory = self.client_identity(self.admin_name)
+        if directory is None:
+            raise ValueError("this etcd cluster has no TLS (EtcdCluster(tls=True))")
+        return directory
 
     def start_member(self, m: Member, wait: bool = True) -> None:
         m.spawn(self._cmd(m), die_with_parent=True)
@@ -443,6 +483,13 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _run_into(coro: Any, failed: list[BaseException]) -> None:
+    try:
+        asyncio.run(coro)
+    except BaseException as err:  # handed to the waiting thread
+        failed.append(err)
 
 
 def _die_with_parent() -> None:

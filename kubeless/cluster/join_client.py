@@ -219,6 +219,44 @@ def post_renew(host: str, port: int, directory: Path, csr_pem: str) -> str:
     return str(reply["certificate"])
 
 
+def post_promote(host: str, port: int, state: StateDir, node_id: str) -> bool:
+    """``POST /promote`` to the join endpoint at ``host:port`` with the node's own
+    identity (``tls/``): when its Node is now a manager, the manager identity and the CA
+    key are written in ``state`` (True); False when the manager says it is not one.
+    ``JoinFailed`` for anything else (nothing written)."""
+    from .pki import CA, key_pem, load_cert, load_key, make_csr, new_key, write_cert_dir
+
+    directory, where = state.tls_dir, f"{host}:{port}"
+    try:
+        context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
+        context.load_cert_chain(str(directory / "cert.pem"), str(directory / "key.pem"))
+    except (OSError, ValueError) as err:
+        raise JoinFailed(f"cannot use the identity in {directory}: {err}") from None
+    key = new_key()
+    status, text = _call(host, port, where, context, "POST", "/promote",
+                         json.dumps({"managerCsr": make_csr(key, f"manager:{node_id}")}).encode())
+    try:
+        reply = json.loads(text)
+    except json.JSONDecodeError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise JoinFailed(f"the join endpoint at {where} answered {status} without JSON")
+    if status == 403 and "is not a manager" in str(reply.get("error")):
+        return False
+    if status != 200 or not all(isinstance(reply.get(k), str)
+                                for k in ("managerCertificate", "caKey", "ca")):
+        raise JoinFailed(f"the manager at {where} refused the manager identity: "
+                         f"{reply.get('error', status)}")
+    try:
+        write_cert_dir(state.manager_tls_dir, reply["ca"], reply["managerCertificate"],
+                       key_pem(key))
+        CA(load_key(reply["caKey"]), load_cert(reply["ca"])).save(state.path)
+    except OSError as err:
+        raise JoinFailed(f"cannot write the manager identity in {state}: {err.strerror}") \
+            from None
+    return True
+
+
 def save_identity(state: StateDir, joined: Joined) -> None:
     """Write what the join returned into ``state`` (keys 0600)."""
     from .pki import CA, load_cert, load_key, write_cert_dir

@@ -22,6 +22,17 @@
                 usages for the cluster's lifetime (``renewal.renewal_profile``).
                 200 {certificate}; 401 no client certificate; 403 another identity,
                 not a node, or a node that is not in the cluster.
+    POST /promote JSON {managerCsr}, over mutual TLS with a node's certificate: a
+                node whose Node is now a manager (``node promote``) gets its
+                ``manager:<id>`` certificate and the CA key (what a manager's join
+                returns), its etcd user made first. 200 {managerCertificate, caKey,
+                ca}; 401 no client certificate; 403 not a node, another name, not
+                in the cluster, or not a manager.
+
+On a TLS etcd, the joining node's etcd users (``access.admit_node``: ``node:<id>``
+with its own role, ``manager:<id>`` with root for a manager) are made after the
+token is checked and before the Node is written and the certificate returned,
+so a certificate is never handed out before etcd knows its user.
 
 Every certificate is signed for the lifetime the cluster record says
 (``certExpiry``, ``init``/``up --cert-expiry``), read at each request.
@@ -55,7 +66,7 @@ from typing import Any
 from kubeless.api.names import label_key_error, label_value_error
 from kubeless.store import ResourceStore, StoreError
 
-from . import bootstrap, identities, renewal, tokens
+from . import access, bootstrap, identities, renewal, tokens
 from .errors import (CAError, ClusterError, NoCluster, NodeNameTaken, TokenMalformed,
                      TokenRefused)
 from .pki import (CA, DEFAULT_LIFETIME, USAGES, CertInfo, Profile, cert_info,
@@ -166,8 +177,31 @@ def node_profiles(node_id: str, address: str, role: str,
     node = Profile(identities.node(node_id).common_name, (address,), USAGES, lifetime)
     if role != "manager":
         return node, None
-    return node, Profile(identities.manager(node_id).common_name, (), frozenset({"client"}),
-                         lifetime)
+    return node, manager_profile(node_id, lifetime)
+
+
+def manager_profile(node_id: str, lifetime: float = DEFAULT_LIFETIME) -> Profile:
+    """A manager's identity (client usage only): its controllers and join endpoint."""
+    return Profile(identities.manager(node_id).common_name, (), frozenset({"client"}), lifetime)
+
+
+def promote_refusal(peer: CertInfo | None, asked: str) -> Reply | None:
+    """Why ``POST /promote`` from ``peer`` asking for ``asked`` is refused (None: it is
+    not, as far as the certificates go; the Node's role is checked in etcd)."""
+    if peer is None:
+        return Reply(401, {"error": "no client certificate: present the node's own (tls/)"})
+    try:
+        holder = identities.parse_identity(peer.common_name)
+    except identities.IdentityError:
+        holder = None
+    if holder is None or holder.kind != "node":
+        return Reply(403, {"error": f"{peer.common_name} is not a node identity: only a "
+                                    "promoted node asks for its manager identity here"})
+    want = identities.manager(holder.name).common_name
+    if asked != want:
+        return Reply(403, {"error": f"the certificate of {peer.common_name} can only ask for "
+                                    f"{want}, not {asked or 'a request without a name'}"})
+    return None
 
 
 def issue_own_identities(state: StateDir, node_id: str, address: str, role: str,
@@ -325,9 +359,14 @@ class JoinServer:
                 return 413, "text/plain", b"request too large\n"
             reply = await self.renew(peer, body)
             return reply.status, "application/json", json.dumps(reply.body).encode()
-        if path in ("/ca", "/join", "/renew"):
-            return 405, "text/plain", b"GET /ca, POST /join or POST /renew\n"
-        return 404, "text/plain", b"not found: GET /ca, POST /join or POST /renew\n"
+        if path == "/promote" and method == "POST":
+            if body is None:
+                return 413, "text/plain", b"request too large\n"
+            reply = await self.promote(peer, body)
+            return reply.status, "application/json", json.dumps(reply.body).encode()
+        if path in ("/ca", "/join", "/renew", "/promote"):
+            return 405, "text/plain", b"GET /ca, POST /join, /renew or /promote\n"
+        return 404, "text/plain", b"not found: GET /ca, POST /join, /renew or /promote\n"
 
     async def renew(self, peer: str | None, body: bytes) -> Reply:
         """Answer one ``POST /renew`` body from the verified client certificate ``peer``
@@ -349,6 +388,35 @@ class JoinServer:
             return Reply(503, {"error": f"the manager cannot reach etcd: {err}"})
         log.info("renewed the certificate of node %s", node_id)
         return Reply(200, {"certificate": cert})
+
+    async def promote(self, peer: str | None, body: bytes) -> Reply:
+        """Answer one ``POST /promote`` body: a node whose Node is now a manager (``node
+        promote``) trades its node certificate for its manager identity and the CA key."""
+        try:
+            csr = _pem(_json_object(body), "managerCsr", required=True)
+            info = cert_info(peer) if peer else None
+            refused = promote_refusal(info, csr_common_name(csr))
+            if refused is not None:
+                return refused
+            assert info is not None
+            node_id = identities.parse_identity(info.common_name).name
+            stored = await self.rstore.get("Node", node_id)
+            if stored is None:
+                return Reply(403, {"error": f"node {node_id} is not in the cluster"})
+            if (stored.get("spec") or {}).get("role") != "manager":
+                return Reply(403, {"error": f"node {node_id} is not a manager (`kubeless node "
+                                            f"promote {node_id}` makes it one)"})
+            if access.keeps_users(self.rstore.etcd):
+                await access.admit_node(self.rstore.etcd, self.rstore.keys, node_id, "manager")
+            lifetime = await renewal.cluster_cert_expiry(self.rstore)
+            cert = self.ca.sign(csr, manager_profile(node_id, lifetime))
+        except (BadRequest, ClusterError) as err:
+            return refusal(err)
+        except StoreError as err:
+            return Reply(503, {"error": f"the manager cannot reach etcd: {err}"})
+        log.info("node %s promoted: its manager identity signed", node_id)
+        return Reply(200, {"managerCertificate": cert, "caKey": key_pem(self.ca.key),
+                           "ca": self.ca.cert_pem})
 
     async def join(self, body: bytes) -> Reply:
         """Answer one ``POST /join`` body."""
@@ -373,6 +441,8 @@ class JoinServer:
         manager_cert = self.ca.sign(request.manager_csr, manager_profile) \
             if manager_profile is not None else ""
 
+        await self._admit(request.node_name, role)
+
         def node(granted: str) -> Resource:
             if granted != role:  # rotated meanwhile: what was signed is for another role
                 raise TokenRefused("the join token changed while joining; try again")
@@ -388,6 +458,17 @@ class JoinServer:
         if role == "manager":
             body.update(managerCertificate=manager_cert, caKey=key_pem(self.ca.key))
         return Reply(200, body)
+
+
+    async def _admit(self, node_id: str, role: str) -> None:
+        """The joining node's etcd users (``node:<id>``, and ``manager:<id>`` for a
+        manager) before its certificate is returned, on a TLS etcd (where auth is on
+        or will be). Not when the name is taken: the users are that node's."""
+        if not access.keeps_users(self.rstore.etcd):
+            return
+        if await self.rstore.get("Node", node_id) is not None:
+            return  # join_cluster refuses it (NodeNameTaken): leave its users alone
+        await access.admit_node(self.rstore.etcd, self.rstore.keys, node_id, role)
 
 
 def _peer_cert(writer: asyncio.StreamWriter) -> str | None:

@@ -54,7 +54,7 @@ from aetcd import rpc
 
 from . import tls as _tls
 from .channel import Endpoint, open_channel
-from .errors import Compacted, StoreError, TlsError, TooLarge, Unavailable
+from .errors import Compacted, Forbidden, StoreError, TlsError, TooLarge, Unavailable
 from .tls import TlsConfig
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ class Etcd:
         self._watch = rpc.WatchStub(channel)
         self._lease = rpc.LeaseStub(channel)
         self._maintenance = rpc.MaintenanceStub(channel)
+        self._auth = rpc.AuthStub(channel)
 
     async def close(self) -> None:
         for task in list(self._retiring):
@@ -271,6 +272,12 @@ class Etcd:
         name = _tls.server_name(self.endpoints, self.tls) if self.tls is not None else ""
         return TlsError(_tls.describe(kind, self.tls, where, name))
 
+    def _worded(self, err: StoreError) -> StoreError:
+        """A ``Forbidden`` names the certificate it was refused to."""
+        if isinstance(err, Forbidden) and self.tls is not None and self.tls.cert is not None:
+            return Forbidden(f"{err} [certificate {self.tls.cert}]")
+        return err
+
     async def _call(self, fn: Callable[[float], Awaitable[T]]) -> T:
         """``fn(timeout)`` until it answers, a non-transient error, or ``retry_for`` is spent."""
         loop = asyncio.get_running_loop()
@@ -285,13 +292,18 @@ class Etcd:
                 if tls_failure is not None:
                     raise tls_failure from err
                 if not _retryable(err):
-                    raise _translate(err) from err
+                    raise self._worded(_translate(err)) from err
                 if loop.time() + delay > deadline:
                     raise self._unavailable(err) from err
                 log.debug("etcd call failed (%s: %s), retrying in %.2fs", err.code().name,
                           err.details(), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    async def auth_call(self, method: str, request: Any) -> Any:
+        """One call of etcd's Auth service (``kubeless.store.auth`` words them), with the
+        same retries and translation as every other call."""
+        return await self._call(lambda t: getattr(self._auth, method)(request, timeout=t))
 
     # -- key-value --------------------------------------------------------
 
@@ -417,6 +429,9 @@ class Etcd:
                 if resp.compact_revision:
                     raise Compacted(resp.compact_revision)
                 if resp.canceled:
+                    if "permission denied" in resp.cancel_reason:
+                        raise Forbidden(f"etcd refused the watch of {prefix}: permission "
+                                        "denied (this identity may not read it)")
                     raise StoreError(f"watch canceled by etcd: {resp.cancel_reason or 'no reason'}")
                 if resp.created and not resp.events:
                     continue
@@ -450,6 +465,8 @@ class Etcd:
         req = rpc.LeaseRevokeRequest(ID=lease_id)
         try:
             await self._call(lambda t: self._lease.LeaseRevoke(req, timeout=t))
+        except Forbidden:
+            raise
         except StoreError as err:
             if "not found" not in str(err):
                 raise
@@ -525,8 +542,24 @@ def _too_large(err: grpc.aio.AioRpcError) -> bool:
         any(h in details for h in _TOO_LARGE_HINTS)
 
 
+# etcd's auth refusals: no permission for the key range, no user by the certificate's
+# common name (deleted: ``node rm``), or not root for a user/role call. Each has its
+# own gRPC code; the words are the same in etcd 3.4 and 3.5.
+_FORBIDDEN_CODES = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
+_FORBIDDEN_HINTS = ("permission denied", "user name not found", "authentication failed",
+                    "invalid auth token", "user name is empty")
+
+
+def _forbidden(err: grpc.aio.AioRpcError) -> bool:
+    details = (err.details() or "").lower()
+    return err.code() in _FORBIDDEN_CODES or any(h in details for h in _FORBIDDEN_HINTS)
+
+
 def _translate(err: grpc.aio.AioRpcError) -> StoreError:
     detail = (err.details() or err.code().name).splitlines()[0]
+    if _forbidden(err):
+        return Forbidden(f"etcd refused the request: {detail.removeprefix('etcdserver: ')} "
+                         "(this identity may not do that, or its etcd user was removed)")
     if err.code() == grpc.StatusCode.OUT_OF_RANGE and "compacted" in detail:
         return Compacted(0)
     if _too_large(err):

@@ -1,6 +1,7 @@
 """Joining through a manager's join endpoint (``kubeless join --token T HOST:PORT``), for real.
 
-The session's TLS etcd, ``kubeless init`` with the admin identity and
+A TLS etcd of the module's own (init turns etcd's auth on), ``kubeless init`` with
+the admin identity and
 ``--join-port`` on a free port, its state dir holding the CA etcd trusts (as
 ``kubeless certs ca`` leaves it), nodes that join through it with the fake
 runtime and reach etcd with the certificates they receive; every process is
@@ -26,18 +27,27 @@ from tests.support.etcd_server import EtcdCluster, free_port
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def init_etcd() -> Iterator[EtcdCluster]:
+    """A TLS etcd of this module's own: ``init`` turns etcd's auth on, which the
+    session's etcd must not get (the other tests' identities have no etcd users)."""
+    cluster = EtcdCluster(1, tls=True).start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def cli(etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
-    c = Cli(etcd_cluster.endpoints, prefix, tmp_path, etcd_cluster.client_identity())
+def cli(init_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> Iterator[Cli]:
+    c = Cli(init_etcd.endpoints, prefix, tmp_path, init_etcd.client_identity())
     yield c
     c.close()
 
 
 @pytest.fixture
-def cluster_ca(etcd_cluster: EtcdCluster) -> CA:
-    """The CA the session's etcd trusts: init's cluster CA, put in its state dir first."""
-    assert etcd_cluster.ca is not None
-    return etcd_cluster.ca
+def cluster_ca(init_etcd: EtcdCluster) -> CA:
+    """The CA the module's etcd trusts: init's cluster CA, put in its state dir first."""
+    assert init_etcd.ca is not None
+    return init_etcd.ca
 
 
 def serving(port: int) -> bool:
