@@ -54,17 +54,12 @@ def node_role_name(node_id: str) -> str:
     return f"node:{node_id}"
 
 
-def heartbeats_prefix(keys: Keyspace) -> str:
-    """Where every node's heartbeat lives (the keyspace's ``heartbeats/``)."""
-    return f"{keys.root}heartbeats/"
-
-
 def node_permissions(keys: Keyspace, node_id: str) -> frozenset[Permission]:
     """Exactly what node ``node_id``'s agent may read and write."""
     return frozenset({
         Permission(keys.agent(node_id), "readwrite", prefix=True),
-        Permission(heartbeats_prefix(keys) + node_id, "readwrite"),
-        Permission(heartbeats_prefix(keys), "read", prefix=True),
+        Permission(keys.heartbeat(node_id), "readwrite"),
+        Permission(keys.heartbeats_prefix(), "read", prefix=True),
         Permission(keys.endpoints_prefix(), "read", prefix=True),
         Permission(keys.cluster(), "read"),
     })

@@ -89,16 +89,16 @@ async def test_a_node_reaches_its_own_keys_and_what_its_agent_reads(stores: Stor
                               Put(keys.assignment("n2", "t2"), b"theirs"),
                               Put(keys.endpoints("default", "web"), b"ep"),
                               Put(keys.cluster(), b"record"),
-                              Put(permissions.heartbeats_prefix(keys) + "n2", b"hb2")])
+                              Put(keys.heartbeat("n2"), b"hb2")])
     n1 = stores("node:n1")
-    hb = permissions.heartbeats_prefix(keys) + "n1"
+    hb = keys.heartbeat("n1")
     lease = await n1.etcd.lease_grant(5)
     await n1.etcd.txn([], [Put(hb, b"hb1", lease), Put(keys.observed("n1", "t1"), b"running")])
     assert await n1.etcd.lease_keepalive_once(lease) > 0
     kv, _ = await n1.etcd.get(keys.assignment("n1", "t1"))
     assert kv is not None and kv.value == b"mine"
-    others, _ = await n1.etcd.list_prefix(permissions.heartbeats_prefix(keys))
-    assert {kv.key for kv in others} == {hb, permissions.heartbeats_prefix(keys) + "n2"}
+    others, _ = await n1.etcd.list_prefix(keys.heartbeats_prefix())
+    assert {kv.key for kv in others} == {hb, keys.heartbeat("n2")}
     assert (await n1.etcd.get(keys.cluster()))[0] is not None
     assert len((await n1.etcd.list_prefix(keys.endpoints_prefix()))[0]) == 1
     await n1.etcd.lease_revoke(lease)  # needs write on the attached keys: its heartbeat
@@ -109,7 +109,7 @@ WRITES = {
     "a service spec": lambda k: k.spec("Service", "web", "default"),
     "its own Node (a role)": lambda k: k.spec("Node", "n1"),
     "another node's assignment": lambda k: k.assignment("n2", "t9"),
-    "another node's heartbeat": lambda k: permissions.heartbeats_prefix(k) + "n2",
+    "another node's heartbeat": lambda k: k.heartbeat("n2"),
     "the cluster record": lambda k: k.cluster(),
     "an endpoint": lambda k: k.endpoints("default", "web"),
 }
@@ -157,7 +157,7 @@ async def test_a_node_cannot_grant_itself_roles_nor_rotate_a_token(stores: Store
 async def test_a_deleted_node_is_refused_at_its_next_request(stores: Stores) -> None:
     admin = await nodes_admitted(stores, ("gone", "manager"))
     node, manager = stores("node:gone", retry_for=1), stores("manager:gone", retry_for=1)
-    hb = permissions.heartbeats_prefix(admin.keys) + "gone"
+    hb = admin.keys.heartbeat("gone")
     await node.etcd.txn([], [Put(hb, b"up")])  # connected and working
     await manager.etcd.get(admin.keys.kind_prefix("Service"))
     started = time.monotonic()
@@ -267,7 +267,7 @@ async def test_the_join_endpoint_lets_a_node_in_before_returning_its_certificate
             write_cert_dir(tmp_path / name, joined.ca, joined.certificate, joined.key)
             stores.dirs[f"node:{name}"] = tmp_path / name
             own = stores(f"node:{name}")
-            await own.etcd.txn([], [Put(permissions.heartbeats_prefix(own.keys) + name, b"up")])
+            await own.etcd.txn([], [Put(own.keys.heartbeat(name), b"up")])
             await refused(own.etcd.get(own.keys.spec("Node", name)))
             if role == "manager":
                 write_cert_dir(tmp_path / "mgr", joined.ca, joined.manager_certificate,
