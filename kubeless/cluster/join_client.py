@@ -144,14 +144,7 @@ def post_join(host: str, port: int, where: str, ca_pem: str,
               body: dict[str, Any]) -> dict[str, Any]:
     """``POST /join`` over TLS verified against ``ca_pem`` for ``host``; the reply's JSON."""
     context = ssl.create_default_context(cadata=ca_pem)
-    status, text = _call(host, port, where, context, "POST", "/join",
-                         json.dumps(body).encode())
-    try:
-        reply = json.loads(text)
-    except json.JSONDecodeError:
-        reply = None
-    if not isinstance(reply, dict):
-        raise JoinFailed(f"the join endpoint at {where} answered {status} without JSON")
+    status, reply = _post_json(host, port, where, context, "/join", body)
     if status != 200:
         raise JoinFailed(f"the manager at {where} refused to join this node: "
                          f"{reply.get('error', status)}")
@@ -200,19 +193,8 @@ def post_renew(host: str, port: int, directory: Path, csr_pem: str) -> str:
     ``directory`` (``ca.pem``, ``cert.pem``, ``key.pem``) and verifying the manager
     against that CA; the renewed certificate (PEM). ``JoinFailed`` otherwise."""
     where = f"{host}:{port}"
-    try:
-        context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
-        context.load_cert_chain(str(directory / "cert.pem"), str(directory / "key.pem"))
-    except (OSError, ValueError) as err:
-        raise JoinFailed(f"cannot use the identity in {directory} to renew: {err}") from None
-    status, text = _call(host, port, where, context, "POST", "/renew",
-                         json.dumps({"csr": csr_pem}).encode())
-    try:
-        reply = json.loads(text)
-    except json.JSONDecodeError:
-        reply = None
-    if not isinstance(reply, dict):
-        raise JoinFailed(f"the join endpoint at {where} answered {status} without JSON")
+    context = _identity_context(directory, "to renew")
+    status, reply = _post_json(host, port, where, context, "/renew", {"csr": csr_pem})
     if status != 200 or not isinstance(reply.get("certificate"), str):
         raise JoinFailed(f"the manager at {where} refused to renew: "
                          f"{reply.get('error', status)}")
@@ -226,21 +208,11 @@ def post_promote(host: str, port: int, state: StateDir, node_id: str) -> bool:
     ``JoinFailed`` for anything else (nothing written)."""
     from .pki import CA, key_pem, load_cert, load_key, make_csr, new_key, write_cert_dir
 
-    directory, where = state.tls_dir, f"{host}:{port}"
-    try:
-        context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
-        context.load_cert_chain(str(directory / "cert.pem"), str(directory / "key.pem"))
-    except (OSError, ValueError) as err:
-        raise JoinFailed(f"cannot use the identity in {directory}: {err}") from None
+    where = f"{host}:{port}"
+    context = _identity_context(state.tls_dir)
     key = new_key()
-    status, text = _call(host, port, where, context, "POST", "/promote",
-                         json.dumps({"managerCsr": make_csr(key, f"manager:{node_id}")}).encode())
-    try:
-        reply = json.loads(text)
-    except json.JSONDecodeError:
-        reply = None
-    if not isinstance(reply, dict):
-        raise JoinFailed(f"the join endpoint at {where} answered {status} without JSON")
+    status, reply = _post_json(host, port, where, context, "/promote",
+                               {"managerCsr": make_csr(key, f"manager:{node_id}")})
     if status == 403 and "is not a manager" in str(reply.get("error")):
         return False
     if status != 200 or not all(isinstance(reply.get(k), str)
@@ -279,6 +251,32 @@ def _public(holder: Any) -> bytes:
     key = holder.public_key()
     return bytes(key.public_bytes(serialization.Encoding.DER,
                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def _identity_context(directory: Path, purpose: str = "") -> ssl.SSLContext:
+    """A client context presenting the identity in ``directory`` (``cert.pem``, ``key.pem``)
+    and verifying the manager against its ``ca.pem`` (mutual TLS: /renew, /promote)."""
+    try:
+        context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
+        context.load_cert_chain(str(directory / "cert.pem"), str(directory / "key.pem"))
+    except (OSError, ValueError) as err:
+        raise JoinFailed(f"cannot use the identity in {directory}"
+                         f"{' ' + purpose if purpose else ''}: {err}") from None
+    return context
+
+
+def _post_json(host: str, port: int, where: str, context: ssl.SSLContext, path: str,
+               body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` as JSON; the status and the reply's JSON object (``JoinFailed`` when
+    the reply is not one)."""
+    status, text = _call(host, port, where, context, "POST", path, json.dumps(body).encode())
+    try:
+        reply = json.loads(text)
+    except json.JSONDecodeError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise JoinFailed(f"the join endpoint at {where} answered {status} without JSON")
+    return status, reply
 
 
 def _call(host: str, port: int, where: str, context: ssl.SSLContext, method: str,

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from lab.cluster import tls as lab_tls
 from lab.cluster import waits
 from lab.cluster.harness import Cluster
 from lab.waiting import wait_until
+from tests.support.logs_probe import exchange
 from tests.support.cli_errors import assert_one_error_line
 
 # Each refused identity, and what the CLI says of it after "refused the client certificate".
@@ -136,23 +136,6 @@ async def test_etcd_refuses_a_hostile_certificate(cluster: Cluster, rs: store.Re
     assert await nothing_written(rs, name)
 
 
-def _exchange(address: str, port: int, context: ssl.SSLContext | None) -> bytes:
-    """What a client gets back for a GET of the logs endpoint (b"" when refused)."""
-    raw = socket.create_connection((address, port), timeout=10)
-    got = b""
-    try:
-        sock = context.wrap_socket(raw, server_hostname=address) if context else raw
-        sock.sendall(f"GET /logs/x HTTP/1.1\r\nHost: {address}\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        while chunk := sock.recv(4096):
-            got += chunk
-    except (ssl.SSLError, ConnectionError):
-        pass  # the handshake refused: the server's alert, or its hangup
-    finally:
-        raw.close()
-    return got
-
-
 def _context(ca: Path, identity: Path | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca))
     if identity is not None:
@@ -170,11 +153,11 @@ async def test_a_nodes_logs_server_refuses_all_but_cluster_identities(
         beat = json.loads(kv.value)
         assert beat["logsTLS"] is True, f"{node} serves logs over plain HTTP"
         address, port = cluster.hosts[node].address, int(beat["logsPort"])
-        got = {case: await asyncio.to_thread(_exchange, address, port, _context(ca, ident))
+        got = {case: await asyncio.to_thread(exchange, address, port, _context(ca, ident))
                for case, ident in [("anonymous", None), *hostile.items()]}
         assert got == dict.fromkeys(got, b""), f"{node} answered {got}"
-        assert b"HTTP" not in await asyncio.to_thread(_exchange, address, port, None)
-        member = await asyncio.to_thread(_exchange, address, port, _context(ca, admin))
+        assert b"HTTP" not in await asyncio.to_thread(exchange, address, port, None)
+        member = await asyncio.to_thread(exchange, address, port, _context(ca, admin))
         assert member.startswith(b"HTTP/1.1 404 "), member[:80]  # the admin is let in
 
 

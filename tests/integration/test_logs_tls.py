@@ -28,6 +28,7 @@ from kubeless_agent import AgentConfig, running_agent
 from kubeless_agent.main import AgentProcess
 from kubeless_cli.context import CliError
 from kubeless_cli.logs_cmd import stream_tasks
+from tests.support.logs_probe import exchange
 from tests.support.cli import run_cli, tls_flags
 from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster
@@ -108,24 +109,6 @@ async def test_logs_over_tls_with_the_users_identity(agent: AgentProcess, tls_et
     assert res.stdout.splitlines() == ["line 1", "line 2", "line 3"]
 
 
-def _exchange(port: int, context: ssl.SSLContext | None) -> bytes:
-    """What a client gets back for a GET of the logs endpoint (b"" when refused)."""
-    import socket
-
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    got = b""
-    try:
-        sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
-        sock.sendall(b"GET /logs/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        while chunk := sock.recv(4096):
-            got += chunk
-    except (ssl.SSLError, ConnectionError):
-        pass  # the handshake refused: the server's alert, or its hangup
-    finally:
-        raw.close()
-    return got
-
-
 async def test_clients_without_a_cluster_certificate_get_nothing(
         agent: AgentProcess, admin: Path, stranger: Path) -> None:
     assert agent.log_server is not None and agent.log_server.tls
@@ -137,12 +120,12 @@ async def test_clients_without_a_cluster_certificate_get_nothing(
             c.load_cert_chain(str(identity / "cert.pem"), str(identity / "key.pem"))
         return c
 
-    anonymous = await asyncio.to_thread(_exchange, port, context(admin / "ca.pem", None))
-    plain = await asyncio.to_thread(_exchange, port, None)
-    foreign = await asyncio.to_thread(_exchange, port, context(admin / "ca.pem", stranger))
+    anonymous = await asyncio.to_thread(exchange, "127.0.0.1", port, context(admin / "ca.pem", None))
+    plain = await asyncio.to_thread(exchange, "127.0.0.1", port, None)
+    foreign = await asyncio.to_thread(exchange, "127.0.0.1", port, context(admin / "ca.pem", stranger))
     assert (anonymous, foreign) == (b"", b"")
     assert b"HTTP" not in plain
-    member = await asyncio.to_thread(_exchange, port, context(admin / "ca.pem", admin))
+    member = await asyncio.to_thread(exchange, "127.0.0.1", port, context(admin / "ca.pem", admin))
     assert member.startswith(b"HTTP/1.1 404 ")  # the same client with a cluster identity
 
 
