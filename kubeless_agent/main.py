@@ -123,6 +123,7 @@ class AgentConfig:
     server_tls: ServerTls | None = None  # serve logs over TLS only, client certs required
     renew_dir: Path | None = None  # keep this identity (ca.pem, cert.pem, key.pem) renewed
     ca_dir: Path | None = None  # a state dir holding the CA key: renew by signing here
+    join_port: int | None = None  # a join endpoint of this host's: advertised (joinPort)
 
     @classmethod
     def from_node_state(cls, node: NodeState, state: StateDir | None = None,
@@ -225,7 +226,9 @@ class AgentProcess:
         self.renewal: Renewal | None = None
         self.leaving = False  # kubeless node leave asked: revoke, remove every task, exit
         self._stop: asyncio.Event | None = None
-        self._advertised: dict[str, Any] = {}  # heartbeat fields others set (joinPort)
+        # heartbeat fields others set: a manager's joinPort (its node process, or --join-port)
+        self._advertised: dict[str, Any] = (
+            {"joinPort": config.join_port} if config.join_port else {})
 
     def advertise(self, fields: dict[str, Any]) -> None:
         """Say ``fields`` in every local node's heartbeat (a manager's ``joinPort``)."""
@@ -508,6 +511,10 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
                    help="etcd endpoints, comma-separated")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="the cluster's key prefix")
     p.add_argument("--runtime", default="docker", choices=RUNTIMES, help="task runtime")
+    p.add_argument("--join-port", type=int, metavar="PORT",
+                   help="a join endpoint on this host listens on PORT (a manager's, run "
+                        "apart): say so in the heartbeat, where nodes find where to renew "
+                        "their certificates")
     p.add_argument("--logs-port", type=int, default=0,
                    help="serve task logs on this port (default: any free port, in the heartbeat)")
     p.add_argument("--process-dir", default=None,
@@ -551,7 +558,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             advertise_addr=args.advertise_addr, labels=tuple(labels.items()),
             heartbeat_ttl=args.heartbeat_ttl, cpus=args.cpus, memory=memory,
             metrics_port=args.metrics_port, hollow_nodes=max(args.hollow_nodes, 0),
-            logs_port=args.logs_port,
+            logs_port=args.logs_port, join_port=args.join_port,
             runtime_options=(("state_dir", args.process_dir),)
             if args.runtime == "process" and args.process_dir else (),
             mesh=not args.no_mesh, mesh_bind=args.mesh_bind,

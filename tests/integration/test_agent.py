@@ -352,3 +352,20 @@ async def test_an_agent_started_before_etcd_answers_waits_for_it(own_etcd: EtcdC
     finally:
         stop.set()
         await asyncio.gather(run, return_exceptions=True)
+
+
+async def test_join_port_is_advertised_where_nodes_find_join_endpoints(
+        etcd_cluster: EtcdCluster, rstore: store.ResourceStore, prefix: str) -> None:
+    """``--join-port`` (a manager's join endpoint run apart from its agent, as on the lab's
+    hosts): the heartbeat says it, so other nodes renew their certificates there."""
+    from kubeless.cluster.renewal import find_join_endpoints
+
+    cfg = agent_on(etcd_cluster, prefix, "jp-1", advertise_addr="127.0.0.1", join_port=23777,
+                   mesh=False, dns_addrs=())
+    async with running_agent(cfg):
+        assert await find_join_endpoints(rstore) == [("127.0.0.1", 23777)]
+    from kubeless_agent.main import parse_args
+
+    flags = [*etcd_cluster.client_flags("node:jp-1"), "--runtime", "fake"]
+    assert parse_args([*flags, "--join-port", "2377"]).join_port == 2377
+    assert parse_args(flags).join_port is None  # nothing advertised unless asked
