@@ -20,9 +20,18 @@ serves https:// client and peer URLs and requires client certificates; each
 agent presents ``node:<name>`` (its logs server then serves TLS too), each
 controllers process ``manager:<name>``, and the harness's own clients
 ``admin:lab`` (``client_tls``), which is also what a person's CLI uses.
-Once the nodes are ready the harness writes the cluster record (``tokens``:
-role -> join token) and each manager serves the join endpoint on port 2377
-(``lab.cluster.join_endpoint``, the part ``join``).
+Once etcd answers, the harness does what ``init`` and the join endpoint do
+before an agent starts (``Cluster._admit``): it turns etcd's auth on with
+``root`` and every identity it issued as a user (``kubeless.cluster.access``:
+managers and ``admin:lab`` hold root, each ``node:<name>`` only its own role),
+registers every host's Node with its role (a node's identity may not write
+``spec/``), and writes the cluster record (``tokens``: role -> join token).
+Each manager then serves the join endpoint on port 2377
+(``lab.cluster.join_endpoint``, the part ``join``), which makes a joining
+node's etcd users as ``init``'s node does. etcd keeps users and roles in its
+data dir: a member killed and started again has them all. Without TLS, auth
+stays off (a plain etcd has no identities); the harness still registers the
+Nodes.
 
 Why the bridge lives in a namespace of its own rather than in the root
 namespace: the root namespace of a Docker host drops forwarded traffic
@@ -57,8 +66,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kubeless.cluster import access
 from kubeless.cluster.etcd_server import health
-from kubeless.store import TlsConfig
+from kubeless.store import AlreadyExists, ResourceStore, TlsConfig
 from kubeless.store.tls import CERT_PATH_ENV
 from lab.cluster import system
 from lab.cluster import tls as lab_tls
@@ -256,15 +266,17 @@ class Cluster:
             self._wait_engines(timeout)
             self._load_image()
             self.wait_etcd(timeout)
+            from lab.cluster import waits
+
+            run_sync(waits.with_store(self, self._admit))
             for h in self.hosts.values():
                 self._spawn(h, "agent")
             for h in self.managers:
                 self._spawn(h, "controllers")
-            from lab.cluster import waits
-
-            run_sync(waits.cluster_ready(self, timeout, set_roles=True))
-            if self.tls is not None:
-                self._join_endpoints(timeout)
+                if "join" in h.parts():
+                    self._spawn(h, "join")
+            run_sync(waits.cluster_ready(self, timeout))
+            self._wait_join_endpoints(timeout)
         except BaseException:
             self.stop()
             raise
@@ -372,21 +384,38 @@ class Cluster:
         self.record.procs[f"{h.name}/{part}"] = Proc.of(proc.pid, part)
         self.record.save()
 
-    def _join_endpoints(self, timeout: float) -> None:
-        """The cluster record (its join tokens), then every manager's join endpoint."""
+    async def _admit(self, rs: ResourceStore) -> None:
+        """What ``init`` and the join endpoint write before a node's agent starts: etcd's
+        auth on (TLS: ``root`` and every identity the harness issued, each with its
+        roles, ``kubeless.cluster.access``), every host's Node with its role (a node's
+        own identity may not write ``spec/``), and the cluster record with its join
+        tokens. Converges: a Node already there is left as it is."""
+        if self.tls is not None:
+            await access.enable_auth(rs.etcd, rs.keys, [
+                who.common_name for who in lab_tls.identities(self.hosts.values())])
+        for h in self.hosts.values():
+            with contextlib.suppress(AlreadyExists):
+                await rs.create(self.node_resource(h))
+        if self.tls is not None:
+            self.tokens = await lab_tls.write_record(
+                rs, self.tls, self.managers[0].name, f"{self.endpoints} (the lab cluster)")
+
+    def node_resource(self, h: Host) -> dict[str, Any]:
+        """Host ``h``'s Node as its agent describes it (``node_process.node_resource``)."""
+        from kubeless.cluster import NodeState
+        from kubeless_cli.node_process import node_resource
+
+        return node_resource(NodeState("", h.name, h.role, self.endpoints, self.prefix,
+                                       "docker", h.address), h.role)
+
+    def _wait_join_endpoints(self, timeout: float) -> None:
+        """Until every manager's join endpoint serves the CA (TLS only)."""
         from kubeless.cluster.errors import JoinFailed
         from kubeless.cluster.join_client import fetch_ca
-        from lab.cluster import waits
 
-        tls = self.tls
-        assert tls is not None
-        self.tokens = run_sync(waits.with_store(self, lambda rs: lab_tls.write_record(
-            rs, tls, self.managers[0].name, f"{self.endpoints} (the lab cluster)")))
-        for h in self.managers:
-            self._spawn(h, "join")
         deadline = time.monotonic() + timeout
         for h in self.managers:
-            while True:
+            while "join" in h.parts():
                 try:
                     fetch_ca(h.address, JOIN_PORT, h.join_address)
                     break

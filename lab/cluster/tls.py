@@ -13,6 +13,8 @@
     <manager>/ca.key, ca.crt    the CA again: any manager signs (its join endpoint)
 
 Each host's directory is laid out as a state dir (``kubeless.cluster.StateDir``).
+``identities`` names every identity the harness issues (etcd's users once auth
+is on: ``lab.cluster.harness`` enables it with ``kubeless.cluster.access``).
 ``write_record`` then writes the cluster record (its id, the CA, the join
 tokens' hashes) once etcd is up, as ``init`` does: tokens for the join endpoints
 (``lab.cluster.join_endpoint``).
@@ -32,15 +34,17 @@ from typing import TYPE_CHECKING
 from kubeless.cluster.etcd_server import EtcdTls
 from kubeless.cluster.join_server import node_profiles
 from kubeless.cluster.pki import CA, DEFAULT_LIFETIME, Profile, issue_etcd_certs, issue_identity
-from kubeless.cluster import StateDir
+from kubeless.cluster import StateDir, identities as ids
 from kubeless.cluster.bootstrap import ClusterCA, create_cluster
+from kubeless.cluster.identities import Identity
 from kubeless.cluster.record import new_cluster_id
 from kubeless.store import ResourceStore, TlsConfig
 
 if TYPE_CHECKING:
     from lab.cluster.harness import Host
 
-ADMIN = "admin:lab"
+ADMIN_NAME = "lab"
+ADMIN = ids.admin(ADMIN_NAME).common_name  # admin:lab
 NODE_DIR, MANAGER_DIR = "tls", "manager-tls"
 
 
@@ -68,13 +72,24 @@ class LabTls:
 async def write_record(rstore: ResourceStore, tls: LabTls, first: str,
                        where: str) -> dict[str, str]:
     """The cluster record for the harness's CA, made as ``init`` makes it (the Node of
-    ``first`` is already registered by its agent); role -> plain join token."""
+    ``first`` is already registered by the harness); role -> plain join token."""
     first_node = await rstore.get("Node", first)
     assert first_node is not None, f"{first} is not registered"
     ca = ClusterCA(new_cluster_id(), tls.ca.cert_pem)
     _, tokens = await create_cluster(rstore, StateDir(tls.admin.parent / "state"), first_node,
                                      where, ca)
     return tokens
+
+
+def identities(hosts: Iterable[Host]) -> list[Identity]:
+    """Every identity ``make`` issues: the admin, each host's ``node:<name>`` and each
+    manager's ``manager:<name>`` (what etcd's user table holds, ``root`` aside)."""
+    made = [ids.admin(ADMIN_NAME)]
+    for h in hosts:
+        made.append(ids.node(h.name))
+        if h.manager:
+            made.append(ids.manager(h.name))
+    return made
 
 
 def make(directory: Path, hosts: Iterable[Host]) -> LabTls:

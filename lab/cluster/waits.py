@@ -119,16 +119,12 @@ def where(ts: list[Resource]) -> dict[str, str]:
     return {t["metadata"]["name"]: t["spec"].get("nodeName") for t in running(ts)}
 
 
-async def cluster_ready(cluster: Cluster, timeout: float = 60.0, *,
-                        set_roles: bool = False) -> None:
+async def cluster_ready(cluster: Cluster, timeout: float = 60.0) -> None:
     """Every node ready and every controller led by a manager whose controllers run."""
     rs = connect(cluster)
     try:
         want = set(cluster.hosts)
         await until(lambda: _has(ready_nodes(rs), want), timeout, f"nodes {sorted(want)} ready")
-        if set_roles:
-            for h in cluster.managers:
-                await set_node(rs, h.name, role="manager")
         live = {h.name for h in cluster.managers if h.running("controllers")}
         await until(lambda: _led_by(rs, live), timeout, f"controllers led by one of {live}")
     finally:
@@ -143,23 +139,6 @@ async def _has(found: Any, want: set[str]) -> bool:
 async def _led_by(rs: store.ResourceStore, live: set[str]) -> bool:
     led = await leaders(rs)
     return all(led.get(c) in live for c in CONTROLLERS)
-
-
-async def set_node(rs: store.ResourceStore, name: str, **spec: str) -> None:
-    for _ in range(20):
-        node = await rs.get("Node", name)
-        if node is None:
-            raise AssertionError(f"node {name} not registered")
-        if all(node["spec"].get(k) == v for k, v in spec.items()):
-            return
-        node["spec"].update(spec)
-        node.pop("status", None)
-        try:
-            await rs.update(node)
-            return
-        except store.Conflict:
-            continue
-    raise AssertionError(f"could not update node {name}")
 
 
 # -- services, as a user writes them ----------------------------------------------------
