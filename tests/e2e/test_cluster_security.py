@@ -11,7 +11,8 @@ Every manager serves the join endpoint (``lab.cluster.join_endpoint``): a host
 with no token or a guessed one gets no certificate and registers nothing; a
 rotated token is refused while the new one joins, and a node that joined
 before restarts from its state dir with no token (``kubeless join
---state-dir``). Joining hosts run in the root namespace with the process
+--state-dir``); the manager's endpoint makes each joining node's etcd user, and
+none for a refused one. Joining hosts run in the root namespace with the process
 runtime (the harness's namespaces are all taken by its own hosts).
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -29,14 +29,16 @@ from pathlib import Path
 import pytest
 
 from kubeless import store
-from kubeless.cluster import pki
+from kubeless.cluster import access, pki
 from kubeless.cluster.pki import CA, Profile
+from kubeless.store.auth import Auth
 from lab.cluster import tls as lab_tls
 from lab.cluster import waits
 from lab.cluster.harness import Cluster
 from lab.waiting import wait_until
-from tests.support.logs_probe import exchange
+from tests.e2e.clients import bare_env, kubeless
 from tests.support.cli_errors import assert_one_error_line
+from tests.support.logs_probe import exchange
 
 # Each refused identity, and what the CLI says of it after "refused the client certificate".
 HOSTILE = {
@@ -84,22 +86,6 @@ def self_signed(common_name: str) -> tuple[str, str]:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
             .sign(key, hashes.SHA256()))
     return pki.key_pem(key), cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def kubeless(cluster: Cluster, host: str | None, *args: str,
-             cert_path: Path | None = None, cacert: Path | None = None
-             ) -> subprocess.CompletedProcess[str]:
-    """The CLI on the cluster (on ``host``, else in the root namespace) as the identity
-    in ``cert_path`` (none: no KUBELESS_CERT_PATH at all), or with ``--cacert`` only."""
-    env = {k: v for k, v in os.environ.items() if k != "KUBELESS_CERT_PATH"}
-    env.update(KUBELESS_ENDPOINTS=cluster.endpoints, KUBELESS_PREFIX=cluster.prefix)
-    if cert_path is not None:
-        env["KUBELESS_CERT_PATH"] = str(cert_path)
-    flags = ("--cacert", str(cacert)) if cacert is not None else ()
-    cmd = (sys.executable, "-m", "kubeless_cli.main", *flags, *args)
-    if host is not None:
-        return cluster.run(host, *cmd, env=env)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
 
 async def nothing_written(rs: store.ResourceStore, name: str) -> bool:
@@ -174,11 +160,6 @@ def joining(cluster: Cluster, token: str | None, manager: str, name: str, state:
             *extra]
 
 
-def bare_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("KUBELESS_CERT_PATH", "KUBELESS_ENDPOINTS", "KUBELESS_PREFIX")}
-
-
 async def test_a_host_without_a_token_gets_no_certificate(
         cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
     from kubeless.cluster import tokens
@@ -211,6 +192,7 @@ async def test_token_rotation_keeps_joined_nodes_and_refuses_the_old_token(
     try:
         await waits.until(lambda: _ready(rs, "j1"), 60, "j1 joined and ready")
         assert (j1_state / "tls" / "cert.pem").is_file()  # its own identity, from m1
+        assert await Auth(rs.etcd).user_roles("node:j1") == ["node:j1"]  # m1 let it in
         rotated = await asyncio.to_thread(kubeless, cluster, None, "join-token", "worker",
                                           "--rotate", "-q", "--state-dir", str(tmp_path / "no"),
                                           cert_path=cluster.tls.admin)
@@ -228,6 +210,8 @@ async def test_token_rotation_keeps_joined_nodes_and_refuses_the_old_token(
         joined = await asyncio.to_thread(join_through, cluster.hosts["m3"].join_address, new,
                                          request)
         assert (joined.node_id, joined.role) == ("j3", "worker")
+        assert await Auth(rs.etcd).user_roles("node:j3") == ["node:j3"]
+        assert await Auth(rs.etcd).user_roles("node:j2") is None  # refused: no user either
         with pytest.raises(JoinFailed):
             await asyncio.to_thread(join_through, cluster.hosts["m3"].join_address, old,
                                     NodeRequest("j4", cluster.gateway, "process", {}))
@@ -244,9 +228,10 @@ async def test_token_rotation_keeps_joined_nodes_and_refuses_the_old_token(
         j1.terminate()
         await asyncio.to_thread(j1.wait, 30)
         log.close()
-        for name in ("j1", "j3"):
+        for name in ("j1", "j3"):  # as `node rm` does: the Node, the users
             with contextlib.suppress(store.NotFound):
                 await rs.delete("Node", name)
+            await access.remove_node(rs.etcd, name)
 
 
 async def _ready(rs: store.ResourceStore, node: str) -> bool:
