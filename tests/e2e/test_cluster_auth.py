@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -125,7 +126,7 @@ async def test_a_worker_cannot_promote_itself_nor_rotate_a_token_nor_write_spec(
     identity = node_identity(cluster, "w1")
     record_before, _ = await rs.etcd.get(rs.keys.cluster())
 
-    def on_w1(*args: str) -> object:
+    def on_w1(*args: str) -> Awaitable[subprocess.CompletedProcess[str]]:
         return asyncio.to_thread(kubeless, cluster, "w1", *args, cert_path=identity)
 
     assert_one_error_line(await on_w1("node", "promote", "w1"), "permission denied")
