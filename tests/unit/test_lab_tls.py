@@ -77,6 +77,20 @@ def test_the_admin_identity_is_what_clients_present(made: Made) -> None:
     assert pki.cert_info(client.cert.read_text()).common_name == "admin:lab"
 
 
+def test_etcds_users_are_exactly_the_identities_made(made: Made) -> None:
+    """The users the harness admits (``identities``) are the common names of every
+    certificate ``make`` wrote: no identity without its user, no user without a holder."""
+    tls, hs = made
+    written = {pki.cert_info(cert.read_text()).common_name
+               for cert in [tls.admin / "cert.pem",
+                            *(h.dir / d / "cert.pem" for h in hs
+                              for d in (lab_tls.NODE_DIR, lab_tls.MANAGER_DIR))]
+               if cert.exists()}
+    named = [who.common_name for who in lab_tls.identities(hs)]
+    assert sorted(named) == sorted(written) == [
+        "admin:lab", "manager:m1", "manager:m2", "node:m1", "node:m2", "node:w1"]
+
+
 def test_what_lab_up_prints(made: Made, tmp_path: Path) -> None:
     tls, _ = made
     cluster = Cluster.__new__(Cluster)  # only what the printing reads
