@@ -27,8 +27,9 @@ managers and ``admin:lab`` hold root, each ``node:<name>`` only its own role),
 registers every host's Node with its role (a node's identity may not write
 ``spec/``), and writes the cluster record (``tokens``: role -> join token).
 Each manager then serves the join endpoint on port 2377
-(``lab.cluster.join_endpoint``, the part ``join``), which makes a joining
-node's etcd users as ``init``'s node does. etcd keeps users and roles in its
+(``lab.cluster.join_endpoint``, the part ``join``; its agent advertises it,
+``--join-port``, so ``join-token`` and renewals find it), which makes a
+joining node's etcd users as ``init``'s node does. etcd keeps users and roles in its
 data dir: a member killed and started again has them all. Without TLS, auth
 stays off (a plain etcd has no identities); the harness still registers the
 Nodes.
@@ -359,11 +360,12 @@ class Cluster:
                      "--initial-cluster-token", self.name,
                      "--heartbeat-interval", "100", "--election-timeout", "1000",
                      "--log-level", "warn"], None)
-        if part == "agent":
+        if part == "agent":  # a manager's says where its join endpoint listens (joinPort)
+            join = ["--join-port", str(JOIN_PORT)] if "join" in h.parts() else []
             return ([sys.executable, "-m", "kubeless_agent", "--endpoints", self.endpoints,
                      "--prefix", self.prefix, "--runtime", "docker", "--node-name", h.name,
                      "--advertise-addr", h.address, "--heartbeat-ttl", str(self.heartbeat_ttl),
-                     "--log-level", self.log_level], py_env)
+                     *join, "--log-level", self.log_level], py_env)
         if part == "controllers":
             return ([sys.executable, "-m", "controllers", "--endpoints", self.endpoints,
                      "--prefix", self.prefix, "--identity", h.name,

@@ -178,6 +178,20 @@ async def test_a_host_without_a_token_gets_no_certificate(
     assert await rs.get("Node", "intruder") is None
 
 
+async def test_join_token_names_every_managers_join_endpoint(cluster: Cluster,
+                                                             tmp_path: Path) -> None:
+    """Each manager's agent advertises its join endpoint (``--join-port``), so
+    ``join-token`` prints the command for each, with the current token."""
+    assert cluster.tls is not None
+    printed = await asyncio.to_thread(kubeless, cluster, None, "join-token", "worker",
+                                      "--state-dir", str(tmp_path / "none"),
+                                      cert_path=cluster.tls.admin)
+    assert printed.returncode == 0, printed.stderr
+    for h in cluster.managers:
+        assert f"--token {cluster.tokens['worker']} {h.join_address}" in printed.stdout, \
+            printed.stdout
+
+
 async def test_token_rotation_keeps_joined_nodes_and_refuses_the_old_token(
         cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
     from kubeless.cluster.errors import JoinFailed
