@@ -24,6 +24,7 @@ import json
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,74 @@ async def _ready_again(rs: store.ResourceStore, node: str, old_lease: int) -> bo
     kv, _ = await rs.etcd.get(rs.keys.heartbeat(node))
     return (kv is not None and kv.lease != old_lease and "stoppedAt" not in json.loads(kv.value)
             and await _ready(rs, node))
+
+
+async def _set_cert_expiry(rs: store.ResourceStore, text: str) -> str:
+    """Put ``certExpiry`` in the cluster record (a transaction on what was read); the old."""
+    from kubeless.store import Compare, Put
+    from kubeless.store.codec import decode, encode_json
+
+    key = rs.keys.cluster()
+    kv, _ = await rs.etcd.get(key)
+    assert kv is not None, "the harness writes the cluster record"
+    record = decode(key, kv.value)
+    old = str(record.get("certExpiry", "2160h0m0s"))
+    done = await rs.etcd.txn([Compare(key, "mod", "==", kv.mod_revision)],
+                             [Put(key, encode_json({**record, "certExpiry": text}))])
+    assert done.succeeded
+    return old
+
+
+def _serial(state: Path) -> int:
+    return pki.load_cert((state / "tls" / "cert.pem").read_text()).serial_number
+
+
+async def test_short_certificates_renew_while_a_joined_node_runs(
+        cluster: Cluster, rs: store.ResourceStore, tmp_path: Path) -> None:
+    """Certificates of 12 s (the record's certExpiry, read by every signer): a node that
+    joined through a manager renews its identity at the managers' join endpoints (found in
+    their agents' heartbeats, ``--join-port``) again and again, with no restart: it stays
+    Ready on one heartbeat lease and its task keeps its process; etcd refuses the first
+    certificate once it has expired."""
+    old_expiry = await _set_cert_expiry(rs, "12s")
+    state, name = tmp_path / "jr", "jr"
+    log = (tmp_path / "jr.log").open("w")
+    jr = subprocess.Popen(joining(cluster, cluster.tokens["worker"], "m2", name, state),
+                          env=bare_env(), stdout=log, stderr=subprocess.STDOUT,
+                          start_new_session=True)
+    try:
+        await waits.until(lambda: _ready(rs, name), 60, "jr joined and ready")
+        first = {f: (state / "tls" / f).read_text() for f in ("ca.pem", "cert.pem", "key.pem")}
+        lease = await _heartbeat_lease(rs, name)
+        svc = waits.service("renewing", 1, constraints=[f"node.id=={name}"])
+        svc["spec"]["template"]["command"] = ["sleep", "600"]
+        await waits.apply(rs, svc)
+        tasks = await waits.wait_converged(rs, "renewing", 1, timeout=60)
+        process = tasks[0]["status"].get("containerId")
+        serials = {_serial(state)}
+
+        async def renewed_twice() -> bool:
+            serials.add(_serial(state))
+            return len(serials) >= 3
+        await waits.until(renewed_twice, 60, "jr's certificate renewed twice")
+        assert await _heartbeat_lease(rs, name) == lease, "the node kept its heartbeat lease"
+        assert await _ready(rs, name)
+        now = waits.running(await waits.tasks(rs, "renewing"))
+        assert [t["status"].get("containerId") for t in now] == [process], "no restart"
+        expired = tmp_path / "expired"  # the first identity, kept aside
+        expired.mkdir()
+        for f, text in first.items():
+            (expired / f).write_text(text)
+        ends = pki.load_cert(first["cert.pem"]).not_valid_after_utc.timestamp()
+        await waits.until(lambda: time.time() > ends + 1, 30, "the first certificate expired")
+        said = await asyncio.to_thread(kubeless, cluster, None, "get", "nodes",
+                                       cert_path=expired)
+        assert_one_error_line(said, "expired")
+    finally:
+        await _set_cert_expiry(rs, old_expiry)
+        jr.terminate()
+        await asyncio.to_thread(jr.wait, 30)
+        log.close()
+        with contextlib.suppress(store.NotFound):
+            await rs.delete("Node", name)
+        await access.remove_node(rs.etcd, name)
