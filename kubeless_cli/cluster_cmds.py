@@ -76,8 +76,8 @@ def warn(transport: Transport) -> None:
 def transport_note(endpoints: str) -> str:
     """What a node started on ``endpoints`` should know about its connection to etcd."""
     if endpoints.startswith("https://"):
-        return ("etcd is reached over TLS with this node's certificate (per-identity etcd "
-                "permissions are a later issue).")
+        return ("etcd is reached over TLS with this node's certificate; etcd's auth lets "
+                "it reach only what its role allows.")
     return NO_TLS_NOTE
 
 

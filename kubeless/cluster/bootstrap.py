@@ -21,10 +21,9 @@
 The plain tokens live in etcd under ``secrets/join-tokens``, beside the hashes
 in the record and written in the same transactions, so any host holding a
 manager or admin identity prints them (Swarm keeps them in its raft store,
-Kubernetes' bootstrap tokens are Secrets). Until etcd permissions per identity
-(a later issue) any identity from the cluster CA can read that key; it sits
-under ``secrets/``, apart from everything nodes read, so one grant to managers
-and admins can cover it then.
+Kubernetes' bootstrap tokens are Secrets). Only managers and admins (etcd's root
+role) may read it: it sits under ``secrets/``, which no node's role reaches
+(``kubeless.cluster.permissions``).
 
 Running the node (agent, controllers) is the CLI's business; this module
 talks only to the store.

@@ -165,8 +165,8 @@ class Keyspace:
         return f"{self.root}cluster"
 
     def secrets_prefix(self) -> str:
-        """Keys only managers and admins may read (etcd permissions: a later issue), apart
-        from everything nodes read, so one range grant can cover them."""
+        """Keys only managers and admins may read (etcd's root role), apart from
+        everything a node's role grants (``kubeless.cluster.permissions``)."""
         return f"{self.root}secrets/"
 
     def join_tokens(self) -> str:
