@@ -42,7 +42,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from kubeless.store import Compare, Etcd, KeptLease, Keyspace, Put, StoreError
+from kubeless.store import Compare, Etcd, Forbidden, KeptLease, Keyspace, Put, StoreError
 from kubeless.store.codec import encode_json
 from kubeless.store.resources import now_rfc3339
 
@@ -52,6 +52,7 @@ from kubeless_agent.identity import NodeIdentity
 log = logging.getLogger(__name__)
 
 BATCH = 100  # ops per transaction (etcd's default limit is 128)
+REFUSED_MAX_WAIT = 60.0  # seconds between puts a permission refusal slows down to (_hold)
 
 
 class Heartbeats:
@@ -167,20 +168,28 @@ class Heartbeats:
             return lease
 
     async def _hold(self, lease: KeptLease) -> None:
-        """Put pending heartbeats until the lease is lost."""
+        """Put pending heartbeats until the lease is lost. Refused for permissions (the
+        node was removed: its etcd user deleted), it asks again ever more slowly (up to
+        ``REFUSED_MAX_WAIT``): one clear line each time, never a tight loop."""
+        wait = self.retry_interval
         while not lease.lost.is_set():
             self._nudged.clear()  # an update while putting sets it again
             if self._pending:
                 try:
                     await self._put_pending(lease.id)
+                    wait = self.retry_interval
+                except Forbidden as err:
+                    wait = min(wait * 2, REFUSED_MAX_WAIT)
+                    log.warning("putting heartbeats: %s; asking again in %.0fs", err, wait)
                 except StoreError as err:
+                    wait = self.retry_interval
                     log.warning("putting heartbeats: %s; retrying", err)
             if not self._pending:
                 self.live.set()
             waits = [asyncio.ensure_future(lease.lost.wait()),
                      asyncio.ensure_future(self._nudged.wait())]
             try:
-                await asyncio.wait(waits, timeout=self.retry_interval if self._pending else None,
+                await asyncio.wait(waits, timeout=wait if self._pending else None,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for w in waits:

@@ -217,6 +217,7 @@ def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:
             await rstore.delete("Node", name)
             await forget_leave(rstore, name)
             await forget_users(rstore, name)
+            await end_heartbeat(rstore, name)
             click.echo(name)
 
     ctx.run(run)
@@ -229,6 +230,15 @@ async def forget_users(rstore: Any, name: str) -> None:
 
     if access.keeps_users(rstore.etcd):
         await access.remove_node(rstore.etcd, name)
+
+
+async def end_heartbeat(rstore: Any, name: str) -> None:
+    """A removed node's heartbeat lease is revoked (``--force`` on a node still up): etcd
+    checks every write against the deleted user, but not a lease keep-alive, so an agent
+    still running there would otherwise keep its old heartbeat alive for ever."""
+    kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(name))
+    if kv is not None and kv.lease:
+        await rstore.etcd.lease_revoke(kv.lease)
 
 
 async def forget_leave(rstore: Any, name: str) -> None:
