@@ -9,6 +9,13 @@ sharing one heartbeat lease. A group runs in this event loop
 ``python -m kubeless_agent`` process that ``kill_group`` SIGKILLs, so its
 lease expires on its own as when a host dies.
 
+On an etcd with auth (``tls=EtcdCluster.client_tls``) each identity is admitted
+as it is first presented: ``admin:hollow`` and ``manager:<identity>`` root, each
+group's ``node:<group>`` the hollow group's role (``kubeless.cluster.permissions``:
+its nodes' keys, the reads of a node). As the join endpoint would, the cluster
+registers a group's Nodes itself (as its admin) before the group's agent starts:
+a node's credentials may not write ``spec/``.
+
 Helpers read the cluster as users see it (``kubeless.store.tasks.list_tasks``:
 tasks with their effective status) and wait for conditions with deadlines
 (``until``), never sleeping and hoping. ``SlotWatch`` samples the tasks in
@@ -31,7 +38,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubeless import store
 from kubeless.api.tasks import TERMINAL_STATES
@@ -40,6 +47,7 @@ from kubeless.store import TlsConfig
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 from kubeless_agent import AgentConfig, AgentProcess, running_agent
+from kubeless_agent.registration import register_nodes
 from lab.waiting import until
 
 from controllers.framework import Controller, ControllerRunner
@@ -101,6 +109,20 @@ def service(name: str, replicas: int = 1, *, image: str = "web:1", mode: str = "
 
 # -- node groups --------------------------------------------------------------------
 
+class IdentityTls(Protocol):
+    """Common name (and the prefix its etcd role covers; ``hollow``: a hollow group's
+    ``node:<group>``) -> the files of that identity: ``EtcdCluster.client_tls``."""
+
+    def __call__(self, common_name: str, prefix: str | None = None, *,
+                 hollow: bool = False) -> TlsConfig | None: ...
+
+
+def no_tls(common_name: str, prefix: str | None = None, *,
+           hollow: bool = False) -> TlsConfig | None:
+    """A plain http:// etcd: no identity."""
+    return None
+
+
 @dataclass
 class NodeGroup:
     name: str
@@ -152,27 +174,30 @@ class HollowCluster:
     def __init__(self, endpoints: str, prefix: str, *, lease_ttl: int = 2,
                  heartbeat_ttl: int = 2, controllers: bool = True,
                  identity: str = "hollow-manager",
-                 tls: Callable[[str], TlsConfig | None] | None = None) -> None:
+                 tls: IdentityTls | None = None) -> None:
         """``tls``: common name -> the files of that identity (``EtcdCluster.client_tls``),
         for an https:// etcd: the cluster's own reads as ``admin:hollow``, the controllers
-        as ``manager:<identity>``, each node group as ``node:<group>``."""
+        as ``manager:<identity>``, each node group as ``node:<group>`` (a hollow group)."""
         self.endpoints = endpoints
         self.prefix = prefix
         self.lease_ttl = lease_ttl
         self.heartbeat_ttl = heartbeat_ttl
         self.with_controllers = controllers
         self.identity = identity
-        self.tls: Callable[[str], TlsConfig | None] = tls or (lambda _name: None)
-        self.store = store.connect(endpoints, prefix, tls=self.tls(admin("hollow").common_name))
+        self.tls: IdentityTls = tls or no_tls
+        self.store = store.connect(endpoints, prefix,
+                                   tls=self.tls(admin("hollow").common_name, prefix))
         self.groups: dict[str, NodeGroup] = {}
         self.runner: ControllerRunner | None = None
         self._runner_task: asyncio.Task[None] | None = None
         self._ctl_store: store.ResourceStore | None = None
 
-    def client_flags(self, common_name: str | None = None) -> list[str]:
+    def client_flags(self, common_name: str | None = None, *, hollow: bool = False
+                     ) -> list[str]:
         """``--endpoints`` and, over TLS, ``--cacert/--cert/--key`` of ``common_name`` (the
-        cluster's admin by default): the CLI's and the daemons' flags."""
-        tls = self.tls(common_name or admin("hollow").common_name)
+        cluster's admin by default; ``hollow``: a group's agent): the CLI's and the
+        daemons' flags."""
+        tls = self.tls(common_name or admin("hollow").common_name, self.prefix, hollow=hollow)
         files = [] if tls is None else [
             "--cacert", str(tls.cacert), "--cert", str(tls.cert), "--key", str(tls.key)]
         return ["--endpoints", self.endpoints, *files]
@@ -198,7 +223,8 @@ class HollowCluster:
 
     async def start_controllers(self) -> ControllerRunner:
         ctl_store = self._ctl_store = store.connect(
-            self.endpoints, self.prefix, tls=self.tls(manager(self.identity).common_name))
+            self.endpoints, self.prefix,
+            tls=self.tls(manager(self.identity).common_name, self.prefix))
         controllers = self.make_controllers(ctl_store, ClusterView(ctl_store))
         runner = self.runner = ControllerRunner(ctl_store, controllers, self.identity,
                                                 lease_ttl=self.lease_ttl)
@@ -240,14 +266,15 @@ class HollowCluster:
         """Start ``size`` hollow nodes ``<name>-0`` ...; wait until all are ready."""
         node_ids = [f"{name}-{i}" for i in range(size)]
         group = NodeGroup(name, size, node_ids)
+        config = AgentConfig(endpoints=self.endpoints, prefix=self.prefix, runtime="fake",
+                             node_name=name, labels=tuple((labels or {}).items()),
+                             heartbeat_ttl=self.heartbeat_ttl, cpus=cpus, memory=memory,
+                             hollow_nodes=size, role=role,
+                             tls=self.tls(node(name).common_name, self.prefix, hollow=True))
+        await register_nodes(self.store, config.identities())  # as the join endpoint does
         if subprocess_agent:
             group.proc = self._spawn_agent(name, size, labels or {}, cpus, memory)
         else:
-            config = AgentConfig(endpoints=self.endpoints, prefix=self.prefix, runtime="fake",
-                                 node_name=name, labels=tuple((labels or {}).items()),
-                                 heartbeat_ttl=self.heartbeat_ttl, cpus=cpus, memory=memory,
-                                 hollow_nodes=size, role=role,
-                                 tls=self.tls(node(name).common_name))
             group._cm = running_agent(config)
             group.agent = await group._cm.__aenter__()
         self.groups[name] = group
@@ -256,7 +283,8 @@ class HollowCluster:
 
     def _spawn_agent(self, name: str, size: int, labels: dict[str, str], cpus: float | None,
                      memory: int | None) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "kubeless_agent", *self.client_flags(node(name).common_name),
+        args = [sys.executable, "-m", "kubeless_agent",
+                *self.client_flags(node(name).common_name, hollow=True),
                 "--prefix", self.prefix, "--runtime", "fake", "--node-name", name,
                 "--hollow-nodes", str(size), "--heartbeat-ttl", str(self.heartbeat_ttl),
                 "--log-level", "WARNING"]

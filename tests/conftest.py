@@ -1,13 +1,18 @@
 """Fixtures shared by every test: real etcd members started on free loopback ports.
 
-The session's etcd (``etcd_cluster``) serves TLS and verifies client certificates,
-as users run it; tests reach it through the cluster: ``etcd_cluster.connect(prefix)``
-in process, ``client_env()`` (``KUBELESS_ENDPOINTS`` and ``KUBELESS_CERT_PATH``) or
-``client_flags()`` (``--endpoints --cacert --cert --key``) for a subprocess, an
-identity per common name (``admin:tests`` unless told: ``node:<id>`` for an agent,
-``manager:<id>`` for controllers). A plain http:// etcd is asked for by name
-(``plain_etcd``): what must keep working plain, and plain-http behaviour. No test
-inherits a ``KUBELESS_CERT_PATH`` the developer exported.
+The session's etcd (``etcd_cluster``) serves TLS, verifies client certificates and
+has etcd's auth on, as users run it; tests reach it through the cluster:
+``etcd_cluster.connect(prefix)`` in process, ``client_env()`` (``KUBELESS_ENDPOINTS``
+and ``KUBELESS_CERT_PATH``) or ``client_flags()`` (``--endpoints --cacert --cert
+--key``) for a subprocess, an identity per common name (``admin:tests`` unless told:
+``node:<id>`` for an agent, ``manager:<id>`` for controllers), each admitted as its
+etcd user with the permission table's roles as it is first presented: a node's role
+covers its keys under the prefix named with it (``client_flags(f"node:{id}", prefix)``),
+so an agent reaches only what a node may, and registering its Node is the admin's (as
+the join endpoint does). A plain http:// etcd is asked for by name (``plain_etcd``):
+what must keep working plain, and plain-http behaviour; a TLS etcd without auth by
+``EtcdCluster(tls=True, auth=False)``. No test inherits a ``KUBELESS_CERT_PATH`` the
+developer exported.
 """
 
 from __future__ import annotations
@@ -46,8 +51,8 @@ os.environ.pop("KUBELESS_CERT_PATH", None)  # the developer's own cluster's, nev
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
     """One single-member etcd shared by the session, over TLS with client certificates
-    (a CA of its own); tests isolate by prefix."""
-    cluster = EtcdCluster(1, tls=True).start()
+    (a CA of its own) and etcd's auth on; tests isolate by prefix."""
+    cluster = EtcdCluster(1, tls=True, auth=True).start()
     yield cluster
     cluster.stop()
 
@@ -64,8 +69,9 @@ def plain_etcd() -> Iterator[EtcdCluster]:
 
 @pytest.fixture
 def own_etcd() -> Iterator[EtcdCluster]:
-    """A single-member TLS etcd of the test's own, for tests that stop or compact it."""
-    cluster = EtcdCluster(1, tls=True).start()
+    """A single-member TLS etcd with auth of the test's own, for tests that stop or
+    compact it."""
+    cluster = EtcdCluster(1, tls=True, auth=True).start()
     yield cluster
     cluster.stop()
 

@@ -11,8 +11,11 @@
                     issues client identities (``identity``); how a client reaches it,
                     plain or TLS alike: ``client_tls``, ``client_flags``,
                     ``client_env``, ``connect`` (an identity per common name, made once);
-                    ``auth=True`` (with ``tls``) then turns etcd's auth on: a ``root``
-                    user and ``admin_name`` (TEST_ADMIN) holding etcd's root role
+                    with ``tls`` etcd's auth is on too unless asked off (``auth=False``):
+                    a ``root`` user and ``admin_name`` (TEST_ADMIN) holding etcd's root
+                    role, and each identity a client presents admitted as its etcd
+                    user (``admit``: the permission table's roles; a node's under the
+                    prefix it is presented on, a hollow group's ``hollow:<group>``)
     StateDirEtcd    the one member of ``kubeless up``: data dir, pid file and log in
                     a directory, reused when an earlier run left it running
     free_port, alive, read_pid, cmdline, stop_pid   the process helpers they share
@@ -36,7 +39,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +54,10 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")  # where a local member serves, in 
 TEST_ADMIN = "admin:tests"  # the identity an EtcdCluster's clients present unless told
 
 if TYPE_CHECKING:
-    from kubeless.store import ResourceStore, TlsConfig
+    from kubeless.store import Etcd, ResourceStore, TlsConfig
+    from kubeless.store.auth import Permission
+
+    from .permissions import UserGrant
 
     from .pki import CA
 
@@ -191,11 +197,14 @@ class EtcdCluster:
     client_cert_auth: bool = True
     tls_hosts: tuple[str, ...] = LOOPBACK  # the names and addresses etcd's certificates hold
     ca: CA | None = None
-    auth: bool = False  # etcd's auth on (tls only): root and admin_name hold the root role
+    auth: bool | None = None  # etcd's auth: on with tls unless asked off (auth=False)
     admin_name: str = TEST_ADMIN
     _clients: dict[str, Path] = field(default_factory=dict, repr=False)  # common name -> dir
+    _admitted: set[tuple[str, str | None, bool]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
+        if self.auth is None:
+            self.auth = self.tls
         if self.auth and not self.tls:
             raise ValueError("etcd auth needs TLS: EtcdCluster(tls=True, auth=True)")
         require_etcd("make test does")
@@ -228,35 +237,46 @@ class EtcdCluster:
 
     # -- how a client reaches it: the same calls for a plain and a TLS cluster ----------
 
-    def client_identity(self, common_name: str = TEST_ADMIN) -> Path | None:
+    def client_identity(self, common_name: str = TEST_ADMIN, prefix: str | None = None, *,
+                        hollow: bool = False) -> Path | None:
         """The identity directory of ``common_name`` (ca.pem, cert.pem, key.pem), issued
         on first use (valid a day: a slow session outlives an hour) and reused after;
-        None for a plain cluster."""
+        None for a plain cluster. With auth, its etcd user is admitted too (``admit``:
+        a node identity names the ``prefix`` its role covers)."""
         if not self.tls:
             return None
+        directory = self._certificate(common_name)
+        if self.auth and common_name != self.admin_name:
+            self.admit(common_name, prefix, hollow=hollow)
+        return directory
+
+    def _certificate(self, common_name: str) -> Path:
         if common_name not in self._clients:
             self._clients[common_name] = self.identity(common_name, lifetime=86400.0)
         return self._clients[common_name]
 
-    def client_tls(self, common_name: str = TEST_ADMIN) -> TlsConfig | None:
+    def client_tls(self, common_name: str = TEST_ADMIN, prefix: str | None = None, *,
+                   hollow: bool = False) -> TlsConfig | None:
         """What ``store.connect(..., tls=)`` and ``AgentConfig(tls=)`` take."""
         from kubeless.store import TlsConfig
 
-        directory = self.client_identity(common_name)
+        directory = self.client_identity(common_name, prefix, hollow=hollow)
         return None if directory is None else TlsConfig.from_options(cert_path=str(directory))
 
-    def client_flags(self, common_name: str = TEST_ADMIN) -> list[str]:
+    def client_flags(self, common_name: str = TEST_ADMIN, prefix: str | None = None, *,
+                     hollow: bool = False) -> list[str]:
         """``--endpoints`` and, with TLS, ``--cacert``/``--cert``/``--key``: the flags of
         the CLI, kubeless-agent, kubeless-controllers and etcdctl alike."""
-        tls = self.client_tls(common_name)
+        tls = self.client_tls(common_name, prefix, hollow=hollow)
         files = [] if tls is None else [
             "--cacert", str(tls.cacert), "--cert", str(tls.cert), "--key", str(tls.key)]
         return ["--endpoints", self.endpoints, *files]
 
-    def client_env(self, common_name: str = TEST_ADMIN) -> dict[str, str]:
+    def client_env(self, common_name: str = TEST_ADMIN, prefix: str | None = None
+                   ) -> dict[str, str]:
         """``KUBELESS_ENDPOINTS`` and, with TLS, ``KUBELESS_CERT_PATH``: the environment
         of the CLI and the daemons (merge it over a copy of ``os.environ``)."""
-        directory = self.client_identity(common_name)
+        directory = self.client_identity(common_name, prefix)
         env = {"KUBELESS_ENDPOINTS": self.endpoints}
         if directory is not None:
             env["KUBELESS_CERT_PATH"] = str(directory)
@@ -269,7 +289,81 @@ class EtcdCluster:
         from kubeless.store import connect
 
         return connect(self.endpoints, prefix, call_timeout=call_timeout, retry_for=retry_for,
-                       tls=self.client_tls(common_name))
+                       tls=self.client_tls(common_name, prefix))
+
+    # -- etcd's users, with auth on -------------------------------------------------------
+
+    def admit(self, common_name: str, prefix: str | None = None, *,
+              hollow: bool = False) -> None:
+        """``common_name``'s etcd user with its roles from the permission table (once per
+        common name and prefix): managers and admins (and names that are no kubeless
+        identity) root; ``node:<id>`` its own role, granting its keys under ``prefix``;
+        with ``hollow``, ``node:<group>`` the hollow group's role instead. Tests on one
+        etcd isolate by prefix, so a role keeps the grants it got under other prefixes
+        (each a node's own keys still) and a user the roles it holds."""
+        from kubeless.store import Keyspace
+
+        from . import identities, permissions
+
+        try:
+            who: identities.Identity | None = identities.parse_identity(common_name)
+        except identities.IdentityError:
+            who = None
+        node = who is not None and who.kind == "node"
+        if node and prefix is None:
+            raise ValueError(f"{common_name} on an etcd with auth: name the prefix its role "
+                             f"covers (client_tls({common_name!r}, prefix))")
+        done = (common_name, prefix if node else None, hollow and node)
+        if done in self._admitted:
+            return
+        keys = Keyspace(prefix or "/")
+        roles: dict[str, frozenset[Permission]] = {}
+        if who is None:
+            grant = permissions.UserGrant(common_name, ("root",))
+        elif node and hollow:
+            grant, roles = permissions.hollow_group_grant(keys, who.name)
+        else:
+            grant, roles = permissions.user_grant(who), permissions.roles_for(keys, who)
+        self._as_admin(lambda etcd: _admit_keeping(etcd, grant, roles))
+        self._admitted.add(done)
+
+    def enable_auth(self) -> None:
+        """etcd's auth on: ``root`` and ``admin_name`` holding the root role (again:
+        nothing changes)."""
+        from kubeless.store import Keyspace
+
+        from .access import enable_auth
+
+        self._as_admin(lambda etcd: enable_auth(etcd, Keyspace(), [self.admin_name]))
+
+    def _as_admin(self, call: Callable[[Etcd], Awaitable[None]]) -> None:
+        """Run ``call`` on a connection as ``admin_name``, in an event loop of its own in a
+        thread: callable from sync code and from a running loop alike."""
+        import threading
+
+        from kubeless.store import TlsConfig, connect
+
+        admin = TlsConfig.from_options(cert_path=str(self.admin_identity()))
+
+        async def run() -> None:
+            rstore = connect(self.endpoints, "/", tls=admin)
+            try:
+                await call(rstore.etcd)
+            finally:
+                await rstore.etcd.close()
+
+        failed: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _run_into(run(), failed))
+        thread.start()
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    def admin_identity(self) -> Path:
+        """The directory of ``admin_name``'s identity (``client_identity``'s)."""
+        if not self.tls:
+            raise ValueError("this etcd cluster has no TLS (EtcdCluster(tls=True))")
+        return self._certificate(self.admin_name)
 
     @property
     def endpoints(self) -> str:
@@ -288,38 +382,6 @@ class EtcdCluster:
         if self.auth:
             self.enable_auth()
         return self
-
-    def enable_auth(self) -> None:
-        """etcd's auth on: ``root`` and ``admin_name`` holding the root role (again:
-        nothing changes). Runs its own event loop in a thread: callable from anywhere."""
-        import threading
-
-        from kubeless.store import Keyspace, TlsConfig, connect
-
-        from .access import enable_auth
-
-        admin = TlsConfig.from_options(cert_path=str(self.admin_identity()))
-
-        async def enable() -> None:
-            rstore = connect(self.endpoints, "/", tls=admin)
-            try:
-                await enable_auth(rstore.etcd, Keyspace(), [self.admin_name])
-            finally:
-                await rstore.etcd.close()
-
-        failed: list[BaseException] = []
-        thread = threading.Thread(target=lambda: _run_into(enable(), failed))
-        thread.start()
-        thread.join()
-        if failed:
-            raise failed[0]
-
-    def admin_identity(self) -> Path:
-        """The directory of ``admin_name``'s identity (``client_identity``'s)."""
-        directory = self.client_identity(self.admin_name)
-        if directory is None:
-            raise ValueError("this etcd cluster has no TLS (EtcdCluster(tls=True))")
-        return directory
 
     def start_member(self, m: Member, wait: bool = True) -> None:
         m.spawn(self._cmd(m), die_with_parent=True)
@@ -483,6 +545,21 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+async def _admit_keeping(etcd: Etcd, grant: UserGrant,
+                         roles: dict[str, frozenset[Permission]]) -> None:
+    """``grant``'s user holding its roles, each role its ``roles`` permissions on top of
+    what it holds (``EtcdCluster.admit``)."""
+    from kubeless.store.auth import Auth
+
+    auth = Auth(etcd)
+    for role, perms in roles.items():
+        held = await auth.role(role)
+        await auth.ensure_role(role, perms | (held.permissions if held else frozenset()))
+    await auth.ensure_user(grant.user)
+    await auth.ensure_user_roles(grant.user,
+                                 {*grant.roles, *(await auth.user_roles(grant.user) or ())})
 
 
 def _run_into(coro: Any, failed: list[BaseException]) -> None:

@@ -24,6 +24,18 @@ and no certificate is ever signed for it (``identities.RESERVED``).
 
 A role per node, named as its user, keeps a node's grants apart: removing the
 node removes its role and user together (``access`` applies this table).
+
+Tests and benchmarks only: a *hollow group* (``lab.hollow``, the benchmarks) is
+one agent process serving hollow nodes ``<group>-0``, ``<group>-1``, ... under
+the one identity ``node:<group>``, which a node's role would refuse. Its user
+holds ``hollow:<group>`` instead: the node's grants for every node of the group
+
+        readwrite  <prefix>/v1/agents/<group>-       (prefix: each node's keys)
+        readwrite  <prefix>/v1/heartbeats/<group>-   (prefix: each node's heartbeat)
+        read       heartbeats/, endpoints/, cluster  (as a node)
+
+No kubeless command makes that role: ``init``, the join endpoint and ``node``
+commands know only the table above.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from dataclasses import dataclass
 from kubeless.store import Keyspace
 from kubeless.store.auth import ROOT, Permission
 
+from . import identities
 from .identities import Identity
 
 
@@ -59,10 +72,40 @@ def node_permissions(keys: Keyspace, node_id: str) -> frozenset[Permission]:
     return frozenset({
         Permission(keys.agent(node_id), "readwrite", prefix=True),
         Permission(keys.heartbeat(node_id), "readwrite"),
+        *_node_reads(keys),
+    })
+
+
+def _node_reads(keys: Keyspace) -> frozenset[Permission]:
+    """What every node reads: each heartbeat (DNS, join endpoints), the endpoints, the
+    cluster record."""
+    return frozenset({
         Permission(keys.heartbeats_prefix(), "read", prefix=True),
         Permission(keys.endpoints_prefix(), "read", prefix=True),
         Permission(keys.cluster(), "read"),
     })
+
+
+def hollow_group_role_name(group: str) -> str:
+    return f"hollow:{group}"
+
+
+def hollow_group_permissions(keys: Keyspace, group: str) -> frozenset[Permission]:
+    """What the agent process of hollow group ``group`` (nodes ``<group>-<i>``) may read
+    and write: tests and benchmarks only (see the module docstring)."""
+    return frozenset({
+        Permission(f"{keys.agents_prefix()}{group}-", "readwrite", prefix=True),
+        Permission(f"{keys.heartbeats_prefix()}{group}-", "readwrite", prefix=True),
+        *_node_reads(keys),
+    })
+
+
+def hollow_group_grant(keys: Keyspace, group: str
+                       ) -> tuple[UserGrant, dict[str, frozenset[Permission]]]:
+    """The user ``node:<group>`` of a hollow group, and its one role (tests, benchmarks)."""
+    role = hollow_group_role_name(group)
+    return (UserGrant(user_name(identities.node(group)), (role,)),
+            {role: hollow_group_permissions(keys, group)})
 
 
 def user_grant(who: Identity) -> UserGrant:

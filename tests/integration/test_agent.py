@@ -272,7 +272,7 @@ async def test_hollow_nodes_register(etcd_cluster: EtcdCluster, prefix: str,
 def start_agent(etcd_cluster: EtcdCluster, prefix: str, node: str, ttl: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags(f"node:{node}"),
+        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags(f"node:{node}", prefix),
          "--prefix", prefix, "--runtime", "fake", "--node-name", node,
          "--heartbeat-ttl", str(ttl), "--log-level", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

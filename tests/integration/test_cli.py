@@ -209,7 +209,7 @@ async def test_node_ls_marks_this_node_and_shows_the_engine_version(
         procs: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
     """Three hollow nodes of a fake-runtime agent on real etcd; the CLI's state dir names n-1."""
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags("node:n"),
+        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags("node:n", prefix, hollow=True),
          "--prefix", prefix, "--runtime", "fake", "--node-name", "n", "--hollow-nodes", "3",
          "--heartbeat-ttl", "3", "--log-level", "WARNING"], start_new_session=True))
     state = tmp_path / "state"

@@ -45,11 +45,10 @@ class Stores:
         self.dirs: dict[str, Path] = {cluster.admin_name: cluster.admin_identity()}
 
     def identity(self, common_name: str) -> Path:
-        """An identity given to the test (``dirs``), else the cluster's (made once)."""
+        """An identity given to the test (``dirs``), else a certificate from the cluster's
+        CA, with no etcd user (each test admits its users itself, through ``access``)."""
         if common_name not in self.dirs:
-            directory = self.cluster.client_identity(common_name)
-            assert directory is not None
-            self.dirs[common_name] = directory
+            self.dirs[common_name] = self.cluster.identity(common_name)
         return self.dirs[common_name]
 
     def __call__(self, common_name: str, retry_for: float = 3.0) -> ResourceStore:
@@ -207,7 +206,7 @@ async def test_the_user_table_is_exactly_the_expected_one_and_converges(
 @pytest.fixture
 def own_auth_etcd() -> Iterator[EtcdCluster]:
     """A TLS etcd with auth OFF (enable_for_node turns it on, as init does)."""
-    cluster = EtcdCluster(1, tls=True).start()
+    cluster = EtcdCluster(1, tls=True, auth=False).start()
     yield cluster
     cluster.stop()
 

@@ -138,7 +138,7 @@ def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluste
                          "--log-level", "INFO"))
     for node, addr, bridge in zip(p.nodes, (A, B), bridge_dns_addresses):
         p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common,
-                             *etcd_cluster.client_flags(f"node:{node}"), "--runtime",
+                             *etcd_cluster.client_flags(f"node:{node}", p.prefix), "--runtime",
                              "docker", "--node-name", node, "--advertise-addr", addr,
                              "--heartbeat-ttl", "3", "--dns-addr",
                              f"{addr}:{p.dns_port},{bridge}:53", "--resolv-conf",

@@ -63,7 +63,7 @@ async def test_metrics_pass_promtool(etcd_cluster: EtcdCluster, prefix: str,
     procs.append(spawn("controllers", *etcd_cluster.client_flags("manager:m1"), "--prefix", prefix,
                        "--identity", "m1", "--lease-ttl", "2", "--metrics-port", str(cport),
                        "--log-level", "WARNING"))
-    procs.append(spawn("kubeless_agent", *etcd_cluster.client_flags("node:h"), "--prefix",
+    procs.append(spawn("kubeless_agent", *etcd_cluster.client_flags("node:h", prefix, hollow=True), "--prefix",
                        prefix, "--runtime", "fake", "--node-name", "h", "--hollow-nodes", "3",
                        "--heartbeat-ttl", "2", "--metrics-port", str(aport),
                        "--log-level", "WARNING"))

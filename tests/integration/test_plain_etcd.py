@@ -63,17 +63,18 @@ def test_a_plain_client_is_refused_by_the_tls_etcd(etcd_cluster: EtcdCluster,
 
 
 def test_the_same_calls_reach_a_plain_and_a_tls_etcd(plain_etcd: EtcdCluster,
-                                                      etcd_cluster: EtcdCluster) -> None:
-    assert plain_etcd.client_flags("node:x") == ["--endpoints", plain_etcd.endpoints]
+                                                      etcd_cluster: EtcdCluster,
+                                                      prefix: str) -> None:
+    assert plain_etcd.client_flags("node:x", prefix) == ["--endpoints", plain_etcd.endpoints]
     assert plain_etcd.client_env() == {"KUBELESS_ENDPOINTS": plain_etcd.endpoints}
     assert plain_etcd.client_tls() is None
 
-    admin, node = etcd_cluster.client_identity(), etcd_cluster.client_identity("node:x")
+    admin, node = etcd_cluster.client_identity(), etcd_cluster.client_identity("node:x", prefix)
     assert admin is not None and node is not None and admin != node
     assert etcd_cluster.client_identity() == admin, "made once per common name"
     assert cert_info((admin / "cert.pem").read_text()).common_name == "admin:tests"
     assert cert_info((node / "cert.pem").read_text()).common_name == "node:x"
-    assert etcd_cluster.client_flags("node:x") == [
+    assert etcd_cluster.client_flags("node:x", prefix) == [
         "--endpoints", etcd_cluster.endpoints, "--cacert", str(node / "ca.pem"),
         "--cert", str(node / "cert.pem"), "--key", str(node / "key.pem")]
     assert etcd_cluster.client_env() == {"KUBELESS_ENDPOINTS": etcd_cluster.endpoints,

@@ -77,7 +77,8 @@ class RealNode:
 
     def start(self) -> subprocess.Popen[bytes]:
         args = [sys.executable, "-m", "kubeless_agent",
-                *self.etcd.client_flags(f"node:{self.id}"), "--prefix", self.prefix,
+                *self.etcd.client_flags(f"node:{self.id}", self.prefix), "--prefix",
+                self.prefix,
                 "--runtime", self.runtime, "--node-name", self.id,
                 "--heartbeat-ttl", str(TTL), "--no-mesh", "--dns-addr", "none",
                 "--drain-period", "0s", "--log-level", "INFO"]

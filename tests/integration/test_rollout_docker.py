@@ -127,7 +127,7 @@ def plane(etcd_cluster: EtcdCluster, engine: Any, v2_image: str,
         p.procs.append(_spawn(["controllers", *etcd_cluster.client_flags(f"manager:{node}"),
                                *common, "--identity", f"{node}-manager",
                                "--lease-ttl", str(LEASE_TTL)], logs / "controllers.log"))
-        p.procs.append(_spawn(["kubeless_agent", *etcd_cluster.client_flags(f"node:{node}"),
+        p.procs.append(_spawn(["kubeless_agent", *etcd_cluster.client_flags(f"node:{node}", prefix),
                                *common, "--runtime", "docker", "--node-name",
                                node, "--heartbeat-ttl", "3"], logs / "agent.log"))
         yield p

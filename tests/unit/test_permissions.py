@@ -88,3 +88,37 @@ def test_no_identity_can_be_etcds_root_user() -> None:
         identities.parse_identity("root")
     for kind in identities.KINDS:
         assert identities.identity_error(kind, "root") is not None
+
+
+# -- a hollow group (tests and benchmarks only) ---------------------------------------
+
+def test_a_hollow_group_holds_its_nodes_keys_and_a_nodes_reads() -> None:
+    grant, roles = permissions.hollow_group_grant(KEYS, "g")
+    assert grant == permissions.UserGrant("node:g", ("hollow:g",))
+    assert roles == {"hollow:g": {
+        Permission("/kl/v1/agents/g-", "readwrite", prefix=True),
+        Permission("/kl/v1/heartbeats/g-", "readwrite", prefix=True),
+        Permission("/kl/v1/heartbeats/", "read", prefix=True),
+        Permission("/kl/v1/endpoints/", "read", prefix=True),
+        Permission("/kl/v1/cluster", "read"),
+    }}
+
+
+HOLLOW_CASES = {
+    "a node's assignment, read": ("/kl/v1/agents/g-0/assignments/t1", "read", True),
+    "a node's task report, write": ("/kl/v1/agents/g-12/tasks/t1", "write", True),
+    "a node's heartbeat, write": ("/kl/v1/heartbeats/g-3", "write", True),
+    "every heartbeat, read (DNS)": ("/kl/v1/heartbeats/h-0", "read", True),
+    "another group's heartbeat, write": ("/kl/v1/heartbeats/h-0", "write", False),
+    "another group's assignment, read": ("/kl/v1/agents/h-0/assignments/t1", "read", False),
+    "a group whose name starts with its own": ("/kl/v1/agents/gg-0/tasks/t1", "read", False),
+    "the group's name as a node (no '-')": ("/kl/v1/agents/g/tasks/t1", "read", False),
+    "its nodes' Node, write": ("/kl/v1/spec/nodes/g-0", "write", False),
+    "a service spec, read": ("/kl/v1/spec/services/default/web", "read", False),
+    "the cluster record, write": ("/kl/v1/cluster", "write", False),
+}
+
+
+@pytest.mark.parametrize("key,action,ok", HOLLOW_CASES.values(), ids=HOLLOW_CASES.keys())
+def test_what_hollow_group_g_may_do(key: str, action: str, ok: bool) -> None:
+    assert allowed(permissions.hollow_group_permissions(KEYS, "g"), key, action) is ok
