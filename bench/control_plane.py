@@ -16,11 +16,18 @@ task on a live node. Peak memory is VmHWM from /proc/<pid>/status.
 Targets: placement >= 1,500 tasks/s; all running < 15 s; replacement of
 100 killed nodes' tasks < lease TTL + 3 s; controllers peak < 300 MB.
 
-Transport (issue 14): the whole run is done twice, over plain http:// and over
-TLS (etcd with https client URLs and ``--client-cert-auth``; the controllers
-present a ``manager:bench`` identity, each agent process a ``node:`` one, the
-bench's own watch an admin one), and the figures are printed side by side
-with TLS's cost as ratios. ``KUBELESS_BENCH_TRANSPORT=plain`` or ``tls`` runs one.
+Transport (issues 14, 15): the whole run is done three times, over plain
+http://, over TLS (etcd with https client URLs and ``--client-cert-auth``; the
+controllers present a ``manager:bench`` identity, each agent process a
+``node:g<k>`` one, the bench's own watch ``admin:bench``) and over TLS with
+etcd's auth on, as users run it (the controllers and the bench root, each agent
+process its hollow group's role ``hollow:g<k>``: its nodes' keys, a node's
+reads; ``kubeless.cluster.permissions``). The figures are printed side by side
+with ratios: TLS against plain, TLS+auth against TLS and against plain.
+``KUBELESS_BENCH_TRANSPORT=plain``, ``tls`` or ``auth`` runs one, ``both`` plain
+and TLS, ``all`` (the default) the three. In every run the bench registers the
+hollow nodes' Nodes itself before their agents start, as the join endpoint does
+(a node's role may not write ``spec/``), so the setups are the same.
 
 Environment: ``KUBELESS_BENCH_PROFILE=DIR`` runs the controllers and the
 second agent under cProfile, one profile per phase (DIR/controllers-setup.prof,
@@ -52,7 +59,6 @@ from kubeless.store import Etcd
 from kubeless.cluster.etcd_server import EtcdCluster, free_port
 from kubeless.cluster.identities import admin, manager, node
 from kubeless.store import TlsConfig
-from kubeless.store.tls import CA_FILE, CERT_FILE, KEY_FILE
 
 PREFIX = "/bench-cp"
 LEASE_TTL = 5
@@ -339,23 +345,39 @@ class Figures:
 
 @dataclass
 class Transport:
-    """How the run's processes reach etcd: plain, or TLS with an identity each."""
+    """How the run's processes reach etcd: plain, or TLS with an identity each (and
+    each admitted as its etcd user when the cluster has auth)."""
 
     name: str
     cluster: EtcdCluster
 
-    def flags(self, common_name: str) -> list[str]:
-        """--cacert/--cert/--key of a new identity ``common_name`` (none when plain)."""
-        if not self.cluster.tls:
-            return []
-        directory = self.cluster.identity(common_name)
-        return ["--cacert", str(directory / CA_FILE), "--cert", str(directory / CERT_FILE),
-                "--key", str(directory / KEY_FILE)]
+    def flags(self, common_name: str, *, hollow: bool = False) -> list[str]:
+        """--cacert/--cert/--key of identity ``common_name`` (none when plain);
+        ``hollow``: an agent process's ``node:<group>``, a hollow group."""
+        return self.cluster.client_flags(common_name, PREFIX, hollow=hollow)[2:]
 
     def client_tls(self) -> TlsConfig | None:
-        if not self.cluster.tls:
-            return None
-        return TlsConfig.from_options(cert_path=str(self.cluster.identity(admin("bench").common_name)))
+        return self.cluster.client_tls(admin("bench").common_name, PREFIX)
+
+
+TRANSPORTS: dict[str, dict[str, bool]] = {  # name -> EtcdCluster's tls and auth
+    "plain": {"tls": False, "auth": False},
+    "TLS": {"tls": True, "auth": False},
+    "TLS+auth": {"tls": True, "auth": True},
+}
+CHOICES = {"plain": ["plain"], "tls": ["TLS"], "auth": ["TLS+auth"], "both": ["plain", "TLS"],
+           "all": list(TRANSPORTS)}
+
+
+async def _register(rstore: store.ResourceStore) -> None:
+    """Every hollow node's Node, written by the bench as the join endpoint would."""
+    from kubeless_agent import AgentConfig
+    from kubeless_agent.registration import register_nodes
+
+    for k in range(AGENT_PROCESSES):
+        config = AgentConfig(runtime="fake", node_name=f"g{k}",
+                             hollow_nodes=NODES_PER_PROCESS)
+        await register_nodes(rstore, config.identities())
 
 
 async def _run(transport: Transport, logdir: Path, profile_dir: Path | None) -> Figures:
@@ -375,6 +397,7 @@ async def _run(transport: Transport, logdir: Path, profile_dir: Path | None) -> 
         watch_task = asyncio.create_task(watcher.run(rstore.etcd, rev + 1))
 
         started = time.monotonic()
+        await _register(rstore)
         controllers = _spawn("controllers", [
             *_python("controllers", profile_dir / "controllers" if profile_dir else None),
             "--endpoints", endpoints, "--prefix", PREFIX, "--lease-ttl", str(LEASE_TTL),
@@ -392,7 +415,7 @@ async def _run(transport: Transport, logdir: Path, profile_dir: Path | None) -> 
                 "--endpoints", endpoints, "--prefix", PREFIX, "--runtime", "fake",
                 "--hollow-nodes", str(NODES_PER_PROCESS), "--node-name", f"g{k}",
                 "--heartbeat-ttl", str(LEASE_TTL), "--log-level", "WARNING",
-                *transport.flags(node(f"g{k}").common_name)], logdir, env))
+                *transport.flags(node(f"g{k}").common_name, hollow=True)], logdir, env))
         procs.extend(agents)
         profiled = [controllers, agents[1]] if profile_dir else []
         await _wait(f"{NODES} heartbeats", lambda: len(watcher.heartbeats) >= NODES, watcher,
@@ -504,27 +527,38 @@ async def _run(transport: Transport, logdir: Path, profile_dir: Path | None) -> 
     return figures
 
 
-def ratio_lines(plain: Figures, tls: Figures) -> list[str]:
-    """The side-by-side table: each figure plain and over TLS, and TLS's cost as a ratio
-    (>1 means TLS is worse: a lower rate, a longer time, more memory)."""
-    rows = (("placement rate (tasks/s)", plain.placement_rate, tls.placement_rate, True),
-            ("apply to all running (s)", plain.all_running, tls.all_running, False),
-            ("replacement after the kill (s)", plain.replacement, tls.replacement, False),
-            ("controllers peak memory (MB)", plain.controllers_mb, tls.controllers_mb, False))
-    lines = [f"{'':32} {'plain':>10} {'TLS':>10} {'TLS cost':>9}"]
-    for label, a, b, higher_is_better in rows:
-        if a is None or b is None or a <= 0 or b <= 0:
-            lines.append(f"{label:32} {a or 0:>10.2f} {b or 0:>10.2f} {'n/a':>9}")
-            continue
-        cost = a / b if higher_is_better else b / a
-        lines.append(f"{label:32} {a:>10.2f} {b:>10.2f} {cost:>8.2f}x")
+RATIOS = (("TLS", "plain", "TLS cost"), ("TLS+auth", "TLS", "auth cost"),
+          ("TLS+auth", "plain", "both cost"))
+
+
+def ratio_lines(runs: dict[str, Figures]) -> list[str]:
+    """The side-by-side table: each figure per transport run, and the cost of each step
+    as a ratio (>1 means worse: a lower rate, a longer time, more memory): TLS against
+    plain, auth against TLS, TLS+auth against plain (those whose two runs were made)."""
+    rows = (("placement rate (tasks/s)", "placement_rate", True),
+            ("apply to all running (s)", "all_running", False),
+            ("replacement after the kill (s)", "replacement", False),
+            ("controllers peak memory (MB)", "controllers_mb", False))
+    names = [n for n in TRANSPORTS if n in runs]
+    ratios = [r for r in RATIOS if r[0] in runs and r[1] in runs]
+    lines = [f"{'':32} " + " ".join(f"{n:>10}" for n in names) + " "
+             + " ".join(f"{label:>10}" for _, _, label in ratios)]
+    for label, attr, higher_is_better in rows:
+        values = {n: getattr(runs[n], attr) for n in names}
+        cells = [f"{values[n] or 0:>10.2f}" for n in names]
+        for over, under, _ in ratios:
+            a, b = values[under], values[over]
+            if a is None or b is None or a <= 0 or b <= 0:
+                cells.append(f"{'n/a':>10}")
+                continue
+            cells.append(f"{(a / b if higher_is_better else b / a):>9.2f}x")
+        lines.append(f"{label:32} " + " ".join(cells))
     return lines
 
 
-def _one(tls: bool, profile_dir: Path | None) -> Figures:
-    name = "TLS" if tls else "plain"
+def _one(name: str, profile_dir: Path | None) -> Figures:
     print(f"-- transport: {name}", flush=True)
-    cluster = EtcdCluster(1, extra_args=ETCD_ARGS, tls=tls).start()
+    cluster = EtcdCluster(1, extra_args=ETCD_ARGS, **TRANSPORTS[name]).start()
     logdir = Path(tempfile.mkdtemp(prefix=f"kubeless-bench-cp-{name.lower()}-"))
     try:
         figures = asyncio.run(_run(Transport(name, cluster), logdir, profile_dir))
@@ -546,12 +580,11 @@ def main() -> None:
     profile_dir = Path(profile).resolve() if profile else None
     if profile_dir:
         profile_dir.mkdir(parents=True, exist_ok=True)
-    wanted = os.environ.get("KUBELESS_BENCH_TRANSPORT", "both")
-    if wanted not in ("plain", "tls", "both"):
-        sys.exit(f"KUBELESS_BENCH_TRANSPORT={wanted}: use plain, tls or both")
-    runs = {name: _one(name == "tls", profile_dir) for name in ("plain", "tls")
-            if wanted in (name, "both")}
-    if len(runs) == 2:
-        print("control plane, plain vs TLS (same machine, same run):", flush=True)
-        for line in ratio_lines(runs["plain"], runs["tls"]):
+    wanted = os.environ.get("KUBELESS_BENCH_TRANSPORT", "all")
+    if wanted not in CHOICES:
+        sys.exit(f"KUBELESS_BENCH_TRANSPORT={wanted}: use {', '.join(CHOICES)}")
+    runs = {name: _one(name, profile_dir) for name in CHOICES[wanted]}
+    if len(runs) > 1:
+        print(f"control plane, {' vs '.join(runs)} (same machine, same run):", flush=True)
+        for line in ratio_lines(runs):
             print("  " + line, flush=True)

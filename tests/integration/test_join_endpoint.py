@@ -29,9 +29,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def init_etcd() -> Iterator[EtcdCluster]:
-    """A TLS etcd of this module's own: ``init`` turns etcd's auth on, which the
-    session's etcd must not get (the other tests' identities have no etcd users)."""
-    cluster = EtcdCluster(1, tls=True).start()
+    """A TLS etcd of this module's own with auth off, as a user's etcd is before
+    ``init``: init turns etcd's auth on (and the later inits converge)."""
+    cluster = EtcdCluster(1, tls=True, auth=False).start()
     yield cluster
     cluster.stop()
 
