@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from kubeless_agent.main import AgentProcess
 from kubeless_agent.runtime import Task
 from kubeless_agent.runtime.fake import FakeRuntime
 from lab.waiting import hold
-from tests.support.agents import agent_on
+from tests.support.agents import agent_on, register_as_admin
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -76,9 +76,21 @@ async def report_state(rs: store.ResourceStore, node: str, tid: str) -> str | No
     return None if report is None else report["state"]
 
 
-async def test_registers_node_and_heartbeat(etcd_cluster: EtcdCluster, prefix: str,
-                                            rstore: store.ResourceStore) -> None:
-    cfg = config(etcd_cluster, prefix, labels=(("zone", "eu"),), advertise_addr="10.1.2.3")
+@pytest.fixture
+async def plain_rstore(plain_etcd: EtcdCluster, prefix: str
+                       ) -> AsyncIterator[store.ResourceStore]:
+    s = plain_etcd.connect(prefix)
+    yield s
+    await s.etcd.close()
+
+
+async def test_registers_node_and_heartbeat(plain_etcd: EtcdCluster, prefix: str,
+                                            plain_rstore: store.ResourceStore) -> None:
+    """Where its credentials let it (an etcd without auth, asked for by name; under auth
+    the Node is left to whoever admitted the node: test_agent_keyspace), the agent
+    registers its Node."""
+    rstore = plain_rstore
+    cfg = config(plain_etcd, prefix, labels=(("zone", "eu"),), advertise_addr="10.1.2.3")
     async with running_agent(cfg) as agent:
         node = await rstore.get("Node", "n1")
         assert node is not None and node["metadata"]["labels"] == {"zone": "eu"}
@@ -249,9 +261,12 @@ async def test_many_reports_are_batched(etcd_cluster: EtcdCluster, prefix: str,
         assert agent.reporter is not None and agent.reporter.transactions < 300
 
 
-async def test_hollow_nodes_register(etcd_cluster: EtcdCluster, prefix: str,
-                                     rstore: store.ResourceStore) -> None:
+async def test_hollow_nodes_run_under_their_groups_role(etcd_cluster: EtcdCluster, prefix: str,
+                                                        rstore: store.ResourceStore) -> None:
+    """50 hollow nodes on one lease as ``node:hollow`` (the hollow group's etcd role),
+    their Nodes registered by an admin first, as the join endpoint does."""
     cfg = config(etcd_cluster, prefix, node_name="hollow", hollow_nodes=50)
+    await register_as_admin(rstore, cfg)
     async with running_agent(cfg) as agent:
         nodes = await rstore.list("Node")
         assert sorted(n["metadata"]["name"] for n in nodes.items) == \
@@ -339,9 +354,9 @@ async def test_an_agent_started_before_etcd_answers_waits_for_it(own_etcd: EtcdC
     """An agent that starts while etcd cannot answer (no quorum yet after an outage)
     waits for it and comes up, as a kubelet does; it never exits on it."""
     member = own_etcd.members[0]
-    own_etcd.stop_member(member)
-    agent = AgentProcess(config(own_etcd, prefix, node_name="early", mesh=False, dns_addrs=(),
-                                logs_port=None))
+    cfg = config(own_etcd, prefix, node_name="early", mesh=False, dns_addrs=(), logs_port=None)
+    own_etcd.stop_member(member)  # its etcd user was made above, while etcd answered
+    agent = AgentProcess(cfg)
     stop = asyncio.Event()
     run = asyncio.create_task(agent.run(stop))
     try:

@@ -21,7 +21,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubeless import store
+from kubeless_agent import AgentConfig
 from lab.hollow import ROOT, HollowCluster, service
+from tests.support.agents import register_as_admin
 from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster, free_port
 
@@ -58,8 +61,10 @@ def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 @pytest.mark.skipif(not os.path.exists(PROMTOOL) and os.environ.get("CI") != "true",
                     reason="promtool not installed (make deps installs it; under CI=true this fails)")
 async def test_metrics_pass_promtool(etcd_cluster: EtcdCluster, prefix: str,
-                                     procs: list[subprocess.Popen[bytes]]) -> None:
+                                     procs: list[subprocess.Popen[bytes]],
+                                     rstore: store.ResourceStore) -> None:
     cport, aport = free_port(), free_port()
+    await register_as_admin(rstore, AgentConfig(node_name="h", hollow_nodes=3))
     procs.append(spawn("controllers", *etcd_cluster.client_flags("manager:m1"), "--prefix", prefix,
                        "--identity", "m1", "--lease-ttl", "2", "--metrics-port", str(cport),
                        "--log-level", "WARNING"))
