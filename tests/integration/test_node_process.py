@@ -31,8 +31,10 @@ def node_state(etcd_cluster: EtcdCluster, prefix: str, name: str, role: str,
     """A node of ``role``; its identities in ``state`` (a manager's both) when TLS."""
     if etcd_cluster.tls:
         etcd_cluster.identity(f"node:{name}", directory=state.tls_dir)
+        etcd_cluster.admit(f"node:{name}", prefix)
         if role == "manager":
             etcd_cluster.identity(f"manager:{name}", directory=state.manager_tls_dir)
+            etcd_cluster.admit(f"manager:{name}")
     return NodeState(cluster_id="c1", node_id=name, role=role, endpoints=etcd_cluster.endpoints,
                      prefix=prefix, runtime="fake", advertise_addr="127.0.0.1",
                      agent_options={"dns_addr": "none"})

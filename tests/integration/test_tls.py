@@ -207,7 +207,8 @@ async def test_two_members_with_peer_tls_behind_one_channel(prefix: str) -> None
     certificate for the host the endpoints share, and reads what the other member wrote."""
     cluster = EtcdCluster(2, tls=True).start()
     try:
-        ident = cluster.identity("admin:two")
+        ident = cluster.client_identity("admin:two")  # root: its etcd user made
+        assert ident is not None
         config = TlsConfig(ident / "ca.pem", ident / "cert.pem", ident / "key.pem")
         assert "--peer-client-cert-auth" in cluster._cmd(cluster.members[0])
         both = store.connect(cluster.endpoints, prefix, tls=config)

@@ -30,7 +30,8 @@ HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 def on_hosts(size: int, *, shared_name: bool = True) -> EtcdCluster:
     """``size`` members, member i on HOSTS[i], certificates naming every member's address
     (and the shared name unless ``shared_name`` is off: a certificate made elsewhere)."""
-    cluster = EtcdCluster(size, tls=True, tls_hosts=HOSTS[:size])
+    cluster = EtcdCluster(size, tls=True, tls_hosts=HOSTS[:size],
+                          auth=shared_name)  # no client verifies the others: none turns auth on
     for member, host in zip(cluster.members, HOSTS):
         member.host = host
     if not shared_name:
@@ -58,7 +59,7 @@ def three() -> Iterator[EtcdCluster]:
 
 async def test_one_channel_over_members_on_three_addresses(three: EtcdCluster,
                                                            prefix: str) -> None:
-    tls = config(three.identity("admin:hosts"))
+    tls = config(three.admin_identity())
     assert len({m.host for m in three.members}) == 3
     every = store.connect(three.endpoints, prefix, tls=tls)
     try:
@@ -77,7 +78,7 @@ async def test_one_channel_over_members_on_three_addresses(three: EtcdCluster,
 def test_the_cli_reaches_members_on_different_hosts(three: EtcdCluster, prefix: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KUBELESS_CERT_PATH"}
     env.update(KUBELESS_ENDPOINTS=three.endpoints, KUBELESS_PREFIX=prefix,
-               KUBELESS_CERT_PATH=str(three.identity("admin:cli")))
+               KUBELESS_CERT_PATH=str(three.client_identity("admin:cli")))
     res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", "get", "services"],
                          capture_output=True, text=True, env=env, timeout=30)
     assert res.returncode == 0, res.stderr
