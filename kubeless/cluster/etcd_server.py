@@ -324,7 +324,7 @@ class EtcdCluster:
             grant, roles = permissions.hollow_group_grant(keys, who.name)
         else:
             grant, roles = permissions.user_grant(who), permissions.roles_for(keys, who)
-        self._as_admin(lambda etcd: _admit_keeping(etcd, grant, roles))
+        self.as_admin(lambda etcd: _admit_keeping(etcd, grant, roles))
         self._admitted.add(done)
 
     def enable_auth(self) -> None:
@@ -334,9 +334,9 @@ class EtcdCluster:
 
         from .access import enable_auth
 
-        self._as_admin(lambda etcd: enable_auth(etcd, Keyspace(), [self.admin_name]))
+        self.as_admin(lambda etcd: enable_auth(etcd, Keyspace(), [self.admin_name]))
 
-    def _as_admin(self, call: Callable[[Etcd], Awaitable[None]]) -> None:
+    def as_admin(self, call: Callable[[Etcd], Awaitable[None]]) -> None:
         """Run ``call`` on a connection as ``admin_name``, in an event loop of its own in a
         thread: callable from sync code and from a running loop alike."""
         import threading

@@ -25,7 +25,7 @@ from kubeless_agent.main import AgentProcess
 from kubeless_agent.runtime import Task
 from kubeless_agent.runtime.fake import FakeRuntime
 from lab.waiting import hold
-from tests.support.agents import agent_on, register_as_admin
+from tests.support.agents import agent_flags, agent_on
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -264,9 +264,8 @@ async def test_many_reports_are_batched(etcd_cluster: EtcdCluster, prefix: str,
 async def test_hollow_nodes_run_under_their_groups_role(etcd_cluster: EtcdCluster, prefix: str,
                                                         rstore: store.ResourceStore) -> None:
     """50 hollow nodes on one lease as ``node:hollow`` (the hollow group's etcd role),
-    their Nodes registered by an admin first, as the join endpoint does."""
+    their Nodes registered by an admin first, as the join endpoint does (``agent_on``)."""
     cfg = config(etcd_cluster, prefix, node_name="hollow", hollow_nodes=50)
-    await register_as_admin(rstore, cfg)
     async with running_agent(cfg) as agent:
         nodes = await rstore.list("Node")
         assert sorted(n["metadata"]["name"] for n in nodes.items) == \
@@ -287,7 +286,7 @@ async def test_hollow_nodes_run_under_their_groups_role(etcd_cluster: EtcdCluste
 def start_agent(etcd_cluster: EtcdCluster, prefix: str, node: str, ttl: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags(f"node:{node}", prefix),
+        [sys.executable, "-m", "kubeless_agent", *agent_flags(etcd_cluster, prefix, node),
          "--prefix", prefix, "--runtime", "fake", "--node-name", node,
          "--heartbeat-ttl", str(ttl), "--log-level", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeless import store
-from kubeless_agent import AgentConfig
 from lab.waiting import until
-from tests.support.agents import register_as_admin
+from tests.support.agents import agent_flags
 from tests.support.cli import Run, names, svc, write
 from tests.support.etcd_server import EtcdCluster, free_port
 
@@ -209,13 +207,11 @@ def test_the_seeds_commands_with_boolean_values(kubeless: Run) -> None:
 
 async def test_node_ls_marks_this_node_and_shows_the_engine_version(
         kubeless: Run, etcd_cluster: EtcdCluster, prefix: str, tmp_path: Path,
-        procs: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch,
-        rstore: store.ResourceStore) -> None:
+        procs: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
     """Three hollow nodes of a fake-runtime agent on real etcd (their Nodes written by an
     admin, as the join endpoint does); the CLI's state dir names n-1."""
-    await register_as_admin(rstore, AgentConfig(node_name="n", hollow_nodes=3))
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "kubeless_agent", *etcd_cluster.client_flags("node:n", prefix, hollow=True),
+        [sys.executable, "-m", "kubeless_agent", *agent_flags(etcd_cluster, prefix, "n", hollow_nodes=3),
          "--prefix", prefix, "--runtime", "fake", "--node-name", "n", "--hollow-nodes", "3",
          "--heartbeat-ttl", "3", "--log-level", "WARNING"], start_new_session=True))
     state = tmp_path / "state"

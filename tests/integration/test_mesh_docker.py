@@ -38,6 +38,7 @@ from dnslib import DNSRecord
 
 from kubeless import store
 from lab.waiting import until
+from tests.support.agents import agent_flags
 from tests.support.dns_upstream import Upstream
 from tests.support.etcd_server import EtcdCluster, free_port
 from tests.support.workloads import (FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine,
@@ -138,7 +139,8 @@ def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluste
                          "--log-level", "INFO"))
     for node, addr, bridge in zip(p.nodes, (A, B), bridge_dns_addresses):
         p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common,
-                             *etcd_cluster.client_flags(f"node:{node}", p.prefix), "--runtime",
+                             *agent_flags(etcd_cluster, p.prefix, node, runtime="docker",
+                                         advertise_addr=addr), "--runtime",
                              "docker", "--node-name", node, "--advertise-addr", addr,
                              "--heartbeat-ttl", "3", "--dns-addr",
                              f"{addr}:{p.dns_port},{bridge}:53", "--resolv-conf",

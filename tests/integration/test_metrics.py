@@ -21,10 +21,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubeless import store
-from kubeless_agent import AgentConfig
 from lab.hollow import ROOT, HollowCluster, service
-from tests.support.agents import register_as_admin
+from tests.support.agents import agent_flags
 from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster, free_port
 
@@ -61,14 +59,12 @@ def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
 @pytest.mark.skipif(not os.path.exists(PROMTOOL) and os.environ.get("CI") != "true",
                     reason="promtool not installed (make deps installs it; under CI=true this fails)")
 async def test_metrics_pass_promtool(etcd_cluster: EtcdCluster, prefix: str,
-                                     procs: list[subprocess.Popen[bytes]],
-                                     rstore: store.ResourceStore) -> None:
+                                     procs: list[subprocess.Popen[bytes]]) -> None:
     cport, aport = free_port(), free_port()
-    await register_as_admin(rstore, AgentConfig(node_name="h", hollow_nodes=3))
     procs.append(spawn("controllers", *etcd_cluster.client_flags("manager:m1"), "--prefix", prefix,
                        "--identity", "m1", "--lease-ttl", "2", "--metrics-port", str(cport),
                        "--log-level", "WARNING"))
-    procs.append(spawn("kubeless_agent", *etcd_cluster.client_flags("node:h", prefix, hollow=True), "--prefix",
+    procs.append(spawn("kubeless_agent", *agent_flags(etcd_cluster, prefix, "h", hollow_nodes=3), "--prefix",
                        prefix, "--runtime", "fake", "--node-name", "h", "--hollow-nodes", "3",
                        "--heartbeat-ttl", "2", "--metrics-port", str(aport),
                        "--log-level", "WARNING"))

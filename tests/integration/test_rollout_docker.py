@@ -38,6 +38,7 @@ from kubeless.api import validate
 from kubeless.store.nodes import list_nodes
 from kubeless.store.tasks import list_tasks
 from lab.waiting import until
+from tests.support.agents import agent_flags
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine
 
@@ -127,7 +128,7 @@ def plane(etcd_cluster: EtcdCluster, engine: Any, v2_image: str,
         p.procs.append(_spawn(["controllers", *etcd_cluster.client_flags(f"manager:{node}"),
                                *common, "--identity", f"{node}-manager",
                                "--lease-ttl", str(LEASE_TTL)], logs / "controllers.log"))
-        p.procs.append(_spawn(["kubeless_agent", *etcd_cluster.client_flags(f"node:{node}", prefix),
+        p.procs.append(_spawn(["kubeless_agent", *agent_flags(etcd_cluster, prefix, node, runtime="docker"),
                                *common, "--runtime", "docker", "--node-name",
                                node, "--heartbeat-ttl", "3"], logs / "agent.log"))
         yield p

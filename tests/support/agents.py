@@ -1,12 +1,13 @@
-"""An in-process agent's configuration on a test etcd, as the node it runs for.
+"""An agent on a test etcd, as the node it runs for: what ``kubeless join`` gives it.
 
 ``agent_on(cluster, prefix, node_name, **fields)`` is ``AgentConfig`` on the
 cluster's endpoints presenting ``node:<node_name>``'s identity when the cluster
-serves TLS (none on a plain one), its etcd user admitted under ``prefix`` when
-the cluster has auth (a node's role; a hollow group's with ``hollow_nodes``):
-what ``kubeless join`` gives a node. Under auth a node's role may not write
-``spec/``: ``register_as_admin`` writes an agent's Nodes as an admin first, as
-the join endpoint does before it returns a node's certificate.
+serves TLS (none on a plain one). With etcd's auth on, it does what the join
+endpoint does before it returns a node's certificate: the node's etcd user with
+its role under ``prefix`` (a hollow group's with ``hollow_nodes``), and its
+Nodes written by an admin (a node's role may not write ``spec/``). On an etcd
+without auth the agent registers its Node itself, as it does there.
+``agent_flags`` is the same for an agent run as a process: its etcd flags.
 """
 
 from __future__ import annotations
@@ -14,19 +15,29 @@ from __future__ import annotations
 from typing import Any
 
 from kubeless.cluster.etcd_server import EtcdCluster
-from kubeless.store import ResourceStore
+from kubeless.store import Etcd, Keyspace, ResourceStore
 from kubeless_agent import AgentConfig
 from kubeless_agent.registration import register_nodes
 
 
 def agent_on(cluster: EtcdCluster, prefix: str, node_name: str, **fields: Any) -> AgentConfig:
-    hollow = int(fields.get("hollow_nodes") or 0) > 0
-    return AgentConfig(endpoints=cluster.endpoints, prefix=prefix, node_name=node_name,
-                       tls=cluster.client_tls(f"node:{node_name}", prefix, hollow=hollow),
-                       **fields)
+    config = AgentConfig(endpoints=cluster.endpoints, prefix=prefix, node_name=node_name,
+                         tls=cluster.client_tls(f"node:{node_name}", prefix,
+                                                hollow=_hollow(fields)), **fields)
+    if cluster.auth:
+        async def register(etcd: Etcd) -> None:
+            await register_nodes(ResourceStore(etcd, Keyspace(prefix)), config.identities())
+        cluster.as_admin(register)
+    return config
 
 
-async def register_as_admin(admin: ResourceStore, config: AgentConfig) -> None:
-    """The Nodes of ``config``'s nodes (one, or its hollow nodes), written through
-    ``admin``'s store as the join endpoint writes a joining node's."""
-    await register_nodes(admin, config.identities())
+def agent_flags(cluster: EtcdCluster, prefix: str, node_name: str, **fields: Any) -> list[str]:
+    """``--endpoints`` and the identity's ``--cacert/--cert/--key`` of a ``kubeless_agent``
+    process for ``node_name`` (``fields``: its AgentConfig's, hollow_nodes, labels,
+    advertise_addr...), joined as ``agent_on`` joins it."""
+    agent_on(cluster, prefix, node_name, **fields)
+    return cluster.client_flags(f"node:{node_name}", prefix, hollow=_hollow(fields))
+
+
+def _hollow(fields: dict[str, Any]) -> bool:
+    return int(fields.get("hollow_nodes") or 0) > 0
