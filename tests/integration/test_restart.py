@@ -42,6 +42,7 @@ from kubeless_agent.leave import remove_all
 from kubeless_agent.runtime import make_runtime
 from lab.hollow import HollowCluster, service
 from lab.waiting import hold, until
+from tests.support.agents import agent_flags
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import IMAGE, docker_engine, remove_node_containers, unique_node
 
@@ -74,12 +75,13 @@ class RealNode:
         self.state.save_node(NodeState(
             cluster_id="test", node_id=self.id, role="worker", endpoints=etcd.endpoints,
             prefix=prefix, runtime=runtime, advertise_addr="127.0.0.1"))
+        # joined as the join endpoint joins it: its etcd user, its Node written by an admin
+        self.flags = agent_flags(etcd, prefix, self.id, runtime=runtime)
 
     def start(self) -> subprocess.Popen[bytes]:
         args = [sys.executable, "-m", "kubeless_agent",
-                *self.etcd.client_flags(f"node:{self.id}", self.prefix), "--prefix",
-                self.prefix,
-                "--runtime", self.runtime, "--node-name", self.id,
+                *self.flags, "--prefix", self.prefix, "--runtime", self.runtime,
+                "--node-name", self.id,
                 "--heartbeat-ttl", str(TTL), "--no-mesh", "--dns-addr", "none",
                 "--drain-period", "0s", "--log-level", "INFO"]
         if self.runtime == "process":
