@@ -75,10 +75,11 @@ class RealNode:
         self.state.save_node(NodeState(
             cluster_id="test", node_id=self.id, role="worker", endpoints=etcd.endpoints,
             prefix=prefix, runtime=runtime, advertise_addr="127.0.0.1"))
-        # joined as the join endpoint joins it: its etcd user, its Node written by an admin
-        self.flags = agent_flags(etcd, prefix, self.id, runtime=runtime)
+        self.flags: list[str] | None = None
 
     def start(self) -> subprocess.Popen[bytes]:
+        if self.flags is None:  # joined as the join endpoint joins it: its etcd user, its Node
+            self.flags = agent_flags(self.etcd, self.prefix, self.id, runtime=self.runtime)
         args = [sys.executable, "-m", "kubeless_agent",
                 *self.flags, "--prefix", self.prefix, "--runtime", self.runtime,
                 "--node-name", self.id,
