@@ -380,6 +380,6 @@ async def test_join_port_is_advertised_where_nodes_find_join_endpoints(
         assert await find_join_endpoints(rstore) == [("127.0.0.1", 23777)]
     from kubeless_agent.main import parse_args
 
-    flags = [*etcd_cluster.client_flags("node:jp-1"), "--runtime", "fake"]
+    flags = [*etcd_cluster.client_flags("node:jp-1", prefix), "--runtime", "fake"]
     assert parse_args([*flags, "--join-port", "2377"]).join_port == 2377
     assert parse_args(flags).join_port is None  # nothing advertised unless asked

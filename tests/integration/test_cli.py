@@ -211,7 +211,8 @@ async def test_node_ls_marks_this_node_and_shows_the_engine_version(
     """Three hollow nodes of a fake-runtime agent on real etcd (their Nodes written by an
     admin, as the join endpoint does); the CLI's state dir names n-1."""
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "kubeless_agent", *agent_flags(etcd_cluster, prefix, "n", hollow_nodes=3),
+        [sys.executable, "-m", "kubeless_agent",
+         *agent_flags(etcd_cluster, prefix, "n", hollow_nodes=3),
          "--prefix", prefix, "--runtime", "fake", "--node-name", "n", "--hollow-nodes", "3",
          "--heartbeat-ttl", "3", "--log-level", "WARNING"], start_new_session=True))
     state = tmp_path / "state"

@@ -43,7 +43,8 @@ async def test_a_node_removed_while_its_agent_runs_goes_down_and_its_agent_stays
         log = tmp_path / "agent.log"
         with open(log, "wb") as out:
             agent = subprocess.Popen(
-                [sys.executable, "-m", "kubeless_agent", *auth_etcd.client_flags(f"node:{NODE}"),
+                [sys.executable, "-m", "kubeless_agent",
+                 *auth_etcd.client_flags(f"node:{NODE}", prefix),
                  "--prefix", prefix, "--runtime", "fake", "--node-name", NODE, "--no-mesh",
                  "--dns-addr", "none", "--heartbeat-ttl", "2", "--log-level", "INFO"],
                 stdout=out, stderr=subprocess.STDOUT)
