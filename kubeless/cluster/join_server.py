@@ -190,11 +190,8 @@ def promote_refusal(peer: CertInfo | None, asked: str) -> Reply | None:
     not, as far as the certificates go; the Node's role is checked in etcd)."""
     if peer is None:
         return Reply(401, {"error": "no client certificate: present the node's own (tls/)"})
-    try:
-        holder = identities.parse_identity(peer.common_name)
-    except identities.IdentityError:
-        holder = None
-    if holder is None or holder.kind != "node":
+    holder = _node_identity(peer)
+    if holder is None:
         return Reply(403, {"error": f"{peer.common_name} is not a node identity: only a "
                                     "promoted node asks for its manager identity here"})
     want = identities.manager(holder.name).common_name
@@ -202,6 +199,15 @@ def promote_refusal(peer: CertInfo | None, asked: str) -> Reply | None:
         return Reply(403, {"error": f"the certificate of {peer.common_name} can only ask for "
                                     f"{want}, not {asked or 'a request without a name'}"})
     return None
+
+
+def _node_identity(peer: CertInfo) -> identities.Identity | None:
+    """The node a verified client certificate names (None: not a ``node:`` identity)."""
+    try:
+        holder = identities.parse_identity(peer.common_name)
+    except identities.IdentityError:
+        return None
+    return holder if holder.kind == "node" else None
 
 
 def issue_own_identities(state: StateDir, node_id: str, address: str, role: str,
@@ -224,11 +230,7 @@ def renew_refusal(peer: CertInfo | None, asked: str) -> Reply | None:
     if peer is None:
         return Reply(401, {"error": "renewing needs this node's current certificate: "
                                     "present it as the client certificate"})
-    try:
-        holder = identities.parse_identity(peer.common_name)
-    except identities.IdentityError:
-        holder = None
-    if holder is None or holder.kind != "node":
+    if _node_identity(peer) is None:
         return Reply(403, {"error": f"{peer.common_name or 'a certificate without a name'} "
                                     "is not a node identity: only nodes renew here "
                                     "(managers sign their own)"})
