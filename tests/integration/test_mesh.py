@@ -222,10 +222,14 @@ async def _is(host: str, port: int, name: str) -> bool:
 
 
 async def _refused(host: str, port: int) -> bool:
+    """Whether nothing listens there any more. A connection reset means the listener was
+    closing as we connected (our SYN sat in its backlog): not known yet, ask again."""
     try:
         _, writer = await asyncio.open_connection(host, port)
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
     writer.close()
     return False
 
