@@ -3,8 +3,13 @@
     <prefix>/v1/spec/services/<ns>/<name>        Service as declared
     <prefix>/v1/status/services/<ns>/<name>      Service status
     <prefix>/v1/spec/nodes/<node-id>             Node
+    <prefix>/v1/spec/secrets/<ns>/<name>         Secret: its value sealed to the cluster's key
+    <prefix>/v1/spec/configs/<ns>/<name>         Config
     <prefix>/v1/tasks/<ns>/<service>/<task-id>   Task (spec and status)
-    <prefix>/v1/agents/<node-id>/...             what one node writes and watches
+    <prefix>/v1/agents/<node-id>/...             what one node writes and watches; among
+                                                 it the copies of the secrets and configs
+                                                 its tasks use: agents/<node-id>/secrets/<ns>/<name>
+                                                 (sealed to the agent's key), .../configs/<ns>/<name>
     <prefix>/v1/heartbeats/<node-id>             a node's heartbeat, bound to its agent's lease
     <prefix>/v1/endpoints/<ns>/<service>
     <prefix>/v1/leaders/<controller>
@@ -39,6 +44,19 @@ class ResourceKey:
 
 
 @dataclass(frozen=True)
+class CopyKey:
+    """A node's copy of a Secret or Config: ``agents/<node>/secrets|configs/<ns>/<name>``."""
+
+    node: str
+    kind: str  # "Secret" or "Config"
+    namespace: str
+    name: str
+
+
+_FILE_KINDS = {"Secret": "secrets", "Config": "configs"}  # kind -> its folder in spec/ and agents/
+
+
+@dataclass(frozen=True)
 class AgentKey:
     """What a key under ``agents/<node>/`` names: the node, the sort of record
     ("leave", "tasks", "assignments") and, for the last two, the task id."""
@@ -64,6 +82,8 @@ class Keyspace:
             return f"{self.root}spec/nodes/{name}"
         if kind == "Task":
             return f"{self.root}tasks/{namespace}/{service}/{name}"
+        if kind in _FILE_KINDS:
+            return f"{self.root}spec/{_FILE_KINDS[kind]}/{namespace}/{name}"
         raise ValueError(f"no key for kind {kind!r}")
 
     def status(self, kind: str, name: str, namespace: str | None = None) -> str | None:
@@ -75,7 +95,8 @@ class Keyspace:
     def kind_prefix(self, kind: str, namespace: str | None = None,
                     service: str | None = None) -> str:
         """The prefix holding every resource of a kind (in one namespace when given)."""
-        base = {"Service": "spec/services/", "Node": "spec/nodes/", "Task": "tasks/"}[kind]
+        base = {"Service": "spec/services/", "Node": "spec/nodes/", "Task": "tasks/",
+                "Secret": "spec/secrets/", "Config": "spec/configs/"}[kind]
         if kind == "Node" or namespace is None:
             return self.root + base
         if kind == "Task" and service is not None:
@@ -97,6 +118,10 @@ class Keyspace:
                 return ResourceKey("Service", ns, name)
             case ["spec", "nodes", name]:
                 return ResourceKey("Node", None, name)
+            case ["spec", "secrets", ns, name]:
+                return ResourceKey("Secret", ns, name)
+            case ["spec", "configs", ns, name]:
+                return ResourceKey("Config", ns, name)
             case ["tasks", ns, service, name]:
                 return ResourceKey("Task", ns, name, service)
         return None
@@ -121,6 +146,24 @@ class Keyspace:
         if len(parts) == 3:
             return AgentKey(parts[0], parts[1], parts[2])
         return None
+
+    def copy(self, node_id: str, kind: str, namespace: str, name: str) -> str:
+        """The node's copy of a Secret (sealed to its agent) or a Config its tasks use."""
+        return f"{self.root}agents/{node_id}/{_FILE_KINDS[kind]}/{namespace}/{name}"
+
+    def copies_prefix(self, node_id: str, kind: str) -> str:
+        return f"{self.root}agents/{node_id}/{_FILE_KINDS[kind]}/"
+
+    def parse_copy(self, key: str) -> CopyKey | None:
+        """What an ``agents/<node>/secrets|configs/<ns>/<name>`` key names; else None."""
+        prefix = self.agents_prefix()
+        if not key.startswith(prefix):
+            return None
+        parts = key[len(prefix):].split("/")
+        if len(parts) != 4 or not all(parts):
+            return None
+        kind = next((k for k, folder in _FILE_KINDS.items() if folder == parts[1]), None)
+        return CopyKey(parts[0], kind, parts[2], parts[3]) if kind else None
 
     def heartbeats_prefix(self) -> str:
         """Every node's heartbeat (``heartbeats/<node-id>``): what every node may read."""
