@@ -6,7 +6,9 @@ folder is applied whole or not at all. ``--prune -l k=v`` also deletes the
 Services carrying that label that the manifests no longer declare. Services
 that publish ports get their ingress ports numbered and checked against the
 ports other services hold, and are written only if no service changed
-since they were read (kubeless.store.services, the one Service write path).
+since they were read (kubeless.store.services, the one Service write path);
+a Service referring to a Secret or Config that neither exists nor is in the
+files is refused, nothing written.
 """
 
 from __future__ import annotations
@@ -166,6 +168,8 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
             candidates = await _prune_candidates(rstore, sel)
             numbered = await _numbered(attempt, docs, candidates)
             actions = plan_apply(numbered, await _live(rstore, numbered), candidates)
+            # Secrets and Configs this apply writes count as there (the same commit).
+            await attempt.references([a.new for a in actions if a.writes and a.new])
             if not dry_run:
                 _fill(attempt.txn, actions)
             return actions

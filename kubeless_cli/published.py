@@ -5,8 +5,8 @@ rollback``, ``rollout pause|resume|undo``) writes through
 ``kubeless.store.services``, which numbers and checks published ports and
 retries a guarded write while other writers change the services it read.
 What it refuses becomes one ``CliError`` here: the port problems (one line,
-or a count and a line each) and "services kept changing", both saying that
-nothing was written.
+or a count and a line each), a reference to a Secret or Config that does not
+exist, and "services kept changing", each saying that nothing was written.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kubeless.api.errors import PortsRefused
+from kubeless.api.errors import MissingReference, PortsRefused
 from kubeless.store.errors import KeptChanging
 
 from kubeless_cli.context import CliError
@@ -35,5 +35,7 @@ def refusals(code: int = 1) -> Iterator[None]:
         yield
     except PortsRefused as err:
         raise CliError(ports_message(err.problems), code=code) from None
+    except MissingReference as err:
+        raise CliError(f"{err}; nothing was written", code=code) from None
     except KeptChanging as err:
         raise CliError(f"{err}; nothing was written, try again") from None

@@ -10,8 +10,9 @@ the value) and shapes the document exactly as `kubeless apply` stores it
 defaults from the CRD, belong to the caller and to `kubeless.api`.
 
 In an update the collection fields (env, labels, publish, mount,
-constraint, placement_pref) mean docker's `--*-add` flags and the `*_rm`
-fields its `--*-rm` flags; removals apply first, then additions.
+constraint, placement_pref, secret, config) mean docker's `--*-add` flags
+and the `*_rm` fields its `--*-rm` flags; removals apply first, then
+additions. `--secret` and `--config` are file_ref_flags.py's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Callable
 from kubeless.api.constraints import (InvalidConstraint, constraint_error, normalise_key,
                                        parse_constraint)
 from kubeless.api.images import image_error
+from kubeless_cli.file_ref_flags import SpecError, merged, parse_spec
 
 API_VERSION = "kubeless.io/v1"
 Parser = Callable[[str, Any], Any]
@@ -84,6 +86,8 @@ class ServiceFlags:
     workdir: str | None = None
     entrypoint: str | None = None
     user: str | None = None
+    secret: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()
     # update only
     env_rm: tuple[str, ...] = ()
     label_rm: tuple[str, ...] = ()
@@ -91,12 +95,15 @@ class ServiceFlags:
     mount_rm: tuple[str, ...] = ()
     constraint_rm: tuple[str, ...] = ()
     placement_pref_rm: tuple[str, ...] = ()
+    secret_rm: tuple[str, ...] = ()
+    config_rm: tuple[str, ...] = ()
     force: bool = False
 
 
 UPDATE_ONLY = ("env_rm", "label_rm", "publish_rm", "mount_rm",
-               "constraint_rm", "placement_pref_rm", "force")
-_ADDS = ("env", "labels", "publish", "mount", "constraint", "placement_pref")
+               "constraint_rm", "placement_pref_rm", "secret_rm", "config_rm", "force")
+_ADDS = ("env", "labels", "publish", "mount", "constraint", "placement_pref", "secret",
+         "config")
 
 
 def flag_name(field: str, update: bool = False) -> str:
@@ -473,6 +480,24 @@ def _merge_placement(spec: dict[str, Any], flags: ServiceFlags, update: bool) ->
     _merge_list(spec, ("placement", "preferences"), add_p, lambda p: p in gone_p)
 
 
+def _merge_file_refs(spec: dict[str, Any], flags: ServiceFlags, update: bool) -> None:
+    """--secret/--config (create), --secret-rm/-add and --config-rm/-add (update)."""
+    for kind, field, path in (("Secret", "secret", _TPL + ("secrets",)),
+                              ("Config", "config", _TPL + ("configs",))):
+        flag = flag_name(field, update)
+        adds = []
+        for raw in getattr(flags, field):
+            try:
+                adds.append(parse_spec(kind, str(raw)))
+            except SpecError as err:
+                raise _bad(flag, raw, str(err)) from None
+        removes = [str(raw).strip() for raw in getattr(flags, f"{field}_rm")]
+        try:
+            _put(spec, path, merged(kind, _get(spec, path, []) or [], adds, removes))
+        except SpecError as err:
+            raise FlagError(f"invalid {flag}: {err}") from None
+
+
 def _apply(doc: dict[str, Any], flags: ServiceFlags, update: bool) -> None:
     spec = doc.setdefault("spec", {})
     _apply_scalars(spec, flags, update)
@@ -484,6 +509,7 @@ def _apply(doc: dict[str, Any], flags: ServiceFlags, update: bool) -> None:
     _merge_ports(spec, flags, update)
     _merge_mounts(spec, flags, update)
     _merge_placement(spec, flags, update)
+    _merge_file_refs(spec, flags, update)
 
 
 # --- public entry points ---------------------------------------------------

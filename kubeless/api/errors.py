@@ -10,6 +10,8 @@ from (``source``, e.g. ``"web.yaml document 2"``) before showing it.
     +-- UnknownApiVersion   apiVersion is not kubeless.io/v1
     +-- PortsRefused        published ports another service holds, declared twice,
                             or none free to allocate (``problems``: one line each)
+    +-- MissingReference    a service's template refers to a Secret or Config that
+                            does not exist in its namespace
 
 Also here: ``Violation`` and ``join_path``, which writes a path the way a user
 reads it (``spec.template.mounts[0].type``, ``metadata.labels["kubeless.io/x"]``).
@@ -134,3 +136,14 @@ class PortsRefused(ApiError):
         count = len(self.problems)
         head = self.problems[0] if count == 1 else f"{count} published port problems"
         super().__init__(head, source)
+
+
+class MissingReference(ApiError):
+    """A Service's template refers to a Secret or Config its namespace does not hold
+    (checked when the Service is written, in the same transaction). Nothing was written."""
+
+    def __init__(self, service: str, kind: str, name: str, namespace: str,
+                 source: str | None = None) -> None:
+        self.service, self.kind, self.name, self.namespace = service, kind, name, namespace
+        super().__init__(f'service "{service}" refers to {kind.lower()} "{name}", which does '
+                         f"not exist in namespace {namespace}", source)

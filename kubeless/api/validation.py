@@ -4,7 +4,8 @@ The envelope (apiVersion, kind, metadata) is checked here in code, as
 Kubernetes does; spec and status are checked against the kind's CRD schema
 (see schema.py) after defaults are applied (defaults.py); then the rules a
 structural schema cannot say: image references (images.py), placement
-constraints and spread attributes (constraints.py) and mount sources. The
+constraints and spread attributes (constraints.py), mount sources and the
+files of secrets and configs (file_refs.py). The
 CRD keeps only the shape of those fields: these grammars are the judges.
 Every problem is collected, so a user sees all of them at once, each with
 its path.
@@ -17,6 +18,7 @@ import difflib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from kubeless.api import file_refs
 from kubeless.api.constraints import InvalidConstraint, constraint_error, normalise_key
 from kubeless.api.defaults import apply_defaults
 from kubeless.api.errors import InvalidResource, UnknownApiVersion, UnknownKind, Violation, join_path
@@ -39,7 +41,11 @@ DEFAULT_NAMESPACE = "default"
 _FORMAT_HINTS = {
     "duration": "is not a duration like 10s, 1m30s, 500ms",
     "size": "is not a size like 64Mi, 1Gi, 512M, 100k or a number of bytes",
+    "id": f"is not a uid or gid: {file_refs.ID_RULE} (quoted in YAML)",
+    "mode": f"is not a file mode: {file_refs.MODE_RULE} (its leading 0 makes YAML read it as octal)",
 }
+# Formats whose hint replaces whatever the schema says (a type, a range), not only a pattern.
+_WHOLLY_HINTED = ("id", "mode")
 
 
 def validate(doc: Any) -> dict[str, Any]:
@@ -172,21 +178,25 @@ def _violations(error: "ValidationError") -> Iterator[Violation]:
             if key not in error.instance:
                 yield Violation(join_path([*path, key]), "required")
         return
-    hint = _FORMAT_HINTS.get(str(error.schema.get("format")))
-    if error.validator == "pattern" and hint:
+    form = str(error.schema.get("format"))
+    hint = _FORMAT_HINTS.get(form)
+    if hint and (error.validator == "pattern" or form in _WHOLLY_HINTED):
         yield Violation(join_path(path), f"{error.instance!r} {hint}")
     else:
         yield Violation(join_path(path), error.message)
 
 
 def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
-    """Rules a structural schema cannot say: grammars (images, constraints), mounts, ports."""
+    """Rules a structural schema cannot say: grammars (images, constraints), mounts, ports,
+    the files of secrets and configs."""
     yield from _repeated_ports(doc)
     spec = doc.get("spec")
     template = spec.get("template") if isinstance(spec, dict) else None
     if isinstance(template, dict):
         yield from _image(template)
         yield from _mounts(template)
+        for path, message in file_refs.problems(template):
+            yield Violation(join_path(["spec", "template", *path]), message)
     placement = spec.get("placement") if isinstance(spec, dict) else None
     if isinstance(placement, dict):
         yield from _placement(placement)

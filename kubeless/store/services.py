@@ -21,6 +21,13 @@ writes of clashing ports exactly one wins, and the other is refused with
 the holder's name. A write that publishes no new port is one commit: a
 stale read fails with ``Conflict`` (or ``AlreadyExists``), never retried.
 
+Every Service the write puts refers only to Secrets and Configs that exist
+(``Attempt.references``): each one referred to is read, a missing one is
+refused (``MissingReference``), and the commit compares that each one read
+still exists; when that compare fails, the refusal is raised then. A
+Secret or Config the same transaction writes (``kubeless apply`` of a file
+holding both) needs no reading: it exists once the commit does.
+
 A controller adds its leader fence (``fence``): the write then holds only
 while it leads.
 """
@@ -32,13 +39,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from kubeless.api.errors import PortsRefused
+from kubeless.api.errors import MissingReference, PortsRefused
+from kubeless.api.file_refs import FIELDS, referenced
 from kubeless.api.ports import plan_ports, service_ref
 from kubeless.api.service_writes import changes_ports, merge, rolled_back, without_status
 
 from .errors import AlreadyExists, Conflict, KeptChanging, NotFound
 from .etcd import Compare
-from .resources import ResourceStore
+from .resources import ResourceStore, identity
 
 Resource = dict[str, Any]
 T = TypeVar("T")
@@ -57,6 +65,8 @@ class Attempt:
         self.number = number  # 0 for the first attempt
         self.txn = store.transaction()
         self.revision: int | None = None
+        # key -> the refusal to raise when it is gone: the Secrets and Configs read
+        self.referenced: dict[str, MissingReference] = {}
 
     async def live(self, name: str, namespace: str) -> Resource:
         """The Service as stored now; NotFound when there is none."""
@@ -89,15 +99,53 @@ class Attempt:
         return out
 
     async def checked(self, desired: Resource, live: Resource | None) -> Resource:
-        """``desired``, ready to replace ``live`` (None: to be created): when it publishes
-        ports ``live`` does not hold, numbered and checked, and the commit guarded
-        (AlreadyExists when a Service to be created is there already)."""
+        """``desired``, ready to replace ``live`` (None: to be created): its references
+        checked (``references``); when it publishes ports ``live`` does not hold,
+        numbered and checked, and the commit guarded (AlreadyExists when a Service to be
+        created is there already)."""
+        await self.references([desired])
         if not changes_ports(desired, live):
             return desired
         services = await self.services()
         if live is None and any(service_ref(s) == service_ref(desired) for s in services):
             raise AlreadyExists(service_ref(desired))
         return _planned([desired], services)[0]
+
+    async def references(self, written: Sequence[Resource]) -> None:
+        """Check that every Service among ``written`` (the documents this write puts, of
+        any kind) refers only to Secrets and Configs that exist in its namespace:
+        MissingReference for the first that does not. One that ``written`` holds too is
+        created or updated by the same commit; every other is read here, and the commit
+        compares that it still exists."""
+        writing = {identity(doc) for doc in written if doc.get("kind") in FIELDS}
+        wanted: dict[str, MissingReference] = {}
+        for doc in written:
+            if doc.get("kind") != "Service":
+                continue
+            name, namespace = doc["metadata"]["name"], doc["metadata"].get("namespace") or "default"
+            for kind, source in sorted(referenced((doc.get("spec") or {}).get("template"))):
+                if (kind, namespace, source) not in writing:
+                    key = self.store.keys.spec(kind, source, namespace)
+                    wanted.setdefault(key, MissingReference(name, kind, source, namespace))
+        wanted = {k: v for k, v in wanted.items() if k not in self.referenced}
+        if not wanted:
+            return
+        found, _ = await self.store.etcd.get_many(list(wanted))
+        for key, refusal in wanted.items():
+            if key not in found:
+                raise refusal
+        self.referenced.update(wanted)
+        self.txn.add([Compare(key, "version", ">", 0) for key in wanted])
+
+    async def still_referable(self) -> None:
+        """After a failed commit: MissingReference when a Secret or Config it compared was
+        removed meanwhile (the write is refused, not retried); else nothing."""
+        if not self.referenced:
+            return
+        found, _ = await self.store.etcd.get_many(list(self.referenced))
+        for key, refusal in self.referenced.items():
+            if key not in found:
+                raise refusal
 
 
 def _planned(docs: Sequence[Resource], live: Sequence[Resource]) -> list[Resource]:
@@ -136,7 +184,11 @@ async def _commit(attempt: Attempt, fence: Compare | None, what: str) -> int | N
     if not txn.ops:
         return 0
     if attempt.revision is None and fence is None:
-        return await txn.commit()  # Conflict names what changed since it was read
+        try:
+            return await txn.commit()  # Conflict names what changed since it was read
+        except (Conflict, NotFound):
+            await attempt.still_referable()
+            raise
     compares = [*([fence] if fence is not None else []), *txn.compares]
     if attempt.revision is not None:
         compares.append(Compare(store.keys.kind_prefix("Service"), "mod", "<",
@@ -144,6 +196,7 @@ async def _commit(attempt: Attempt, fence: Compare | None, what: str) -> int | N
     res = await store.etcd.txn(compares, txn.ops)
     if res.succeeded:
         return res.revision
+    await attempt.still_referable()
     if attempt.revision is None:
         raise Conflict(f"the service changed, or leadership was lost, while {what}")
     return None
