@@ -129,11 +129,12 @@ def problems(template: dict[str, Any]) -> Iterator[tuple[list[str | int], str]]:
     for kind, field in FIELDS.items():
         for index, entry in enumerate(_entries(template, field)):
             source, target = entry.get("source"), entry.get("target")
-            if source is not None and (error := source_error(source)) is not None:
+            # Not strings, or empty: the schema's to say.
+            if isinstance(source, str) and source and (error := source_error(source)):
                 yield [field, index, "source"], error
-            if target is not None and (error := target_error(kind, target)) is not None:
+            if isinstance(target, str) and target and (error := target_error(kind, target)):
                 yield [field, index, "target"], error
-            elif isinstance(source, str) and source:
+            elif isinstance(source, str) and source and (target is None or isinstance(target, str)):
                 path = target_path(kind, source, target)
                 where = f"{field}[{index}]"
                 if path in taken:

@@ -39,6 +39,9 @@ def tpl(**kw: Any) -> dict[str, Any]:
 
 GOOD: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("image only", {}, {"template": tpl()}),
+    ("secret and config", {"secret": ("dbpass",), "config": ("src=webconf,dst=/etc/web.conf",)},
+     {"template": tpl(secrets=[{"source": "dbpass"}],
+                      configs=[{"source": "webconf", "target": "/etc/web.conf"}])}),
     ("command alone", {"command": ("httpd",)}, {"template": tpl(args=["httpd"])}),
     ("command with args", {"command": ("httpd", "-f", "-p", "80")},
      {"template": tpl(args=["httpd", "-f", "-p", "80"])}),
@@ -183,6 +186,7 @@ def update_only(field: str) -> dict[str, Any]:
 
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("secret octal mode", {"secret": ("source=s,mode=400",)}, "invalid --secret 'source=s,mode=400'"),
     ("no image", {"image": None}, "IMAGE"),
     ("empty image", {"image": ""}, "IMAGE"),
     ("image with space", {"image": "web 1"}, "IMAGE"),
