@@ -42,7 +42,8 @@ _FORMAT_HINTS = {
     "duration": "is not a duration like 10s, 1m30s, 500ms",
     "size": "is not a size like 64Mi, 1Gi, 512M, 100k or a number of bytes",
     "id": f"is not a uid or gid: {file_refs.ID_RULE} (quoted in YAML)",
-    "mode": f"is not a file mode: {file_refs.MODE_RULE} (its leading 0 makes YAML read it as octal)",
+    "mode": f"is not a file mode: {file_refs.MODE_RULE} "
+            "(its leading 0 makes YAML read it as octal)",
 }
 # Formats whose hint replaces whatever the schema says (a type, a range), not only a pattern.
 _WHOLLY_HINTED = ("id", "mode")
