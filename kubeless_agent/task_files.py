@@ -125,21 +125,30 @@ class NodeFiles(NoFiles):
     def _prepare(self) -> None:
         """The node's directory, on a tmpfs (mounted here when needed), once."""
         with self._lock:
-            if self._ready:
-                return
+            if self._ready and (self.on_disk or in_memory(self.root)):
+                return  # (a tmpfs someone unmounted meanwhile is mounted again)
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.root, 0o700)
             reason = "" if os.path.ismount(self.root) and in_memory(self.root) \
                 else mount_tmpfs(self.root)
-            if reason and not in_memory(self.root):
-                if not self.on_disk:
-                    raise RuntimeFailure(
-                        f"secrets and configs must not be written to a disk, and no tmpfs "
-                        f"could be mounted at {self.root} ({reason}): run the agent as root, "
-                        f"or give --files-dir a directory on a tmpfs")
+            place = placement(reason, in_memory(self.root), self.on_disk)
+            if place == "refused":
+                raise RuntimeFailure(
+                    f"secrets and configs must not be written to a disk, and no tmpfs "
+                    f"could be mounted at {self.root} ({reason}): run the agent as root, "
+                    f"or give --files-dir a directory on a tmpfs")
+            if place == "disk":
                 log.warning("no tmpfs could be mounted at %s (%s): this node's secrets and "
                             "configs are kept in that 0700 directory, ON DISK", self.root, reason)
             self._ready = True
+
+
+def placement(mount_error: str, on_tmpfs: bool, on_disk: bool) -> str:
+    """Where the files go: ``tmpfs`` (mounted, or the directory is on one already),
+    ``disk`` (allowed: the process runtime) or ``refused`` (docker)."""
+    if not mount_error or on_tmpfs:
+        return "tmpfs"
+    return "disk" if on_disk else "refused"
 
 
 def remove_node_files(files_dir: str | Path, node_id: str) -> None:
