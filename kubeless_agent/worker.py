@@ -438,8 +438,10 @@ class Worker:
         ``preparing``, until then); None when the task is no longer to be started."""
         assert rec.task is not None
         refs = file_refs((rec.task.get("spec") or {}).get("template"))
+        if not refs:
+            return []
         namespace = str((rec.task.get("metadata") or {}).get("namespace") or "default")
-        while refs and next_action(rec) == "start":
+        while next_action(rec) == "start":
             try:
                 waiting = waiting_for(refs, namespace, self.copies, self.key_id)
                 if not waiting:
@@ -456,7 +458,7 @@ class Worker:
                 await event.wait()
             finally:
                 self._waiting.pop(tid, None)
-        return [] if not refs else None
+        return None
 
     async def _start(self, tid: str, rec: TaskRecord, files: list[OpenedFile]) -> None:
         """Write the task's files (when it has any), then start it."""
