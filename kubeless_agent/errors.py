@@ -8,6 +8,9 @@
     ├── UnknownTask      (also a LookupError) the runtime holds no such task, e.g.
     │                    ``open_logs`` on a node that never ran it: the log server
     │                    asks the next runtime, then answers 404.
+    ├── CopyUnusable     a node's copy of a Secret or Config is there but does not
+    │                    open (sealed to another key or name, damaged): its task
+    │                    waits in ``preparing`` with the message until it is replaced.
     └── NodeLeft         the agent was started for a node that left the cluster
                          (``kubeless node leave``): terminal, the agent exits 1
                          until ``kubeless node rm`` and a new join.
@@ -31,6 +34,10 @@ class RuntimeFailure(AgentError):
 
 class UnknownTask(AgentError, LookupError):
     """The runtime holds no task (container, process) of that id."""
+
+
+class CopyUnusable(AgentError):
+    """A copy that does not open; the message names it, never its value."""
 
 
 class NodeLeft(AgentError):

@@ -11,7 +11,8 @@ agent already watches:
 The node's agent, seeing the request, stops its workers, revokes its
 heartbeat lease (the node goes down at once; health orphans its tasks and
 replication replaces them elsewhere), stops and removes the containers (or
-processes) of this node (``remove_all``), records ``leftAt`` and exits.
+processes) of this node and every file of their secrets and configs, its
+tmpfs unmounted (``remove_all``), records ``leftAt`` and exits.
 When no agent of the node runs, the CLI does the same itself with the
 node's runtime. The key stays as the node's tombstone: an agent started
 for a node that left refuses to start (``errors.NodeLeft``, with
@@ -90,7 +91,8 @@ async def mark_done(etcd: Etcd, keys: Keyspace, node_id: str, removed: int) -> N
 
 async def remove_all(runtime: Runtime, graces: Mapping[str, float] | None = None) -> int:
     """Stop (each task's grace period, all at once) and remove everything ``runtime``
-    holds for its node; how many tasks. A failure is logged, never raised."""
+    holds for its node, then its tasks' files (the tmpfs unmounted); how many tasks.
+    A failure is logged, never raised."""
     held = [tid for tid, _ in await runtime.list()]
 
     async def one(tid: str) -> None:
@@ -102,4 +104,8 @@ async def remove_all(runtime: Runtime, graces: Mapping[str, float] | None = None
             log.warning("leaving: could not remove task %s: %s", tid, err)
 
     await asyncio.gather(*(one(t) for t in held))
+    try:
+        await asyncio.to_thread(runtime.files.remove_all)
+    except OSError as err:
+        log.warning("leaving: could not remove the tasks' secrets and configs: %s", err)
     return len(held)

@@ -38,6 +38,13 @@ this host is a manager holding it, else by a manager's join endpoint
 connection and logs server then take the new certificate for new connections;
 nothing restarts, no container is touched.
 
+The process makes an X25519 key pair in memory at start (never written
+anywhere; the hollow nodes of one process share it) and advertises its public
+half as ``secretsKey`` in every local heartbeat: the managers seal the node's
+copies of secrets to it. The worker opens them and writes each task's secrets
+and configs under ``--files-dir`` (default ``/run/kubeless``: a tmpfs per node,
+``kubeless_agent.task_files``).
+
 SIGTERM or SIGINT stops it gracefully: tasks are left running and the
 heartbeats are marked stopped but NOT revoked (``Heartbeats.release``), so
 the node stays ready for the rest of its lease's TTL and an agent started
@@ -66,6 +73,7 @@ from kubeless.log_setup import configure_logging
 from kubeless.api import parse_duration, parse_size
 from kubeless.cluster import NodeState, StateDir
 from kubeless.cluster import CAError
+from kubeless.cluster.sealing import new_private_key
 from kubeless.cluster.node_tls import (ServerTls, choose_server_tls, reload_server_cert,
                                        server_context, server_usage)
 from kubeless.cluster.renewal import (LocalSigner, RemoteSigner, Renewal, Signer,
@@ -87,9 +95,10 @@ from kubeless_agent.leave import left_message, left_nodes, mark_done, remove_all
 from kubeless_agent.logs import LogServer
 from kubeless_agent.mesh import RoutingMesh
 from kubeless_agent.netaddr import bind_address
-from kubeless_agent.node_status import advertise
+from kubeless_agent.node_status import advertise, secrets_fields
 from kubeless_agent.registration import register_nodes
 from kubeless_agent.runtime import RUNTIMES, Runtime, make_runtime
+from kubeless_agent.task_files import DEFAULT_FILES_DIR
 from kubeless_agent.worker import AgentsRouter, Reporter, Worker, stop_grace
 
 log = logging.getLogger("kubeless_agent")
@@ -124,6 +133,7 @@ class AgentConfig:
     renew_dir: Path | None = None  # keep this identity (ca.pem, cert.pem, key.pem) renewed
     ca_dir: Path | None = None  # a state dir holding the CA key: renew by signing here
     join_port: int | None = None  # a join endpoint of this host's: advertised (joinPort)
+    files_dir: str = DEFAULT_FILES_DIR  # tasks' secrets and configs: <files_dir>/<node>/
 
     @classmethod
     def from_node_state(cls, node: NodeState, state: StateDir | None = None,
@@ -208,7 +218,8 @@ class AgentProcess:
         self.config = config
         self.idents = config.identities()
         self.runtime_factory = runtime_factory or (lambda ident: make_runtime(
-            config.runtime, ident.node_id, ident.address, **dict(config.runtime_options)))
+            config.runtime, ident.node_id, ident.address, files_dir=config.files_dir,
+            **dict(config.runtime_options)))
         self.ready = asyncio.Event()
         self.etcd: Etcd | None = None
         self.keys = Keyspace(config.prefix)
@@ -226,9 +237,12 @@ class AgentProcess:
         self.renewal: Renewal | None = None
         self.leaving = False  # kubeless node leave asked: revoke, remove every task, exit
         self._stop: asyncio.Event | None = None
-        # heartbeat fields others set: a manager's joinPort (its node process, or --join-port)
-        self._advertised: dict[str, Any] = (
-            {"joinPort": config.join_port} if config.join_port else {})
+        self.secrets_key = new_private_key()  # in memory only: copies open in this process
+        # heartbeat fields: secretsKey, and those others set: a manager's joinPort (its
+        # node process, or --join-port)
+        self._advertised: dict[str, Any] = secrets_fields(self.secrets_key)
+        if config.join_port:
+            self._advertised["joinPort"] = config.join_port
 
     def advertise(self, fields: dict[str, Any]) -> None:
         """Say ``fields`` in every local node's heartbeat (a manager's ``joinPort``)."""
@@ -283,7 +297,8 @@ class AgentProcess:
         for ident in self.idents:
             runtime = self.runtimes[ident.node_id] = self.runtime_factory(ident)
             worker = Worker(ident.node_id, runtime, self.reporter, self.keys,
-                            drain_period=self.config.drain_period)
+                            drain_period=self.config.drain_period,
+                            secrets_key=self.secrets_key)
             await worker.adopt()
             self.workers[ident.node_id] = worker
         prefix = self.keys.agent(self.idents[0].node_id) if self.config.hollow_nodes <= 0 \
@@ -520,6 +535,9 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
     p.add_argument("--process-dir", default=None,
                    help="process runtime: where task logs and pid files live "
                         "(default /var/lib/kubeless/process)")
+    p.add_argument("--files-dir", default=DEFAULT_FILES_DIR, metavar="DIR",
+                   help="where tasks' secrets and configs are written, in a tmpfs mounted "
+                        "at DIR/<node-id> (default /run/kubeless)")
     p.add_argument("--node-name", help="node id (default: the hostname as a DNS label)")
     p.add_argument("--advertise-addr", default="127.0.0.1", help="this node's address")
     p.add_argument("--labels", default="", help="node labels, k=v,... (at registration)")
@@ -563,7 +581,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             if args.runtime == "process" and args.process_dir else (),
             mesh=not args.no_mesh, mesh_bind=args.mesh_bind,
             dns_addrs=dns_addrs(args.dns_addr), resolv_conf=args.resolv_conf,
-            drain_period=seconds(args.drain_period),
+            drain_period=seconds(args.drain_period), files_dir=args.files_dir,
             tls=TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key))
         check_tls(parse_endpoints(config.endpoints), config.tls)
         config = replace(config, server_tls=serving_identity(args, config.tls))

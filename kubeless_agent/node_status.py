@@ -10,6 +10,12 @@ version>``, ``fake``; node ls's ENGINE VERSION) into the node's heartbeat,
 and puts them again whenever the runtime's state changes (a Docker Engine
 that goes away or comes back, perhaps upgraded).
 
+``secrets_fields`` is ``secretsKey``: the public half of the X25519 key the
+agent process made in memory at start (``kubeless.cluster.sealing``; never on
+a disk, shared by the hollow nodes of one process). The managers seal each
+node's copies of secrets to it, so a copy opens only in the running agent it
+was sealed for; a restarted agent has a new key, and its copies are sealed again.
+
 ``dns_fields`` is the node's ``dns`` field: where the agent serves cluster
 DNS, the nameserver its containers get, the upstreams it forwards to, and
 ``error``, every reason it cannot serve all of that ("" when none), so
@@ -20,6 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from kubeless.cluster.sealing import public_text
 
 from kubeless_agent.dns.resolvconf import show
 from kubeless_agent.runtime import Runtime
@@ -45,6 +55,11 @@ def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Runtime,
     runtime.watch_state(lambda state: heartbeats.update(
         node_id, runtime_fields(state, runtime.engine_version())))
     heartbeats.update(node_id, fields)
+
+
+def secrets_fields(key: X25519PrivateKey) -> dict[str, Any]:
+    """``{"secretsKey": <public text>}``: what the managers seal this node's copies to."""
+    return {"secretsKey": public_text(key)}
 
 
 def dns_fields(serving: Iterable[tuple[str, int]], unbound: Mapping[tuple[str, int], str],

@@ -21,6 +21,15 @@ Three parts, one idea each:
   moment to see that before the container stops answering. Only that
   task waits; the others go on.
 
+A task whose template references secrets or configs waits, before its start,
+until its node's copies of them are all there (``kubeless_agent.copies``, fed
+by ``on_copy``) and, for secrets, sealed to this agent's key: it is reported
+``preparing`` with "waiting for secret dbpass" meanwhile, and wakes when a
+copy arrives or its assignment changes (it never polls; the other tasks go on).
+Then the values are opened and written as files where the runtime finds them
+(``runtime.files``) and the task starts. The files go when the task is removed
+or stops for good (a terminal state); a graceful agent stop touches nothing.
+
 Restarting tasks, replacing failed ones and deleting assignments are the
 controllers' business (docs/MODEL.md); the worker only runs what it is told.
 """
@@ -36,12 +45,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from kubeless.api import parse_duration
+from kubeless.api.file_refs import file_refs
 from kubeless.api.tasks import is_terminal, state_index
+from kubeless.cluster.sealing import key_id, new_private_key, public_text
 from kubeless.store import Compare, Delete, Etcd, Keyspace, Put, StoreError
 from kubeless.store.codec import encode_json
 
 from kubeless_agent import metrics
+from kubeless_agent.copies import (Copy, CopyName, OpenedFile, open_files, parse_copy,
+                                   waiting_for, waiting_message)
+from kubeless_agent.errors import CopyUnusable
 from kubeless_agent.runtime import Report, Runtime, Task
 
 log = logging.getLogger(__name__)
@@ -66,6 +82,7 @@ class TaskRecord:
     started: bool = False  # start was called (or the runtime already had it)
     stopped: bool = False  # stop was called, or shutdown reported without a start
     removed: bool = False
+    files: bool = False  # its secrets' and configs' files may be on the node
     state: str | None = None  # the latest state reported
     report: Report | None = None  # the latest report written
 
@@ -77,7 +94,8 @@ class TaskRecord:
 
 
 def next_action(rec: TaskRecord) -> str:
-    """The next step for a task: start, stop, report-shutdown, remove, forget or none."""
+    """The next step for a task: start, stop, report-shutdown, remove, drop-files (its
+    secrets' and configs' files), forget or none."""
     terminal = is_terminal(rec.state)
     desired = rec.desired
     if desired is None:  # the assignment is gone: clean up, then drop the report
@@ -85,7 +103,9 @@ def next_action(rec: TaskRecord) -> str:
             return "stop"
         if rec.started and not rec.removed:
             return "remove"
-        return "forget"
+        return "drop-files" if rec.files else "forget"
+    if terminal and rec.files:  # stopped for good: a task never runs again
+        return "drop-files"
     if desired == "running":
         return "none" if rec.started or terminal else "start"
     if rec.stopped or terminal:  # shutdown or remove
@@ -260,8 +280,13 @@ class Worker:
 
     def __init__(self, node_id: str, runtime: Runtime, reporter: Reporter, keys: Keyspace, *,
                  clock: Clock = time.time, drain_period: float = 0.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 secrets_key: X25519PrivateKey | None = None) -> None:
         self.node_id = node_id
+        self.secrets_key = secrets_key or new_private_key()  # the process's: copies open with it
+        self.key_id = key_id(public_text(self.secrets_key))
+        self.copies: dict[CopyName, Copy] = {}  # as they arrived: sealed
+        self._waiting: dict[str, asyncio.Event] = {}  # tasks waiting for copies -> their wake
         self.drain_period = drain_period
         self.sleep = sleep
         self.runtime = runtime
@@ -279,12 +304,17 @@ class Worker:
 
     async def adopt(self) -> None:
         """Take over what the runtime already runs (before assignments arrive)."""
-        for tid, report in await self.runtime.list():
+        held = await self.runtime.list()
+        for tid, report in held:
             rec = self.records.setdefault(tid, TaskRecord())
-            rec.started = True
+            rec.started = rec.files = True
             rec.state = report.get("state")
             metrics.task_state_changed(None, rec.state)
             self._adopted[tid] = report
+        try:  # the files of tasks gone while no agent ran
+            await asyncio.to_thread(self.runtime.files.sweep, {tid for tid, _ in held})
+        except OSError as err:
+            log.warning("removing the files of tasks gone from %s: %s", self.node_id, err)
 
     def resync(self) -> None:
         """After the first listing: report what changed while no agent watched (a container
@@ -309,7 +339,27 @@ class Worker:
             if rec is None:
                 rec = self.records[tid] = TaskRecord()
             rec.task, rec.assigned = task, True
+        self._wake(tid)
         self.kick(tid)
+
+    def on_copy(self, kind: str, namespace: str, name: str, value: Any) -> None:
+        """A copy of a Secret or Config for this node, put (value) or deleted (None)."""
+        key = (kind, namespace, name)
+        copy = parse_copy(kind, namespace, name, value) if value is not None else None
+        if copy is None:
+            if value is not None:
+                log.warning("ignoring this node's copy of %s %s/%s: not a copy", kind,
+                            namespace, name)
+            self.copies.pop(key, None)
+        else:
+            self.copies[key] = copy
+        for event in self._waiting.values():
+            event.set()
+
+    def _wake(self, tid: str) -> None:
+        event = self._waiting.get(tid)
+        if event is not None:
+            event.set()
 
     def kick(self, tid: str) -> None:
         if tid in self._busy:
@@ -352,8 +402,11 @@ class Worker:
     async def _do(self, action: str, tid: str, rec: TaskRecord) -> None:
         task = rec.task or {"metadata": {"name": tid}}
         if action == "start":
+            files = await self._open_files(tid, rec)
+            if files is None:  # no longer to be started: the next action says what then
+                return
             rec.started = True
-            error = await self._call("start", self.runtime.start(task))
+            error = await self._call("start", self._start(tid, rec, files))
             if error is not None:
                 self._report(tid, {"state": "rejected", "error": error})
         elif action == "stop":
@@ -372,10 +425,48 @@ class Worker:
         elif action == "remove":
             rec.removed = True
             await self._call("remove", self.runtime.remove(task))
+        elif action == "drop-files":
+            rec.files = False
+            await asyncio.to_thread(self.runtime.files.remove, tid)
         elif action == "forget":
             self.records.pop(tid, None)
             metrics.task_state_changed(rec.state, None)
             self.reporter.delete(self.report_key(tid))
+
+    async def _open_files(self, tid: str, rec: TaskRecord) -> list[OpenedFile] | None:
+        """The task's secrets and configs, opened, once every copy is usable (waiting,
+        ``preparing``, until then); None when the task is no longer to be started."""
+        assert rec.task is not None
+        refs = file_refs((rec.task.get("spec") or {}).get("template"))
+        if not refs:
+            return []
+        namespace = str((rec.task.get("metadata") or {}).get("namespace") or "default")
+        while next_action(rec) == "start":
+            try:
+                waiting = waiting_for(refs, namespace, self.copies, self.key_id)
+                if not waiting:
+                    return open_files(refs, self.node_id, namespace, self.copies,
+                                      self.secrets_key)
+                message = waiting_message(waiting)
+            except CopyUnusable as err:
+                message = f"waiting for {err}"
+            if (rec.report or {}).get("message") != message:
+                log.info("task %s on %s: %s", tid, self.node_id, message)
+                self._report(tid, {"state": "preparing", "message": message})
+            event = self._waiting[tid] = asyncio.Event()
+            try:
+                await event.wait()
+            finally:
+                self._waiting.pop(tid, None)
+        return None
+
+    async def _start(self, tid: str, rec: TaskRecord, files: list[OpenedFile]) -> None:
+        """Write the task's files (when it has any), then start it."""
+        if files:
+            rec.files = True
+            await asyncio.to_thread(self.runtime.files.write, tid, files)
+        assert rec.task is not None
+        await self.runtime.start(rec.task)
 
     async def _call(self, operation: str, call: Awaitable[None]) -> str | None:
         """Await one runtime call; its error message, or None when it succeeded."""
@@ -405,6 +496,8 @@ class Worker:
         if self.reporter.report(self.report_key(tid), full):
             metrics.task_state_changed(rec.state, full["state"])
             rec.state, rec.report = full["state"], full
+            if rec.files and is_terminal(rec.state):
+                self.kick(tid)  # stopped for good: its files go
 
 
 # -- routing the process's informer to workers ------------------------------------------
@@ -423,7 +516,12 @@ class AgentsRouter:
 
     def __call__(self, key: str, old: Any, new: Any) -> None:
         parsed = self.keys.parse_agent(key)
-        if parsed is None or parsed.node not in self.workers:
+        if parsed is None:
+            copy = self.keys.parse_copy(key)
+            if copy is not None and copy.node in self.workers:
+                self.workers[copy.node].on_copy(copy.kind, copy.namespace, copy.name, new)
+            return
+        if parsed.node not in self.workers:
             return
         if parsed.sort == "assignments" and parsed.task_id:
             self.workers[parsed.node].on_assignment(parsed.task_id,

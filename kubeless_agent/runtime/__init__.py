@@ -47,6 +47,11 @@ cannot do, a default that says so; callers call them, never probe for them:
                            None; default: None
     use_cluster_dns(ns)    tasks started from now on get ``ns`` as their only
                            nameserver (None: the engine's defaults); default: nothing
+    files                  where the task's secrets and configs are written before
+                           ``start`` (``kubeless_agent.task_files``): the worker writes
+                           them there and removes them; ``start`` finds them by the
+                           task's id. docker and process: a ``NodeFiles`` under
+                           ``files_dir``; default: ``NoFiles`` (fake: nothing written)
 
 Errors (``kubeless_agent.errors``, re-exported here): ``RuntimeFailure``, ``UnknownTask``.
 """
@@ -58,6 +63,7 @@ from typing import Any, Protocol
 
 from kubeless_agent.errors import RuntimeFailure as RuntimeFailure  # re-exported: the protocol's
 from kubeless_agent.errors import UnknownTask as UnknownTask
+from kubeless_agent.task_files import NoFiles
 
 Task = dict[str, Any]  # the Task resource, as in its assignment
 Report = dict[str, Any]
@@ -73,6 +79,7 @@ class Runtime(Protocol):
 
     name: str
     supports_cluster_dns: bool = False
+    files: NoFiles = NoFiles()
 
     def subscribe(self, listener: ReportListener) -> None: ...
 
@@ -139,10 +146,11 @@ def make_runtime(name: str, node_id: str = "", address: str = "127.0.0.1",
     """A runtime by its ``--runtime`` name, for the node ``node_id`` advertised at ``address``.
 
     ``options`` go to the runtime's constructor: ``delay`` (fake), ``base_url``
-    (docker), ``state_dir`` (process).
+    (docker), ``state_dir`` (process), ``files_dir`` (docker and process).
     """
     if name == "fake":
         from kubeless_agent.runtime.fake import FakeRuntime
+        options.pop("files_dir", None)  # it writes no files
         return FakeRuntime(**options)
     if name == "docker":
         from kubeless_agent.runtime.docker import DockerRuntime

@@ -25,6 +25,10 @@ address of the default bridge (``bridge_network()``: its gateway, found by
 agent's DNS listens on), reachable from every container of that bridge.
 The agent answers ``kubeless.`` and forwards every other name upstream.
 
+A task's secrets and configs are files the worker wrote in the node's tmpfs
+(``files``, a ``NodeFiles`` under ``files_dir``, never on a disk: without a
+tmpfs the task is rejected); each is bind-mounted read-only at its path.
+
 Every blocking SDK call runs in a small thread pool, never on the loop.
 Container config (names, labels, ports, mounts, limits, healthcheck) is
 built by the pure ``docker_spec`` module.
@@ -49,6 +53,7 @@ import requests.exceptions
 from docker.types import Healthcheck, Mount
 from docker.utils import parse_repository_tag
 
+from kubeless.api.file_refs import file_refs
 from kubeless.api.tasks import state_index
 
 from kubeless_agent import metrics
@@ -58,7 +63,8 @@ from kubeless_agent.runtime import Report, ReportListener, Runtime, StateWatcher
 from kubeless_agent.runtime.bridge import bridge_gateway, interface_ipv4, interface_name
 from kubeless_agent.runtime.docker_spec import (LABEL_NODE, LABEL_TASK, ClusterDns,
                                                 bind_sources, container_config, exited,
-                                                image_of, observed, reported_ports)
+                                                image_of, observed, reported_ports, template)
+from kubeless_agent.task_files import DEFAULT_FILES_DIR, NodeFiles
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +89,13 @@ class _Container:
 class DockerRuntime(Runtime):
     name = "docker"
     supports_cluster_dns = True
+    files: NodeFiles
 
     def __init__(self, node_id: str, *, address: str = "127.0.0.1", base_url: str | None = None,
                  timeout: float = 60.0, workers: int = 16, reconnect_interval: float = 1.0,
-                 pull: bool = True) -> None:
+                 pull: bool = True, files_dir: str = DEFAULT_FILES_DIR) -> None:
         self.node_id = node_id
+        self.files = NodeFiles(files_dir, node_id, on_disk=False)
         self.bind_addr = bind_address(address)
         self.base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.timeout = timeout
@@ -144,7 +152,8 @@ class DockerRuntime(Runtime):
         for source in bind_sources(task):
             if not source or not os.path.exists(source):
                 raise RuntimeFailure(f"bind mount source {source!r} does not exist on this node")
-        config = container_config(task, self.node_id, self.bind_addr, self.dns)
+        files = self.files.bind_mounts(tid, file_refs(template(task)))
+        config = container_config(task, self.node_id, self.bind_addr, self.dns, files)
         self._emit(tid, {"state": "starting", "message": "creating the container"})
         c.container_id = await self._create(config)
         try:

@@ -5,7 +5,8 @@ passes to ``containers.create``: name (``<service>.<slot>.<task-id>``),
 labels (task, service and node ids: how a restarted agent finds what it
 made), image, entrypoint (template.command) and cmd (template.args), env
 (plus KUBELESS_TASK_NAME, KUBELESS_NODE_NAME and KUBELESS_TASK_ID), workdir,
-user, published ports, mounts, limits, healthcheck, restart policy "no"
+user, published ports, mounts (and each secret's and config's file, bound
+read-only at its path from the node's tmpfs), limits, healthcheck, restart policy "no"
 (kubeless replaces tasks itself), the stop timeout and, when the agent
 serves cluster DNS, the container's nameserver and search domains
 (``<namespace>.kubeless kubeless``). ``observed(inspect)``
@@ -111,6 +112,13 @@ def mounts(task: Task) -> list[dict[str, Any]]:
     return found
 
 
+def file_mounts(files: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Each secret's or config's file, (on the node, in the task), bound read-only: the
+    value stays in the node's tmpfs, never in the container's writable layer."""
+    return [{"Target": target, "Type": "bind", "Source": source, "ReadOnly": True}
+            for source, target in files]
+
+
 def bind_sources(task: Task) -> list[str]:
     return [str(m.get("source") or "") for m in template(task).get("mounts") or []
             if (m.get("type") or "volume") == "bind"]
@@ -139,13 +147,15 @@ def limits(task: Task) -> dict[str, Any]:
 
 
 def container_config(task: Task, node_id: str, bind_addr: str,
-                     dns: ClusterDns | None = None) -> dict[str, Any]:
+                     dns: ClusterDns | None = None,
+                     files: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Keyword arguments of the SDK's ``api.create_container``; ``host_config`` holds those
-    of ``api.create_host_config`` (ports, mounts, limits, restart policy, dns)."""
+    of ``api.create_host_config`` (ports, mounts, limits, restart policy, dns). ``files``:
+    (file on the node, path in the task) of each secret and config."""
     tpl = template(task)
     host: dict[str, Any] = {"restart_policy": {"Name": "no"},
                             "port_bindings": port_bindings(task, bind_addr),
-                            "mounts": mounts(task), **limits(task)}
+                            "mounts": mounts(task) + file_mounts(files or []), **limits(task)}
     if dns is not None and dns.nameservers:
         namespace = str((task.get("metadata") or {}).get("namespace") or "default")
         host["dns"] = list(dns.nameservers)

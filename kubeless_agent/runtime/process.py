@@ -2,8 +2,9 @@
 
 ``template.command + template.args`` run under ``/bin/sh`` (a tiny wrapper
 that records the exit code in a file), in a session of their own, with the
-template's env plus KUBELESS_TASK_NAME, KUBELESS_NODE_NAME, KUBELESS_TASK_ID
-and ``PORT`` (the first port's published port, else its target), in the
+template's env plus KUBELESS_TASK_NAME, KUBELESS_NODE_NAME, KUBELESS_TASK_ID,
+``PORT`` (the first port's published port, else its target) and
+``KUBELESS_FILES`` (below, when it has secrets or configs), in the
 template's workdir (else the task's directory). The image, mounts, limits
 and healthcheck are not applied: there is no container.
 
@@ -14,6 +15,16 @@ their own session, they survive the agent (SIGTERM or SIGKILL), and a
 restarted agent adopts them by pid (checked against the start time, so a
 reused pid is never mistaken for the task) and learns how the ones that
 ended meanwhile exited from ``exit``.
+
+A task's secrets and configs are files the worker wrote before the start
+(``files``, a ``NodeFiles`` under ``files_dir``, default ``/run/kubeless``): each
+at ``$KUBELESS_FILES/<its path without the leading />`` (a secret with the
+default target: ``$KUBELESS_FILES/run/secrets/<name>``), ``KUBELESS_FILES``
+being the task's own directory, given in the process's environment when the
+task has any. They are in a tmpfs when the agent can mount one (root) or the
+directory is on one already; otherwise, unlike docker's, in that 0700
+directory on the disk, which the agent says once in its log. Files keep the
+references' uid and gid only when the agent runs as root.
 
 States: accepted, preparing (the executable and workdir exist; a host-mode
 port is free), running, complete (exit 0), failed (exit code and the last
@@ -41,12 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeless.api.file_refs import file_refs
 from kubeless.api.tasks import state_index
 
 from kubeless_agent import metrics
 from kubeless_agent.errors import RuntimeFailure, UnknownTask
 from kubeless_agent.runtime import Report, ReportListener, Runtime, Task, task_id
 from kubeless_agent.runtime.docker_spec import environment, exited, template
+from kubeless_agent.task_files import DEFAULT_FILES_DIR, NodeFiles
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +80,12 @@ class _Process:
 
 class ProcessRuntime(Runtime):
     name = "process"
+    files: NodeFiles
 
     def __init__(self, node_id: str, *, address: str = "127.0.0.1",
-                 state_dir: str | None = None) -> None:
+                 state_dir: str | None = None, files_dir: str = DEFAULT_FILES_DIR) -> None:
         self.node_id = node_id
+        self.files = NodeFiles(files_dir, node_id, on_disk=True)
         self.address = address
         self.dir = Path(state_dir or DEFAULT_STATE_DIR) / node_id
         self._tracked: dict[str, _Process] = {}
@@ -193,6 +208,8 @@ class ProcessRuntime(Runtime):
         ports = _ports(task)
         if ports:
             env["PORT"] = str(ports[0]["published"])
+        if file_refs(template(task)):
+            env["KUBELESS_FILES"] = str(self.files.task_dir(task_id(task)))
         return env
 
     async def _spawn_process(self, task: Task, argv: builtins.list[str], env: dict[str, str],

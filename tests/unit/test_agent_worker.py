@@ -40,6 +40,16 @@ def rec(desired: str | None, **flags: Any) -> TaskRecord:
     ("deleted and failed: remove", rec(None, started=True, state="failed"), "remove"),
     ("deleted and removed: forget", rec(None, started=True, stopped=True, removed=True), "forget"),
     ("deleted, never started: forget", rec(None), "forget"),
+    ("running with its files: nothing", rec("running", started=True, state="running",
+                                            files=True), "none"),
+    ("stopped for good: its files go", rec("running", started=True, state="failed",
+                                           files=True), "drop-files"),
+    ("shut down: its files go", rec("shutdown", started=True, stopped=True, state="shutdown",
+                                    files=True), "drop-files"),
+    ("deleted and removed: its files go, then forget",
+     rec(None, started=True, stopped=True, removed=True, files=True), "drop-files"),
+    ("deleted while running: stop before the files go",
+     rec(None, started=True, state="running", files=True), "stop"),
 ])
 def test_next_action(name: str, record: TaskRecord, action: str) -> None:
     assert next_action(record) == action, name
