@@ -41,7 +41,7 @@ import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -62,9 +62,12 @@ def new_private_key() -> X25519PrivateKey:
     return X25519PrivateKey.generate()
 
 
-def cluster_secrets_key(ca_key: ec.EllipticCurvePrivateKey) -> X25519PrivateKey:
+def cluster_secrets_key(ca_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+                        ) -> X25519PrivateKey:
     """The cluster's secrets key, derived from its CA key (the same on every manager)."""
-    secret = ca_key.private_numbers().private_value.to_bytes(66, "big")
+    secret = ca_key.private_bytes(serialization.Encoding.DER,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
     seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                 info=_CLUSTER_KEY_INFO).derive(secret)
     return X25519PrivateKey.from_private_bytes(seed)

@@ -22,78 +22,23 @@ fails. Under CI=true a missing engine fails these tests.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from dnslib import DNSRecord
 
 from kubeless import store
 from lab.waiting import until
-from tests.support.agents import agent_flags
 from tests.support.dns_upstream import Upstream
+from tests.support.docker_plane import (A, B, Plane, connected, endpoint_count, endpoints_of, get,
+                                        published, running_plane)
 from tests.support.etcd_server import EtcdCluster, free_port
-from tests.support.workloads import (FAST_HEALTHCHECK as HEALTHCHECK, IMAGE, ROOT, docker_engine,
-                                     remove_node_containers)
+from tests.support.workloads import FAST_HEALTHCHECK as HEALTHCHECK
 
 pytestmark = pytest.mark.integration
-A, B = "127.0.0.2", "127.0.0.3"
-COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION from $KUBELESS_TASK_NAME\" "
-                       "> /www/index.html; httpd -f -p 80 -h /www & wait"]
-
-
-@dataclass
-class Plane:
-    etcd: EtcdCluster
-    prefix: str
-    nodes: tuple[str, str]
-    engine: Any
-    logs: Path
-    dns_port: int
-    dns_bridge: str  # the address on docker0 node a's DNS has to itself
-    upstream: Upstream  # the resolver the agents forward outside names to
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def check(self) -> None:
-        for p, name in zip(self.procs, ("controllers", "agent-a", "agent-b")):
-            if p.poll() is not None:
-                tail = (self.logs / f"{name}.log").read_text()[-3000:]
-                raise AssertionError(f"{name} exited with {p.returncode}:\n{tail}")
-
-    def cli(self, *args: str, stdin: str | None = None) -> str:
-        env = {**os.environ, **self.etcd.client_env(), "KUBELESS_PREFIX": self.prefix,
-               "PYTHONPATH": str(ROOT)}
-        res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", *args], cwd=ROOT,
-                             capture_output=True, text=True, env=env, input=stdin, timeout=60)
-        assert res.returncode == 0, f"kubeless {' '.join(args)}: {res.stderr}"
-        return res.stdout
-
-    def apply(self, name: str, replicas: int, template: dict[str, Any] | None = None,
-              **spec: Any) -> None:
-        svc = {"apiVersion": "kubeless.io/v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": "default"},
-               "spec": {"replicas": replicas,
-                        "template": {"image": IMAGE, "command": COMMAND, "env": {"VERSION": "1"},
-                                     "stopGracePeriod": "2s", **(template or {})},
-                        "placement": {"constraints": [f"node.id=={self.nodes[0]}"]},
-                        "ports": [{"name": "http", "target": 80, "protocol": "tcp",
-                                   "mode": "ingress"}], **spec}}
-        self.cli("apply", "-f", "-", stdin=yaml.safe_dump(svc))
-
-
-def spawn(logs: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
-    out = open(logs / f"{name}.log", "wb")
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 @pytest.fixture(scope="module")
@@ -127,84 +72,21 @@ def upstream() -> Iterator[Upstream]:
 @pytest.fixture(scope="module")
 def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluster: EtcdCluster,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    engine = docker_engine()
-    run = uuid.uuid4().hex[:6]
     logs = tmp_path_factory.mktemp("mesh-docker")
-    p = Plane(etcd_cluster, f"/kubeless-mesh-{run}", (f"mesh-{run}-a", f"mesh-{run}-b"),
-              engine, logs, free_port(), bridge_dns_addresses[0], upstream)
     resolv_conf = str(upstream.resolv_conf(logs))
-    common = ["--prefix", p.prefix]
-    p.procs.append(spawn(logs, "controllers", "controllers", *common, "--lease-ttl", "2",
-                         *etcd_cluster.client_flags(f"manager:mesh-{run}"),
-                         "--log-level", "INFO"))
-    for node, addr, bridge in zip(p.nodes, (A, B), bridge_dns_addresses):
-        p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common,
-                             *agent_flags(etcd_cluster, p.prefix, node, runtime="docker",
-                                         advertise_addr=addr), "--runtime",
-                             "docker", "--node-name", node, "--advertise-addr", addr,
-                             "--heartbeat-ttl", "3", "--dns-addr",
-                             f"{addr}:{p.dns_port},{bridge}:53", "--resolv-conf",
-                             resolv_conf, "--log-level", "INFO"))
-    try:
+    dns_port = free_port()
+    with running_plane(etcd_cluster, "mesh", logs, lambda node, addr, i: [
+            "--dns-addr", f"{addr}:{dns_port},{bridge_dns_addresses[i]}:53",
+            "--resolv-conf", resolv_conf]) as p:
+        p.dns_port, p.dns_bridge, p.upstream = dns_port, bridge_dns_addresses[0], upstream
         yield p
-    finally:
-        for proc in p.procs:
-            proc.terminate()
-        for proc in p.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for node in p.nodes:
-            remove_node_containers(engine, node)
 
 
 @pytest.fixture
 async def rs(plane: Plane) -> Any:
-    s = plane.etcd.connect(plane.prefix)
-    await until(lambda: _nodes_ready(s, plane), 30, "both nodes ready")
+    s = await connected(plane)
     yield s
     await s.etcd.close()
-
-
-async def _nodes_ready(s: store.ResourceStore, plane: Plane) -> bool:
-    plane.check()
-    found, _ = await s.etcd.get_many([s.keys.heartbeat(n) for n in plane.nodes])
-    return len(found) == 2
-
-
-async def endpoints_of(s: store.ResourceStore, name: str) -> dict[str, Any] | None:
-    kv, _ = await s.etcd.get(s.keys.endpoints("default", name))
-    return None if kv is None else dict(json.loads(kv.value))
-
-
-async def published(s: store.ResourceStore, name: str) -> int:
-    doc = await until(lambda: endpoints_of(s, name), 30, f"endpoints of {name}")
-    return int(doc["ports"][0]["published"])
-
-
-async def get(host: str, port: int, timeout: float = 5.0) -> str | None:
-    """One HTTP/1.0 GET on a new connection; the body, or None when it failed."""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError):
-        return None
-    try:
-        writer.write(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
-        raw = await asyncio.wait_for(reader.read(), timeout)
-    except (OSError, asyncio.TimeoutError):
-        return None
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return body.decode() if head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200") \
-        else None
-
-
-async def endpoint_count(s: store.ResourceStore, name: str, want: int) -> bool:
-    doc = await endpoints_of(s, name)
-    return doc is not None and len(doc["endpoints"]) == want
 
 
 async def test_the_published_port_answers_on_the_node_without_tasks(
