@@ -211,3 +211,18 @@ def test_applying_the_plan_converges(states: list[tuple[str, str, set[str], bool
     assert set(holding) <= want
     if public is not None:
         assert set(holding) == want
+
+
+def test_transactions_stay_under_etcds_request_limit() -> None:
+    from kubeless.store import Compare, Put
+
+    from controllers.secrets.controller import MAX_TXN_BYTES, MAX_TXN_OPS, Write, batches
+
+    def write(size: int) -> Write:
+        return Write(Compare("k", "create", "==", 0), Put("k", b""), size,
+                     DeleteCopy("n1", DBPASS, 0, "unused"))
+    big = 700 * 1024  # a 500 KiB secret, sealed and in base64
+    assert [len(b) for b in batches([write(big)] * 3)] == [1, 1, 1]
+    assert [len(b) for b in batches([write(1000)] * (MAX_TXN_OPS + 1))] == [MAX_TXN_OPS, 1]
+    assert [len(b) for b in batches([write(MAX_TXN_BYTES * 2), write(10)])] == [1, 1]
+    assert list(batches([])) == []
