@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from controllers.framework import ControllerRunner
+from controllers.framework import Controller, ControllerRunner
 from controllers.secrets.controller import SecretsController
+from controllers.view import ClusterView
 from kubeless import store
 from kubeless.api.tasks import new_task_id
 from kubeless.cluster import secrets_key
@@ -32,6 +33,7 @@ from kubeless.cluster.sealing import (SealError, copy_context, digest, key_id, n
 from kubeless.cluster.secrets_key import ClusterSecretsKey
 from kubeless.store import Forbidden, Put
 from kubeless.store.codec import decode, encode_json, encode_yaml
+from lab.hollow import HollowCluster, running, service
 from lab.waiting import until
 from tests.support.etcd_server import EtcdCluster
 
@@ -330,3 +332,48 @@ async def test_copies_in_the_views_cache_are_marks_not_values(with_key: Harness)
     marks = [cache[k] for k in view.copy_keys_on(NODE)]
     assert sorted(m.uid for m in marks) == ["uid-conf", "uid-db"]
     assert all(len(repr(m)) < 200 for m in marks)
+
+
+class SecretsHollowCluster(HollowCluster):
+    """The hollow control plane plus the secrets controller, holding the cluster's key."""
+
+    def __init__(self, *args: Any, cluster_key: ClusterSecretsKey, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cluster_key = cluster_key
+
+    def make_controllers(self, ctl_store: store.ResourceStore,
+                         view: ClusterView) -> list[Controller]:
+        return [*super().make_controllers(ctl_store, view),
+                SecretsController(ctl_store, view, self.cluster_key)]
+
+
+async def test_a_hollow_agents_task_runs_once_its_copies_open(
+        etcd_cluster: EtcdCluster, prefix: str, ca: CA, ca_key_file: Path) -> None:
+    """End to end with the agent: its heartbeat's key, the controller's copies, the
+    task waiting for them (preparing) until they are there and open."""
+    h = Harness(etcd_cluster, prefix, ca, None)  # for its writes only
+    try:
+        await h.record(with_key=True)
+        await h.secret("dbpass", VALUE, "uid-db")
+        await h.config("webconf", b"listen 80;\n", "uid-conf")
+        async with SecretsHollowCluster(etcd_cluster.endpoints, prefix,
+                                        tls=etcd_cluster.client_tls,
+                                        cluster_key=secrets_key.load(ca_key_file)) as c:
+            await c.add_group("deliver", 1)
+            svc = service("web", 1)
+            svc["spec"]["template"].update(secrets=[{"source": "dbpass", "mode": 0o400}],
+                                           configs=[{"source": "webconf",
+                                                     "target": "/etc/web.conf"}])
+            await c.apply(svc)
+
+            async def runs() -> bool:
+                c.check_controllers()
+                return len(running(await c.tasks("web"))) == 1
+            await until(runs, 20, "the task running with its secret")
+            doc, _ = await h.copy("deliver-0", "Secret", "dbpass")
+            assert doc is not None and doc["uid"] == "uid-db"
+            await c.scale("web", 0)
+            await h.wait_gone("deliver-0", "Secret", "dbpass")
+            await h.wait_gone("deliver-0", "Config", "webconf")
+    finally:
+        await h.stop()
