@@ -4,7 +4,9 @@ Any number of these processes may run; each controller elects one leader
 among them. The process also keeps ``managers/<identity>`` bound to a
 lease, so ``node ls`` can say which managers' controllers are alive
 (Reachable) and which one leads. ``--identity`` defaults to this host's
-node name, tying the process to its node.
+node name, tying the process to its node. ``--ca-key`` gives it the cluster
+CA's key, from which it derives the cluster's secrets key: the secrets
+controller then delivers secrets to nodes (configs it delivers without).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from kubeless import store
+from kubeless.cluster import secrets_key
+from kubeless.cluster.errors import CAError
 from kubeless.log_setup import configure_logging
 from kubeless.api.names import dns_label
 from kubeless.store import Compare, KeptLease, Put, StoreError
@@ -31,17 +35,20 @@ from controllers.metrics import register_view
 from controllers.replication.controller import ReplicationController
 from controllers.rollout.controller import RolloutController
 from controllers.scheduler.controller import SchedulerController
+from controllers.secrets.controller import SecretsController
 from controllers.view import ClusterView
 
 log = logging.getLogger("kubeless.controllers")
 
-# Each is made with the store and the process's one ClusterView.
+# Each is made with the store and the process's one ClusterView (``assemble`` gives the
+# secrets controller the cluster's secrets key too, when the process holds the CA key).
 CONTROLLERS: dict[str, Callable[[store.ResourceStore, ClusterView], Controller]] = {
     "replication": ReplicationController,
     "scheduler": SchedulerController,
     "health": HealthController,
     "rollout": RolloutController,
     "endpoints": EndpointsController,
+    "secrets": SecretsController,
 }
 
 
@@ -68,6 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--controllers", default=",".join(CONTROLLERS),
                    help=f"which to run, comma-separated (default: {','.join(CONTROLLERS)})")
     p.add_argument("--identity", default=None, help="this process's name (default: node name)")
+    p.add_argument("--ca-key", default=os.environ.get("KUBELESS_CA_KEY"),
+                   help="the cluster CA's key (PEM): the secrets key derives from it; "
+                        "without it no secret is delivered [env KUBELESS_CA_KEY]")
     p.add_argument("--lease-ttl", type=int, default=5, help="leader lease TTL in seconds")
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
@@ -82,6 +92,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.controller_names = names
     if args.lease_ttl < 2:
         p.error("--lease-ttl must be at least 2 seconds")
+    args.cluster_key = None
+    if args.ca_key:
+        try:
+            args.cluster_key = secrets_key.load(args.ca_key)
+        except CAError as err:
+            p.error(str(err))
     try:
         args.tls = store.TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key)
     except store.TlsError as err:
@@ -102,20 +118,25 @@ async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int) 
         await asyncio.sleep(1)
 
 
-def assemble(rstore: store.ResourceStore, names: Sequence[str]) -> list[Controller]:
-    """The named controllers, sharing one ClusterView (its metrics registered)."""
+def assemble(rstore: store.ResourceStore, names: Sequence[str],
+             cluster_key: secrets_key.ClusterSecretsKey | None = None) -> list[Controller]:
+    """The named controllers, sharing one ClusterView (its metrics registered); the
+    secrets controller with ``cluster_key`` (None: it delivers configs only)."""
     view = ClusterView(rstore)
     register_view(view)
-    return [CONTROLLERS[n](rstore, view) for n in names]
+    return [SecretsController(rstore, view, cluster_key) if n == "secrets"
+            else CONTROLLERS[n](rstore, view) for n in names]
 
 
 async def run(args: argparse.Namespace) -> None:
     rstore = store.connect(args.endpoints, args.prefix, tls=args.tls)
     identity = args.identity or default_identity()
-    controllers = assemble(rstore, args.controller_names)
+    controllers = assemble(rstore, args.controller_names, args.cluster_key)
     runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl)
-    log.info("controllers %s starting as %s on %s", ",".join(args.controller_names), identity,
-             args.endpoints)
+    log.info("controllers %s starting as %s on %s; %s", ",".join(args.controller_names),
+             identity, args.endpoints,
+             f"cluster secrets key {args.cluster_key.key_id}" if args.cluster_key
+             else "no CA key (--ca-key): configs are delivered, secrets are not")
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(keep_manager_key(rstore.etcd, rstore.keys.manager(identity), identity,

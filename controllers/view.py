@@ -16,18 +16,23 @@ the first listing: what the metrics observe). Validating service specs is
 ``controllers.specs``'; parsing agents/ and heartbeats/ keys is the keyspace's.
 
 Assignment keys (``agents/<node>/assignments/``) duplicate tasks; they are
-not decoded, only marked, so the cache stays small.
+not decoded, only marked, so the cache stays small. So are nodes' copies of
+secrets and configs (``agents/<node>/secrets|configs/<ns>/<name>``, up to
+hundreds of KB each): the cache keeps only which source (uid) and which key
+(recipient) a copy holds (``CopyMark``), indexed by node (``copy_keys_on``).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubeless.api.nodes import with_heartbeat
 from kubeless.api.tasks import Task
-from kubeless.store import CorruptValue, KeyValue, ResourceStore
+from kubeless.store import CorruptValue, Keyspace, KeyValue, ResourceStore
 from kubeless.store.codec import decode
 
 from controllers.framework import InformerSpec
@@ -41,6 +46,26 @@ ReportHandler = Callable[[Resource | None, Any, Any], None]
 ASSIGNMENT = "assignment"  # what an assignment key decodes to in the view's cache
 
 
+@dataclass(frozen=True)
+class CopyMark:
+    """A node's copy as the view caches it: never its value, only what it was made from."""
+
+    uid: str  # the Secret's or Config's metadata.uid ("": unreadable, to be rewritten)
+    recipient: str  # the key id a secret's copy is sealed to ("" for a config's)
+
+
+def copy_mark(raw: bytes) -> CopyMark:
+    """What a copy's JSON says of its source and recipient; an empty mark when it says
+    nothing readable (kept in the cache, so the copy is overwritten, not ignored)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return CopyMark("", "")
+    if not isinstance(value, dict):
+        return CopyMark("", "")
+    return CopyMark(str(value.get("uid") or ""), str(value.get("recipient") or ""))
+
+
 def decode_agent_key(kv: KeyValue) -> Any:
     """Heartbeats and reports as data; assignments only as a marker (they repeat tasks)."""
     if "/assignments/" in kv.key:
@@ -49,6 +74,19 @@ def decode_agent_key(kv: KeyValue) -> Any:
     if not isinstance(value, dict):
         raise CorruptValue(kv.key, "not a mapping")
     return value
+
+
+@dataclass(frozen=True)
+class AgentKeyDecoder:
+    """``decode_agent_key``, and copies of secrets and configs as a ``CopyMark``. Equal
+    for the same keyspace, so every view of one store shares the ``agents/`` informer."""
+
+    keys: Keyspace
+
+    def __call__(self, kv: KeyValue) -> Any:
+        if self.keys.parse_copy(kv.key) is not None:
+            return copy_mark(kv.value)
+        return decode_agent_key(kv)
 
 
 class ClusterView:
@@ -64,6 +102,8 @@ class ClusterView:
         self.tasks_by_service: dict[ServiceKey, set[str]] = defaultdict(set)
         self.tasks_by_node: dict[str, set[str]] = defaultdict(set)
         self.task_key_by_id: dict[str, str] = {}
+        # Node -> the keys of its copies of secrets and configs (agents/<node>/secrets/...).
+        self.copies_by_node: dict[str, set[str]] = defaultdict(set)
         # Task keys waiting for the scheduler, in arrival order (placement order).
         self.waiting: dict[str, None] = {}
         # Task key -> the Task (with its effective status), rebuilt only when the task
@@ -88,7 +128,7 @@ class ClusterView:
                 InformerSpec(self.status_prefix, plain_decode),
                 InformerSpec.resources(self.store, "Task"),
                 InformerSpec.resources(self.store, "Node"),
-                InformerSpec(self.agents_prefix, decode_agent_key),
+                InformerSpec(self.agents_prefix, AgentKeyDecoder(self.store.keys)),
                 InformerSpec(self.heartbeats_prefix, decode_agent_key)]
 
     def attach(self, informers: dict[str, Any]) -> None:
@@ -178,7 +218,11 @@ class ClusterView:
             self._node_changed(node)
 
     def _on_agent_key(self, key: str, old: Any, new: Any) -> None:
-        """Forget the task's merged view; tell the report handlers."""
+        """Index a copy; else forget the task's merged view and tell the report handlers."""
+        copy = self.store.keys.parse_copy(key)
+        if copy is not None:
+            self._index_copy(copy.node, key, new is not None)
+            return
         parsed = self.store.keys.parse_agent(key)
         if parsed is None:
             return
@@ -192,6 +236,14 @@ class ClusterView:
         task = self.caches[self.tasks_prefix].get(task_key) if task_key else None
         for handler in self._report_handlers:
             handler(task, old, new)
+
+    def _index_copy(self, node: str, key: str, present: bool) -> None:
+        if present:
+            self.copies_by_node[node].add(key)
+            return
+        self.copies_by_node[node].discard(key)
+        if not self.copies_by_node[node]:
+            del self.copies_by_node[node]
 
     # -- reading ----------------------------------------------------------
 
@@ -223,6 +275,11 @@ class ClusterView:
             return None
         found = self.caches[self.agents_prefix].get(self.store.keys.observed(node, task_id))
         return found if isinstance(found, dict) else None
+
+    def copy_keys_on(self, node: str) -> list[str]:
+        """The keys of the node's copies of secrets and configs (their ``CopyMark`` is in
+        the ``agents/`` cache)."""
+        return list(self.copies_by_node.get(node, ()))
 
     def heartbeat(self, node: str) -> Resource | None:
         found = self.caches[self.heartbeats_prefix].get(self.store.keys.heartbeat(node))

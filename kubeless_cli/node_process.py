@@ -10,7 +10,9 @@ in ``<state-dir>/manager-tls/`` (``manager_tls``), the agent its node
 identity in ``tls/``. Both are renewed while running (``kubeless.cluster.renewal``):
 the agent renews ``tls/``; a manager holding the CA key renews ``manager-tls/``
 by signing it here (``renew_manager_identity``), and the controllers' etcd
-connection follows the files. A manager that holds
+connection follows the files. A manager holding the CA key hands it to its
+controllers (``--ca-key``): the cluster's secrets key derives from it, and they
+deliver secrets to the nodes. A manager that holds
 the CA key and has a join port also serves the join endpoint
 (``kubeless.cluster.join_server``), and says its port in its agent's heartbeat
 (``joinPort``: where the other nodes renew their certificates); when it cannot (no CA key, the port
@@ -153,11 +155,15 @@ def tls_flags(tls: TlsConfig | None) -> list[str]:
 
 async def run_controllers(node: NodeState, state: StateDir) -> None:
     """The controllers of this manager, through their command line's entry point, with
-    the manager identity when etcd is https://."""
+    the manager identity when etcd is https://, and the CA key when this manager holds
+    it (the cluster's secrets key derives from it: they deliver secrets to nodes)."""
+    from kubeless.cluster.ca import KEY_FILE
     from controllers.main import parse_args, run
 
+    ca_key = ["--ca-key", str(state.path / KEY_FILE)] if state.has_ca_key() else []
     await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
-                          "--identity", node.node_id, *tls_flags(manager_tls(node, state))]))
+                          "--identity", node.node_id, *ca_key,
+                          *tls_flags(manager_tls(node, state))]))
 
 
 async def renew_manager_identity(node: NodeState, state: StateDir) -> None:

@@ -5,9 +5,10 @@
                       ``kubeless certs ca``)
     held_cluster_ca   the CA a state dir already holds for a cluster not made yet
     create_cluster    init: a root CA in the state dir (or the one made beforehand),
-                      a worker and a manager token, the cluster record, the plain
-                      tokens and the first manager's Node, in ONE transaction that
-                      compares the record is absent
+                      a worker and a manager token, the cluster record (with the
+                      secrets key derived from the CA key), the plain tokens and the
+                      first manager's Node, in ONE transaction that compares the
+                      record is absent
     join_cluster      join: check the token against the record, then create the
                       Node with the role it grants, in one transaction that
                       compares the record did not change meanwhile (a token
@@ -32,28 +33,33 @@ talks only to the store.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from kubeless.store import Compare, Forbidden, Put, ResourceStore, now_rfc3339
 from kubeless.store.codec import decode, encode_yaml
 
 from . import tokens
-from .ca import cert_der, make_root_ca, remove_root_ca
+from .ca import KEY_FILE, cert_der, make_root_ca, remove_root_ca
 from .errors import (CAError, ClusterError, ClusterExists, NoCluster, NodeNameTaken,
                      StateDirError, TokenRefused)
 from .record import DEFAULT_CERT_EXPIRY, ClusterRecord, new_cluster_id
 from .state import NodeState, StateDir
+
+if TYPE_CHECKING:
+    from .pki import PrivateKey
 
 Resource = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class ClusterCA:
-    """A new cluster's id and its root CA's certificate (the key is in the state dir)."""
+    """A new cluster's id and its root CA's certificate (the key is in the state dir,
+    unless given here: the lab harness keeps its CA elsewhere)."""
 
     cluster_id: str
     cert_pem: str
+    key: PrivateKey | None = field(default=None, repr=False)
 
 
 def held_cluster_ca(state: StateDir) -> ClusterCA | None:
@@ -113,7 +119,8 @@ async def create_cluster(rstore: ResourceStore, state: StateDir, node: Resource,
         digest = tokens.ca_digest(cert_der(pem))
         now = now_rfc3339()
         plain = {role: tokens.new_token(digest) for role in tokens.ROLES}
-        record = ClusterRecord(cluster_id, now, pem, cert_expiry=cert_expiry)
+        record = ClusterRecord(cluster_id, now, pem, cert_expiry=cert_expiry,
+                               secrets_key=_secrets_key(state, ca))
         for role, token in plain.items():
             record = record.with_token(role, token, now)
         txn = rstore.transaction()
@@ -132,6 +139,23 @@ async def create_cluster(rstore: ResourceStore, state: StateDir, node: Resource,
             remove_root_ca(state.path)
         raise
     return record, {role: str(token) for role, token in plain.items()}
+
+
+def _secrets_key(state: StateDir, ca: ClusterCA) -> str:
+    """The record's ``secretsKey``: from the CA key given, else the state dir's; "" when
+    neither holds one (a test's bare CA certificate: the managers' controllers add it
+    once one of them holds the key)."""
+    from . import secrets_key  # cryptography, only when a cluster is made
+    from .pki import load_key
+
+    key = ca.key
+    if key is None and state.has_ca_key():
+        path = state.path / KEY_FILE
+        try:
+            key = load_key(path.read_bytes())
+        except OSError as err:
+            raise CAError(f"cannot read the cluster CA key {path}: {err.strerror}") from None
+    return secrets_key.public_of(key) if key is not None else ""
 
 
 async def _refuse_existing(rstore: ResourceStore, where: str) -> None:

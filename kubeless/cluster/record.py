@@ -12,6 +12,10 @@
     joinTokens:
       worker:  {sha256: <hex of the secret's sha256>, createdAt: ...}
       manager: {sha256: ..., createdAt: ...}
+    secretsKey: 3q2+7w...          the public half of the cluster's secrets key (derived from
+                                   the CA key: ``kubeless.cluster.secrets_key``), what
+                                   ``secret create`` seals values to; absent in a cluster made
+                                   before secrets until a manager holding the CA key adds it
 
 Only hashes of the secrets are stored. Pure data and checks: the etcd side
 is in ``bootstrap``.
@@ -46,6 +50,7 @@ class ClusterRecord:
     token_hashes: dict[str, str] = field(default_factory=dict)  # role -> sha256 hex
     token_times: dict[str, str] = field(default_factory=dict)  # role -> when made
     cert_expiry: float = DEFAULT_CERT_EXPIRY  # seconds: what the managers sign for
+    secrets_key: str = ""  # the cluster's secrets key, public half ("": none yet)
 
     @property
     def ca_digest(self) -> str:
@@ -78,7 +83,8 @@ class ClusterRecord:
                 "caDigest": self.ca_digest, "certExpiry": format_duration(self.cert_expiry),
                 "joinTokens": {role: {"sha256": self.token_hashes[role],
                                       "createdAt": self.token_times.get(role, self.created_at)}
-                               for role in tokens.ROLES if role in self.token_hashes}}
+                               for role in tokens.ROLES if role in self.token_hashes},
+                **({"secretsKey": self.secrets_key} if self.secrets_key else {})}
 
     @classmethod
     def from_value(cls, key: str, data: Any) -> ClusterRecord:
@@ -92,6 +98,7 @@ class ClusterRecord:
                        token_hashes={r: str(v["sha256"]) for r, v in joins.items()},
                        token_times={r: str(v.get("createdAt", "")) for r, v in joins.items()},
                        cert_expiry=parse_duration(str(data["certExpiry"]))
-                       if data.get("certExpiry") else DEFAULT_CERT_EXPIRY)
+                       if data.get("certExpiry") else DEFAULT_CERT_EXPIRY,
+                       secrets_key=str(data.get("secretsKey") or ""))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ClusterError(f"{key} does not hold a valid cluster record ({err})") from err

@@ -12,7 +12,8 @@ Every host namespace has its own dockerd (own data root, exec root, pidfile,
 socket, --bip, --cgroup-parent), the test image loaded into it, and an agent
 (docker runtime, --advertise-addr = its address, short heartbeat TTL). The
 managers also run one etcd member each (one 3-member cluster across them) and
-a ``kubeless-controllers`` process whose identity is the node name.
+a ``kubeless-controllers`` process whose identity is the node name (with TLS,
+given the manager's copy of the CA key, ``--ca-key``: it delivers secrets).
 
 TLS by default (``tls=False``: plain http, for comparison): a cluster CA and
 every identity are written before anything starts (``lab.cluster.tls``); etcd
@@ -68,6 +69,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kubeless.cluster import access
+from kubeless.cluster.ca import KEY_FILE
 from kubeless.cluster.etcd_server import health
 from kubeless.store import AlreadyExists, ResourceStore, TlsConfig
 from kubeless.store.tls import CERT_PATH_ENV
@@ -366,9 +368,10 @@ class Cluster:
                      "--prefix", self.prefix, "--runtime", "docker", "--node-name", h.name,
                      "--advertise-addr", h.address, "--heartbeat-ttl", str(self.heartbeat_ttl),
                      *join, "--log-level", self.log_level], py_env)
-        if part == "controllers":
+        if part == "controllers":  # with TLS, the manager's copy of the CA key: secrets
+            ca_key = ["--ca-key", str(h.dir / KEY_FILE)] if self.tls is not None else []
             return ([sys.executable, "-m", "controllers", "--endpoints", self.endpoints,
-                     "--prefix", self.prefix, "--identity", h.name,
+                     "--prefix", self.prefix, "--identity", h.name, *ca_key,
                      "--lease-ttl", str(self.lease_ttl), "--log-level", self.log_level], py_env)
         if part == "join":
             return ([sys.executable, "-m", "lab.cluster.join_endpoint", "--state-dir",

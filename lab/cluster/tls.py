@@ -16,8 +16,9 @@ Each host's directory is laid out as a state dir (``kubeless.cluster.StateDir``)
 ``identities`` names every identity the harness issues (etcd's users once auth
 is on: ``lab.cluster.harness`` enables it with ``kubeless.cluster.access``).
 ``write_record`` then writes the cluster record (its id, the CA, the join
-tokens' hashes) once etcd is up, as ``init`` does: tokens for the join endpoints
-(``lab.cluster.join_endpoint``).
+tokens' hashes, the secrets key derived from the CA key) once etcd is up, as
+``init`` does: tokens for the join endpoints (``lab.cluster.join_endpoint``).
+Each manager's controllers get its ``ca.key`` (``--ca-key``): they deliver secrets.
 
 The profiles are the join endpoint's (``join_server.node_profiles``), so a harness
 node holds what a node that joined through a manager would. ``LabTls.identity``
@@ -75,7 +76,7 @@ async def write_record(rstore: ResourceStore, tls: LabTls, first: str,
     ``first`` is already registered by the harness); role -> plain join token."""
     first_node = await rstore.get("Node", first)
     assert first_node is not None, f"{first} is not registered"
-    ca = ClusterCA(new_cluster_id(), tls.ca.cert_pem)
+    ca = ClusterCA(new_cluster_id(), tls.ca.cert_pem, tls.ca.key)  # the key: its secretsKey
     _, tokens = await create_cluster(rstore, StateDir(tls.admin.parent / "state"), first_node,
                                      where, ca)
     return tokens

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from kubeless import store
-from kubeless.cluster import ClusterExists, bootstrap
+from kubeless.cluster import ClusterExists, bootstrap, secrets_key
+from kubeless.cluster.pki import CA
 from kubeless.cluster.state import StateDir
+from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +48,25 @@ async def test_a_refused_init_leaves_no_ca_behind(
     with pytest.raises(ClusterExists):
         await bootstrap.create_cluster(rstore, second, node("m2"), "etcd")
     assert not (second.path / "ca.key").exists()
+
+
+async def test_the_record_holds_the_secrets_key_of_the_ca_key(
+        etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    """From the state dir's ca.key (init, up), from a CA key given (the lab harness), and
+    none from a bare certificate (the managers' controllers add it later)."""
+    made = StateDir(tmp_path / "made")
+    given = CA.make("kubeless test CA given")
+    cases = [(made, None, lambda: secrets_key.load(made.path / "ca.key").public),
+             (StateDir(tmp_path / "given"), bootstrap.ClusterCA("c2", given.cert_pem, given.key),
+              lambda: secrets_key.public_of(given.key)),
+             (StateDir(tmp_path / "bare"), bootstrap.ClusterCA("c3", given.cert_pem),
+              lambda: "")]
+    for i, (state, ca, expected) in enumerate(cases):
+        rstore = etcd_cluster.connect(f"/kubeless-test-record-key-{id(state)}-{i}")
+        try:
+            record, _ = await bootstrap.create_cluster(rstore, state, node("m1"), "etcd", ca=ca)
+            found = await bootstrap.read_record(rstore)
+        finally:
+            await rstore.etcd.close()
+        assert found is not None and found.record.secrets_key == record.secrets_key
+        assert record.secrets_key == expected()
