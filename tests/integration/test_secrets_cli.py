@@ -151,6 +151,33 @@ def test_get_lists_both_kinds_with_their_columns(cli: Cli) -> None:
     assert cli.ok("delete", "config", "webconf") == 'config "webconf" deleted\n'
 
 
+async def test_resource_store_reads_and_deletes_them(rstore: ResourceStore) -> None:
+    """First-class resources: stored as YAML, read, listed and deleted by ResourceStore."""
+    for kind in ("Secret", "Config"):
+        await rstore.create({"apiVersion": "kubeless.io/v1", "kind": kind,
+                             "metadata": {"name": "one", "namespace": "default"},
+                             "spec": {"size": 1, "data": "eA=="} if kind == "Config"
+                             else {"size": 1, "sealed": "S", "keyId": "k", "digest": "D"}})
+        assert (await raw(rstore, kind, "one")).startswith(b"apiVersion: kubeless.io/v1\n")
+        got = await rstore.get(kind, "one", "default")
+        assert got is not None and got["metadata"]["resourceVersion"]
+        assert [o["metadata"]["name"] for o in (await rstore.list(kind)).items] == ["one"]
+        await rstore.delete(kind, "one", "default")
+        assert await rstore.get(kind, "one", "default") is None
+
+
+def test_an_invalid_value_under_a_secrets_key_is_never_shown(
+        cli: Cli, etcd_cluster: EtcdCluster, prefix: str) -> None:
+    put_raw(etcd_cluster, f"{prefix}/v1/spec/secrets/default/junk",
+            f"password: {VALUE}\n".encode())
+    res = cli("get", "secrets")
+    assert res.returncode == 0 and "<invalid>" in res.stdout
+    assert 'warning: secret "junk" is invalid' in res.stderr
+    out = cli.ok("describe", "secret", "junk")
+    assert "not shown: a secret's key" in out
+    assert cli.ok("secret", "rm", "junk") == "junk\n"
+
+
 # -- apply ---------------------------------------------------------------------------------
 
 def test_apply_round_trip(cli: Cli, tmp_path: Path, etcd_cluster: EtcdCluster) -> None:
