@@ -36,18 +36,6 @@ def name_error(name: object) -> str | None:
     return _dns_label_error(name, "name")
 
 
-def subdomain_name_error(name: object) -> str | None:
-    """Why ``name`` is not a valid DNS-1123 subdomain name (dots allowed, 253
-    characters), or None: the names of Secrets and Configs, as Kubernetes names
-    its Secrets and ConfigMaps, so a rotation's ``dbpass.v2`` is one."""
-    if not isinstance(name, str):
-        return f"name must be a string, not {type(name).__name__}"
-    if len(name) <= 253 and _DNS_SUBDOMAIN.match(name):
-        return None
-    return (f'"{name}" is not a valid name: use lowercase letters, digits, \'-\' and \'.\', '
-            "starting and ending with a letter or digit, at most 253 characters")
-
-
 def namespace_error(namespace: object) -> str | None:
     """Why ``namespace`` is not a valid namespace, or None."""
     return _dns_label_error(namespace, "namespace")

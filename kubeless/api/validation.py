@@ -25,8 +25,7 @@ from kubeless.api.errors import InvalidResource, UnknownApiVersion, UnknownKind,
 from kubeless.api.images import image_error
 from kubeless.api.kinds import API_VERSION, Kind, load_kinds
 from kubeless.api.limits import size_violations
-from kubeless.api.names import (label_key_error, label_value_error, name_error, namespace_error,
-                                 subdomain_name_error)
+from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
 from kubeless.api.ports import repeated_ports
 from kubeless.api.schema import validator_for
 from kubeless.api.secrets import is_file_kind, violations as value_violations
@@ -126,7 +125,8 @@ def _metadata(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
 
 
 def _name_and_namespace(kind: Kind, meta: dict[str, Any]) -> Iterator[Violation]:
-    check_name = subdomain_name_error if is_file_kind(kind.kind) else name_error
+    # A Secret's or Config's name is what a template's source names (dots allowed: dbpass.v2).
+    check_name = file_refs.source_error if is_file_kind(kind.kind) else name_error
     if "name" not in meta:
         yield Violation("metadata.name", "required")
     elif (error := check_name(meta["name"])) is not None:
