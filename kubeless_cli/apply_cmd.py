@@ -9,16 +9,22 @@ ports other services hold, and are written only if no service changed
 since they were read (kubeless.store.services, the one Service write path);
 a Service referring to a Secret or Config that neither exists nor is in the
 files is refused, nothing written.
+Secrets and Configs are written as etcd holds them (kubeless.cluster.secrets:
+a Secret sealed, a value that changed refused), shown by ``diff`` without a
+Secret's sealed text, and deleted only when no Service uses them.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from kubeless.api.secrets import public_view
 from kubeless.api.selectors import Selector
 from kubeless_cli import published
 from kubeless_cli.context import (USAGE, CliError, Context, checked_namespace,
@@ -167,7 +173,7 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
         async def plan(attempt: Attempt) -> list[Action]:
             candidates = await _prune_candidates(rstore, sel)
             numbered = await _numbered(attempt, docs, candidates)
-            actions = plan_apply(numbered, await _live(rstore, numbered), candidates)
+            actions = await _planned(rstore, numbered, candidates)
             # Secrets and Configs this apply writes count as there (the same commit).
             await attempt.references([a.new for a in actions if a.writes and a.new])
             if not dry_run:
@@ -175,7 +181,7 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
             return actions
 
         try:
-            with published.refusals():
+            with published.refusals(), _refusals():
                 return (await write_services(rstore, plan, what="applying")).value
         except StoreError as err:
             raise CliError(f"{err}; nothing was written") from None
@@ -203,9 +209,9 @@ def diff(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str |
         from kubeless.store.services import Attempt
 
         try:
-            with published.refusals(code=2):
+            with published.refusals(code=2), _refusals(code=2):
                 numbered = await _numbered(Attempt(rstore), docs)
-            return plan_apply(numbered, await _live(rstore, numbered))
+                return await _planned(rstore, numbered)
         except StoreError as err:
             raise CliError(str(err), code=2) from None
         except CliError as err:  # an invalid value in etcd: an error, as diff(1) says 2
@@ -225,9 +231,34 @@ def diff(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str |
     raise SystemExit(1 if different else 0)
 
 
+async def _planned(rstore: Any, docs: list[tuple[str, dict[str, Any]]],
+                   candidates: list[dict[str, Any]] | None = None) -> list[Action]:
+    """What apply does with ``docs`` (numbered): Secrets and Configs as etcd would hold
+    them (kubeless.cluster.secrets), then the plan against what etcd holds now."""
+    from kubeless.cluster.secrets import stored_documents
+
+    live = await _live(rstore, docs)
+    return plan_apply(await stored_documents(rstore, docs, live), live, candidates)
+
+
+@contextmanager
+def _refusals(code: int = 1) -> Iterator[None]:
+    """A Secret's or Config's value that changed, or no key to seal one to: one line,
+    nothing written."""
+    from kubeless.api import ApiError
+    from kubeless.cluster.errors import ClusterError
+
+    try:
+        yield
+    except (ApiError, ClusterError) as err:  # diff (code 2) writes nothing anyway
+        raise CliError(f"{err}; nothing was written" if code == 1 else str(err), code=code) \
+            from None
+
+
 def _comparable(obj: dict[str, Any] | None) -> str:
     if obj is None:
         return ""
+    obj = public_view(obj)
     meta = {k: v for k, v in (obj.get("metadata") or {}).items()
             if k not in ("resourceVersion", "uid", "creationTimestamp", "generation")}
     return to_yaml({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
@@ -240,25 +271,32 @@ def delete_from_files(ctx: Context, files: tuple[str, ...], recursive: bool,
     docs = validated(files, recursive, namespace)
 
     async def run(rstore: Any) -> list[str]:
+        from kubeless.api import ApiError
+        from kubeless.cluster.secrets import Doomed, delete_resources
         from kubeless.store import StoreError
 
-        invalid: dict[Any, Any] = {}
-        live = await _live(rstore, docs, invalid)
-        txn = rstore.transaction()
-        gone = []
-        for _, doc in docs:
-            ref = ref_of(doc)
-            if ref in live or ref in invalid:
-                if ref in live:
-                    txn.delete(live[ref])
-                else:
-                    txn.delete_invalid(invalid[ref])
-                gone.append(f'{ref[0].lower()} "{ref[2]}" deleted')
-            elif not ignore_not_found:
-                raise CliError(f'{ref[0].lower()} "{ref[2]}" not found; nothing was deleted')
+        gone: list[str] = []
+
+        async def read() -> Doomed:
+            invalid: dict[Any, Any] = {}
+            live = await _live(rstore, docs, invalid)
+            doomed = Doomed([])
+            gone.clear()
+            for _, doc in docs:
+                ref = ref_of(doc)
+                if ref in live or ref in invalid:
+                    if ref in live:
+                        doomed.items.append(live[ref])
+                    else:
+                        doomed.invalid.append(invalid[ref])
+                    gone.append(f'{ref[0].lower()} "{ref[2]}" deleted')
+                elif not ignore_not_found:
+                    raise CliError(f'{ref[0].lower()} "{ref[2]}" not found; nothing was deleted')
+            return doomed
+
         try:
-            await txn.commit()
-        except StoreError as err:
+            await delete_resources(rstore, read, what="deleting")
+        except (StoreError, ApiError) as err:
             raise CliError(f"{err}; nothing was deleted") from None
         return gone
 

@@ -41,6 +41,7 @@ WRITING_COMMANDS = frozenset({
     "service create", "service update", "service scale", "service rm", "service rollback",
     "rollout undo", "rollout pause", "rollout resume",
     "node update", "node promote", "node demote", "node rm",
+    "secret create", "secret rm", "config create", "config rm",
 })
 
 

@@ -29,6 +29,8 @@ COMMANDS = {
     "describe": "kubeless_cli.read_cmds:describe",
     "delete": "kubeless_cli.read_cmds:delete",
     "service": "kubeless_cli.service_cmds:service",
+    "secret": "kubeless_cli.file_cmds:secret",
+    "config": "kubeless_cli.file_cmds:config",
     "node": "kubeless_cli.node_cmds:node",
     "logs": "kubeless_cli.logs_cmd:logs",
     "rollout": "kubeless_cli.rollout_cmds:rollout",

@@ -3,7 +3,10 @@
 Tables follow kubectl: NAME first (NAMESPACE before it with ``-A``), then
 the kind's printer columns of priority 0, and priority 1 with ``-o wide``.
 Values a table shows but nobody stores (``2/3`` replicas, published ports)
-are derived here into ``status`` before printing.
+are derived here into ``status`` before printing. A Secret is shown as
+``kubeless.api.secrets.public_view`` has it, in every format: its size,
+never its sealed text nor its digest (nor, when its key holds no valid
+resource, the raw value).
 
 A value in etcd that is not a resource (``Invalid``: not YAML, not a
 mapping, the wrong kind) still gets its row, named from its key, with
@@ -22,6 +25,7 @@ from typing import Any
 import yaml
 
 from kubeless.api import Kind, cell
+from kubeless.api.secrets import public_view
 
 try:
     _Dumper: Any = yaml.CSafeDumper
@@ -145,13 +149,15 @@ def render(kind: Kind, items: list[dict[str, Any]], output: str, *, single: bool
     if output == "name":
         names = sorted([i["metadata"]["name"] for i in items] + [b.name for b in invalid])
         return "".join(f"{kind.singular}/{name}\n" for name in names)
-    body: Any = items[0] if single and items else {"apiVersion": "v1", "kind": "List",
-                                                   "items": items}
+    shown = [public_view(i) for i in items]
+    body: Any = shown[0] if single and shown else {"apiVersion": "v1", "kind": "List",
+                                                   "items": shown}
     return to_yaml(body) if output == "yaml" else to_json(body)
 
 
 def describe(kind: Kind, obj: dict[str, Any]) -> str:
     """A person's view of one resource: identity first, then spec and status."""
+    obj = public_view(obj)
     meta = obj.get("metadata") or {}
     lines = [f"Name:          {meta.get('name')}"]
     if kind.namespaced:
@@ -179,12 +185,18 @@ def describe_invalid(kind: Kind, bad: Invalid) -> str:
               f"Key:           {bad.key}",
               f"Version:       {bad.mod_revision}",
               f"Invalid:       {bad.reason}",
-              f"Value:         {len(bad.value)} bytes"
-              + (f" (the first {RAW_SHOWN} shown)" if len(bad.value) > RAW_SHOWN else "")]
-    raw = bad.value[:RAW_SHOWN].decode("utf-8", errors="replace")
+              f"Value:         {len(bad.value)} bytes" + _how_much_shown(kind, bad)]
+    hidden = kind.kind == "Secret"  # it may hold a value: never shown
+    raw = "" if hidden else bad.value[:RAW_SHOWN].decode("utf-8", errors="replace")
     ns = f" -n {bad.namespace}" if kind.namespaced and bad.namespace != "default" else ""
     remedy = f"Remove it:     kubeless delete {kind.singular} {bad.name}{ns}"
     return "\n".join(lines) + "\n" + _indent(raw) + remedy + "\n"
+
+
+def _how_much_shown(kind: Kind, bad: Invalid) -> str:
+    if kind.kind == "Secret":
+        return " (not shown: a secret's key)"
+    return f" (the first {RAW_SHOWN} shown)" if len(bad.value) > RAW_SHOWN else ""
 
 
 def _pairs(mapping: dict[str, str] | None) -> str:

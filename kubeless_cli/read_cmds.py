@@ -119,7 +119,7 @@ async def _list(rstore: Any, kind: Kind, ns: str | None,
 @pass_context
 def get(ctx: Context, kind: str, names: tuple[str, ...], output: str | None,
         selector: str | None, namespace: str | None, all_namespaces: bool, watch: bool) -> None:
-    """List resources of a kind (services, nodes, tasks), or the ones named."""
+    """List resources of a kind (services, nodes, tasks, secrets, configs), or the ones named."""
     k = _kind(kind)
     ns = None if all_namespaces else current_namespace(namespace)
     sel = selector_of(selector)
@@ -237,7 +237,7 @@ def _problems(kind: Kind, obj: dict[str, Any]) -> str:
     value written behind the CLI's back); empty when it is valid."""
     from kubeless.api import ApiError, validate
 
-    if kind.kind == "Task":
+    if kind.kind in ("Task", "Secret", "Config"):  # written by kubeless, not as users write them
         return ""
     try:
         validate({k: v for k, v in obj.items() if k != "status"})
@@ -275,26 +275,24 @@ def delete(ctx: Context, kind: str | None, names: tuple[str, ...], files: tuple[
     sel = narrowing_selector(selector) if selector else None
 
     async def run(rstore: Any) -> list[str]:
+        from kubeless.api import ApiError
+        from kubeless.cluster.secrets import Doomed, delete_resources
         from kubeless.store import StoreError
 
-        invalid: list[Any] = []
-        if sel is not None:
-            items = (await fetch(rstore, k, (), ns, sel)).items
-        else:
+        async def read() -> Doomed:
+            if sel is not None:
+                return Doomed((await fetch(rstore, k, (), ns, sel)).items)
             missing, items, invalid = await _named(rstore, k, names, ns)
             if missing and not ignore_not_found:
                 raise _not_found(k, missing[0])
-        txn = rstore.transaction()
-        for obj in items:
-            txn.delete(obj)
-        for err in invalid:
-            txn.delete_invalid(err)  # compared with the mod revision it was read at
-        try:
-            await txn.commit()
-        except StoreError as err:
+            return Doomed(items, invalid)  # invalid: compared with the revision read
+
+        try:  # a Secret or Config is refused while a Service uses it
+            doomed = await delete_resources(rstore, read, what=f"deleting {k.plural}")
+        except (StoreError, ApiError) as err:
             raise CliError(f"{err}; nothing was deleted") from None
-        gone = [obj["metadata"]["name"] for obj in items]
-        gone += [rstore.keys.parse(err.key).name for err in invalid]
+        gone = [obj["metadata"]["name"] for obj in doomed.items]
+        gone += [rstore.keys.parse(err.key).name for err in doomed.invalid]
         return [f'{k.singular} "{name}" deleted' for name in gone]
 
     for line in ctx.run(run):

@@ -103,4 +103,6 @@ def cell(doc: Any, column: PrinterColumn, now: datetime) -> str:
         return str(value).lower()
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, dict):  # labels, as kubectl's --show-labels writes them
+        return ",".join(f"{k}={v}" for k, v in sorted(value.items())) or NONE
     return str(value)

@@ -12,6 +12,10 @@ from (``source``, e.g. ``"web.yaml document 2"``) before showing it.
                             or none free to allocate (``problems``: one line each)
     +-- MissingReference    a service's template refers to a Secret or Config that
                             does not exist in its namespace
+    +-- ValueChanged        a Secret's or Config's value differs from the stored one
+                            (values are immutable: the message gives the rotation)
+    +-- InUse               a Secret or Config to remove that Services still use
+                            (``services``: their names)
 
 Also here: ``Violation`` and ``join_path``, which writes a path the way a user
 reads it (``spec.template.mounts[0].type``, ``metadata.labels["kubeless.io/x"]``).
@@ -147,3 +151,32 @@ class MissingReference(ApiError):
         self.service, self.kind, self.name, self.namespace = service, kind, name, namespace
         super().__init__(f'service "{service}" refers to {kind.lower()} "{name}", which does '
                          f"not exist in namespace {namespace}", source)
+
+
+class ValueChanged(ApiError):
+    """Another value for a stored Secret or Config: values never change, as Swarm's;
+    the message says how to rotate (never what either value is)."""
+
+    def __init__(self, kind: str, namespace: str, name: str, source: str | None = None) -> None:
+        field = "secret" if kind == "Secret" else "config"
+        target = name if kind == "Secret" else f"/{name}"
+        super().__init__(
+            f"{kind} {namespace}/{name}: its value cannot change (values are immutable, as "
+            f"Swarm's); to rotate it, create {name}.v2 with the new value, then `kubeless "
+            f"service update --{field}-rm {name} --{field}-add "
+            f"source={name}.v2,target={target} SERVICE`", source)
+
+
+class InUse(ApiError):
+    """A Secret or Config that Services' templates reference cannot be removed."""
+
+    def __init__(self, kind: str, namespace: str, name: str, services: Sequence[str],
+                 source: str | None = None) -> None:
+        self.services = list(services)
+        field = "secret" if kind == "Secret" else "config"
+        which = "service" if len(self.services) == 1 else "services"
+        where = "" if namespace == "default" else f" -n {namespace}"
+        super().__init__(
+            f'{field} "{name}" is in use by {which} {", ".join(self.services)}: remove it '
+            f"from them first (kubeless service update{where} --{field}-rm {name} SERVICE)",
+            source)

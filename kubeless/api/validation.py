@@ -28,6 +28,7 @@ from kubeless.api.limits import size_violations
 from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
 from kubeless.api.ports import repeated_ports
 from kubeless.api.schema import validator_for
+from kubeless.api.secrets import is_file_kind, violations as value_violations
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -59,7 +60,7 @@ def validate(doc: Any) -> dict[str, Any]:
         raise InvalidResource([Violation("", f"a resource must be a mapping, not {what}")])
     kind = kind_of(doc)
     out: dict[str, Any] = apply_defaults(kind.schema, doc)
-    found = [*_top_level(out), *_metadata(kind, out), *_schema(kind, out), *_semantics(kind, out),
+    found = [*_top_level(kind, out), *_metadata(kind, out), *_schema(kind, out), *_semantics(kind, out),
              *size_violations(kind.kind, out)]
     violations = list(dict.fromkeys(found))
     if violations:
@@ -98,10 +99,15 @@ def _unknown_field(path: list[str | int], known: tuple[str, ...]) -> Violation:
     return Violation(join_path(path), f"unknown field{hint}")
 
 
-def _top_level(doc: dict[str, Any]) -> Iterator[Violation]:
+def _top_level(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
+    """Keys the kind's schema does not declare at the top (a Secret's are data and
+    stringData, not status)."""
+    declared = tuple(kind.schema.get("properties") or ())
+    known = tuple(dict.fromkeys(("apiVersion", "kind", "metadata", *declared))) \
+        if declared else TOP_LEVEL
     for key in doc:
-        if key not in TOP_LEVEL:
-            yield _unknown_field([key], TOP_LEVEL)
+        if key not in known:
+            yield _unknown_field([key], known)
 
 
 def _metadata(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
@@ -119,9 +125,11 @@ def _metadata(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
 
 
 def _name_and_namespace(kind: Kind, meta: dict[str, Any]) -> Iterator[Violation]:
+    # A Secret's or Config's name is what a template's source names (dots allowed: dbpass.v2).
+    check_name = file_refs.source_error if is_file_kind(kind.kind) else name_error
     if "name" not in meta:
         yield Violation("metadata.name", "required")
-    elif (error := name_error(meta["name"])) is not None:
+    elif (error := check_name(meta["name"])) is not None:
         yield Violation("metadata.name", error)
     namespace = meta.get("namespace")
     if not kind.namespaced:
@@ -189,7 +197,10 @@ def _violations(error: "ValidationError") -> Iterator[Violation]:
 
 def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
     """Rules a structural schema cannot say: grammars (images, constraints), mounts, ports,
-    the files of secrets and configs."""
+    the files of secrets and configs; a Secret's or Config's value (never quoted)."""
+    if is_file_kind(kind.kind):
+        yield from value_violations(doc)
+        return
     yield from _repeated_ports(doc)
     spec = doc.get("spec")
     template = spec.get("template") if isinstance(spec, dict) else None

@@ -12,6 +12,7 @@
     ├── CAError          a CA, key, certificate or request could not be made or read
     ├── JoinFailed       the join endpoint could not be reached, was not the token's
     │                    cluster's, or refused the request (nothing was written)
+    ├── NoSecretsKey     the cluster record has no secretsKey: no Secret can be sealed
     └── EtcdError        a local etcd member (``kubeless up``, tests) cannot run
         ├── EtcdMissing      Debian's etcd-server is not installed
         ├── EtcdPortTaken    another etcd already answers on the client URL
@@ -93,3 +94,7 @@ class EtcdExited(EtcdError):
 
 class EtcdSilent(EtcdError):
     """The member did not answer within its deadline."""
+
+
+class NoSecretsKey(ClusterError):
+    """The cluster record holds no ``secretsKey`` to seal a Secret to (or not a valid one)."""

@@ -1,4 +1,4 @@
-"""Typed access to resources (Service, Node, Task) stored in etcd.
+"""Typed access to resources (Service, Node, Task, Secret, Config) stored in etcd.
 
 A resource is the dict of its YAML document. What is stored under a spec
 key is the document without ``status`` and without

@@ -17,7 +17,11 @@ EXPECTED = {
     "Service": ("services", "service", ("svc",), "Namespaced"),
     "Node": ("nodes", "node", ("no",), "Cluster"),
     "Task": ("tasks", "task", (), "Namespaced"),
+    "Secret": ("secrets", "secret", (), "Namespaced"),
+    "Config": ("configs", "config", ("cfg", "cm"), "Namespaced"),
 }
+# Kinds whose value users give at the top level (data or stringData), with no status.
+FILE_KINDS = ("Secret", "Config")
 
 
 def _crd(path: Path) -> dict[str, Any]:
@@ -37,7 +41,8 @@ def _walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
 
 
 def test_one_crd_per_kind() -> None:
-    assert [p.name for p in CRD_FILES] == ["node.yaml", "service.yaml", "task.yaml"]
+    assert [p.name for p in CRD_FILES] == ["config.yaml", "node.yaml", "secret.yaml",
+                                           "service.yaml", "task.yaml"]
 
 
 @pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
@@ -56,7 +61,11 @@ def test_crd_has_required_fields(path: Path) -> None:
     assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
     schema = version["schema"]["openAPIV3Schema"]
     assert schema["type"] == "object"
-    assert schema["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] is True
+    if names["kind"] in FILE_KINDS:
+        assert "status" not in schema["properties"]
+        assert {"data", "stringData", "spec"} <= set(schema["properties"])
+    else:
+        assert schema["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] is True
     for column in version["additionalPrinterColumns"]:
         assert set(column) <= {"name", "type", "jsonPath", "priority", "description"}
         assert column["type"] in {"string", "integer", "number", "boolean", "date"}
@@ -68,7 +77,7 @@ def test_crd_has_required_fields(path: Path) -> None:
 def test_every_default_validates_against_its_own_subschema(path: Path) -> None:
     schema = _crd(path)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     defaults = [(where, sub) for where, sub in _walk(schema) if "default" in sub]
-    assert defaults
+    assert defaults or path.stem in ("secret", "config")
     for where, sub in defaults:
         errors = list(Draft202012Validator(to_json_schema(sub)).iter_errors(sub["default"]))
         assert not errors, f"{path.name} {where}: {errors[0].message}"
@@ -98,6 +107,8 @@ def test_task_copies_of_service_subschemas_are_equal(field: str) -> None:
         ("Node", False, ["STATUS", "AVAILABILITY", "ROLE", "AGE"]),
         ("Task", False, ["SERVICE", "SLOT", "NODE", "DESIRED", "STATE", "AGE"]),
         ("Task", True, ["SERVICE", "SLOT", "NODE", "DESIRED", "STATE", "AGE", "ERROR"]),
+        ("Secret", False, ["SIZE", "AGE"]),
+        ("Config", True, ["SIZE", "AGE", "LABELS"]),
     ],
 )
 def test_printer_columns(kind: str, wide: bool, columns: list[str]) -> None:
