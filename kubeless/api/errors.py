@@ -178,5 +178,6 @@ class InUse(ApiError):
         where = "" if namespace == "default" else f" -n {namespace}"
         super().__init__(
             f'{field} "{name}" is in use by {which} {", ".join(self.services)}: remove it '
-            f"from them first (kubeless service update{where} --{field}-rm {name} SERVICE)",
+            f"from {'it' if len(self.services) == 1 else 'them'} first "
+            f"(kubeless service update{where} --{field}-rm {name} SERVICE)",
             source)
