@@ -12,6 +12,10 @@
                                                  (sealed to the agent's key), .../configs/<ns>/<name>
     <prefix>/v1/heartbeats/<node-id>             a node's heartbeat, bound to its agent's lease
     <prefix>/v1/endpoints/<ns>/<service>
+    <prefix>/v1/spec/routes/<ns>/<name>          Route as declared
+    <prefix>/v1/endpoints/_routes/<ns>/<route>   a Route's port, backends, weights and their
+                                                 healthy endpoints (under endpoints/: what
+                                                 every node reads; no namespace starts with _)
     <prefix>/v1/leaders/<controller>
     <prefix>/v1/managers/<identity>
     <prefix>/v1/cluster
@@ -54,6 +58,7 @@ class CopyKey:
 
 
 _FILE_KINDS = {"Secret": "secrets", "Config": "configs"}  # kind -> its folder in spec/ and agents/
+ROUTES_SEGMENT = "_routes"  # endpoints/_routes/<ns>/<route>
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class Keyspace:
             return f"{self.root}tasks/{namespace}/{service}/{name}"
         if kind in _FILE_KINDS:
             return f"{self.root}spec/{_FILE_KINDS[kind]}/{namespace}/{name}"
+        if kind == "Route":
+            return f"{self.root}spec/routes/{namespace}/{name}"
         raise ValueError(f"no key for kind {kind!r}")
 
     def status(self, kind: str, name: str, namespace: str | None = None) -> str | None:
@@ -96,7 +103,8 @@ class Keyspace:
                     service: str | None = None) -> str:
         """The prefix holding every resource of a kind (in one namespace when given)."""
         base = {"Service": "spec/services/", "Node": "spec/nodes/", "Task": "tasks/",
-                "Secret": "spec/secrets/", "Config": "spec/configs/"}[kind]
+                "Secret": "spec/secrets/", "Config": "spec/configs/",
+                "Route": "spec/routes/"}[kind]
         if kind == "Node" or namespace is None:
             return self.root + base
         if kind == "Task" and service is not None:
@@ -122,6 +130,8 @@ class Keyspace:
                 return ResourceKey("Secret", ns, name)
             case ["spec", "configs", ns, name]:
                 return ResourceKey("Config", ns, name)
+            case ["spec", "routes", ns, name]:
+                return ResourceKey("Route", ns, name)
             case ["tasks", ns, service, name]:
                 return ResourceKey("Task", ns, name, service)
         return None
@@ -197,6 +207,21 @@ class Keyspace:
     def endpoints_prefix(self, namespace: str | None = None) -> str:
         """Every service's endpoints key (in one namespace when given)."""
         return f"{self.root}endpoints/" + (f"{namespace}/" if namespace else "")
+
+    def route_endpoints(self, namespace: str, route: str) -> str:
+        """A Route's document for the meshes and DNS (the endpoints controller's)."""
+        return f"{self.root}endpoints/{ROUTES_SEGMENT}/{namespace}/{route}"
+
+    def route_endpoints_prefix(self) -> str:
+        return f"{self.root}endpoints/{ROUTES_SEGMENT}/"
+
+    def parse_route_endpoints(self, key: str) -> tuple[str, str] | None:
+        """(namespace, route) of a Route's document key; None for any other key."""
+        prefix = self.route_endpoints_prefix()
+        if not key.startswith(prefix):
+            return None
+        ns, _, name = key[len(prefix):].partition("/")
+        return (ns, name) if ns and name and "/" not in name else None
 
     def leader(self, controller: str) -> str:
         return f"{self.root}leaders/{controller}"
