@@ -2,7 +2,7 @@
 
 One ``python -m controllers`` (every controller, endpoints included) and two
 ``python -m kubeless_agent --runtime docker`` processes sharing the engine,
-one on 127.0.0.2 (node ``<id>-a``) and one on 127.0.0.3 (``<id>-b``), serve
+one on ``plane.a`` (node ``<id>-a``) and one on ``plane.b`` (``<id>-b``), serve
 the module on a key prefix of its own. Services are applied with the CLI
 (so ingress ports get their number from 30000-32767) and pinned to node a
 by a constraint, so node b runs none of their tasks and answers through
@@ -33,7 +33,7 @@ from dnslib import DNSRecord
 from kubeless import store
 from lab.waiting import until
 from tests.support.dns_upstream import Upstream
-from tests.support.docker_plane import (A, B, Plane, connected, endpoint_count, endpoints_of, get,
+from tests.support.docker_plane import (Plane, connected, endpoint_count, endpoints_of, get,
                                         published, running_plane)
 from tests.support.etcd_server import EtcdCluster, free_port
 from tests.support.workloads import FAST_HEALTHCHECK as HEALTHCHECK
@@ -98,9 +98,9 @@ async def test_the_published_port_answers_on_the_node_without_tasks(
     doc = await endpoints_of(rs, "web")
     assert doc is not None and {e["node"] for e in doc["endpoints"]} == {plane.nodes[0]}
     # the mesh of b sees what etcd says a moment later: round robin over both tasks
-    bodies = await until(lambda: _distinct(B, port, 6, 2), 20, "both tasks answer through b")
+    bodies = await until(lambda: _distinct(plane.b, port, 6, 2), 20, "both tasks answer through b")
     assert all(b and b.startswith("version 1 from web.") for b in bodies), bodies
-    await until(lambda: get(A, port), 20, "the node running the tasks answers too")
+    await until(lambda: get(plane.a, port), 20, "the node running the tasks answers too")
 
 
 async def test_endpoints_follow_scale_and_failures(plane: Plane,
@@ -117,10 +117,10 @@ async def test_endpoints_follow_scale_and_failures(plane: Plane,
     await asyncio.to_thread(container.kill)
     await until(lambda: _without(rs, victim["task"]), 30, "the killed task leaves")
     await until(lambda: endpoint_count(rs, "web", 3), 60, "replaced")
-    assert await get(B, port) is not None
+    assert await get(plane.b, port) is not None
     plane.apply("web", 1)
     await until(lambda: endpoint_count(rs, "web", 1), 60, "1 endpoint after scale down")
-    await until(lambda: _distinct(B, port, 4, 1), 10, "one task answers through b")
+    await until(lambda: _distinct(plane.b, port, 4, 1), 10, "one task answers through b")
 
 
 async def _distinct(host: str, port: int, tries: int, want: int) -> list[str] | None:
@@ -138,7 +138,7 @@ async def _without(s: store.ResourceStore, task: str) -> bool:
 async def test_a_name_resolves_inside_a_container(plane: Plane, rs: store.ResourceStore) -> None:
     plane.apply("web", 1)
     await until(lambda: endpoint_count(rs, "web", 1), 60, "web runs")
-    await until(lambda: _bridge_answers(plane.dns_bridge), 30,
+    await until(lambda: _bridge_answers(plane), 30,
                 f"{plane.dns_bridge}:53 serves this cluster")
     plane.apply("probe", 1, ports=[])
     await until(lambda: _running_container(plane, "probe"), 60, "probe runs")
@@ -146,7 +146,7 @@ async def test_a_name_resolves_inside_a_container(plane: Plane, rs: store.Resour
     out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
                                   ["nslookup", "web.default.kubeless"])
     text = out.output.decode()
-    assert out.exit_code == 0 and A in text and B in text, text
+    assert out.exit_code == 0 and plane.a in text and plane.b in text, text
     out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
                                   ["cat", "/etc/resolv.conf"])
     resolv = out.output.decode()
@@ -160,19 +160,19 @@ async def test_a_name_resolves_inside_a_container(plane: Plane, rs: store.Resour
     assert ("outside.example.test.", "A") in {q[:2] for q in plane.upstream.asked}
     out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
                                   ["nslookup", "web"])
-    assert A in out.output.decode(), out.output.decode()  # the search domain
+    assert plane.a in out.output.decode(), out.output.decode()  # the search domain
     out = await asyncio.to_thread(plane.engine.containers.get(cid).exec_run,
                                   ["wget", "-q", "-T", "2", "-O", "-", "http://web/"])
-    assert "bad address" not in out.output.decode()  # resolved (127.0.0.x is the container's)
+    assert "bad address" not in out.output.decode()  # resolved (127.x.y.z is the container's)
 
 
-async def _bridge_answers(addr: str) -> bool:
+async def _bridge_answers(plane: Plane) -> bool:
     try:
         raw = await asyncio.to_thread(DNSRecord.question("web.default.kubeless").send,
-                                      addr, 53, timeout=2)
+                                      plane.dns_bridge, 53, timeout=2)
     except OSError:
         return False
-    return sorted(str(rr.rdata) for rr in DNSRecord.parse(raw).rr) == [A, B]
+    return sorted(str(rr.rdata) for rr in DNSRecord.parse(raw).rr) == sorted([plane.a, plane.b])
 
 
 async def _running_container(plane: Plane, service: str) -> str | None:
@@ -193,7 +193,7 @@ async def test_a_start_first_rolling_update_under_load_loses_no_request(
 
     async def load() -> None:
         while not stop.is_set():
-            results.append(await get(B, port))
+            results.append(await get(plane.b, port))
 
     loaders = [asyncio.create_task(load()) for _ in range(4)]
     try:

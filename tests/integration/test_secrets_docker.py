@@ -26,7 +26,7 @@ import pytest
 
 from kubeless import store
 from lab.waiting import until
-from tests.support.docker_plane import (B, Plane, connected, endpoint_count, get, published,
+from tests.support.docker_plane import (Plane, connected, endpoint_count, get, published,
                                         running_plane)
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import FAST_HEALTHCHECK
@@ -144,7 +144,7 @@ async def test_a_rotation_under_load_loses_no_request(plane: Plane,
 
     async def load() -> None:
         while not stop.is_set():
-            results.append(await get(B, port))
+            results.append(await get(plane.b, port))
 
     loaders = [asyncio.create_task(load()) for _ in range(3)]
     try:

@@ -2,7 +2,9 @@
 
 One ``python -m controllers`` (every controller, as ``manager:<run>``) and two
 ``python -m kubeless_agent --runtime docker`` processes sharing the engine,
-node ``<word>-<run>-a`` on 127.0.0.2 and ``-b`` on 127.0.0.3, each as its own
+node ``<word>-<run>-a`` on ``plane.a`` and ``-b`` on ``plane.b``, two loopback
+addresses of the plane's own (127.X.Y.2 and .3: another run on this host, with
+ports numbered from the same 30000, never answers for this one), each as its own
 ``node:<id>`` identity (so etcd confines it to its own keys), on a key prefix of
 their own in the tests' TLS etcd with auth on. The cluster record is written first
 (``mark_cluster``), with the secrets key of a CA whose key file the controllers get
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -35,7 +38,6 @@ from tests.support.agents import agent_flags
 from tests.support.etcd_server import EtcdCluster, put_raw
 from tests.support.workloads import IMAGE, ROOT, docker_engine, remove_node_containers
 
-A, B = "127.0.0.2", "127.0.0.3"
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; echo \"version $VERSION from $KUBELESS_TASK_NAME\" "
                        "> /www/index.html; httpd -f -p 80 -h /www & wait"]
 # Extra agent flags for node ``node`` at ``addr``, the ``index``-th (0: a, 1: b).
@@ -51,6 +53,8 @@ class Plane:
     logs: Path
     manager: str  # the controllers' identity
     ca_key: Path  # the CA key the controllers derive the cluster's secrets key from
+    a: str  # node a's address
+    b: str  # node b's address
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     dns_port: int = 0
     dns_bridge: str = ""  # the address on docker0 node a's DNS has to itself
@@ -126,13 +130,14 @@ def running_plane(etcd: EtcdCluster, word: str, logs: Path,
     run = uuid.uuid4().hex[:6]
     prefix = f"/kubeless-{word}-{run}"
     ca_key = secured_record(etcd, prefix, logs)
+    net = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}"
     p = Plane(etcd, prefix, (f"{word}-{run}-a", f"{word}-{run}-b"), engine, logs,
-              f"{word}-{run}", ca_key)
+              f"{word}-{run}", ca_key, f"{net}.2", f"{net}.3")
     common = ["--prefix", p.prefix]
     p.procs.append(spawn(logs, "controllers", "controllers", *common, "--lease-ttl", "2",
                          *etcd.client_flags(f"manager:{p.manager}"), "--ca-key", str(ca_key),
                          "--log-level", "INFO"))
-    for index, (node, addr) in enumerate(zip(p.nodes, (A, B))):
+    for index, (node, addr) in enumerate(zip(p.nodes, (p.a, p.b))):
         p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common,
                              *agent_flags(etcd, p.prefix, node, runtime="docker",
                                           advertise_addr=addr), "--runtime",
