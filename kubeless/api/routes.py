@@ -148,3 +148,36 @@ def with_weights(route: Resource, weights: dict[str, int]) -> Resource:
         raise ValueError(f"route {meta.get('name')}: every weight would be 0: "
                          "no backend would get traffic")
     return out
+
+
+def live_split(route: Resource, document: Any) -> list[Resource]:
+    """Per backend of ``route``: ``{service, port, weight, share, up, endpoints}`` as the
+    nodes forward it now: from the Route's document (``endpoints/_routes/...``), the
+    weights it carries and its healthy endpoints (``up``), each backend's ``share`` of
+    new connections by ``live_shares``. A document of an earlier Route of that name, or
+    none yet: the Route's weights, nothing up, no share."""
+    meta = route.get("metadata") or {}
+    current = isinstance(document, dict) and (
+        not meta.get("uid") or document.get("routeUid") == meta.get("uid"))
+    entries = [b for b in (document.get("backends") or []) if isinstance(b, dict)] \
+        if current else []
+    if not entries:
+        entries = [{**b, "endpoints": []} for b in backends(route)]
+    found = [[e for e in b.get("endpoints") or [] if isinstance(e, dict)] for b in entries]
+    weights = [_int(b.get("weight", 1)) for b in entries]
+    fractions = live_shares([(w, bool(eps)) for w, eps in zip(weights, found)])
+    return [{"service": str(b.get("service")), "port": b.get("port"), "weight": w,
+             "share": round(f, 4), "up": len(eps), "endpoints": eps}
+            for b, w, f, eps in zip(entries, weights, fractions, found)]
+
+
+def split_text(split: Sequence[Resource]) -> str:
+    """``shop-a 90% (2 up), shop-b 10% (1 up)``."""
+    return ", ".join(f"{b['service']} {b['share'] * 100:.0f}% ({b['up']} up)" for b in split)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
