@@ -1,9 +1,10 @@
 """Service specs as the controllers decide on them: validated and defaulted, once per version.
 
 ``ValidatedSpecs`` answers "this service's spec, checked and defaulted by
-``kubeless.api.validate``" from the cluster view's cache, validating each
-spec once per resourceVersion (a reconcile per task event must not re-run
-the schema) and forgetting a spec when it changes. Reading the cache is the
+``kubeless.api.validate``" from the cluster view's cache (with the ports its
+Routes expose on it), validating each spec once per version (the service's
+and its routes', ``ClusterView.spec_version``: a reconcile per task event
+must not re-run the schema) and forgetting a spec when it changes. Reading the cache is the
 view's; what an invalid spec means (a status condition) is replication's.
 """
 
@@ -37,10 +38,10 @@ class ValidatedSpecs:
         if stored is None:
             return None
         key = self.view.store.keys.spec("Service", name, ns)
-        version = stored["metadata"].get("resourceVersion")
+        version = self.view.spec_version(ns, name)
         found = self._found.get(key)
         if found is None or found[0] != version:
-            found = self._found[key] = (version, _checked(stored, version))
+            found = self._found[key] = (version, _checked(stored, version[0]))
         return found[1] if isinstance(found[1], ApiError) else copy_data(found[1])
 
 

@@ -1,14 +1,23 @@
 """The cluster as controllers read it: informer caches plus the indexes they need.
 
 One ``ClusterView`` per controllers process (made where the controllers are
-assembled, ``controllers.main``, and passed to each) watches six prefixes
-(service specs, service statuses, tasks, nodes, everything agents write, and
-heartbeats) and keeps indexes current from informer events: tasks by service
-and by node, agents' reports by task id, heartbeats by node. Readers get snapshots
+assembled, ``controllers.main``, and passed to each) watches seven prefixes
+(service specs, service statuses, tasks, nodes, everything agents write,
+heartbeats and routes) and keeps indexes current from informer events: tasks by
+service and by node, agents' reports by task id, heartbeats by node, routes by
+the services they send to. Readers get snapshots
 in the shape the pure decision functions take: tasks as
 ``kubeless.api.tasks.Task`` (their stored resource with their effective
 status, made once per change of the task or its report), nodes with their
 heartbeat as ``status``.
+
+A Service as the controllers decide on it (``stored_service``) also holds an
+ingress port (no published number) for each Route backend port it lacks
+(``kubeless.api.routes.exposed_ports``), so replication freezes those ports into
+new tasks and the rollout finds older tasks outdated; ``spec_version`` names
+what that view was made from (the service's and its routes' versions).
+``service`` is the service as stored, with its status (what a rollback writes
+back from). ``route_services`` maps a Route's change to the services it names.
 
 Others subscribe to changes: ``on_task_change`` (a task or its report),
 ``on_service_change`` and ``on_report`` (an agent's report of a task, after
@@ -31,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeless.api.nodes import with_heartbeat
+from kubeless.api.routes import backends, exposed_ports
 from kubeless.api.tasks import Task
 from kubeless.store import CorruptValue, Keyspace, KeyValue, ResourceStore
 from kubeless.store.codec import decode
@@ -99,6 +109,9 @@ class ClusterView:
         self.nodes_prefix = keys.kind_prefix("Node")
         self.agents_prefix = keys.agents_prefix()
         self.heartbeats_prefix = keys.heartbeats_prefix()
+        self.routes_prefix = keys.kind_prefix("Route")
+        # (namespace, backend service) -> the keys of the Routes that send to it.
+        self.routes_by_service: dict[ServiceKey, set[str]] = defaultdict(set)
         self.tasks_by_service: dict[ServiceKey, set[str]] = defaultdict(set)
         self.tasks_by_node: dict[str, set[str]] = defaultdict(set)
         self.task_key_by_id: dict[str, str] = {}
@@ -129,7 +142,8 @@ class ClusterView:
                 InformerSpec.resources(self.store, "Task"),
                 InformerSpec.resources(self.store, "Node"),
                 InformerSpec(self.agents_prefix, AgentKeyDecoder(self.store.keys)),
-                InformerSpec(self.heartbeats_prefix, decode_agent_key)]
+                InformerSpec(self.heartbeats_prefix, decode_agent_key),
+                InformerSpec.resources(self.store, "Route")]
 
     def attach(self, informers: dict[str, Any]) -> None:
         """Hook the indexes to the runner's informers (once per process)."""
@@ -144,6 +158,7 @@ class ClusterView:
         informers[self.heartbeats_prefix].add_handler(self._on_heartbeat)
         informers[self.nodes_prefix].add_handler(self._on_node)
         informers[self.services_prefix].add_handler(self._on_service)
+        informers[self.routes_prefix].add_handler(self._on_route)
 
     # -- indexes ----------------------------------------------------------
 
@@ -211,6 +226,14 @@ class ClusterView:
         for listener in self._service_listeners:
             listener(key)
 
+    def _on_route(self, key: str, old: Any, new: Any) -> None:
+        for skey in route_services(old):
+            self.routes_by_service[skey].discard(key)
+            if not self.routes_by_service[skey]:
+                del self.routes_by_service[skey]
+        for skey in route_services(new):
+            self.routes_by_service[skey].add(key)
+
     def _on_heartbeat(self, key: str, old: Any, new: Any) -> None:
         """Forget the node's merged view."""
         node = self.store.keys.parse_heartbeat(key)
@@ -256,10 +279,39 @@ class ClusterView:
         return {**found, "status": status} if status is not None else found
 
     def stored_service(self, ns: str, name: str) -> Resource | None:
-        """The service's spec resource as cached (no status; do not mutate it)."""
+        """The service's spec resource as cached (no status; do not mutate it), its
+        ``spec.ports`` with the ports its Routes expose on it added."""
         found: Resource | None = self.caches[self.services_prefix].get(
             self.store.keys.spec("Service", name, ns))
+        routes = self.routes_to(ns, name)
+        if found is None or not routes or not isinstance(found.get("spec"), dict):
+            return found
+        return {**found, "spec": {**found["spec"], "ports": exposed_ports(found, routes)}}
+
+    def spec_version(self, ns: str, name: str) -> Any:
+        """What ``stored_service`` was made from: the service's resourceVersion and its
+        Routes' (None: no such service). Equal versions, equal services."""
+        found = self.caches[self.services_prefix].get(self.store.keys.spec("Service", name, ns))
+        if found is None:
+            return None
+        revisions: dict[str, int] = self.informers[self.routes_prefix].revisions
+        routes = tuple(sorted((k, revisions.get(k, 0))
+                              for k in self.routes_by_service.get((ns, name), ())))
+        return found["metadata"].get("resourceVersion"), routes
+
+    def routes_to(self, ns: str, name: str) -> list[Resource]:
+        """The Routes that send to the service (cached; do not mutate them)."""
+        cache = self.caches[self.routes_prefix]
+        return [cache[k] for k in sorted(self.routes_by_service.get((ns, name), ()))
+                if k in cache]
+
+    def route(self, ns: str, name: str) -> Resource | None:
+        found: Resource | None = self.caches[self.routes_prefix].get(
+            self.store.keys.spec("Route", name, ns))
         return found
+
+    def routes(self) -> list[Resource]:
+        return list(self.caches[self.routes_prefix].values())
 
     def status_revision(self, ns: str, name: str) -> int:
         """The mod_revision of a service's status key as cached (0: none)."""
@@ -348,6 +400,14 @@ class ClusterView:
         if task is None:
             return None
         return task["metadata"].get("namespace", "default"), task["spec"].get("serviceName", "")
+
+
+def route_services(route: Any) -> set[ServiceKey]:
+    """(namespace, service) of each backend of a Route as cached (none for None)."""
+    if not isinstance(route, dict):
+        return set()
+    ns = (route.get("metadata") or {}).get("namespace") or "default"
+    return {(ns, str(b["service"])) for b in backends(route) if isinstance(b.get("service"), str)}
 
 
 def is_waiting(task: Resource) -> bool:

@@ -34,6 +34,7 @@ COMMANDS = {
     "node": "kubeless_cli.node_cmds:node",
     "logs": "kubeless_cli.logs_cmd:logs",
     "rollout": "kubeless_cli.rollout_cmds:rollout",
+    "route": "kubeless_cli.route_cmds:route",
     "init": "kubeless_cli.cluster_cmds:init",
     "join": "kubeless_cli.cluster_cmds:join",
     "join-token": "kubeless_cli.cluster_cmds:join_token",

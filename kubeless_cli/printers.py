@@ -90,6 +90,8 @@ def ports_text(ports: list[dict[str, Any]] | None) -> str:
 
 def decorate(obj: dict[str, Any]) -> dict[str, Any]:
     """Add the derived display fields a kind's columns read (in a copy)."""
+    if obj.get("kind") == "Route":
+        return _decorate_route(obj)
     if obj.get("kind") != "Service":
         return obj
     out = dict(obj)
@@ -104,6 +106,18 @@ def decorate(obj: dict[str, Any]) -> dict[str, Any]:
     status.setdefault("portsText", ports_text(status.get("ports") or spec.get("ports")))
     out["status"] = status
     return out
+
+
+def _decorate_route(obj: dict[str, Any]) -> dict[str, Any]:
+    """BACKENDS: the live split when the reader attached it (``status.backends``), else
+    the weights; WEIGHTS: the weights."""
+    from kubeless.api.routes import split_text, weights_text
+
+    status = dict(obj.get("status") or {})
+    split = status.get("backends")
+    status.setdefault("weightsText", weights_text(obj))
+    status.setdefault("backendsText", split_text(split) if split else status["weightsText"])
+    return {**obj, "status": status}
 
 
 def table(kind: Kind, items: list[dict[str, Any]], *, wide: bool = False,

@@ -93,14 +93,20 @@ async def fetch(rstore: Any, kind: Kind, names: tuple[str, ...], namespace: str 
 
 async def _list(rstore: Any, kind: Kind, ns: str | None,
                 selector: Selector | None) -> Any:
-    """Resources as users see them: nodes with heartbeats, tasks with agents' reports."""
+    """Resources as users see them: nodes with heartbeats, tasks with agents' reports,
+    routes with their live split."""
     from kubeless.store.nodes import list_nodes
     from kubeless.store.tasks import list_tasks
+    from kubeless_cli.route_cmds import with_live_split
 
     if kind.kind == "Node":
         result = await list_nodes(rstore)
     elif kind.kind == "Task":
         result = await list_tasks(rstore, ns)
+    elif kind.kind == "Route":
+        result = await rstore.list(kind.kind, ns, selector)
+        result.items = await with_live_split(rstore, result.items)
+        return result
     else:
         return await rstore.list(kind.kind, ns, selector)
     if selector:
@@ -119,7 +125,8 @@ async def _list(rstore: Any, kind: Kind, ns: str | None,
 @pass_context
 def get(ctx: Context, kind: str, names: tuple[str, ...], output: str | None,
         selector: str | None, namespace: str | None, all_namespaces: bool, watch: bool) -> None:
-    """List resources of a kind (services, nodes, tasks, secrets, configs), or the ones named."""
+    """List resources of a kind (services, nodes, tasks, secrets, configs, routes), or the
+    ones named."""
     k = _kind(kind)
     ns = None if all_namespaces else current_namespace(namespace)
     sel = selector_of(selector)

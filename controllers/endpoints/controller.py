@@ -1,14 +1,16 @@
-"""The endpoints controller's asyncio half: one queue key per service.
+"""The endpoints controller's asyncio half: one queue key per service, one per Route.
 
 Events map to services: a service's spec, one of its tasks, an agent's
 report on one of its tasks, a node (spec or heartbeat: up, down, a new
 address) that runs some of its tasks, and the endpoints key itself, so a
-key changed or left behind by anyone converges back. Reconcile reads the
-cluster view, asks ``decide`` for the document, and writes it only when it
-differs from the cached key, in a transaction that compares the key's
-mod_revision (absence, for a new key) and the leader fence; a key whose
-service is gone is deleted the same way. After a write it waits until its
-informer has seen it, so the next reconcile decides on fresh data.
+key changed or left behind by anyone converges back. Each service an event
+maps to also maps to the Routes that send to it (their documents list its
+endpoints); a Route's own spec and its document (``endpoints/_routes/``) map to
+the Route. Reconcile reads the cluster view, asks ``decide`` for the document,
+and writes it only when it differs from the cached key, in a transaction that
+compares the key's mod_revision (absence, for a new key) and the leader fence;
+a key whose service (or Route) is gone is deleted the same way. After a write it
+waits until its informer has seen it, so the next reconcile decides on fresh data.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ import logging
 from collections.abc import Hashable, Iterable
 from typing import Any
 
+from kubeless.api import ApiError, validate
 from kubeless.store import Compare, Conflict, Delete, KeyValue, Put, ResourceStore
+from kubeless.store.keys import ROUTES_SEGMENT
 
 from controllers.base import ViewController
 from controllers.endpoints import metrics
 from controllers.endpoints.decide import (CORRUPT, DeleteEndpoints, EndpointsOp, PutEndpoints,
-                                          desired_endpoints, endpoints_op)
+                                          desired_endpoints, desired_route, endpoints_op)
 from controllers.framework import InformerSpec
-from controllers.view import ClusterView
+from controllers.view import ClusterView, route_services
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
+ROUTE = "Route"  # a Route's queue key is (ROUTE, namespace, name); a service's (namespace, name)
 
 
 def decode_endpoints(kv: KeyValue) -> Any:
@@ -58,6 +63,8 @@ class EndpointsController(ViewController):
     def __init__(self, store: ResourceStore, view: ClusterView | None = None) -> None:
         super().__init__(store, view)
         self.endpoints_prefix = store.keys.endpoints_prefix()
+        # Route spec key -> (resourceVersion, the Route validated, or None when invalid).
+        self._routes: dict[str, tuple[Any, Resource | None]] = {}
 
     def informers(self) -> list[InformerSpec]:
         return [*self.view.informer_specs(), InformerSpec(self.endpoints_prefix, decode_endpoints)]
@@ -66,9 +73,25 @@ class EndpointsController(ViewController):
 
     def keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[Hashable]:
         view = self.view
-        if key.startswith(self.endpoints_prefix):
+        for found in self._keys_for_event(key, old, new):
+            yield found
+            if len(found) == 2:  # a service: the Routes sending to it list its endpoints
+                for route_key in list(view.routes_by_service.get(found, ())):
+                    ref = self.ctx.store.keys.parse(route_key)
+                    if ref is not None:
+                        yield (ROUTE, ref.namespace, ref.name)
+
+    def _keys_for_event(self, key: str, old: Any, new: Any) -> Iterable[tuple[Any, ...]]:
+        view = self.view
+        if (route := self.ctx.store.keys.parse_route_endpoints(key)) is not None:
+            yield (ROUTE, *route)
+        elif key.startswith(view.routes_prefix):
+            ref = self.ctx.store.keys.parse(key)
+            if ref is not None:
+                yield (ROUTE, ref.namespace, ref.name)
+        elif key.startswith(self.endpoints_prefix):
             ns, _, name = key[len(self.endpoints_prefix):].partition("/")
-            if ns and name and "/" not in name:
+            if ns and name and "/" not in name and ns != ROUTES_SEGMENT:
                 yield (ns, name)
         elif key.startswith(view.services_prefix) or key.startswith(view.tasks_prefix):
             ref = self.ctx.store.keys.parse(key)
@@ -94,9 +117,9 @@ class EndpointsController(ViewController):
                 if skey:
                     yield skey
 
-    def _services_on(self, node: str) -> set[Hashable]:
+    def _services_on(self, node: str) -> set[tuple[str, str]]:
         view = self.view
-        found: set[Hashable] = set()
+        found: set[tuple[str, str]] = set()
         for task_key in list(view.tasks_by_node.get(node, ())):
             skey = view.service_of_task_key(task_key)
             if skey:
@@ -106,6 +129,8 @@ class EndpointsController(ViewController):
     def resync_keys(self) -> Iterable[Hashable]:
         keys: set[Hashable] = {(s["metadata"].get("namespace", "default"), s["metadata"]["name"])
                                for s in self.view.services()}
+        keys.update((ROUTE, r["metadata"].get("namespace", "default"), r["metadata"]["name"])
+                    for r in self.view.routes())
         for key in list(self.ctx.cache(self.endpoints_prefix)):
             keys.update(self.keys_for_event(key, None, None))
         return keys
@@ -114,6 +139,9 @@ class EndpointsController(ViewController):
 
     async def reconcile(self, key: Hashable) -> float | None:
         assert isinstance(key, tuple)
+        if key[0] == ROUTE and len(key) == 3:
+            await self._reconcile_route(str(key[1]), str(key[2]))
+            return None
         ns, name = str(key[0]), str(key[1])
         ep_key = self.ctx.store.keys.endpoints(ns, name)
         current = self.ctx.cache(self.endpoints_prefix).get(ep_key)
@@ -130,6 +158,44 @@ class EndpointsController(ViewController):
             await self._commit(ep_key, op)
         return None
 
+    async def _reconcile_route(self, ns: str, name: str) -> None:
+        doc_key = self.ctx.store.keys.route_endpoints(ns, name)
+        current = self.ctx.cache(self.endpoints_prefix).get(doc_key)
+        revision = self.ctx.informers[self.endpoints_prefix].revisions.get(doc_key, 0)
+        route = self._valid_route(ns, name)
+        desired = None
+        if route is not None:
+            names = {svc for _, svc in route_services(route)}
+            services = {svc: found for svc in names
+                        for found in [self.view.service(ns, svc)] if found is not None}
+            tasks = {svc: self.view.tasks_of(ns, svc) for svc in services}
+            nodes = {n: node for n in {t.node for ts in tasks.values() for t in ts} if n
+                     for node in [self.view.node(n)] if node is not None}
+            desired = desired_route(route, services, tasks, nodes)
+        op = endpoints_op(ns, name, desired, current, revision)
+        if op is not None:
+            await self._commit(doc_key, op)
+
+    def _valid_route(self, ns: str, name: str) -> Resource | None:
+        """The Route validated (once per resourceVersion); None when absent or invalid
+        (written behind the CLI's back: no document, said once in the log)."""
+        stored = self.view.route(ns, name)
+        key = self.ctx.store.keys.spec("Route", name, ns)
+        if stored is None:
+            self._routes.pop(key, None)
+            return None
+        version = stored["metadata"].get("resourceVersion")
+        found = self._routes.get(key)
+        if found is None or found[0] != version:
+            try:
+                checked: Resource | None = validate(stored)
+            except ApiError as err:
+                log.warning("route %s/%s is invalid, so it gets no document: %s", ns, name,
+                            str(err).replace("\n", ";"))
+                checked = None
+            found = self._routes[key] = (version, checked)
+        return found[1]
+
     async def _commit(self, key: str, op: EndpointsOp) -> None:
         compare = (Compare(key, "mod", "==", op.revision) if op.revision
                    else Compare(key, "create", "==", 0))
@@ -140,8 +206,10 @@ class EndpointsController(ViewController):
             raise Conflict(f"{key} changed since revision {op.revision}")
         if isinstance(op, DeleteEndpoints):
             metrics.WRITES.labels("delete").inc()
-            log.info("endpoints %s/%s deleted: the service is gone", op.namespace, op.service)
+            what = "route" if self.ctx.store.keys.parse_route_endpoints(key) else "service"
+            log.info("endpoints %s/%s deleted: the %s is gone", op.namespace, op.service, what)
         else:
             metrics.WRITES.labels("put").inc()
-            metrics.ENDPOINTS.observe(len(op.value["endpoints"]))
+            if "endpoints" in op.value:  # a service's document (a Route's lists backends)
+                metrics.ENDPOINTS.observe(len(op.value["endpoints"]))
         await self.caught_up(res.revision, {self.endpoints_prefix})

@@ -13,8 +13,15 @@ sit on (with their heartbeat as ``status``) into the value of
   node that is ready and advertises an address, sorted by task id, each
   with the host ports its agent reported.
 
-``endpoints_op`` compares that with what the key holds and says what to
-write: nothing when equal, a put, or a delete when the service is gone.
+``desired_route`` turns a Route, its backend services and their tasks and nodes
+into the value of ``endpoints/_routes/<ns>/<route>``: the route's port, protocol,
+policies and, per backend, its weight and endpoints: the service's tasks that are
+endpoints (as above) and publish a host port for the backend's port and the
+route's protocol (a backend service that does not exist has none).
+
+``endpoints_op`` compares either document with what its key holds and says what
+to write: nothing when equal, a put, or a delete when the service (or route) is
+gone.
 Watching, fencing and committing are the controller's (controller.py).
 """
 
@@ -47,8 +54,12 @@ class DeleteEndpoints:
 EndpointsOp = PutEndpoints | DeleteEndpoints
 
 
+POLICIES = ("externalTrafficPolicy", "proxyProtocol")  # a port's, copied when set
+
+
 def declared_ports(service: Resource) -> list[Resource]:
-    """The service's ports that have a published number, in declaration order."""
+    """The service's ports that have a published number, in declaration order (with
+    ``externalTrafficPolicy`` and ``proxyProtocol`` when the port sets them)."""
     out = []
     for p in (service.get("spec") or {}).get("ports") or []:
         if not isinstance(p, dict) or not p.get("published") or not p.get("target"):
@@ -58,6 +69,7 @@ def declared_ports(service: Resource) -> list[Resource]:
                           "mode": str(p.get("mode") or "ingress")}
         if p.get("name"):
             port = {"name": str(p["name"]), **port}
+        port.update({f: str(p[f]) for f in POLICIES if p.get(f) is not None})
         out.append(port)
     return out
 
@@ -84,9 +96,10 @@ def endpoint(task: Task, nodes: dict[str, Resource]) -> Resource | None:
             "address": str(status["address"]), "ports": _reported_ports(task)}
 
 
-def desired_endpoints(service: Resource, tasks: list[Task],
-                      nodes: dict[str, Resource]) -> Resource:
-    """The endpoints document of ``service`` (tasks of other services are ignored)."""
+def service_endpoints(service: Resource, tasks: list[Task],
+                      nodes: dict[str, Resource]) -> list[Resource]:
+    """The endpoints of ``service`` among ``tasks``, sorted by task id (tasks of other
+    services, and of an earlier service of the same name, are ignored)."""
     meta = service.get("metadata") or {}
     ns, name = str(meta.get("namespace") or "default"), str(meta["name"])
     found = []
@@ -99,9 +112,50 @@ def desired_endpoints(service: Resource, tasks: list[Task],
         ep = endpoint(task, nodes)
         if ep is not None:
             found.append(ep)
-    return {"namespace": ns, "service": name, "serviceUid": meta.get("uid", ""),
-            "ports": declared_ports(service),
-            "endpoints": sorted(found, key=lambda e: str(e["task"]))}
+    return sorted(found, key=lambda e: str(e["task"]))
+
+
+def desired_endpoints(service: Resource, tasks: list[Task],
+                      nodes: dict[str, Resource]) -> Resource:
+    """The endpoints document of ``service`` (tasks of other services are ignored)."""
+    meta = service.get("metadata") or {}
+    return {"namespace": str(meta.get("namespace") or "default"), "service": str(meta["name"]),
+            "serviceUid": meta.get("uid", ""), "ports": declared_ports(service),
+            "endpoints": service_endpoints(service, tasks, nodes)}
+
+
+def _route_endpoints(endpoints: list[Resource], port: int, protocol: str) -> list[Resource]:
+    """The endpoints that publish a host port for ``port``/``protocol``, with it."""
+    out = []
+    for ep in endpoints:
+        host = next((p["published"] for p in ep["ports"]
+                     if p["target"] == port and p["protocol"] == protocol), None)
+        if host is not None:
+            out.append({"task": ep["task"], "node": ep["node"], "address": ep["address"],
+                        "hostPort": host})
+    return out
+
+
+def desired_route(route: Resource, services: dict[str, Resource],
+                  tasks: dict[str, list[Task]], nodes: dict[str, Resource]) -> Resource:
+    """The document of ``route`` (validated): ``services`` and ``tasks`` by backend
+    service name (a missing service: no endpoints), ``nodes`` by id."""
+    meta, spec = route.get("metadata") or {}, route.get("spec") or {}
+    protocol = str(spec.get("protocol") or "tcp")
+    backends = []
+    for b in spec.get("backends") or []:
+        service = services.get(str(b["service"]))
+        found = [] if service is None else service_endpoints(
+            service, tasks.get(str(b["service"])) or [], nodes)
+        backends.append({"service": str(b["service"]), "port": int(b["port"]),
+                         "weight": int(b.get("weight", 1)),
+                         "endpoints": _route_endpoints(found, int(b["port"]), protocol)})
+    return {"kind": "Route", "namespace": str(meta.get("namespace") or "default"),
+            "route": str(meta["name"]), "routeUid": str(meta.get("uid") or ""),
+            "port": int(spec["port"]), "protocol": protocol,
+            "externalTrafficPolicy": str(spec.get("externalTrafficPolicy") or "Cluster"),
+            "proxyProtocol": str(spec.get("proxyProtocol") or ""),
+            "backends": backends}
 
 
 def endpoints_op(namespace: str, name: str, desired: Resource | None, current: Any,

@@ -1,7 +1,8 @@
 """The replication controller's asyncio half: one queue key per service.
 
 Events map to services: a service's spec, any of its tasks, an agent's
-report on one of its tasks, and, for global services, any node or
+report on one of its tasks, a Route sending to it (the ports it exposes on the
+service's tasks), and, for global services, any node or
 heartbeat change. Reconcile validates the service (an invalid one is left
 alone and says why in its status), asks ``reconcile_service`` what to do,
 commits it, and writes the service status when it changed. A task etcd
@@ -23,7 +24,7 @@ from controllers.framework.applier import too_large_message
 from controllers.ops import CreateTask, WriteServiceStatus
 from controllers.replication.decide import reconcile_service, service_status
 from controllers.replication.global_mode import eligibility
-from controllers.view import ClusterView
+from controllers.view import ClusterView, route_services
 
 Resource = dict[str, Any]
 
@@ -57,6 +58,8 @@ class ReplicationController(ViewController):
                 yield (ref.namespace, ref.name)
             else:
                 yield (ref.namespace, ref.service)
+        elif key.startswith(view.routes_prefix):  # the ports it exposes on its services
+            yield from route_services(old) | route_services(new)
         elif key.startswith(view.nodes_prefix):
             yield from self._global_services()
         elif key.startswith(view.heartbeats_prefix):

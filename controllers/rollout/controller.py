@@ -1,7 +1,7 @@
 """The rollout controller's asyncio half: one queue key per service.
 
 Events map to services as for replication (a service's spec, its tasks,
-agents' reports on them), except that a task's or report's change wakes a
+agents' reports on them, a Route sending to it), except that a task's or report's change wakes a
 service only when it may move a rollout: one under way or paused, a target
 not yet recorded, or a start-first pair (``_task_matters``); a service at
 rest is not re-read on every report of its tasks. Reconcile validates the service, asks
@@ -28,7 +28,7 @@ from kubeless.store.services import roll_back_service
 
 from controllers.base import ViewController
 from controllers.specs import ValidatedSpecs
-from controllers.view import ClusterView
+from controllers.view import ClusterView, route_services
 from controllers.ops import WriteServiceStatus
 from controllers.replication.decide import split_by_incarnation
 from controllers.rollout import metrics
@@ -61,6 +61,8 @@ class RolloutController(ViewController):
             if ref is not None and ref.service is not None and \
                     self._task_matters(ref.namespace or "default", ref.service, new or old):
                 yield (ref.namespace, ref.service)
+        elif key.startswith(view.routes_prefix):  # the ports it exposes on its services
+            yield from route_services(old) | route_services(new)
         elif key.startswith(view.agents_prefix):
             parsed = self.ctx.store.keys.parse_agent(key)
             if parsed is not None and parsed.sort == "tasks" and parsed.task_id:
@@ -94,7 +96,7 @@ class RolloutController(ViewController):
         if stored is None:
             self._targets.pop(key, None)
             return None
-        version = stored["metadata"].get("resourceVersion")
+        version = self.view.spec_version(ns, name)  # its routes' too: they expose ports
         found = self._targets.get(key)
         if found is None or found[0] != version:
             service = self.specs.get(ns, name)

@@ -1,4 +1,5 @@
-"""Published ports across services: allocation and conflicts (pure; the CLI commits).
+"""Published ports across services and routes: allocation and conflicts (pure; the
+store's write path commits).
 
 A Service's ``spec.ports`` entries (validated, so ``protocol`` and ``mode``
 are filled) hold a published port cluster-wide when they carry a number:
@@ -10,6 +11,10 @@ are filled) hold a published port cluster-wide when they carry a number:
   tasks: two services may both publish it in host mode (the scheduler
   keeps their tasks apart), but not one in host and one in ingress mode.
 
+A Route's ``spec.port`` holds its number and protocol on every node, as an
+ingress port does: no Service may publish it (in any mode) and no other Route
+may hold it, and a Route may not take a number a Service publishes.
+
 tcp and udp are separate spaces. An ingress port declared without a number
 gets one from ``DYNAMIC_RANGE`` (30000-32767, as Swarm), the lowest free:
 it is filled into the stored spec, as Kubernetes fills a NodePort, and a
@@ -17,10 +22,10 @@ later apply of a document still without a number keeps the live one
 (``carry_over``), so re-applying the same file changes nothing. A host
 port without a number stays without one (Docker picks a port per task).
 
-``plan_ports`` is what apply and ``service create/update`` run, on the
-documents they are about to write and every service stored now; the caller
-commits the result in a transaction that fails if any service changed
-since it read them, and plans again.
+``plan_ports`` is what apply, ``service create/update`` and ``route weight``
+run, on the documents they are about to write and every service and route
+stored now; the caller commits the result in a transaction that fails if
+any service or route changed since it read them, and plans again.
 """
 
 from __future__ import annotations
@@ -38,9 +43,9 @@ DYNAMIC_RANGE = (30000, 32767)  # inclusive, as Swarm's ingress port allocator
 
 @dataclass(frozen=True)
 class Holding:
-    """One published port of one service."""
+    """One published port of one service or route."""
 
-    service: str  # "<ns>/<name>"
+    owner: str  # "service <ns>/<name>" or "route <ns>/<name>" (``owner``)
     published: int
     protocol: str
     mode: str
@@ -52,7 +57,7 @@ class Holding:
     def clashes(self, other: Holding) -> bool:
         """Two holdings of different services on one number and protocol clash unless
         both are host mode (per node; the scheduler separates those tasks)."""
-        return (self.key == other.key and self.service != other.service
+        return (self.key == other.key and self.owner != other.owner
                 and not (self.mode == "host" and other.mode == "host"))
 
 
@@ -61,7 +66,18 @@ def service_ref(service: Resource) -> str:
     return f"{meta.get('namespace') or 'default'}/{meta.get('name', '?')}"
 
 
+def owner(resource: Resource) -> str:
+    """``service default/web`` or ``route default/shop``: who holds ports (messages say it)."""
+    return f"{str(resource.get('kind') or 'Service').lower()} {service_ref(resource)}"
+
+
+def _is_route(resource: Resource) -> bool:
+    return resource.get("kind") == "Route"
+
+
 def _ports(service: Resource) -> list[Resource]:
+    if _is_route(service):
+        return []  # a Route holds its one port (``holdings``); it numbers nothing
     ports = (service.get("spec") or {}).get("ports") or []
     return [p for p in ports if isinstance(p, dict)]
 
@@ -75,8 +91,14 @@ def _protocol(port: Resource) -> str:
 
 
 def holdings(service: Resource) -> list[Holding]:
-    """The published ports a service holds (ports without a number hold nothing)."""
-    ref = service_ref(service)
+    """The published ports a service (or route) holds (ports without a number hold
+    nothing; a route holds its port as an ingress port does)."""
+    ref = owner(service)
+    if _is_route(service):
+        spec = service.get("spec") or {}
+        number = spec.get("port")
+        return [Holding(ref, number, _protocol(spec), "ingress")] if isinstance(number, int) \
+            else []
     return [Holding(ref, int(p["published"]), _protocol(p), _mode(p))
             for p in _ports(service) if p.get("published")]
 
@@ -99,17 +121,18 @@ def repeated_ports(ports: Sequence[Any]) -> list[tuple[int, int, PortKey]]:
 
 def own_duplicates(service: Resource) -> list[str]:
     """Messages for a number and protocol a service publishes twice."""
-    ref = service_ref(service)
-    return [f"service {ref}: published port {number}/{proto} is declared twice"
+    ref = owner(service)
+    return [f"{ref}: published port {number}/{proto} is declared twice"
             for _, _, (number, proto) in repeated_ports(_ports(service))]
 
 
 def conflicts(service: Resource, others: Iterable[Resource]) -> list[str]:
-    """One message per published port of ``service`` that another service already holds."""
+    """One message per published port of ``service`` (or route) that another service or
+    route already holds."""
     taken: dict[PortKey, list[Holding]] = {}
-    ref = service_ref(service)
+    ref = owner(service)
     for other in others:
-        if service_ref(other) == ref:
+        if owner(other) == ref:
             continue
         for h in holdings(other):
             taken.setdefault(h.key, []).append(h)
@@ -117,8 +140,8 @@ def conflicts(service: Resource, others: Iterable[Resource]) -> list[str]:
     for mine in holdings(service):
         holder = next((h for h in taken.get(mine.key, ()) if mine.clashes(h)), None)
         if holder is not None:
-            out.append(f"service {ref}: published port {mine.published}/{mine.protocol} "
-                       f"({mine.mode}) is already held by service {holder.service} "
+            out.append(f"{ref}: published port {mine.published}/{mine.protocol} "
+                       f"({mine.mode}) is already held by {holder.owner} "
                        f"({holder.mode})")
     return out
 
@@ -167,7 +190,7 @@ def allocate(service: Resource, taken: set[PortKey],
         proto = _protocol(port)
         number = next((n for n in range(span[0], span[1] + 1) if (n, proto) not in taken), None)
         if number is None:
-            problems.append(f"service {service_ref(out)}: no free {proto} port left in "
+            problems.append(f"{owner(out)}: no free {proto} port left in "
                             f"{span[0]}-{span[1]} for target {port.get('target')}")
             continue
         port["published"] = number
@@ -177,18 +200,19 @@ def allocate(service: Resource, taken: set[PortKey],
 
 def plan_ports(docs: Sequence[Resource], live: Sequence[Resource],
                span: tuple[int, int] = DYNAMIC_RANGE) -> tuple[list[Resource], list[str]]:
-    """(the Service documents with every ingress port numbered, problems).
+    """(the documents with every Service's ingress port numbered, problems).
 
-    ``docs`` are the validated Services about to be written; ``live`` is every
-    Service stored now that stays (those being deleted left out). A document
+    ``docs`` are the validated Services and Routes about to be written; ``live`` is
+    every Service and Route stored now that stays (those being deleted left out). A
+    document
     keeps the numbers its live version holds; new ones are allocated; each
     document is checked against the live services it does not replace and
     against the other documents (each clash reported once).
     """
-    live_by_ref = {service_ref(s): s for s in live}
-    filled = [carry_over(d, live_by_ref.get(service_ref(d))) for d in docs]
-    replaced = {service_ref(d) for d in filled}
-    staying = [s for s in live if service_ref(s) not in replaced]
+    live_by_ref = {owner(s): s for s in live}
+    filled = [carry_over(d, live_by_ref.get(owner(d))) for d in docs]
+    replaced = {owner(d) for d in filled}
+    staying = [s for s in live if owner(s) not in replaced]
     taken = {h.key for s in [*staying, *filled] for h in holdings(s)}
     problems: list[str] = []
     out = []

@@ -135,7 +135,12 @@ def resumed(live: Resource, now: float) -> Resource:
 def changes_ports(desired: Resource, live: Resource | None) -> bool:
     """Whether writing ``desired`` over ``live`` (None: a create) changes the published
     ports (numbers ``live`` holds carried over), so the store numbers and checks them
-    against every other Service and guards the write."""
+    against every other Service and Route and guards the write. A Route always holds its
+    port: creating one, or changing its port or protocol, changes published ports."""
+    if desired.get("kind") == "Route":
+        held = ("port", "protocol")
+        return live is None or any((desired.get("spec") or {}).get(f)
+                                   != (live.get("spec") or {}).get(f) for f in held)
     if live is None:
         return desired.get("kind") == "Service" and bool((desired.get("spec") or {}).get("ports"))
     ports = carry_over(desired, live)["spec"].get("ports")

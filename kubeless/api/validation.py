@@ -5,7 +5,7 @@ Kubernetes does; spec and status are checked against the kind's CRD schema
 (see schema.py) after defaults are applied (defaults.py); then the rules a
 structural schema cannot say: image references (images.py), placement
 constraints and spread attributes (constraints.py), mount sources and the
-files of secrets and configs (file_refs.py). The
+files of secrets and configs (file_refs.py), a Route's backends (routes.py). The
 CRD keeps only the shape of those fields: these grammars are the judges.
 Every problem is collected, so a user sees all of them at once, each with
 its path.
@@ -26,6 +26,7 @@ from kubeless.api.images import image_error
 from kubeless.api.kinds import API_VERSION, Kind, load_kinds
 from kubeless.api.limits import size_violations
 from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
+from kubeless.api import routes
 from kubeless.api.ports import repeated_ports
 from kubeless.api.schema import validator_for
 from kubeless.api.secrets import is_file_kind, violations as value_violations
@@ -201,6 +202,10 @@ def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
     if is_file_kind(kind.kind):
         yield from value_violations(doc)
         return
+    if kind.kind == "Route":
+        for path, message in routes.problems(doc):
+            yield Violation(join_path(path), message)
+        return
     yield from _repeated_ports(doc)
     spec = doc.get("spec")
     template = spec.get("template") if isinstance(spec, dict) else None
@@ -220,6 +225,11 @@ def _repeated_ports(doc: dict[str, Any]) -> Iterator[Violation]:
     for index, first, (number, proto) in repeated_ports(ports if isinstance(ports, list) else []):
         path = join_path(["spec", "ports", index, "published"])
         yield Violation(path, f"{number}/{proto} is already published by spec.ports[{first}]")
+    for index, port in enumerate(ports if isinstance(ports, list) else []):
+        if isinstance(port, dict) and port.get("proxyProtocol") == "v1" \
+                and (port.get("protocol") or "tcp") != "tcp":
+            yield Violation(join_path(["spec", "ports", index, "proxyProtocol"]),
+                            "v1 needs protocol tcp (a PROXY header opens a tcp stream)")
 
 
 def _image(template: dict[str, Any]) -> Iterator[Violation]:

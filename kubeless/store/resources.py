@@ -1,4 +1,4 @@
-"""Typed access to resources (Service, Node, Task, Secret, Config) stored in etcd.
+"""Typed access to resources (Service, Node, Task, Secret, Config, Route) stored in etcd.
 
 A resource is the dict of its YAML document. What is stored under a spec
 key is the document without ``status`` and without
@@ -35,6 +35,9 @@ Resource = dict[str, Any]
 API_VERSION = "kubeless.io/v1"
 # Machine-written kinds on hot paths are stored as JSON (valid YAML, faster).
 _JSON_KINDS = {"Task"}
+# Kinds whose status is never stored with the spec: a Service's has its own key; what a
+# reader shows of a Route's (its live split) is derived, never stored.
+_NO_STORED_STATUS = {"Service", "Route"}
 
 
 @dataclass
@@ -89,7 +92,8 @@ class ResourceStore:
         return self.keys.spec(kind, name, ns, service)
 
     def encode(self, obj: Resource) -> bytes:
-        stored = {k: v for k, v in obj.items() if k != "status" or obj["kind"] != "Service"}
+        stored = {k: v for k, v in obj.items()
+                  if k != "status" or obj["kind"] not in _NO_STORED_STATUS}
         meta = dict(stored.get("metadata") or {})
         meta.pop("resourceVersion", None)
         stored["metadata"] = meta

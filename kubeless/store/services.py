@@ -1,20 +1,24 @@
-"""The one Service write path: plan from what was read, commit comparing it, retry.
+"""The one Service (and Route) write path: plan from what was read, commit comparing it,
+retry.
 
-Every writer of a Service's spec key goes through ``write_services``:
+Every writer of a Service's or Route's spec key goes through ``write_services``:
 ``kubeless apply``, ``service create|update|scale|rollback``, ``rollout
-pause|resume|undo`` and the rollout controller's automatic rollback. What
+pause|resume|undo``, ``route weight`` and the rollout controller's automatic
+rollback. What
 to write is decided by the pure rules of ``kubeless.api.service_writes``
 (merge, generation, rollout annotations, rollbacks); this module reads,
 commits and retries.
 
 Each attempt plans afresh into an empty transaction (``Attempt``), whose
 writes compare what was read (``ResourceTxn``). A write that publishes
-ports the live Service does not hold (``changes_ports``) has them numbered
-and checked against every other Service (``kubeless.api.ports``;
-``PortsRefused`` on a problem): the services are listed at one revision R,
-and the commit also compares, over the whole ``spec/services/`` prefix,
-that no key there changed after R (``mod_revision < R + 1``). If one did
-(another apply, a ``service create``), or what the plan read changed,
+ports the live Service does not hold (``changes_ports``; a new Route, or one
+whose port changes) has them numbered and checked against every other Service
+and Route (``kubeless.api.ports``; ``PortsRefused`` on a problem): the
+services are listed at one revision R and the routes at one revision R', and
+the commit also compares, over the whole ``spec/services/`` prefix, that no
+key there changed after R (``mod_revision < R + 1``), and likewise over
+``spec/routes/`` after R'. If one did (another apply, a ``service create``),
+or what the plan read changed,
 nothing is written and the plan runs again from a fresh read, a few times
 with a short backoff (``KeptChanging`` after that): of two concurrent
 writes of clashing ports exactly one wins, and the other is refused with
@@ -41,7 +45,7 @@ from typing import Any, Generic, TypeVar
 
 from kubeless.api.errors import MissingReference, PortsRefused
 from kubeless.api.file_refs import FIELDS, referenced
-from kubeless.api.ports import plan_ports, service_ref
+from kubeless.api.ports import owner, plan_ports, service_ref
 from kubeless.api.service_writes import changes_ports, merge, rolled_back, without_status
 
 from .errors import AlreadyExists, Conflict, KeptChanging, NotFound
@@ -51,13 +55,15 @@ from .resources import ResourceStore, identity
 Resource = dict[str, Any]
 T = TypeVar("T")
 
+PORT_KINDS = ("Service", "Route")  # the kinds that hold published ports
 ATTEMPTS = 8
 BACKOFF = 0.02  # seconds before the second attempt, doubling
 
 
 class Attempt:
-    """One try of a Service write: the transaction its plan fills, and the revision at
-    which it read every Service (None: it did not, and the commit is not guarded).
+    """One try of a Service write: the transaction its plan fills, and the revisions at
+    which it read every Service and every Route (None: it did not, and the commit is
+    not guarded).
     Also usable alone, to plan what a write would do without writing (``diff``)."""
 
     def __init__(self, store: ResourceStore, number: int = 0) -> None:
@@ -65,51 +71,69 @@ class Attempt:
         self.number = number  # 0 for the first attempt
         self.txn = store.transaction()
         self.revision: int | None = None
+        self.routes_revision: int | None = None
+        self._routes: list[Resource] = []
         # key -> the refusal to raise when it is gone: the Secrets and Configs read
         self.referenced: dict[str, MissingReference] = {}
 
-    async def live(self, name: str, namespace: str) -> Resource:
-        """The Service as stored now; NotFound when there is none."""
-        live = await self.store.get("Service", name, namespace)
+    async def live(self, name: str, namespace: str, kind: str = "Service") -> Resource:
+        """The Service (or Route) as stored now; NotFound when there is none."""
+        live = await self.store.get(kind, name, namespace)
         if live is None:
-            raise NotFound(f'service "{name}" not found in namespace {namespace}')
+            raise NotFound(f'{kind.lower()} "{name}" not found in namespace {namespace}')
         return live
 
     async def services(self) -> list[Resource]:
-        """Every stored Service; the commit is then guarded at the revision of this read."""
+        """Every stored Service; the commit is then guarded at the revision of this read
+        (and at that of ``routes``' read: the routes are read too)."""
         result = await self.store.list("Service")
         self.revision = result.revision
+        await self.routes()
         return result.items
+
+    async def routes(self) -> list[Resource]:
+        """Every stored Route; the commit is then guarded at the revision of this read."""
+        result = await self.store.list("Route")
+        self.routes_revision = result.revision
+        self._routes = result.items
+        return result.items
+
+    async def holders(self) -> list[Resource]:
+        """Every stored Service and Route: what holds published ports (both reads guard
+        the commit)."""
+        services = await self.services()
+        return [*services, *self._routes]
 
     async def numbered(self, docs: Sequence[Resource],
                        leaving: Iterable[Resource] = ()) -> list[Resource]:
         """``docs`` (validated, of any kind) with every Service's ingress ports numbered
-        and checked against the Services stored now, but ``leaving`` (those this write
-        deletes); PortsRefused on a problem. When no document publishes a port, the
-        documents as they are: nothing is read, nothing guarded."""
+        and checked, with every Route's port, against the Services and Routes stored
+        now, but ``leaving`` (those this write deletes); PortsRefused on a problem. When
+        no document publishes a port, the documents as they are: nothing is read,
+        nothing guarded."""
         if not any(changes_ports(doc, None) for doc in docs):
             return list(docs)
-        services = await self.services()
-        indexes = [i for i, doc in enumerate(docs) if doc.get("kind") == "Service"]
-        gone = {service_ref(r) for r in leaving} - {service_ref(docs[i]) for i in indexes}
-        staying = [s for s in services if service_ref(s) not in gone]
+        holders = await self.holders()
+        indexes = [i for i, doc in enumerate(docs) if doc.get("kind") in PORT_KINDS]
+        gone = {owner(r) for r in leaving} - {owner(docs[i]) for i in indexes}
+        staying = [s for s in holders if owner(s) not in gone]
         out = list(docs)
         for i, doc in zip(indexes, _planned([docs[i] for i in indexes], staying)):
             out[i] = doc
         return out
 
     async def checked(self, desired: Resource, live: Resource | None) -> Resource:
-        """``desired``, ready to replace ``live`` (None: to be created): its references
-        checked (``references``); when it publishes ports ``live`` does not hold,
-        numbered and checked, and the commit guarded (AlreadyExists when a Service to be
-        created is there already)."""
+        """``desired`` (a Service or a Route), ready to replace ``live`` (None: to be
+        created): its references checked (``references``); when it publishes ports
+        ``live`` does not hold, numbered and checked, and the commit guarded
+        (AlreadyExists when one to be created is there already)."""
         await self.references([desired])
         if not changes_ports(desired, live):
             return desired
-        services = await self.services()
-        if live is None and any(service_ref(s) == service_ref(desired) for s in services):
+        holders = await self.holders()
+        if live is None and any(owner(s) == owner(desired) for s in holders):
             raise AlreadyExists(service_ref(desired))
-        return _planned([desired], services)[0]
+        return _planned([desired], holders)[0]
 
     async def references(self, written: Sequence[Resource]) -> None:
         """Check that every Service among ``written`` (the documents this write puts, of
@@ -183,7 +207,7 @@ async def _commit(attempt: Attempt, fence: Compare | None, what: str) -> int | N
     txn, store = attempt.txn, attempt.store
     if not txn.ops:
         return 0
-    if attempt.revision is None and fence is None:
+    if attempt.revision is None and attempt.routes_revision is None and fence is None:
         try:
             return await txn.commit()  # Conflict names what changed since it was read
         except (Conflict, NotFound):
@@ -193,11 +217,14 @@ async def _commit(attempt: Attempt, fence: Compare | None, what: str) -> int | N
     if attempt.revision is not None:
         compares.append(Compare(store.keys.kind_prefix("Service"), "mod", "<",
                                 attempt.revision + 1, prefix=True))
+    if attempt.routes_revision is not None:
+        compares.append(Compare(store.keys.kind_prefix("Route"), "mod", "<",
+                                attempt.routes_revision + 1, prefix=True))
     res = await store.etcd.txn(compares, txn.ops)
     if res.succeeded:
         return res.revision
     await attempt.still_referable()
-    if attempt.revision is None:
+    if attempt.revision is None and attempt.routes_revision is None:
         raise Conflict(f"the service changed, or leadership was lost, while {what}")
     return None
 
@@ -260,6 +287,22 @@ async def roll_back_service(store: ResourceStore, live: Resource, reason: str, *
         store, meta["name"], meta.get("namespace") or "default",
         lambda current: rolled_back(current, reason, keep_current=keep_current),
         what=f"rolling back service {meta['name']}", read=live, fence=fence)
+
+
+async def update_route(store: ResourceStore, name: str, namespace: str,
+                       change: Callable[[Resource], Resource]) -> Resource:
+    """Read the Route, ``change`` it (validating is the change's), merge the result over
+    what was read and write it when anything changed, comparing what was read; a port
+    or protocol it changes is checked against every Service and Route (PortsRefused).
+    The Route as stored after the write."""
+    async def plan(attempt: Attempt) -> Resource:
+        live = await attempt.live(name, namespace, "Route")
+        merged = merge(live, await attempt.checked(change(live), live))
+        if merged.changed:
+            attempt.txn.update(merged.new)
+        return merged.new
+
+    return (await write_services(store, plan, what=f"updating route {name}")).value
 
 
 def _version(resource: Resource) -> Any:

@@ -14,7 +14,12 @@ Names (NAMESPACE and SERVICE are DNS labels, so none of these collide):
                                                A record in the additional section);
                                                PORT is the port's name or its target
                                                number, both answer (_http or _80)
+    ROUTE.NAMESPACE.kubeless                   A: every ready node's address (a Route's
+                                               port is published on every node), from
+                                               its document (endpoints/_routes/...)
     kubeless                                   SOA
+
+A Route and a Service of one name share the name: its A records are the union.
 
 Unknown names are NXDOMAIN; a name that exists without records of the asked
 type (or an empty non-terminal like NAMESPACE.kubeless) is NODATA; both
@@ -145,15 +150,39 @@ def _srv_records(endpoints: list[dict[str, Any]], target: int, proto: str, tasks
     return records, extra
 
 
+def _is_route(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == "Route"
+
+
+def _add_route(zone: Zone, doc: Mapping[str, Any], ready: Mapping[str, str]) -> None:
+    """``ROUTE.NAMESPACE.kubeless``: every ready node (those a service of the same name
+    put there already are not repeated)."""
+    base = f"{doc['route']}.{doc['namespace']}.{ORIGIN}".lower()
+    zone.add(base)
+    have = {str(rr.rdata) for rr in zone.names[base].get(QTYPE.A, [])}
+    for address in sorted({a for a in ready.values() if _is_ipv4(a)} - have):
+        zone.add(base, _a(base, address, zone.ttl))
+
+
 def build_zone(docs: Iterable[Any], ready: Mapping[str, str], *, serial: int = 1,
                ttl: int = TTL) -> Zone:
-    """The zone of every service's endpoints document; ``ready``: node id -> address."""
+    """The zone of every endpoints document (services', then Routes');
+    ``ready``: node id -> address."""
     zone = Zone(serial=serial, ttl=ttl)
     zone.add(ORIGIN, zone.soa())
-    for doc in docs:
-        if isinstance(doc, dict) and doc.get("service") and doc.get("namespace"):
+    every = list(docs)
+    for doc in every:
+        if isinstance(doc, dict) and not _is_route(doc) and doc.get("service") \
+                and doc.get("namespace"):
             _add_service(zone, doc, ready)
+    for doc in every:
+        if _is_route(doc) and _is_label(doc.get("route")) and _is_label(doc.get("namespace")):
+            _add_route(zone, doc, ready)
     return zone
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and "." not in value and len(value) < 64
 
 
 def answer(query: DNSRecord, zone: Zone) -> DNSRecord:

@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kubeless.api.routes import live_shares
+
 from kubeless_agent.mesh.table import Backend, backends_for
 
 PROTOCOLS = ("tcp", "udp")
@@ -167,10 +169,11 @@ def wanted_published(docs: Iterable[Any]
 
 
 def shares(groups: Iterable[Group]) -> list[tuple[Group, float]]:
-    """Each group that gets new connections, with its fraction of them (summing to 1)."""
-    live = [g for g in groups if g.weight > 0 and g.backends]
-    total = sum(g.weight for g in live)
-    return [(g, g.weight / total) for g in live] if total else []
+    """Each group that gets new connections, with its fraction of them (summing to 1):
+    the one rule, ``kubeless.api.routes.live_shares``, that ``get routes`` shows too."""
+    every = list(groups)
+    fractions = live_shares([(g.weight, bool(g.backends)) for g in every])
+    return [(g, f) for g, f in zip(every, fractions) if f > 0]
 
 
 def endpoint_buckets(groups: Iterable[Group], buckets: int = 1000) -> list[tuple[Backend, int]]:

@@ -9,18 +9,23 @@ exits with that code right after starting (0: complete, else failed).
 seconds to run, picked by its slot (slot 1 the first, cycling), so the
 tasks of one batch run apart as real containers do.
 ``fail(task_id)`` and ``exit(task_id, code)`` end a running task later.
+A running task reports its published ports, and, as Docker does, a host port
+of its own (from ``FIRST_HOST_PORT`` on) for each ingress port without a number.
 Nothing outlives the process: a new fake runtime lists no tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
+from typing import Any
 
 from kubeless_agent.runtime import (Report, ReportListener, Runtime, Task, published_ports,
                                     task_env, task_id)
 
 log = logging.getLogger(__name__)
+FIRST_HOST_PORT = 32768  # where Docker's ephemeral host ports start
 
 
 class FakeRuntime(Runtime):
@@ -32,6 +37,7 @@ class FakeRuntime(Runtime):
         self.calls: list[tuple[str, str]] = []  # (method, task id), for tests
         self._listeners: list[ReportListener] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._next_host_port = FIRST_HOST_PORT
 
     def subscribe(self, listener: ReportListener) -> None:
         self._listeners.append(listener)
@@ -98,13 +104,24 @@ class FakeRuntime(Runtime):
             self._emit(tid, _exited(1, "fake failure", container))
             return
         self._emit(tid, {"state": "running", "containerId": container,
-                         "ports": published_ports(task)})
+                         "ports": self._ports(task)})
         if "KUBELESS_FAKE_EXIT" in env:
             try:
                 code = int(env["KUBELESS_FAKE_EXIT"])
             except ValueError:
                 code = 1
             self._emit(tid, _exited(code, None, container))
+
+    def _ports(self, task: Task) -> builtins.list[dict[str, Any]]:
+        """The published ports, and a host port picked for each unnumbered ingress port."""
+        picked: builtins.list[dict[str, Any]] = []
+        for p in (task.get("spec") or {}).get("ports") or []:
+            if isinstance(p, dict) and not p.get("published") and p.get("target") \
+                    and (p.get("mode") or "ingress") == "ingress":
+                picked.append({"target": p["target"], "published": self._next_host_port,
+                               "protocol": p.get("protocol", "tcp")})
+                self._next_host_port += 1
+        return [*published_ports(task), *picked]
 
     def _emit(self, tid: str, report: Report) -> None:
         self.tasks[tid] = report

@@ -109,7 +109,7 @@ CASES: dict[str, Case] = {
         files={"bad.yaml": svc("api", apiVersion="kubeless.io/v2")}),
     "unknown kind": Case(
         ("apply", "-f", "{dir}/bad.yaml"),
-        ('{dir}/bad.yaml:1: unknown kind "Servise": known kinds are Config, Node, Secret, Service, Task '
+        ('{dir}/bad.yaml:1: unknown kind "Servise": known kinds are Config, Node, Route, Secret, Service, Task '
          "(did you mean Service?)",),
         files={"bad.yaml": svc("api", kind="Servise")}),
     "not a mapping": Case(("apply", "-f", "{dir}/bad.yaml"),

@@ -138,7 +138,7 @@ def test_get_outputs_selectors_and_namespaces(kubeless: Run, tmp_path: Path) -> 
     wide = kubeless("get", "svc", "-o", "wide", "-A").stdout.splitlines()[0].split()
     assert wide[:2] == ["NAMESPACE", "NAME"] and "GENERATION" in wide
     assert_clean_error(kubeless("get", "svc", "nope"), 'service "nope" not found')
-    assert_clean_error(kubeless("get", "pods"), "known kinds are Config, Node, Secret, Service, Task")
+    assert_clean_error(kubeless("get", "pods"), "known kinds are Config, Node, Route, Secret, Service, Task")
 
 
 def test_describe_and_delete(kubeless: Run, tmp_path: Path) -> None:
@@ -249,7 +249,7 @@ def test_service_verbs_bad_input(kubeless: Run) -> None:
     ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n", ['unknown apiVersion "v1"',
                                                             "kubeless.io/v1"]),
     ("apiVersion: kubeless.io/v1\nkind: Pod\nmetadata: {name: a}\n",
-     ['unknown kind "Pod"', "known kinds are Config, Node, Secret, Service, Task"]),
+     ['unknown kind "Pod"', "known kinds are Config, Node, Route, Secret, Service, Task"]),
     ("- just\n- a list\n", ["must be a mapping"]),
     (svc("Web_1"), ['"Web_1" is not a valid name']),
     (svc("a").replace("replicas: 1", "replicas: -1\n  replcas: 2"),

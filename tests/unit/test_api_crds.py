@@ -19,6 +19,7 @@ EXPECTED = {
     "Task": ("tasks", "task", (), "Namespaced"),
     "Secret": ("secrets", "secret", (), "Namespaced"),
     "Config": ("configs", "config", ("cfg", "cm"), "Namespaced"),
+    "Route": ("routes", "route", ("rt",), "Namespaced"),
 }
 # Kinds whose value users give at the top level (data or stringData), with no status.
 FILE_KINDS = ("Secret", "Config")
@@ -41,8 +42,8 @@ def _walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
 
 
 def test_one_crd_per_kind() -> None:
-    assert [p.name for p in CRD_FILES] == ["config.yaml", "node.yaml", "secret.yaml",
-                                           "service.yaml", "task.yaml"]
+    assert [p.name for p in CRD_FILES] == ["config.yaml", "node.yaml", "route.yaml",
+                                           "secret.yaml", "service.yaml", "task.yaml"]
 
 
 @pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
@@ -109,6 +110,8 @@ def test_task_copies_of_service_subschemas_are_equal(field: str) -> None:
         ("Task", True, ["SERVICE", "SLOT", "NODE", "DESIRED", "STATE", "AGE", "ERROR"]),
         ("Secret", False, ["SIZE", "AGE"]),
         ("Config", True, ["SIZE", "AGE", "LABELS"]),
+        ("Route", False, ["PORT", "PROTOCOL", "BACKENDS", "AGE"]),
+        ("Route", True, ["PORT", "PROTOCOL", "BACKENDS", "AGE", "WEIGHTS"]),
     ],
 )
 def test_printer_columns(kind: str, wide: bool, columns: list[str]) -> None:

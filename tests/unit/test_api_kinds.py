@@ -27,7 +27,7 @@ def test_unknown_kind_lists_known_kinds_and_suggests() -> None:
         resolve_kind("servce")
     message = str(caught.value)
     assert 'unknown kind "servce"' in message
-    assert "known kinds are Config, Node, Secret, Service, Task" in message
+    assert "known kinds are Config, Node, Route, Secret, Service, Task" in message
     assert "did you mean Service?" in message
 
 

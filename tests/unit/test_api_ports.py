@@ -193,3 +193,55 @@ def test_planning_twice_is_stable(doc_ports: list[list[Resource]]) -> None:
         return
     second, problems = plan_ports(docs, first)
     assert problems == [] and second == first
+
+
+# -- routes hold their port on every node ------------------------------------------------
+
+def route(name: str, port: int, protocol: str = "tcp") -> Resource:
+    return {"kind": "Route", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"port": port, "protocol": protocol,
+                     "backends": [{"service": "shop-a", "port": 80, "weight": 1}]}}
+
+
+ROUTE_CLASHES: dict[str, tuple[Resource, list[Resource], list[str]]] = {
+    "a route on a service's ingress port": (
+        route("shop", 8080), [svc("web", {"target": 80, "published": 8080})],
+        ["route default/shop: published port 8080/tcp (ingress) is already held by "
+         "service default/web (ingress)"]),
+    "a route on a service's host port": (
+        route("shop", 8080), [svc("web", {"target": 80, "published": 8080, "mode": "host"})],
+        ["route default/shop: published port 8080/tcp (ingress) is already held by "
+         "service default/web (host)"]),
+    "a service's host port on a route's": (
+        svc("web", {"target": 80, "published": 8080, "mode": "host"}), [route("shop", 8080)],
+        ["service default/web: published port 8080/tcp (host) is already held by "
+         "route default/shop (ingress)"]),
+    "two routes": (
+        route("other", 8080), [route("shop", 8080)],
+        ["route default/other: published port 8080/tcp (ingress) is already held by "
+         "route default/shop (ingress)"]),
+    "a route and a service of one name are two holders": (
+        route("web", 8080), [svc("web", {"target": 80, "published": 8080})],
+        ["route default/web: published port 8080/tcp (ingress) is already held by "
+         "service default/web (ingress)"]),
+    "udp is another space": (route("dns", 8080, "udp"), [route("shop", 8080)], []),
+    "the route itself, again": (route("shop", 8080), [route("shop", 8080)], []),
+}
+
+
+@pytest.mark.parametrize("doc,others,expected", ROUTE_CLASHES.values(),
+                         ids=ROUTE_CLASHES.keys())
+def test_routes_clash_with_services_and_routes(doc: Resource, others: list[Resource],
+                                               expected: list[str]) -> None:
+    assert conflicts(doc, others) == expected
+
+
+def test_plan_ports_takes_routes_as_they_are() -> None:
+    docs, problems = plan_ports([route("shop", 8080), svc("web", {"target": 80})],
+                                [route("shop", 9090)])
+    assert problems == [] and docs[0] == route("shop", 8080)  # replaces its live version
+    assert published(docs[1]) == [DYNAMIC_RANGE[0]]
+    _, problems = plan_ports([svc("web", {"target": 80, "published": 9090})],
+                             [route("shop", 9090)])
+    assert problems == ["service default/web: published port 9090/tcp (ingress) is already "
+                        "held by route default/shop (ingress)"]

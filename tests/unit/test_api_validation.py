@@ -291,7 +291,7 @@ def test_unknown_kind_lists_known_kinds(kind: str | None, hint: str) -> None:
     with pytest.raises(UnknownKind) as caught:
         validate(doc)
     message = str(caught.value)
-    assert "known kinds are Config, Node, Secret, Service, Task" in message
+    assert "known kinds are Config, Node, Route, Secret, Service, Task" in message
     assert message.endswith(hint)
 
 

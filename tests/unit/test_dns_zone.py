@@ -139,3 +139,29 @@ def test_parse_dns_addr(text: str, want: tuple[str, int]) -> None:
 def test_parse_dns_addr_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_dns_addr(text)
+
+
+def route_doc(name: str = "shop", ns: str = "default") -> dict[str, Any]:
+    return {"kind": "Route", "namespace": ns, "route": name, "routeUid": "r", "port": 8080,
+            "protocol": "tcp", "backends": [{"service": "web", "port": 80, "weight": 1,
+                                             "endpoints": []}]}
+
+
+def test_a_route_answers_with_every_ready_node() -> None:
+    reply = ask("shop.default.kubeless", docs=[doc(), route_doc()])
+    assert rdatas(reply) == ["127.0.0.2", "127.0.0.3"]
+    # the service documents answer as before
+    assert rdatas(ask("web.default.kubeless", docs=[route_doc(), doc()])) == \
+        ["127.0.0.2", "127.0.0.3"]
+    assert len(ask("_http._tcp.web.default.kubeless", "SRV", docs=[route_doc(), doc()]).rr) == 2
+
+
+def test_a_route_and_a_service_of_one_name_share_it_once() -> None:
+    docs = [doc(service="shop", ingress=False), route_doc()]
+    assert rdatas(ask("shop.default.kubeless", docs=docs)) == ["127.0.0.2", "127.0.0.3"]
+
+
+def test_a_route_with_no_ready_node_has_no_address() -> None:
+    reply = ask("shop.default.kubeless", docs=[route_doc()], ready={})
+    assert reply.header.rcode == RCODE.NOERROR and not reply.rr
+    assert ask("shop.other.kubeless", docs=[route_doc()]).header.rcode == RCODE.NXDOMAIN

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controllers.endpoints.decide import (CORRUPT, DeleteEndpoints, PutEndpoints, declared_ports,
-                                          desired_endpoints, endpoints_op)
+                                          desired_endpoints, desired_route, endpoints_op)
 from kubeless.api.tasks import Task
 
 Resource = dict[str, Any]
@@ -149,3 +149,57 @@ def test_every_endpoint_is_wanted_running_observed_running_on_a_ready_node(
     assert len(doc["endpoints"]) == len(qualifying)
     # the decision does not depend on the order tasks arrive in
     assert desired_endpoints(service(PORT), list(reversed(tasks)), NODES) == doc
+
+
+# -- a Route's document ------------------------------------------------------------------
+
+def shop_route(**spec: Any) -> Resource:
+    return {"kind": "Route", "metadata": {"name": "shop", "namespace": "default", "uid": "r-1"},
+            "spec": {"port": 8080, "protocol": "tcp", "externalTrafficPolicy": "Cluster",
+                     "proxyProtocol": "", **spec,
+                     "backends": [{"service": "shop-a", "port": 80, "weight": 90},
+                                  {"service": "shop-b", "port": 80, "weight": 10}]}}
+
+
+def shop_task(tid: str, svc: str, host: int, *, node: str = "n1", state: str = "running",
+              target: int = 80) -> Task:
+    return task(tid, svc=svc, uid=f"uid-{svc}", node=node, state=state,
+                ports=[{"target": target, "published": host, "protocol": "tcp"}])
+
+
+def test_a_route_document_lists_each_backends_endpoints_on_its_port() -> None:
+    services = {"shop-a": service(name="shop-a", uid="uid-shop-a"),
+                "shop-b": service(name="shop-b", uid="uid-shop-b")}
+    tasks = {"shop-a": [shop_task("a2", "shop-a", 32769, node="n2"),
+                        shop_task("a1", "shop-a", 32768),
+                        shop_task("a3", "shop-a", 32770, state="starting"),  # not up
+                        shop_task("a4", "shop-a", 32771, target=81)],  # not on port 80
+             "shop-b": [shop_task("b1", "shop-b", 32772, node="down")]}  # its node is down
+    doc = desired_route(shop_route(externalTrafficPolicy="Local"), services, tasks, NODES)
+    assert doc == {
+        "kind": "Route", "namespace": "default", "route": "shop", "routeUid": "r-1",
+        "port": 8080, "protocol": "tcp", "externalTrafficPolicy": "Local", "proxyProtocol": "",
+        "backends": [
+            {"service": "shop-a", "port": 80, "weight": 90, "endpoints": [
+                {"task": "a1", "node": "n1", "address": "10.0.0.1", "hostPort": 32768},
+                {"task": "a2", "node": "n2", "address": "10.0.0.2", "hostPort": 32769}]},
+            {"service": "shop-b", "port": 80, "weight": 10, "endpoints": []}]}
+
+
+def test_a_backend_service_that_does_not_exist_has_no_endpoints() -> None:
+    tasks = {"shop-a": [shop_task("a1", "shop-a", 32768)]}  # left by a deleted service
+    doc = desired_route(shop_route(), {}, tasks, NODES)
+    assert [b["endpoints"] for b in doc["backends"]] == [[], []]
+
+
+def test_a_route_document_is_put_only_when_it_changes() -> None:
+    doc = desired_route(shop_route(), {}, {}, NODES)
+    assert endpoints_op("default", "shop", doc, dict(doc), 7) is None
+    assert endpoints_op("default", "shop", None, doc, 7) == DeleteEndpoints("default", "shop", 7)
+
+
+def test_service_documents_carry_a_ports_policies_when_set() -> None:
+    ports = declared_ports(service({**PORT, "externalTrafficPolicy": "Local",
+                                    "proxyProtocol": "v1"}, {**PORT, "published": 30002}))
+    assert ports == [{**PORT, "externalTrafficPolicy": "Local", "proxyProtocol": "v1"},
+                     {**PORT, "published": 30002}]
