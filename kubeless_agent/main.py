@@ -349,7 +349,8 @@ class AgentProcess:
             return
         self.endpoints = Informer(etcd, self.keys.root + "endpoints/", _decode)
         if config.serves_mesh:
-            self.mesh = RoutingMesh(config.mesh_bind or bind_address(config.advertise_addr))
+            self.mesh = RoutingMesh(config.mesh_bind or bind_address(config.advertise_addr),
+                                    node=self.idents[0].node_id)  # externalTrafficPolicy: Local
             self.endpoints.add_handler(self.mesh.on_endpoints)
         if config.serves_dns:
             assert self.heartbeats is not None

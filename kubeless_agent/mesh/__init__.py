@@ -1,18 +1,21 @@
-"""The routing mesh: a published ingress port answers on every node.
+"""The routing mesh: a published port answers on every node.
 
-    table    pure: endpoints documents -> routes by published port, listener
-             changes, round-robin order with a memory of refusals
-    relay    non-blocking sockets on the loop's callbacks: accept, connect, forward
-    mesh     ``RoutingMesh``: the endpoints informer's handler and the listeners
-    metrics  connections accepted, active, failed; bytes; bind failures
+    published       pure: endpoints documents (services' and Routes') -> what a node
+                    forwards: published ports, weighted backend groups, shares, buckets
+    table           pure: ``Backend``, and the userspace path's order of attempts per
+                    connection (a group by weight, round robin, a memory of refusals)
+    proxy_protocol  pure: the PROXY protocol v1 header (the client's address)
+    relay           non-blocking sockets on the loop's callbacks: accept, connect, forward
+    mesh            ``RoutingMesh``: the endpoints informer's handler and the listeners
+    metrics         connections accepted, active, failed, per endpoint; bytes; bind failures
 
-Every agent runs one ``RoutingMesh`` (not hollow nodes). It listens on the
-node's advertise address (``--mesh-bind`` may widen it, e.g. 0.0.0.0) and
-forwards each connection to ``<endpoint address>:<host port of the target>``
-of one of the service's endpoints, wherever it runs.
+Every agent runs one ``RoutingMesh`` on the userspace path (not hollow nodes). It
+listens on the node's advertise address (``--mesh-bind`` may widen it, e.g. 0.0.0.0)
+and forwards each connection to ``<endpoint address>:<host port>`` of one of the
+owner's endpoints, wherever it runs.
 """
 
 from kubeless_agent.mesh.mesh import RoutingMesh
-from kubeless_agent.mesh.table import Backend, Route
+from kubeless_agent.mesh.table import Backend
 
-__all__ = ["Backend", "Route", "RoutingMesh"]
+__all__ = ["Backend", "RoutingMesh"]

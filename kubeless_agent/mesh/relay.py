@@ -11,9 +11,12 @@ per connection: see bench/mesh.py).
 
 - ``Listener`` accepts in a loop while the listening socket is readable;
 - ``Relay`` is one forwarded connection: it tries the backends in the
-  order its ``Picker`` gives (round robin, recently failed ones last),
-  each with a connect timeout, skipping those that refuse; when none
-  answers the client is closed. Once connected, each direction is a
+  order its ``Picker`` gives (a group by weight, round robin inside it,
+  recently failed ones last: ``table.Rotation``), each with a connect
+  timeout, skipping those that refuse; when none answers the client is
+  closed. On a port that asks for it, the backend first gets a PROXY
+  protocol v1 header with the client's address (``proxy_protocol``; the
+  only extra cost is on those ports). Once connected, each direction is a
   ``_Half``: what the destination cannot take now is kept and the source
   is not read again until it drained (flow control), an EOF is passed on
   as a half-close (``shutdown(SHUT_WR)``), and the pair closes once both
@@ -28,6 +31,7 @@ import logging
 import socket
 from typing import Protocol
 
+from kubeless_agent.mesh.proxy_protocol import header_v1
 from kubeless_agent.mesh.table import Backend
 
 log = logging.getLogger(__name__)
@@ -44,12 +48,15 @@ class Picker(Protocol):
     """What a relay needs from its port: backends to try, and where to report."""
 
     connect_timeout: float
+    proxy_protocol: bool  # send a PROXY v1 header to the backend first
 
     def candidates(self) -> list[Backend]: ...
 
     def failed(self, backend: Backend) -> None: ...
 
-    def counters(self) -> tuple[Counted, Counted]: ...  # bytes upstream, downstream
+    def linked(self, backend: Backend) -> tuple[Counted, Counted]:
+        """The backend answered: count it; the byte counters (upstream, downstream)."""
+        ...
 
     def opened(self) -> None: ...
 
@@ -276,13 +283,43 @@ class Relay:
         self._next()
 
     def _link(self) -> None:
-        assert self.backend is not None
+        assert self.backend is not None and self.trying is not None
         self.backend.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        up, down = self.picker.counters()
+        up, down = self.picker.linked(self.trying)
         self.halves = (_Half(self, self.client, self.backend, up),
                        _Half(self, self.backend, self.client, down))
-        self.loop.add_reader(self.client.fileno(), self.halves[0].readable)
+        client_ready = True
+        if self.picker.proxy_protocol:
+            client_ready = self._send_header(self.halves[0])
+            if self.closed:
+                return
+        if client_ready:
+            self.loop.add_reader(self.client.fileno(), self.halves[0].readable)
         self.loop.add_reader(self.backend.fileno(), self.halves[1].readable)
+
+    def _send_header(self, up: _Half) -> bool:
+        """The PROXY header before any of the client's bytes. False: not all sent (the
+        rest waits as the upstream half's pending bytes, and the client is read once it
+        drained, as after any slow send), or the relay closed."""
+        try:
+            header = header_v1(self.client.getpeername(), self.client.getsockname())
+        except OSError:  # the client left already
+            self.close()
+            return False
+        try:
+            sent = up.dst.send(header)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return False
+        if sent == len(header):
+            return True
+        up.pending = header[sent:]
+        up.reading = False
+        up.writing = True
+        self.loop.add_writer(up.dst.fileno(), up.writable)
+        return False
 
     def half_done(self) -> bool:
         """One direction ended; True when both did and the relay closed."""

@@ -1,29 +1,32 @@
-"""The routing table of the mesh, from endpoints documents (pure: no I/O, no event loop).
+"""Backends, and the userspace path's choice of one per connection (pure: no I/O, no event
+loop).
 
-An endpoints document (``endpoints/<ns>/<service>``, written by the
-endpoints controller, see docs/MODEL.md) says which ports a service
-publishes and where its healthy tasks answer. From every document this
-module derives:
+- ``Backend``: where one task answers for one port (its node's address, the host
+  port); ``backends_for(doc, target)`` reads them from a service's endpoints
+  document (docs/MODEL.md). ``published`` builds every published port's backend
+  groups from these.
+- ``Rotation``: for one published port, the order in which a new connection tries
+  backends: a group drawn by weight (the live groups' ``shares``, so 90/10 holds
+  over many connections), round robin inside it (a cursor per group, kept across
+  weight and backend changes), then the other groups, for when every backend of
+  the drawn one refuses. Backends that refused recently (a short memory the caller
+  keeps) go last, and a group with none left that answers is not drawn: its share
+  goes to the others until the memory ends.
 
-- ``routes_of(doc)``: one ``Route`` per ingress tcp port with a published
-  number: what the mesh listens on and, for each endpoint, the
-  ``Backend`` (node address, host port of the task's target port);
-- ``wanted_routes(docs)``: every route of the cluster by published port
-  (two services claiming one port: the first by namespace/name wins, the
-  other is reported as a conflict);
-- ``listener_changes(current, wanted)``: which listeners to open and close;
-- ``attempt_order(backends, cursor, failed_until, now)``: round robin with
-  a short memory of failures (a backend that just refused goes last).
-
-The asyncio side (``kubeless_agent.mesh.mesh`` and ``relay``) only applies
-what these functions decide.
+The asyncio side (``kubeless_agent.mesh.mesh`` and ``relay``) only applies what is
+decided here; the kernel path reads the same groups through ``published``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # published imports this module: the type only, no cycle at run time
+    from kubeless_agent.mesh.published import Group
 
 
 @dataclass(frozen=True)
@@ -34,28 +37,6 @@ class Backend:
     port: int
     task: str = ""
     node: str = ""
-
-
-@dataclass(frozen=True)
-class Route:
-    """One published ingress port of a service and the backends behind it."""
-
-    namespace: str
-    service: str
-    published: int
-    target: int
-    name: str
-    backends: tuple[Backend, ...] = ()
-
-    @property
-    def label(self) -> str:
-        """The port as metrics name it: its name, else its target number."""
-        return self.name or str(self.target)
-
-    @property
-    def listener(self) -> tuple[str, str, int]:
-        """What identifies a listener: the service and the published port (not backends)."""
-        return (f"{self.namespace}/{self.service}", self.label, self.published)
 
 
 def _int(value: Any) -> int | None:
@@ -85,55 +66,63 @@ def backends_for(doc: Mapping[str, Any], target: int, protocol: str = "tcp") -> 
     return tuple(found)
 
 
-def routes_of(doc: Any) -> list[Route]:
-    """The ingress tcp routes of one endpoints document (nothing for a malformed one)."""
-    if not isinstance(doc, dict):
-        return []
-    ns, svc = str(doc.get("namespace") or ""), str(doc.get("service") or "")
-    routes = []
-    for p in doc.get("ports") or []:
-        if not isinstance(p, dict):
-            continue
-        if (p.get("mode") or "ingress") != "ingress" or (p.get("protocol") or "tcp") != "tcp":
-            continue
-        published, target = _int(p.get("published")), _int(p.get("target"))
-        if published is None or target is None or not ns or not svc:
-            continue
-        routes.append(Route(ns, svc, published, target, str(p.get("name") or ""),
-                            backends_for(doc, target)))
-    return routes
+class Rotation:
+    """The order of attempts for each new connection to one published port.
 
+    Built from ``published.shares(groups)`` (live groups only: weight 0 or no backend
+    gets nothing) and the cursors of the rotation it replaces, so a new weight or a
+    new backend list applies from the next connection without restarting anyone's
+    round robin. ``order(draw, failed_until, now)`` takes a uniform draw in [0, 1).
+    """
 
-def wanted_routes(docs: Iterable[Any]) -> tuple[dict[int, Route], list[Route]]:
-    """Every route by published port, and the routes that lost a port to another service."""
-    wanted: dict[int, Route] = {}
-    conflicts: list[Route] = []
-    routes = [r for doc in docs for r in routes_of(doc)]
-    for route in sorted(routes, key=lambda r: (r.namespace, r.service, r.published)):
-        if route.published in wanted:
-            conflicts.append(route)
-        else:
-            wanted[route.published] = route
-    return wanted, conflicts
+    __slots__ = ("services", "groups", "shares", "cumulative", "spill", "cursors")
 
+    def __init__(self, live: Iterable[tuple[Group, float]],
+                 cursors: Mapping[str, int] | None = None) -> None:
+        live = list(live)
+        self.services = [g.service for g, _ in live]
+        self.groups = [g.backends for g, _ in live]
+        self.shares = [share for _, share in live]
+        self.cumulative = list(accumulate(self.shares))
+        # what follows group i's own backends: every other group's, in order
+        self.spill = [tuple(b for j, g in enumerate(self.groups) if j != i for b in g)
+                      for i in range(len(self.groups))]
+        old = cursors or {}
+        self.cursors = [old.get(s, 0) for s in self.services]
 
-def listener_changes(current: Mapping[int, Route],
-                     wanted: Mapping[int, Route]) -> tuple[list[int], list[int]]:
-    """(ports to close, ports to open): a port whose service or target changed moves."""
-    close = sorted(p for p, r in current.items()
-                   if p not in wanted or wanted[p].listener != r.listener
-                   or wanted[p].target != r.target)
-    open_ = sorted(p for p in wanted if p not in current or p in close)
-    return close, open_
+    def cursors_by_service(self) -> dict[str, int]:
+        return dict(zip(self.services, self.cursors))
 
+    def order(self, draw: float, failed_until: Mapping[Backend, float],
+              now: float) -> list[Backend]:
+        """Backends to try, in order; the drawn group's cursor moves on by one."""
+        if failed_until:
+            return self._order_around_failures(draw, failed_until, now)
+        n = len(self.groups)
+        if n == 0:
+            return []
+        i = min(bisect_right(self.cumulative, draw * self.cumulative[-1]), n - 1)
+        group = self.groups[i]
+        c = self.cursors[i] % len(group)
+        self.cursors[i] = c + 1
+        return [*group[c:], *group[:c], *self.spill[i]]
 
-def attempt_order(backends: tuple[Backend, ...], cursor: int,
-                  failed_until: Mapping[Backend, float], now: float) -> list[Backend]:
-    """Round robin from ``cursor``; backends that failed recently go last (still tried)."""
-    if not backends:
-        return []
-    n = len(backends)
-    rotated = [backends[(cursor + i) % n] for i in range(n)]
-    fresh = [b for b in rotated if failed_until.get(b, 0.0) <= now]
-    stale = [b for b in rotated if failed_until.get(b, 0.0) > now]
-    return fresh + stale
+    def _order_around_failures(self, draw: float, failed_until: Mapping[Backend, float],
+                               now: float) -> list[Backend]:
+        """The slow path, while some backend is remembered as refusing: draw only among
+        groups with a backend that may answer; the refusing ones go last."""
+        def fresh(b: Backend) -> bool:
+            return failed_until.get(b, 0.0) <= now
+
+        candidates = [i for i, g in enumerate(self.groups) if any(fresh(b) for b in g)]
+        if not candidates:  # every backend refused lately: try them all anyway, in order
+            return [b for g in self.groups for b in g]
+        weights = list(accumulate(self.shares[i] for i in candidates))
+        pick = candidates[min(bisect_right(weights, draw * weights[-1]), len(candidates) - 1)]
+        group = self.groups[pick]
+        c = self.cursors[pick] % len(group)
+        self.cursors[pick] = c + 1
+        first = [b for b in (*group[c:], *group[:c]) if fresh(b)]
+        others = [b for i in candidates if i != pick for b in self.groups[i] if fresh(b)]
+        stale = [b for g in self.groups for b in g if not fresh(b)]
+        return first + others + stale

@@ -1,22 +1,17 @@
-"""The mesh's routing table and round robin, as pure functions (no sockets)."""
+"""The userspace path's choices, as pure functions (no sockets): which backends a service
+document names, and the order of attempts per connection (``table.Rotation``: a group by
+weight, round robin inside it, a memory of refusals)."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from typing import Any
 
 import pytest
 
-from kubeless_agent.mesh.table import (Backend, Route, attempt_order, backends_for,
-                                       listener_changes, routes_of, wanted_routes)
-
-
-def doc(service: str = "web", ns: str = "default", ports: list[dict[str, Any]] | None = None,
-        endpoints: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"namespace": ns, "service": service, "serviceUid": "u",
-            "ports": ports if ports is not None else
-            [{"name": "http", "target": 80, "published": 30001, "protocol": "tcp",
-              "mode": "ingress"}],
-            "endpoints": endpoints or []}
+from kubeless_agent.mesh.published import Group, shares
+from kubeless_agent.mesh.table import Backend, Rotation, backends_for
 
 
 def ep(task: str, address: str, host_port: int, target: int = 80,
@@ -26,89 +21,87 @@ def ep(task: str, address: str, host_port: int, target: int = 80,
 
 
 A, B, C = Backend("10.0.0.1", 32768), Backend("10.0.0.2", 32769), Backend("10.0.0.3", 32770)
-
-
-def test_routes_of_a_document() -> None:
-    d = doc(endpoints=[ep("t1", "127.0.0.2", 32768), ep("t2", "127.0.0.3", 32800)])
-    [route] = routes_of(d)
-    assert (route.namespace, route.service, route.published, route.target, route.name) == \
-        ("default", "web", 30001, 80, "http")
-    assert [(b.address, b.port, b.task) for b in route.backends] == \
-        [("127.0.0.2", 32768, "t1"), ("127.0.0.3", 32800, "t2")]
-    assert route.label == "http"
-
-
-@pytest.mark.parametrize("port,routed", [
-    ({"target": 80, "published": 30001, "protocol": "tcp", "mode": "ingress"}, True),
-    ({"target": 80, "published": 30001}, True),  # defaults: tcp, ingress
-    ({"target": 80, "published": 30001, "protocol": "udp", "mode": "ingress"}, False),
-    ({"target": 80, "published": 30001, "protocol": "tcp", "mode": "host"}, False),
-    ({"target": 80, "protocol": "tcp", "mode": "ingress"}, False),  # no number yet
-    ({"target": "x", "published": 30001}, False),
-    ({"target": 80, "published": 70000}, False),
-])
-def test_which_ports_are_routed(port: dict[str, Any], routed: bool) -> None:
-    assert bool(routes_of(doc(ports=[port]))) is routed
-
-
-def test_label_is_the_target_without_a_name() -> None:
-    [route] = routes_of(doc(ports=[{"target": 8080, "published": 30002}]))
-    assert route.label == "8080"
-
-
-def test_malformed_documents_route_nothing() -> None:
-    assert routes_of(None) == [] and routes_of("text") == [] and routes_of({}) == []
-    assert routes_of({"namespace": "d", "service": "s", "ports": ["x"]}) == []
+X, Y = Backend("10.0.1.1", 32768), Backend("10.0.1.2", 32769)
 
 
 def test_backends_skip_endpoints_without_that_target_or_address() -> None:
-    d = doc(endpoints=[ep("t1", "127.0.0.2", 32768, target=81), {"task": "t2", "ports": []},
+    d = {"endpoints": [ep("t1", "127.0.0.2", 32768, target=81), {"task": "t2", "ports": []},
                        ep("t3", "", 1), ep("t4", "127.0.0.4", 32771, protocol="udp"),
-                       ep("t5", "127.0.0.5", 32772)])
+                       ep("t5", "127.0.0.5", 32772)]}
     assert [b.task for b in backends_for(d, 80)] == ["t5"]
+    assert [b.task for b in backends_for(d, 80, "udp")] == ["t4"]
 
 
-def test_two_services_on_one_port_the_first_by_name_wins() -> None:
-    wanted, conflicts = wanted_routes([doc("zeta"), doc("alpha")])
-    assert wanted[30001].service == "alpha"
-    assert [r.service for r in conflicts] == ["zeta"]
+def rotation(*groups: Group, cursors: dict[str, int] | None = None) -> Rotation:
+    return Rotation(shares(groups), cursors)
 
 
-def route(service: str = "web", published: int = 30001, target: int = 80,
-          backends: tuple[Backend, ...] = ()) -> Route:
-    return Route("default", service, published, target, "http", backends)
+def firsts(r: Rotation, draws: list[float]) -> list[Backend]:
+    return [r.order(d, {}, 0.0)[0] for d in draws]
 
 
-@pytest.mark.parametrize("current,wanted,close,open_", [
-    ({}, {30001: route()}, [], [30001]),
-    ({30001: route()}, {}, [30001], []),
-    ({30001: route()}, {30001: route(backends=(A,))}, [], []),  # backends only: kept
-    ({30001: route()}, {30001: route("api")}, [30001], [30001]),  # another service: moved
-    ({30001: route()}, {30001: route(target=81)}, [30001], [30001]),
-    ({30001: route()}, {30002: route(published=30002)}, [30001], [30002]),
+@pytest.mark.parametrize("weights", [(90, 10), (50, 50), (1, 3), (70, 20, 10)])
+def test_groups_are_drawn_by_weight(weights: tuple[int, ...]) -> None:
+    groups = [Group(f"default/s{i}", w, (Backend(f"10.0.{i}.1", 80),))
+              for i, w in enumerate(weights)]
+    r = rotation(*groups)
+    draws = random.Random(17)
+    n = 20_000
+    seen = Counter(r.order(draws.random(), {}, 0.0)[0].address for _ in range(n))
+    for i, w in enumerate(weights):
+        assert abs(seen[f"10.0.{i}.1"] / n - w / sum(weights)) < 0.02, seen
+
+
+def test_the_draw_splits_the_unit_interval_in_order() -> None:
+    r = rotation(Group("default/a", 90, (A,)), Group("default/b", 10, (X,)))
+    assert firsts(r, [0.0, 0.5, 0.8999, 0.9001, 0.9999]) == [A, A, A, X, X]
+
+
+@pytest.mark.parametrize("dead", [
+    Group("default/zero", 0, (X, Y)),  # weight 0
+    Group("default/empty", 50, ()),  # no healthy task
 ])
-def test_listener_changes(current: dict[int, Route], wanted: dict[int, Route],
-                          close: list[int], open_: list[int]) -> None:
-    assert listener_changes(current, wanted) == (close, open_)
+def test_a_group_with_no_weight_or_no_backend_gets_nothing(dead: Group) -> None:
+    r = rotation(Group("default/a", 10, (A, B)), dead)
+    draws = random.Random(1)
+    orders = [r.order(draws.random(), {}, 0.0) for _ in range(1000)]
+    assert all(set(o) == {A, B} for o in orders)
 
 
-def test_round_robin_rotates() -> None:
-    backends = (A, B, C)
-    firsts = [attempt_order(backends, cursor, {}, 0.0)[0] for cursor in range(6)]
-    assert firsts == [A, B, C, A, B, C]
-    assert attempt_order(backends, 1, {}, 0.0) == [B, C, A]
+def test_nothing_live_no_attempts() -> None:
+    assert rotation().order(0.3, {}, 0.0) == []
+    assert rotation(Group("default/a", 0, (A,)), Group("default/b", 5, ())).order(0.3, {}, 0.0) == []
+
+
+def test_round_robin_inside_a_group() -> None:
+    r = rotation(Group("default/a", 1, (A, B, C)), Group("default/b", 1, (X, Y)))
+    assert firsts(r, [0.1] * 6) == [A, B, C, A, B, C]
+    assert firsts(r, [0.9] * 3) == [X, Y, X]
+    assert r.order(0.1, {}, 0.0) == [A, B, C, X, Y]  # the other group after the drawn one
+    assert r.order(0.9, {}, 0.0) == [Y, X, A, B, C]
+
+
+def test_cursors_survive_a_new_weight() -> None:
+    r = rotation(Group("default/a", 90, (A, B, C)), Group("default/b", 10, (X,)))
+    firsts(r, [0.1])
+    again = rotation(Group("default/a", 50, (A, B, C)), Group("default/b", 50, (X,)),
+                     cursors=r.cursors_by_service())
+    assert firsts(again, [0.1, 0.1]) == [B, C]
 
 
 def test_a_backend_that_just_failed_goes_last_until_its_memory_ends() -> None:
-    failed = {B: 10.0}
-    assert attempt_order((A, B, C), 1, failed, now=5.0) == [C, A, B]
-    assert attempt_order((A, B, C), 1, failed, now=10.0) == [B, C, A]
+    group = Group("default/a", 1, (A, B, C))
+    assert rotation(group, cursors={"default/a": 1}).order(0.5, {B: 10.0}, now=5.0) == [C, A, B]
+    assert rotation(group, cursors={"default/a": 1}).order(0.5, {B: 10.0}, now=10.0) == [B, C, A]
+
+
+def test_a_group_whose_backends_all_refused_is_not_drawn_until_their_memory_ends() -> None:
+    r = rotation(Group("default/a", 90, (A, B)), Group("default/b", 10, (X,)))
+    failed = {A: 10.0, B: 10.0}
+    assert all(r.order(d, failed, now=5.0) == [X, A, B] for d in (0.0, 0.5, 0.95))
+    assert r.order(0.0, failed, now=10.0)[0] in (A, B)
 
 
 def test_all_failed_still_tried_in_order() -> None:
-    failed = {A: 9.0, B: 9.0}
-    assert attempt_order((A, B), 0, failed, now=1.0) == [A, B]
-
-
-def test_no_backends_no_attempts() -> None:
-    assert attempt_order((), 3, {}, 0.0) == []
+    r = rotation(Group("default/a", 1, (A, B)), Group("default/b", 1, (X,)))
+    assert r.order(0.2, {A: 9.0, B: 9.0, X: 9.0}, now=1.0) == [A, B, X]
