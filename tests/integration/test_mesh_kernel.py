@@ -29,10 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
+from kubeless import store
+from kubeless_agent import running_agent
+from kubeless_agent.mesh import RoutingMesh
 from kubeless_agent.mesh.kernel import KernelMesh
 from kubeless_agent.mesh.kernel_host import NftHost
 from lab.waiting import until, wait_until
+from tests.support.agents import agent_on
+from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
 
@@ -272,3 +278,22 @@ async def test_a_graceful_stop_leaves_the_table_and_leave_removes_it(lan: Lan) -
         lan.in_ns("node", "nft", "delete", "table", "inet", "kubeless_kernel_node", check=False)
         lan.in_ns("node", "iptables", "-F", "DOCKER-USER", check=False)
         lan.in_ns("node", "iptables", "-X", "DOCKER-USER", check=False)
+
+
+async def test_the_heartbeat_says_which_path_the_agent_uses(
+        etcd_cluster: EtcdCluster, prefix: str, rstore: store.ResourceStore) -> None:
+    config = agent_on(etcd_cluster, prefix, "n1", runtime="fake", heartbeat_ttl=2,
+                      advertise_addr="127.0.0.2", dns_addrs=(), mesh_mode="userspace")
+    async with running_agent(config) as agent:
+        assert isinstance(agent.mesh, RoutingMesh)
+
+        async def mesh_path() -> Any:
+            kv, _ = await rstore.etcd.get(rstore.keys.heartbeat("n1"))
+            return kv is not None and json.loads(kv.value).get("meshPath")
+        await until(lambda: _is(mesh_path(), "userspace"), 10, "meshPath in the heartbeat")
+        assert REGISTRY.get_sample_value("kubeless_agent_mesh_path", {"path": "userspace"}) == 1
+        assert REGISTRY.get_sample_value("kubeless_agent_mesh_path", {"path": "kernel"}) == 0
+
+
+async def _is(value: Any, want: Any) -> bool:
+    return bool(await value == want)
