@@ -12,7 +12,8 @@ The node's agent, seeing the request, stops its workers, revokes its
 heartbeat lease (the node goes down at once; health orphans its tasks and
 replication replaces them elsewhere), stops and removes the containers (or
 processes) of this node and every file of their secrets and configs, its
-tmpfs unmounted (``remove_all``), records ``leftAt`` and exits.
+tmpfs unmounted (``remove_all``), deletes the kernel mesh's nftables table and
+its DOCKER-USER rule (``remove_mesh_table``), records ``leftAt`` and exits.
 When no agent of the node runs, the CLI does the same itself with the
 node's runtime. The key stays as the node's tombstone: an agent started
 for a node that left refuses to start (``errors.NodeLeft``, with
@@ -35,6 +36,8 @@ from kubeless.store import Compare, Etcd, Keyspace, Put
 from kubeless.store.codec import encode_json
 from kubeless.store.resources import now_rfc3339
 
+from kubeless_agent.mesh.kernel import remove_table
+from kubeless_agent.mesh.kernel_host import NftError, NftHost
 from kubeless_agent.runtime import Runtime
 from kubeless_agent.worker import DEFAULT_GRACE
 
@@ -109,3 +112,15 @@ async def remove_all(runtime: Runtime, graces: Mapping[str, float] | None = None
     except OSError as err:
         log.warning("leaving: could not remove the tasks' secrets and configs: %s", err)
     return len(held)
+
+
+async def remove_mesh_table(node_id: str, host: NftHost | None = None) -> None:
+    """Delete the node's kernel mesh table and its DOCKER-USER rule, if there are any
+    (nothing where nft is absent). A failure is logged, never raised."""
+    host = host or NftHost()
+    if await asyncio.to_thread(host.probe) is not None:
+        return
+    try:
+        await asyncio.to_thread(remove_table, host, node_id)
+    except NftError as err:
+        log.warning("leaving: could not remove the mesh's nftables table: %s", err)

@@ -91,11 +91,15 @@ from kubeless_agent.heartbeat import watch_prefix as heartbeat_watch_prefix
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
 from kubeless_agent.errors import NodeLeft
-from kubeless_agent.leave import left_message, left_nodes, mark_done, remove_all
+from kubeless_agent.leave import (left_message, left_nodes, mark_done, remove_all,
+                                   remove_mesh_table)
 from kubeless_agent.logs import LogServer
 from kubeless_agent.mesh import RoutingMesh
+from kubeless_agent.mesh import kernel_metrics
+from kubeless_agent.mesh.kernel import MODES as MESH_MODES, KernelMesh, mesh_path
+from kubeless_agent.mesh.kernel_host import NftHost
 from kubeless_agent.netaddr import bind_address
-from kubeless_agent.node_status import advertise, secrets_fields
+from kubeless_agent.node_status import advertise, mesh_fields, secrets_fields
 from kubeless_agent.registration import register_nodes
 from kubeless_agent.runtime import RUNTIMES, Runtime, make_runtime
 from kubeless_agent.task_files import DEFAULT_FILES_DIR
@@ -125,6 +129,9 @@ class AgentConfig:
     runtime_options: tuple[tuple[str, Any], ...] = ()  # make_runtime keywords (state_dir...)
     mesh: bool = True  # serve the routing mesh (never for hollow nodes)
     mesh_bind: str | None = None  # listen here (None: the advertise address when local)
+    # kernel (nftables), userspace (relay) or auto (kernel where nft works). The
+    # command's default is auto; embedded agents (tests) keep to userspace unless asked.
+    mesh_mode: str = "userspace"
     dns_addrs: tuple[str, ...] | None = None  # ADDR[:PORT]s; None: automatic; (): no DNS
     resolv_conf: str = DEFAULT_RESOLV_CONF  # where DNS finds the upstreams it forwards to
     drain_period: float = 2.0  # seconds a running task behind the mesh waits before its stop
@@ -148,6 +155,8 @@ class AgentConfig:
             extra["runtime_options"] = tuple(runtime_options(node.runtime, state).items())
         if "mesh_bind" in options:
             extra["mesh_bind"] = options["mesh_bind"]
+        if "mesh_mode" in options:
+            extra["mesh_mode"] = options["mesh_mode"]
         if "dns_addr" in options:
             extra["dns_addrs"] = dns_addrs(options["dns_addr"])
         if "drain_period" in options:
@@ -231,7 +240,7 @@ class AgentProcess:
         self.own_heartbeats: Informer | None = None  # puts back a heartbeat someone deleted
         self.log_server: LogServer | None = None
         self.endpoints: Informer | None = None
-        self.mesh: RoutingMesh | None = None
+        self.mesh: RoutingMesh | KernelMesh | None = None
         self.dns: DnsServer | None = None
         self.ready_nodes: ReadyNodes | None = None
         self.renewal: Renewal | None = None
@@ -349,8 +358,7 @@ class AgentProcess:
             return
         self.endpoints = Informer(etcd, self.keys.root + "endpoints/", _decode)
         if config.serves_mesh:
-            self.mesh = RoutingMesh(config.mesh_bind or bind_address(config.advertise_addr),
-                                    node=self.idents[0].node_id)  # externalTrafficPolicy: Local
+            self.mesh = await self._mesh(self.endpoints.synced)
             self.endpoints.add_handler(self.mesh.on_endpoints)
         if config.serves_dns:
             assert self.heartbeats is not None
@@ -359,6 +367,25 @@ class AgentProcess:
                 self.runtimes[self.idents[0].node_id], self.heartbeats, self.node_ids)
             self.endpoints.add_handler(self.dns.on_endpoints)
             self.ready_nodes = ReadyNodes(etcd, self.keys, self.dns.set_ready)
+
+    async def _mesh(self, synced: asyncio.Event) -> RoutingMesh | KernelMesh:
+        """The kernel path where ``--mesh-mode`` and the host allow it, else userspace."""
+        config = self.config
+        bind = config.mesh_bind or bind_address(config.advertise_addr)
+        node_id = self.idents[0].node_id
+        unavailable = None
+        if config.mesh_mode != "userspace":
+            unavailable = await asyncio.to_thread(NftHost().probe)
+        path = mesh_path(config.mesh_mode, unavailable)
+        kernel_metrics.use_path(path)
+        self.advertise(mesh_fields(path))
+        if path == "kernel":
+            mesh = KernelMesh(node_id, [bind], synced=synced)
+            log.info("mesh: kernel path, nftables table %s for %s", mesh.table, bind)
+            return mesh
+        if unavailable is not None:
+            log.warning("mesh: userspace path: nftables does not work here: %s", unavailable)
+        return RoutingMesh(bind, node=node_id)  # node: externalTrafficPolicy Local
 
     async def _serve_logs(self) -> None:
         assert self.heartbeats is not None
@@ -443,6 +470,10 @@ class AgentProcess:
             graces = {tid: stop_grace(rec.task) for tid, rec in worker.records.items()} \
                 if worker is not None else {}
             removed = await remove_all(runtime, graces)
+            if isinstance(self.mesh, KernelMesh) and node_id == self.mesh.node_id:
+                await self.mesh.remove()
+            elif self.config.hollow_nodes <= 0:
+                await remove_mesh_table(node_id)  # one a kernel-path run of this node left
             with contextlib.suppress(Exception):
                 await mark_done(self.etcd, self.keys, node_id, removed)
             log.warning("node %s left the cluster; %d task(s) removed", node_id, removed)
@@ -552,6 +583,10 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
                    help="routing mesh: listen on published ports at ADDR (default: the "
                         "advertise address; 0.0.0.0 for every address)")
     p.add_argument("--no-mesh", action="store_true", help="do not serve the routing mesh")
+    p.add_argument("--mesh-mode", choices=MESH_MODES, default="auto",
+                   help="routing mesh data path: kernel (an nftables table of this node's), "
+                        "userspace (a relay in the agent), or auto (default: kernel where "
+                        "nft works and may change the ruleset, else userspace)")
     p.add_argument("--dns-addr", metavar="ADDR[:PORT],...",
                    help="cluster DNS: listen here (default: the advertise address port 53 "
                         "and, with the docker runtime, the Docker bridge gateway port 53, "
@@ -580,7 +615,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             logs_port=args.logs_port, join_port=args.join_port,
             runtime_options=(("state_dir", args.process_dir),)
             if args.runtime == "process" and args.process_dir else (),
-            mesh=not args.no_mesh, mesh_bind=args.mesh_bind,
+            mesh=not args.no_mesh, mesh_bind=args.mesh_bind, mesh_mode=args.mesh_mode,
             dns_addrs=dns_addrs(args.dns_addr), resolv_conf=args.resolv_conf,
             drain_period=seconds(args.drain_period), files_dir=args.files_dir,
             tls=TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key))

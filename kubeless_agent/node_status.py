@@ -16,6 +16,9 @@ a disk, shared by the hollow nodes of one process). The managers seal each
 node's copies of secrets to it, so a copy opens only in the running agent it
 was sealed for; a restarted agent has a new key, and its copies are sealed again.
 
+``mesh_fields`` is ``meshPath``: the routing mesh's data path on this node,
+``kernel`` (an nftables table) or ``userspace`` (the agent's relay).
+
 ``dns_fields`` is the node's ``dns`` field: where the agent serves cluster
 DNS, the nameserver its containers get, the upstreams it forwards to, and
 ``error``, every reason it cannot serve all of that ("" when none), so
@@ -60,6 +63,11 @@ def advertise(heartbeats: HeartbeatFields, node_id: str, runtime: Runtime,
 def secrets_fields(key: X25519PrivateKey) -> dict[str, Any]:
     """``{"secretsKey": <public text>}``: what the managers seal this node's copies to."""
     return {"secretsKey": public_text(key)}
+
+
+def mesh_fields(path: str) -> dict[str, Any]:
+    """``{"meshPath": "kernel" | "userspace"}`` for the heartbeat."""
+    return {"meshPath": path}
 
 
 def dns_fields(serving: Iterable[tuple[str, int]], unbound: Mapping[tuple[str, int], str],

@@ -128,7 +128,7 @@ async def _wait_left(rstore: Any, node_id: str, timeout: float) -> int | None:
 async def _leave_here(rstore: Any, node: NodeState, state: StateDir) -> int:
     """No live agent: the node goes down now, and its containers go with this CLI."""
     from kubeless.store import Compare, Delete
-    from kubeless_agent.leave import mark_done, remove_all
+    from kubeless_agent.leave import mark_done, remove_all, remove_mesh_table
     from kubeless_agent.worker import stop_grace
 
     key = rstore.keys.heartbeat(node.node_id)
@@ -142,6 +142,7 @@ async def _leave_here(rstore: Any, node: NodeState, state: StateDir) -> int:
         removed = await remove_all(runtime, graces)
     finally:
         await runtime.close()
+    await remove_mesh_table(node.node_id)
     await mark_done(rstore.etcd, rstore.keys, node.node_id, removed)
     return removed
 

@@ -56,3 +56,15 @@ def test_a_bad_stored_option_is_a_value_error() -> None:
 def test_state_dir_path(tmp_path: Path) -> None:
     config = AgentConfig.from_node_state(replace(NODE, runtime="process"), StateDir(tmp_path))
     assert dict(config.runtime_options) == {"state_dir": str(tmp_path / "process")}
+
+
+def test_the_mesh_mode_flag() -> None:
+    from kubeless_agent.main import parse_args
+
+    assert parse_args([]).mesh_mode == "auto"  # the command: kernel where nft works
+    assert parse_args(["--mesh-mode", "userspace"]).mesh_mode == "userspace"
+    assert AgentConfig().mesh_mode == "userspace"  # embedded agents (tests) unless asked
+    stored = replace(NODE, agent_options={"mesh_mode": "kernel"})
+    assert AgentConfig.from_node_state(stored).mesh_mode == "kernel"
+    with pytest.raises(SystemExit):
+        parse_args(["--mesh-mode", "ipvs"])
