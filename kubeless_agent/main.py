@@ -107,6 +107,7 @@ from kubeless_agent.worker import AgentsRouter, Reporter, Worker, stop_grace
 
 log = logging.getLogger("kubeless_agent")
 TLS_ATTEMPTS = 3  # TLS failures in a row at start before the agent gives up (_until_done)
+MESH_MODE_ENV = "KUBELESS_MESH_MODE"  # --mesh-mode's default (the tests': userspace)
 
 RuntimeFactory = Callable[[NodeIdentity], Runtime]
 
@@ -155,8 +156,8 @@ class AgentConfig:
             extra["runtime_options"] = tuple(runtime_options(node.runtime, state).items())
         if "mesh_bind" in options:
             extra["mesh_bind"] = options["mesh_bind"]
-        if "mesh_mode" in options:
-            extra["mesh_mode"] = options["mesh_mode"]
+        # a node of init/join/up runs the mesh as the command does: auto unless told
+        extra["mesh_mode"] = options.get("mesh_mode", "auto")
         if "dns_addr" in options:
             extra["dns_addrs"] = dns_addrs(options["dns_addr"])
         if "drain_period" in options:
@@ -583,10 +584,11 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
                    help="routing mesh: listen on published ports at ADDR (default: the "
                         "advertise address; 0.0.0.0 for every address)")
     p.add_argument("--no-mesh", action="store_true", help="do not serve the routing mesh")
-    p.add_argument("--mesh-mode", choices=MESH_MODES, default="auto",
+    p.add_argument("--mesh-mode", choices=MESH_MODES,
+                   default=os.environ.get(MESH_MODE_ENV, "auto"),
                    help="routing mesh data path: kernel (an nftables table of this node's), "
                         "userspace (a relay in the agent), or auto (default: kernel where "
-                        "nft works and may change the ruleset, else userspace)")
+                        "nft works and may change the ruleset, else userspace) [env KUBELESS_MESH_MODE]")
     p.add_argument("--dns-addr", metavar="ADDR[:PORT],...",
                    help="cluster DNS: listen here (default: the advertise address port 53 "
                         "and, with the docker runtime, the Docker bridge gateway port 53, "

@@ -50,7 +50,7 @@ def join_port_option() -> Callable[..., Any]:
                         "0: none).")
 
 
-AGENT_OPTIONS = ("mesh_bind", "dns_addr", "drain_period")
+AGENT_OPTIONS = ("mesh_bind", "mesh_mode", "dns_addr", "drain_period")
 
 
 def agent_service_options() -> list[Callable[..., Any]]:
@@ -58,6 +58,11 @@ def agent_service_options() -> list[Callable[..., Any]]:
     return [
         click.option("--mesh-bind", help="Routing mesh: listen on published ports at this "
                      "address (default: the advertise address; 0.0.0.0: every address)."),
+        click.option("--mesh-mode", type=click.Choice(("auto", "kernel", "userspace")),
+                     envvar="KUBELESS_MESH_MODE",
+                     help="Routing mesh data path: kernel (an nftables table of this node's), "
+                     "userspace (a relay in the agent), or auto (default: kernel where nft "
+                     "works, else userspace) [env KUBELESS_MESH_MODE]."),
         click.option("--dns-addr", help="Cluster DNS: ADDR[:PORT],... or 'none' (default: the "
                      "advertise address and the Docker bridge gateway, port 53)."),
         click.option("--drain-period", help="Wait this long before stopping a running task "

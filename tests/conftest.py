@@ -46,6 +46,12 @@ def _dump_asyncio_tasks(signum: int, frame: FrameType | None) -> None:
 
 signal.signal(signal.SIGUSR1, _dump_asyncio_tasks)
 os.environ.pop("KUBELESS_CERT_PATH", None)  # the developer's own cluster's, never the tests'
+# Agents the tests start in this host's own network namespace (kubeless-agent, init, join,
+# up) relay in userspace: the kernel path would leave an nftables table per node in the
+# host's ruleset (a graceful stop keeps it, by design). The kernel path is tested where it
+# belongs: in network namespaces of the tests' own (test_mesh_kernel, the e2e cluster), and
+# in the docker plane that asks for it and removes its tables.
+os.environ["KUBELESS_MESH_MODE"] = "userspace"
 
 
 @pytest.fixture(scope="session")

@@ -367,7 +367,9 @@ class Cluster:
             return ([sys.executable, "-m", "kubeless_agent", "--endpoints", self.endpoints,
                      "--prefix", self.prefix, "--runtime", "docker", "--node-name", h.name,
                      "--advertise-addr", h.address, "--heartbeat-ttl", str(self.heartbeat_ttl),
-                     *join, "--log-level", self.log_level], py_env)
+                     # the kernel path, in the host's own namespace: asked for by name, so
+                     # a host where nftables fails says so instead of relaying in userspace
+                     "--mesh-mode", "kernel", *join, "--log-level", self.log_level], py_env)
         if part == "controllers":  # with TLS, the manager's copy of the CA key: secrets
             ca_key = ["--ca-key", str(h.dir / KEY_FILE)] if self.tls is not None else []
             return ([sys.executable, "-m", "controllers", "--endpoints", self.endpoints,

@@ -121,9 +121,11 @@ def secured_record(etcd: EtcdCluster, prefix: str, directory: Path) -> Path:
 @contextmanager
 def running_plane(etcd: EtcdCluster, word: str, logs: Path,
                   agent_extras: AgentExtras = lambda node, addr, index: ["--dns-addr", "none"],
-                  ) -> Iterator[Plane]:
+                  mesh_mode: str = "userspace") -> Iterator[Plane]:
     """The controllers and two docker agents on a prefix of their own, stopped (by PID) and
-    cleaned up after."""
+    cleaned up after: their containers, files and, on the kernel path (``mesh_mode``),
+    their nftables tables and DOCKER-USER rules, which a stopped agent leaves in place."""
+    from kubeless_agent.leave import remove_mesh_table
     from kubeless_agent.task_files import DEFAULT_FILES_DIR, remove_node_files
 
     engine = docker_engine()
@@ -142,7 +144,8 @@ def running_plane(etcd: EtcdCluster, word: str, logs: Path,
                              *agent_flags(etcd, p.prefix, node, runtime="docker",
                                           advertise_addr=addr), "--runtime",
                              "docker", "--node-name", node, "--advertise-addr", addr,
-                             "--heartbeat-ttl", "3", *agent_extras(node, addr, index),
+                             "--heartbeat-ttl", "3", "--mesh-mode", mesh_mode,
+                             *agent_extras(node, addr, index),
                              "--log-level", "INFO"))
     try:
         yield p
@@ -158,6 +161,8 @@ def running_plane(etcd: EtcdCluster, word: str, logs: Path,
         for node in p.nodes:
             remove_node_containers(engine, node)
             remove_node_files(DEFAULT_FILES_DIR, node)
+            if mesh_mode != "userspace":
+                asyncio.run(remove_mesh_table(node))
 
 
 async def nodes_ready(s: store.ResourceStore, plane: Plane) -> bool:

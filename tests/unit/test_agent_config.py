@@ -21,12 +21,16 @@ def test_the_stored_fields_are_the_agents() -> None:
     config = AgentConfig.from_node_state(NODE)
     assert config == AgentConfig(endpoints="http://10.0.0.1:2379", prefix="/k",
                                  runtime="docker", node_name="n1", advertise_addr="10.0.0.2",
-                                 labels=(("zone", "eu"),), metrics_port=9100, role="worker")
+                                 labels=(("zone", "eu"),), metrics_port=9100, role="worker",
+                                 mesh_mode="auto")
 
 
 @pytest.mark.parametrize("case, node, state, role, expected", [
     ("no agent options: the agent's defaults", NODE, None, None,
-     {"mesh_bind": None, "dns_addrs": None, "drain_period": 2.0, "runtime_options": ()}),
+     {"mesh_bind": None, "dns_addrs": None, "drain_period": 2.0, "runtime_options": (),
+      "mesh_mode": "auto"}),
+    ("mesh mode kept as given", replace(NODE, agent_options={"mesh_mode": "userspace"}), None,
+     None, {"mesh_mode": "userspace"}),
     ("mesh bind kept as given", replace(NODE, agent_options={"mesh_bind": "0.0.0.0"}), None,
      None, {"mesh_bind": "0.0.0.0"}),
     ("dns none: no DNS", replace(NODE, agent_options={"dns_addr": "none"}), None, None,
@@ -58,10 +62,13 @@ def test_state_dir_path(tmp_path: Path) -> None:
     assert dict(config.runtime_options) == {"state_dir": str(tmp_path / "process")}
 
 
-def test_the_mesh_mode_flag() -> None:
+def test_the_mesh_mode_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     from kubeless_agent.main import parse_args
 
+    monkeypatch.delenv("KUBELESS_MESH_MODE", raising=False)
     assert parse_args([]).mesh_mode == "auto"  # the command: kernel where nft works
+    monkeypatch.setenv("KUBELESS_MESH_MODE", "userspace")  # as the tests' conftest sets it
+    assert parse_args([]).mesh_mode == "userspace"
     assert parse_args(["--mesh-mode", "userspace"]).mesh_mode == "userspace"
     assert AgentConfig().mesh_mode == "userspace"  # embedded agents (tests) unless asked
     stored = replace(NODE, agent_options={"mesh_mode": "kernel"})
