@@ -1,7 +1,8 @@
-"""Fixtures of the end-to-end tests: one real multi-host cluster per module.
+"""Fixtures of the end-to-end tests: one real multi-host cluster for them all.
 
 ``cluster`` starts ``lab.cluster.Cluster`` (3 managers, 2 workers, each with
-its own dockerd) once per module and purges it at the end. Where the machine
+its own dockerd) once for the package and purges it at the end (each start
+costs 20-40 s; ``healthy`` gives every test a whole cluster anyway). Where the machine
 cannot host it (no root, no network namespaces, no dockerd, no etcd), the
 module is skipped, and under ``CI=true`` it fails instead.
 
@@ -27,7 +28,7 @@ HEARTBEAT_TTL = 6
 LEASE_TTL = 3
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[Cluster]:
     try:
         preflight()
