@@ -12,8 +12,10 @@ under real controllers (replication, scheduler, health) on a real etcd:
   disappears (the node never went down);
 - ``kubeless node leave`` with the agent running: the agent exits, the node
   goes down, its tasks are replaced on another node, its containers are
-  gone, the state dir forgets the node, and an agent started again for it
-  is refused; with the agent stopped, the CLI does the same itself.
+  gone (and, on docker, where the agent takes the kernel mesh path, its
+  nftables table, which a stopped agent had kept), the state dir forgets
+  the node, and an agent started again for it is refused; with the agent
+  stopped, the CLI does the same itself.
 
 The agent presents its ``node:<id>`` identity, the hollow controllers
 (lab.hollow) a ``manager:`` one and the CLI the admin one, on the session's TLS etcd.
@@ -38,7 +40,7 @@ from controllers.rollout.controller import RolloutController
 from controllers.view import ClusterView
 from kubeless import store
 from kubeless.cluster import NodeState, StateDir
-from kubeless_agent.leave import remove_all
+from kubeless_agent.leave import remove_all, remove_mesh_table
 from kubeless_agent.runtime import make_runtime
 from lab.hollow import HollowCluster, service
 from lab.waiting import hold, until
@@ -80,10 +82,13 @@ class RealNode:
     def start(self) -> subprocess.Popen[bytes]:
         if self.flags is None:  # joined as the join endpoint joins it: its etcd user, its Node
             self.flags = agent_flags(self.etcd, self.prefix, self.id, runtime=self.runtime)
+        # docker: the kernel mesh (no published port here, so a table without DNAT rules),
+        # for what a restart and a leave do to the node's table
+        mesh = ["--mesh-mode", "kernel"] if self.runtime == "docker" else ["--no-mesh"]
         args = [sys.executable, "-m", "kubeless_agent",
                 *self.flags, "--prefix", self.prefix, "--runtime", self.runtime,
                 "--node-name", self.id,
-                "--heartbeat-ttl", str(TTL), "--no-mesh", "--dns-addr", "none",
+                "--heartbeat-ttl", str(TTL), *mesh, "--dns-addr", "none",
                 "--drain-period", "0s", "--log-level", "INFO"]
         if self.runtime == "process":
             args += ["--process-dir", str(self.process_dir)]
@@ -102,12 +107,19 @@ class RealNode:
                                *self.etcd.client_flags(), "--prefix", self.prefix, *args],
                               capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
 
+    def mesh_table(self) -> bool:
+        """Whether this host's ruleset holds the node's kernel mesh table."""
+        table = "kubeless_" + self.id.replace("-", "_")
+        return subprocess.run(["nft", "list", "table", "inet", table],
+                              capture_output=True).returncode == 0
+
     async def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         if self.runtime == "docker":
             remove_node_containers(docker_engine(), self.id)
+            await remove_mesh_table(self.id)  # a failed test's; a stopped agent keeps it
         else:
             runtime = make_runtime("process", self.id, state_dir=str(self.process_dir))
             await remove_all(runtime, {})
@@ -241,6 +253,7 @@ async def test_node_leave_with_the_agent_running(real: tuple[RealNode, HollowClu
     await cluster.wait_running("web", 2, timeout=90)
     await cluster.add_group("spare", 1)  # where the tasks go once the node left
 
+    assert node.mesh_table() == (node.runtime == "docker")
     res = await asyncio.to_thread(node.kubeless, "node", "leave", "--state-dir",
                                   str(node.state))
     assert res.returncode == 0, res.stderr
@@ -256,6 +269,7 @@ async def test_node_leave_with_the_agent_stopped(real: tuple[RealNode, HollowClu
     await cluster.wait_running("web", 2, timeout=90)
     await cluster.add_group("spare", 1)
     assert node.sigterm() == 0  # its heartbeat lives on for a TTL: no agent to do the work
+    assert node.mesh_table() == (node.runtime == "docker"), "a stopped agent keeps its table"
 
     res = await asyncio.to_thread(node.kubeless, "node", "leave", "--state-dir",
                                   str(node.state))
@@ -281,6 +295,7 @@ async def left_checks(node: RealNode, cluster: HollowCluster) -> None:
         assert await runtime.list() == []
         await runtime.close()
     assert not node.state.has_node(), "the state dir forgets the node"
+    assert not node.mesh_table(), "leaving removes the node's kernel mesh table"
     again = node.start()  # an agent for a node that left is refused
     assert await asyncio.to_thread(again.wait, 30) == 1
     assert "left the cluster" in node.log.read_text()
