@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +38,23 @@ WHO = ["sh", "-c", "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Ty
 PORT = 8480
 
 # Run in a host's namespace: N GETs of URL, each on a new connection, THREADS at a time;
-# prints {"answers": {body: count}, "failed": n}. With STOP_FILE: until that file exists.
+# prints {"answers": {body: count}, "failed": n, "last": {first word: when last answered}}.
+# With STOP_FILE: until that file exists.
 CLIENT = r"""
-import json, os, sys, threading, urllib.request
+import json, os, sys, threading, time, urllib.request
 url, n, threads, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-answers, failed, lock = {}, [0], threading.Lock()
+answers, failed, last, lock = {}, [0], {}, threading.Lock()
 def one():
     try:
         body = urllib.request.urlopen(url, timeout=5).read().decode().strip()
     except Exception:
         with lock: failed[0] += 1
         return
-    with lock: answers[body] = answers.get(body, 0) + 1
+    with lock:
+        answers[body] = answers.get(body, 0) + 1
+        last[body.split()[0]] = time.time()
+        if stop != "-" and sum(answers.values()) == 20:  # the stream flows: say so
+            open(stop + ".flowing", "w").close()
 def worker(k):
     i = 0
     while (stop != "-" and not os.path.exists(stop)) or (stop == "-" and i < k):
@@ -56,7 +62,7 @@ def worker(k):
 share = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
 ts = [threading.Thread(target=worker, args=(share[i],)) for i in range(threads)]
 [t.start() for t in ts]; [t.join() for t in ts]
-print(json.dumps({"answers": answers, "failed": failed[0]}))
+print(json.dumps({"answers": answers, "failed": failed[0], "last": last}))
 """
 
 
@@ -110,6 +116,11 @@ async def finished(proc: subprocess.Popen[str], timeout: float = 120) -> dict[st
     return result
 
 
+def seen(result: dict[str, Any]) -> dict[str, Any]:
+    """What the clients were answered, and how many failed."""
+    return {"answers": result["answers"], "failed": result["failed"]}
+
+
 async def route_endpoints(rs: store.ResourceStore, name: str, want: dict[str, int]) -> bool:
     """Whether the Route's document lists ``want`` endpoints per backend service."""
     kv, _ = await rs.etcd.get(rs.keys.route_endpoints("default", name))
@@ -147,16 +158,19 @@ async def test_a_route_splits_90_10_and_shifts_with_no_failed_request(
 
     # a weight change under a steady stream: nothing fails, the stream moves to shop-b
     stop = Path(tempfile.mkdtemp()) / "stop"
+    flowing = Path(f"{stop}.flowing")
     stream = clients(cluster, "w2", url, 0, 4, str(stop))
     try:
-        await asyncio.sleep(0)  # the stream starts; it runs until the stop file appears
+        await waits.until(flowing.exists, 30, "the stream flows")
         cli(cluster, "route", "weight", "shop", "shop-a=0", "shop-b=100")
+        written = time.time()  # the CLI returned: the new weights are in etcd
         await waits.until(lambda: _only_b(cluster, url), 30, "only shop-b answers")
     finally:
         stop.touch()
     streamed = await finished(stream)
     print(f"  weight change under load: {sum(streamed['answers'].values())} requests, "
-          f"{streamed['failed']} failed")
+          f"{streamed['failed']} failed; the last shop-a answer "
+          f"{streamed['last']['shop-a'] - written:+.2f}s from the new weights' write")
     assert streamed["failed"] == 0
     assert {b.split()[0] for b in streamed["answers"]} == {"shop-a", "shop-b"}
     cli(cluster, "delete", "route", "shop")
@@ -175,20 +189,20 @@ async def test_a_local_route_shows_the_backend_the_clients_address_across_a_rest
                       "the route's endpoint on w1")
     url = f"http://{cluster.hosts['w1'].address}:{PORT}/cgi-bin/who"
     client_address = cluster.hosts["w2"].address
-    result = await finished(clients(cluster, "w2", url, 20, 2))
+    result = seen(await finished(clients(cluster, "w2", url, 20, 2)))
     assert result == {"answers": {f"local {client_address}": 20}, "failed": 0}
 
     # the table stays while w1's agent is stopped (a graceful stop touches nothing) ...
     assert table_exists(cluster, "w1")
     cluster.terminate("w1", "agent")
     assert table_exists(cluster, "w1")
-    result = await finished(clients(cluster, "w2", url, 20, 2))
+    result = seen(await finished(clients(cluster, "w2", url, 20, 2)))
     assert result == {"answers": {f"local {client_address}": 20}, "failed": 0}
     # ... and after it comes back (replaced, not removed)
     cluster.start_part("w1", "agent")
     await waits.until(lambda: _ready(rs, "w1"), 30, "w1 ready again")
     assert table_exists(cluster, "w1")
-    result = await finished(clients(cluster, "w2", url, 20, 2))
+    result = seen(await finished(clients(cluster, "w2", url, 20, 2)))
     assert result == {"answers": {f"local {client_address}": 20}, "failed": 0}
     cli(cluster, "delete", "route", "here")
 
