@@ -30,62 +30,14 @@ from kubeless_cli.context import CliError
 from lab.hollow import HollowCluster, running, service
 from lab.waiting import until
 from tests.support.cli import Run
+from tests.support.endpoints_runner import Endpoints
 from tests.support.etcd_server import EtcdCluster
 
 from controllers.endpoints.controller import EndpointsController
-from controllers.framework import ControllerRunner
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]
 HTTP = {"name": "http", "target": 80, "published": 30080}
-
-
-class Endpoints:
-    """The endpoints controller in a runner of its own, and reading its keys."""
-
-    def __init__(self, cluster: HollowCluster) -> None:
-        self.cluster = cluster
-        self.store = store.connect(cluster.endpoints, cluster.prefix,
-                                   tls=cluster.tls("manager:endpoints-test"))
-        self.controller = EndpointsController(self.store)
-        self.runner = ControllerRunner(self.store, [self.controller], "endpoints-test",
-                                       lease_ttl=2)
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.runner.run(), name="endpoints runner")
-        await until(lambda: self.runner.elector("endpoints").is_leader or self.task.done(),
-                    15, "endpoints controller leads")  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.store.etcd.close()
-
-    async def read(self, name: str, ns: str = "default") -> tuple[Resource | None, int]:
-        kv, _ = await self.cluster.store.etcd.get(self.cluster.store.keys.endpoints(ns, name))
-        return (json.loads(kv.value), kv.version) if kv is not None else (None, 0)
-
-    async def wait(self, name: str, count: int, timeout: float = 20) -> Resource:
-        async def check() -> Resource | None:
-            if self.task is not None and self.task.done():
-                self.task.result()
-            doc, _ = await self.read(name)
-            return doc if doc is not None and len(doc["endpoints"]) == count else None
-        found: Resource = await until(check, timeout, f"{count} endpoints of {name}")
-        return found
-
-    def reconciles(self) -> int:
-        return self.runner.stats("endpoints").reconciles
-
-    async def idle(self, before: int) -> None:
-        """Until the controller has reconciled since ``before`` and its queue is empty."""
-        stats = self.runner.stats("endpoints")
-        await until(lambda: stats.reconciles > before, 10, "a reconcile")
-        state = self.runner.states["endpoints"]
-        await until(lambda: state.queue is not None and state.queue.len() == 0
-                    and state.queue.processing == 0, 10, "endpoints queue drained")
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from lab.waiting import until
 from tests.support.cli import Run
 from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster
+from tests.support.endpoints_runner import Endpoints
 from tests.support.unwritten import keyspace, written
 
-from controllers.endpoints.controller import EndpointsController
-from controllers.framework import Controller, ControllerRunner
+from controllers.framework import Controller
 from controllers.rollout.controller import RolloutController
 from controllers.view import ClusterView
 
@@ -197,48 +197,6 @@ async def test_concurrent_route_and_service_cannot_both_win(
 
 # -- the controllers --------------------------------------------------------------------
 
-class Endpoints:
-    """The endpoints controller in a runner of its own, and reading Route documents."""
-
-    def __init__(self, cluster: HollowCluster) -> None:
-        self.cluster = cluster
-        self.store = store.connect(cluster.endpoints, cluster.prefix,
-                                   tls=cluster.tls("manager:endpoints-test"))
-        self.runner = ControllerRunner(self.store, [EndpointsController(self.store)],
-                                       "endpoints-test", lease_ttl=2)
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.runner.run(), name="endpoints runner")
-        await until(lambda: self.runner.elector("endpoints").is_leader or self.task.done(),
-                    15, "endpoints controller leads")  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.store.etcd.close()
-
-    async def read(self, name: str) -> Resource | None:
-        kv, _ = await self.cluster.store.etcd.get(
-            self.cluster.store.keys.route_endpoints("default", name))
-        found: Resource | None = json.loads(kv.value) if kv is not None else None
-        return found
-
-    async def wait_up(self, name: str, up: dict[str, int], timeout: float = 20) -> Resource:
-        """Until the document lists ``up`` endpoints per backend service."""
-        async def check() -> Resource | None:
-            if self.task is not None and self.task.done():
-                self.task.result()
-            doc = await self.read(name)
-            if doc is None:
-                return None
-            found = {b["service"]: len(b["endpoints"]) for b in doc["backends"]}
-            return doc if found == up else None
-        doc: Resource = await until(check, timeout, f"route {name} with {up} up")
-        return doc
-
-
 class RolloutCluster(HollowCluster):
     """HollowCluster whose controllers include the rollout controller (it rolls the tasks
     of a service a Route exposes a port on)."""
@@ -300,5 +258,5 @@ async def test_route_documents_follow_tasks_and_expose_ports(cluster: HollowClus
     await cluster.store.delete("Route", "shop", "default")
 
     async def gone() -> bool:
-        return await endpoints.read("shop") is None
+        return await endpoints.read_route("shop") is None
     await until(gone, 10, "the route's document deleted with it")
