@@ -1,41 +1,62 @@
-"""The routing mesh against a container's own host port (issue 6), side by side.
+"""The routing mesh's two data paths against a container's own address (issues 6, 17).
 
-Setup: one etcd member, the controllers and two agents with the docker
-runtime as subprocesses, on 127.0.0.2 (node a) and 127.0.0.3 (node b);
-one service with one replica of the demo image (busybox httpd) pinned to
-node a, its ingress port numbered by ``kubeless apply``.
+Run alone: ``python -m bench mesh`` (``make bench`` runs every benchmark).
 
-Load: ``wrk`` (Debian's package), 2 threads, 8 connections (busybox
-httpd listens with a backlog of 9: more and SYNs are dropped, a 1 s
-retransmit in the p99 of both paths), 4 s per run, three rounds of
-direct then mesh, medians printed (the machine is shared: single runs
-vary). busybox httpd closes each connection, so every request is a new
-TCP connection: the mesh's worst case.
-- direct: straight to the container's host port on 127.0.0.2;
-- mesh: the published port on 127.0.0.3, node b's mesh, which forwards
-  to node a's host port.
-Prints requests/s and p99 latency of each, the ratio, and the CPU the
-mesh's agent process spent per forwarded connection (from /proc), split
-into user (Python: the relay's callbacks, the event loop) and system (the
-kernel's TCP work for accept, connect, two sends, shutdown and two
-closes on loopback). Target: the mesh keeps at least half the direct rate.
+Part 1, wrk side by side. Setup: one etcd member and, in one run, three
+clusters (key prefixes of that etcd), each its own controllers and docker
+agents as subprocesses, each a service with one replica of the demo image
+(busybox httpd) pinned to its first node and a published port of its own
+(29080-29082: a kernel table takes every connection from this host to its
+ports on any loopback address, so the paths must not share a port):
 
-Where the time goes (2 shared cores, one TCP connection per request): the
-mesh's agent spends 300-400 us of CPU per forwarded connection, about half
-Python and half kernel. A profile of the relay shows the kernel part is
-the loopback TCP work done inside the mesh's own syscalls (connect ~85 us,
-each of the two sends ~70 us: the receiver's side of loopback runs in the
-sender's call, then two closes and a shutdown); the Python part is the
-event loop's bookkeeping (six reader/writer (un)registrations, a connect
-timer, the relay and its two halves, the metrics). The direct path already
-crosses docker-proxy (Docker's userland proxy: the host port is on a
-loopback address), so the mesh adds a second userspace hop, two more
-handshakes and two more process wake-ups per request; with few
-connections in flight the rate is bound by those wake-ups on a busy
-machine, which is why single runs vary so much. A kernel path (IPVS, or
-nftables DNAT to the endpoints' host ports) would remove the hop, its
-copies and its wake-ups; a single Python mesh tops out near 2,000-3,000 new
-connections per second per core.
+- kernel: node a (127.0.0.2, the task, ``--no-mesh``), node b (127.0.0.3,
+  ``--mesh-mode kernel``);
+- userspace: node a (127.0.0.4, the task, ``--no-mesh``), node b (127.0.0.5,
+  ``--mesh-mode userspace``);
+- local: one node (127.0.0.6, the task, ``--mesh-mode kernel``).
+
+Load: ``wrk`` (Debian's package), 2 threads, 8 connections (busybox httpd
+listens with a backlog of 9: more and SYNs are dropped, a 1 s retransmit in
+the p99), 1 s per run, the paths in turn, seven rounds, medians printed
+(the machine is shared: single runs vary). busybox httpd closes each
+connection, so every request is a new TCP connection: the mesh's worst case,
+and the reason for 1 s rounds (longer ones run out of ephemeral ports within
+TIME_WAIT).
+
+- (a) the container's own address: its IP on the Docker bridge, port 80;
+- (b) the host port Docker publishes on 127.0.0.2 (docker-proxy, Docker's
+  userland proxy, serves a host port on a loopback address);
+- (c) the kernel path: the published port on node b, the node without the
+  task: its nftables table DNATs (and masquerades) to node a's host port;
+- (d) the userspace path: the same through node b's Python relay;
+- (e) the kernel path on the task's own node: DNAT straight to the container
+  (the table reads Docker's DNAT of the host port), docker-proxy skipped.
+
+Prints requests/s and p99 of each, the ratios to (a), the CPU the relay's
+agent spent per forwarded connection (from /proc: user is Python, system is
+the kernel's loopback TCP work), and the targets: kernel path (c) >= 0.9 of
+(a) (issue 17); userspace path >= 0.5 of the host port (issue 6).
+
+Part 2, the time to sync 1,000 endpoints into the table: 100 published ports
+(50 services, 50 routes of two services weighted 90/10) of 10 endpoints each,
+on 10 nodes; ``nft.build_table`` timed, and the batch applied with ``nft -j
+-f -`` inside a network namespace the bench makes and deletes (this host's
+ruleset untouched), five times (the first creates the table, the others
+replace it whole, as an agent does); median and max, and the cost of ``ip
+netns exec`` alone, which the agent does not pay.
+
+What the figures say (2 shared cores; see FIGURES below for a run's numbers):
+on one host, (c) is not the cluster's kernel path: node b's DNAT sends the
+connection to node a's host port on 127.0.0.2, which docker-proxy serves, so
+(c) pays (b)'s userspace hop and can only match (b); between hosts the
+connection arrives at node a from the network and Docker's own DNAT takes it
+to the container, no proxy. (e) is that path without the proxy: one DNAT in
+the kernel, the same work as (a) plus a conntrack NAT lookup. The userspace
+relay adds a second userspace hop, two more handshakes and two more process
+wake-ups per request: its agent spends 300-400 us of CPU per forwarded
+connection, about half Python (the event loop's bookkeeping) and half kernel
+(loopback TCP inside its own syscalls); a single Python relay tops out near
+2,000-3,000 new connections per second per core.
 """
 
 from __future__ import annotations
@@ -45,9 +66,12 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +80,68 @@ import yaml
 
 from bench.harness import with_etcd
 from kubeless import store
+from kubeless_agent.leave import remove_mesh_table
+from kubeless_agent.mesh.kernel_host import NftHost
+from kubeless_agent.mesh.nft import FAMILY, build_table
+from kubeless_agent.mesh.published import Group, Published
+from kubeless_agent.mesh.table import Backend
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "kubeless-demo:latest"
-A, B = "127.0.0.2", "127.0.0.3"
 RUN = f"bench-mesh-{os.getpid()}"
-NODES = (f"{RUN}-a", f"{RUN}-b")
-PREFIX = f"/{RUN}"
-WRK = ["-t2", "-c8", "-d4s", "--latency"]  # 8: below busybox httpd's listen backlog (9)
-ROUNDS = 3
+WRK = ["-t2", "-c8", "-d1s", "--latency"]  # 8: below busybox httpd's listen backlog (9)
+ROUNDS = 7
+KERNEL_TARGET, USERSPACE_TARGET = 0.9, 0.5
+SYNC_ENDPOINTS, SYNC_PER_PORT, SYNC_NODES, SYNC_REPEATS = 1000, 10, 10, 5
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    mesh: tuple[str, ...]  # the agent's mesh flags
+
+    @property
+    def kernel(self) -> bool:
+        return "kernel" in self.mesh
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One cluster (a key prefix of the one etcd): its service's task on ``nodes[0]``,
+    its published port served by ``nodes[-1]``."""
+
+    name: str
+    published: int  # below 30000 (other runs' ingress ports) and the ephemeral range
+    nodes: tuple[Node, ...]
+
+    @property
+    def prefix(self) -> str:
+        return f"/{RUN}-{self.name}"
+
+    @property
+    def entry(self) -> str:
+        return self.nodes[-1].address
+
+
+NO_MESH = ("--no-mesh",)
+KERNEL_PLANE = Plane("kernel", 29080, (
+    Node(f"{RUN}-ka", "127.0.0.2", NO_MESH),
+    Node(f"{RUN}-kb", "127.0.0.3", ("--mesh-mode", "kernel"))))
+USERSPACE_PLANE = Plane("userspace", 29081, (
+    Node(f"{RUN}-ua", "127.0.0.4", NO_MESH),
+    Node(f"{RUN}-ub", "127.0.0.5", ("--mesh-mode", "userspace"))))
+LOCAL_PLANE = Plane("local", 29082, (Node(f"{RUN}-la", "127.0.0.6", ("--mesh-mode", "kernel")),))
+PLANES = (KERNEL_PLANE, USERSPACE_PLANE, LOCAL_PLANE)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path wrk measures; ``agent``: the process whose CPU it costs (the relay)."""
+
+    label: str
+    url: str
+    agent: int | None = None
 
 
 def spawn(logdir: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -81,8 +158,8 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def wrk(url: str) -> dict[str, float]:
-    out = subprocess.run(["wrk", *WRK, url], capture_output=True, text=True, timeout=60).stdout
+def parse_wrk(out: str) -> dict[str, float]:
+    """Requests/s, p99 (ms), requests and errors (socket errors, non-2xx) of one run."""
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)", out, re.M)
     total = re.search(r"(\d+) requests in", out)
@@ -97,13 +174,35 @@ def wrk(url: str) -> dict[str, float]:
                             if errors else 0) + float(non2xx.group(1) if non2xx else 0)}
 
 
-def apply(endpoints: str) -> None:
+def wrk(url: str) -> dict[str, float]:
+    out = subprocess.run(["wrk", *WRK, url], capture_output=True, text=True, timeout=60).stdout
+    return parse_wrk(out)
+
+
+# -- the clusters ---------------------------------------------------------------------------
+
+def start_plane(endpoints: str, logdir: Path, plane: Plane
+                ) -> dict[str, subprocess.Popen[bytes]]:
+    """The plane's controllers and agents, by name."""
+    common = ["--endpoints", endpoints, "--prefix", plane.prefix, "--log-level", "WARNING"]
+    procs = {f"controllers-{plane.name}": spawn(logdir, f"controllers-{plane.name}",
+                                                "controllers", *common, "--lease-ttl", "2")}
+    for node in plane.nodes:
+        procs[node.name] = spawn(logdir, node.name, "kubeless_agent", *common,
+                                 "--runtime", "docker", "--node-name", node.name,
+                                 "--advertise-addr", node.address, "--dns-addr", "none",
+                                 *node.mesh)
+    return procs
+
+
+def apply(endpoints: str, plane: Plane) -> None:
     svc = {"apiVersion": "kubeless.io/v1", "kind": "Service",
            "metadata": {"name": "web", "namespace": "default"},
            "spec": {"replicas": 1, "template": {"image": IMAGE},
-                    "placement": {"constraints": [f"node.id=={NODES[0]}"]},
-                    "ports": [{"name": "http", "target": 80, "mode": "ingress"}]}}
-    env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": PREFIX,
+                    "placement": {"constraints": [f"node.id=={plane.nodes[0].name}"]},
+                    "ports": [{"name": "http", "target": 80, "mode": "ingress",
+                               "published": plane.published}]}}
+    env = {**os.environ, "KUBELESS_ENDPOINTS": endpoints, "KUBELESS_PREFIX": plane.prefix,
            "PYTHONPATH": str(ROOT)}
     res = subprocess.run([sys.executable, "-m", "kubeless_cli.main", "apply", "-f", "-"],
                          input=yaml.safe_dump(svc), capture_output=True, text=True, env=env,
@@ -112,86 +211,223 @@ def apply(endpoints: str) -> None:
         raise RuntimeError(f"kubeless apply: {res.stderr}")
 
 
-async def endpoint(endpoints: str, procs: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
-    """(published port, the task's host port) once the service has its endpoint."""
-    rs = store.connect(endpoints, PREFIX)
+async def host_port(endpoints: str, plane: Plane,
+                    procs: dict[str, subprocess.Popen[bytes]]) -> int:
+    """The task's host port, once the service has its endpoint."""
+    rs = store.connect(endpoints, plane.prefix)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in procs):
-                raise RuntimeError("a process exited")
+            exited = [name for name, p in procs.items() if p.poll() is not None]
+            if exited:
+                raise RuntimeError(f"{exited[0]} exited")
             kv, _ = await rs.etcd.get(rs.keys.endpoints("default", "web"))
             doc: dict[str, Any] = json.loads(kv.value) if kv is not None else {}
             if doc.get("endpoints"):
-                return (int(doc["ports"][0]["published"]),
-                        int(doc["endpoints"][0]["ports"][0]["published"]))
+                return int(doc["endpoints"][0]["ports"][0]["published"])
             await asyncio.sleep(0.2)
     finally:
         await rs.etcd.close()
-    raise RuntimeError("no endpoint within 90 s")
+    raise RuntimeError(f"plane {plane.name}: no endpoint within 90 s")
 
+
+def container_address(node: str) -> str:
+    """The node's task container's own address on its Docker network."""
+    client = docker.from_env()
+    for c in client.containers.list(filters={"label": f"kubeless.node.id={node}"}):
+        for net in (c.attrs["NetworkSettings"].get("Networks") or {}).values():
+            if net.get("IPAddress"):
+                return str(net["IPAddress"])
+    raise RuntimeError(f"no running container of node {node} with an address")
+
+
+def wait_answering(url: str, seconds: float = 60) -> None:
+    """Until ``url`` answers 200: the table applied, the relay listening."""
+    deadline, last = time.monotonic() + seconds, ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError as err:
+            last = str(err)
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s: {last}")
+
+
+def stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for p in procs.values():
+        p.terminate()
+    for p in procs.values():
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def clean_up() -> None:
+    """Every container of the planes' nodes, and the tables (and DOCKER-USER rules)
+    their kernel agents left in this host's namespace: a graceful stop keeps them."""
+    client = docker.from_env()
+    for plane in PLANES:
+        for node in plane.nodes:
+            for c in client.containers.list(all=True,
+                                            filters={"label": f"kubeless.node.id={node.name}"}):
+                c.remove(force=True)
+            if node.kernel:
+                asyncio.run(remove_mesh_table(node.name))
+
+
+# -- part 1: the paths side by side ---------------------------------------------------------
 
 def measure(endpoints: str, logdir: Path) -> None:
-    common = ["--endpoints", endpoints, "--prefix", PREFIX, "--log-level", "WARNING"]
-    procs = [spawn(logdir, "controllers", "controllers", *common, "--lease-ttl", "2")]
-    for node, addr in zip(NODES, (A, B)):
-        procs.append(spawn(logdir, node, "kubeless_agent", *common, "--runtime", "docker",
-                           "--node-name", node, "--advertise-addr", addr, "--dns-addr", "none"))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        time.sleep(1.0)
-        apply(endpoints)
-        published, host_port = asyncio.run(endpoint(endpoints, procs))
-        direct, mesh = f"http://{A}:{host_port}/", f"http://{B}:{published}/"
-        subprocess.run(["wrk", "-t1", "-c4", "-d1s", mesh], capture_output=True, timeout=30)
-        directs, meshes, user, system = [], [], 0.0, 0.0
+        for plane in PLANES:
+            procs.update(start_plane(endpoints, logdir, plane))
+        for plane in PLANES:
+            apply(endpoints, plane)
+        ports = {plane.name: asyncio.run(host_port(endpoints, plane, procs))
+                 for plane in PLANES}
+        task_node = KERNEL_PLANE.nodes[0]
+        routes = [
+            Route("(a) the container's own address   ",
+                  f"http://{container_address(task_node.name)}/"),
+            Route("(b) the host port Docker publishes",
+                  f"http://{task_node.address}:{ports[KERNEL_PLANE.name]}/"),
+            Route("(c) kernel path (other node)      ",
+                  f"http://{KERNEL_PLANE.entry}:{KERNEL_PLANE.published}/"),
+            Route("(d) userspace path (other node)   ",
+                  f"http://{USERSPACE_PLANE.entry}:{USERSPACE_PLANE.published}/",
+                  procs[USERSPACE_PLANE.nodes[-1].name].pid),
+            Route("(e) kernel path (the task's node) ",
+                  f"http://{LOCAL_PLANE.entry}:{LOCAL_PLANE.published}/"),
+        ]
+        for route in routes:
+            wait_answering(route.url)
+            subprocess.run(["wrk", "-t1", "-c4", "-d1s", route.url], capture_output=True,
+                           timeout=30)
+        runs: list[list[dict[str, float]]] = [[] for _ in routes]
+        cpu = [0.0, 0.0]  # the relay's agent: user, system
         for _ in range(ROUNDS):
-            directs.append(wrk(direct))
-            before = cpu_seconds(procs[2].pid)
-            meshes.append(wrk(mesh))
-            after = cpu_seconds(procs[2].pid)
-            user, system = user + after[0] - before[0], system + after[1] - before[1]
-        report(directs, meshes, user, system)
+            for route, out in zip(routes, runs):
+                before = cpu_seconds(route.agent) if route.agent else (0.0, 0.0)
+                out.append(wrk(route.url))
+                if route.agent:
+                    after = cpu_seconds(route.agent)
+                    cpu = [cpu[0] + after[0] - before[0], cpu[1] + after[1] - before[1]]
+        report(routes, runs, cpu[0], cpu[1])
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        client = docker.from_env()
-        for node in NODES:
-            for c in client.containers.list(all=True, filters={"label": f"kubeless.node.id={node}"}):
-                c.remove(force=True)
+        stop(procs)
+        clean_up()
 
 
 def median(runs: list[dict[str, float]], key: str) -> float:
-    return sorted(r[key] for r in runs)[len(runs) // 2]
+    return statistics.median(r[key] for r in runs)
 
 
-def report(directs: list[dict[str, float]], meshes: list[dict[str, float]],
+def verdict(ratio: float, target: float) -> str:
+    return f"target >= {target:.2f}: {'met' if ratio >= target else 'NOT met'}"
+
+
+def report(routes: list[Route], runs: list[list[dict[str, float]]],
            user: float, system: float) -> None:
-    d_rate, m_rate = median(directs, "rate"), median(meshes, "rate")
-    ratio = m_rate / d_rate if d_rate else 0.0
-    requests = sum(r["requests"] for r in meshes)
-    print(f"wrk {' '.join(WRK)}, {ROUNDS} rounds, medians; one TCP connection per request",
-          flush=True)
-    for name, runs in (("direct to the host port  ", directs), ("through the mesh (node b)", meshes)):
-        print(f"  {name} {median(runs, 'rate'):7.0f} req/s  p99 {median(runs, 'p99_ms'):7.2f} ms"
-              f"  errors {sum(r['errors'] for r in runs):.0f}"
-              f"  (runs: {', '.join(str(round(r['rate'])) for r in runs)})")
-    print(f"  ratio mesh/direct          {ratio:7.2f}  (target >= 0.50: "
-          f"{'met' if ratio >= 0.5 else 'NOT met'})")
+    base = median(runs[0], "rate")
+    print(f"wrk {' '.join(WRK)}, {ROUNDS} rounds of each path in turn, medians; "
+          "one TCP connection per request", flush=True)
+    for route, out in zip(routes, runs):
+        rate = median(out, "rate")
+        print(f"  {route.label} {rate:7.0f} req/s  p99 {median(out, 'p99_ms'):6.2f} ms"
+              f"  {rate / base if base else 0:5.2f} of (a)"
+              f"  errors {sum(r['errors'] for r in out):.0f}"
+              f"  (runs: {', '.join(str(round(r['rate'])) for r in out)})")
+    rates = [median(out, "rate") for out in runs]
+    kernel = rates[2] / base if base else 0.0
+    userspace = rates[3] / rates[1] if rates[1] else 0.0
+    print(f"  kernel path (c) / (a)      {kernel:5.2f}  ({verdict(kernel, KERNEL_TARGET)}; "
+          f"the task's node (e) / (a): {rates[4] / base if base else 0:.2f})")
+    print(f"  userspace path (d) / (b)   {userspace:5.2f}  ({verdict(userspace, USERSPACE_TARGET)})")
+    requests = sum(r["requests"] for r in runs[3])
     if requests:
-        print(f"  mesh agent CPU             {1e6 * (user + system) / requests:7.0f} us per "
+        print(f"  userspace agent CPU        {1e6 * (user + system) / requests:5.0f} us per "
               f"forwarded connection: {1e6 * user / requests:.0f} us Python (user), "
               f"{1e6 * system / requests:.0f} us kernel TCP on loopback (system)")
+    print(flush=True)
+
+
+# -- part 2: syncing 1,000 endpoints into the table --------------------------------------
+
+def synthetic_published(endpoints: int = SYNC_ENDPOINTS, per_port: int = SYNC_PER_PORT,
+                        nodes: int = SYNC_NODES, first_port: int = 20000
+                        ) -> dict[tuple[int, str], Published]:
+    """``endpoints`` endpoints, ``per_port`` to a published port, spread over ``nodes``
+    nodes (``node-<i>`` at 10.0.0.<i+1>): even ports a service's, odd ports a route's
+    split 90/10 between two services of half the endpoints each."""
+    out: dict[tuple[int, str], Published] = {}
+    for i in range(endpoints // per_port):
+        port = first_port + i
+        backends = [Backend(f"10.0.0.{(n % nodes) + 1}", 32768 + n, f"task-{n}",
+                            f"node-{n % nodes}")
+                    for n in range(i * per_port, (i + 1) * per_port)]
+        if i % 2 == 0:
+            groups: tuple[Group, ...] = (Group(f"default/svc-{i}", 1, tuple(backends)),)
+            out[(port, "tcp")] = Published("Service", "default", f"svc-{i}", port, "tcp",
+                                           "http", groups)
+        else:
+            half = per_port // 2
+            groups = (Group(f"default/svc-{i}-a", 90, tuple(backends[:half])),
+                      Group(f"default/svc-{i}-b", 10, tuple(backends[half:])))
+            out[(port, "tcp")] = Published("Route", "default", f"route-{i}", port, "tcp",
+                                           f"route-{i}", groups)
+    return out
+
+
+def timed(call: Any) -> float:
+    """Seconds ``call()`` took."""
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def sync_figure() -> None:
+    published = synthetic_published()
+    node, addresses = "node-0", ["10.0.0.1"]
+    netns = f"{RUN}-sync"
+    subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
+    try:
+        host = NftHost(("ip", "netns", "exec", netns))
+        builds, applies, chains = [], [], 0
+        for _ in range(SYNC_REPEATS):
+            ruleset = build_table(node, published, addresses)
+            builds.append(timed(lambda: build_table(node, published, addresses)))
+            applies.append(timed(lambda: host.apply(ruleset.batch())))
+        listing = host.listing(FAMILY, ruleset.table) or {}
+        chains = sum(1 for item in listing.get("nftables") or []
+                     if str((item.get("chain") or {}).get("name", "")).startswith("ep_"))
+        netns_exec = [timed(lambda: subprocess.run(["ip", "netns", "exec", netns, "true"],
+                                                   check=True)) for _ in range(SYNC_REPEATS)]
+    finally:
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
+    size = len(json.dumps(ruleset.batch()))
+    print(f"sync {len(ruleset.endpoints)} endpoints ({len(published)} published ports, "
+          f"{SYNC_NODES} nodes) into one table: {len(ruleset.commands)} nft commands, "
+          f"{size / 1e3:.0f} kB of JSON; {chains} endpoint chains in place; "
+          f"{SYNC_REPEATS} times", flush=True)
+    for name, values in (("nft.build_table          ", builds),
+                         ("nft -j -f - (netns)      ", applies),
+                         ("  of which ip netns exec ", netns_exec)):
+        print(f"  {name} median {1e3 * statistics.median(values):6.1f} ms"
+              f"  max {1e3 * max(values):6.1f} ms")
     print(flush=True)
 
 
 def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench mesh needs wrk (Debian's package; `make deps` installs it)")
+    if shutil.which("nft") is None:
+        sys.exit("bench mesh needs nft (Debian's nftables; `make deps` installs it)")
+    sync_figure()
     with_etcd("mesh", measure)
 
 
