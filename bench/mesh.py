@@ -378,14 +378,15 @@ def report(routes: list[Route], runs: list[list[dict[str, float]]],
               f"  (runs: {', '.join(str(round(r['rate'])) for r in out)})")
     kernel, local = ratio(runs[2], runs[0]), ratio(runs[4], runs[0])
     userspace = ratio(runs[3], runs[1])
-    print(f"  kernel path (c) / (a)             {kernel:5.2f}  "
+    print(f"  {'kernel path (c) / (a)':36}{kernel:5.2f}  "
           f"({verdict(kernel, KERNEL_TARGET)}; on one host it ends at docker-proxy, as (b))")
-    print(f"  kernel path, task's node (e) / (a) {local:5.2f}  ({verdict(local, KERNEL_TARGET)})")
-    print(f"  userspace path (d) / (b)          {userspace:5.2f}  "
+    print(f"  {'kernel path, task node (e) / (a)':36}{local:5.2f}  "
+          f"({verdict(local, KERNEL_TARGET)})")
+    print(f"  {'userspace path (d) / (b)':36}{userspace:5.2f}  "
           f"({verdict(userspace, USERSPACE_TARGET)})")
     requests = sum(r["requests"] for r in runs[3])
     if requests:
-        print(f"  userspace agent CPU               {1e6 * (user + system) / requests:5.0f} us "
+        print(f"  {'userspace agent CPU':36}{1e6 * (user + system) / requests:5.0f} us "
               f"per forwarded connection: {1e6 * user / requests:.0f} us Python (user), "
               f"{1e6 * system / requests:.0f} us kernel TCP on loopback (system)")
     print(flush=True)
