@@ -19,8 +19,9 @@ unit: venv
 integration: deps venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration
 
+# `make bench BENCH="mesh rollout"` runs only those (bench/__main__.py's names)
 bench: deps docker venv
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 typecheck: venv
 	$(PY) -m mypy

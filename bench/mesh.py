@@ -55,33 +55,30 @@ deletes (this host's ruleset untouched), five times (the first creates the
 table, the others replace it whole, as an agent does); median and max, and
 what ``ip netns exec`` alone costs (the agent does not pay it).
 
-Figures (2 cores shared with other work, load average 3-8 during the runs):
+Figures, three runs (2 cores shared with other work, load average 5-8):
 
     sync 1000 endpoints: 3,311 nft commands, 773 kB of JSON
-      nft.build_table           median 12-20 ms   max 40-63 ms
-      nft -j -f - (netns)       median 98-129 ms  max 102-155 ms (ip netns exec: 2-3 ms)
+      nft.build_table           median 14-20 ms   max 47-63 ms
+      nft -j -f - (netns)       median 99-129 ms  max 107-155 ms (ip netns exec: 2-3 ms)
 
-    three runs           req/s (median)          ratio to (a) (median of rounds)
-    (a) container        3,800 / 5,500 / 5,700   1.00
-    (b) host port        2,400 / 3,500 / 2,700   0.69 / 0.69 / 0.48
-    (c) kernel, node b   3,100 / 3,700 / 3,000   0.73 / 0.65 / 0.53
-    (d) userspace        1,600 / 1,600 / 1,300   0.44 / 0.31 / 0.22
-    (e) kernel, task's   4,300 / 5,300 / 3,300   1.08 / 1.03 / 0.58 (*)
-    userspace agent CPU  ~200 us per forwarded connection (115 Python, 85 kernel)
-
-(*) the third run's paths were not yet paced on TIME_WAIT towards the address
-wrk names: (e)'s connections to 127.0.0.6 piled up over rounds.
+                         req/s (median)          ratio (median of rounds)
+    (a) container        3,800 / 5,500 / 6,000   1.00
+    (b) host port        2,400 / 3,500 / 3,300   0.69 / 0.69 / 0.57 of (a)
+    (c) kernel, node b   3,100 / 3,700 / 3,500   0.73 / 0.65 / 0.58 of (a)
+    (d) userspace        1,600 / 1,600 / 1,600   0.66 / 0.45 / 0.49 of (b)
+    (e) kernel, task's   4,300 / 5,300 / 5,300   1.08 / 1.03 / 0.94 of (a)
+    userspace agent CPU  200-220 us per forwarded connection (~120 Python, ~90 kernel)
 
 What they say: the kernel path's own cost is one DNAT and a conntrack entry:
-on the task's node (e) it keeps the container's rate, 1.03-1.08 of (a),
+on the task's node (e) it keeps the container's rate, 0.94-1.08 of (a),
 target met. (c) is not what a cluster of hosts does: on one host node b's
 DNAT sends the connection to node a's host port on 127.0.0.2, which
 docker-proxy serves, so (c) pays (b)'s userspace hop and matches (b)
-(0.65-0.73 with (b) at 0.69), target NOT met here; between hosts the
+(0.58-0.73, (b) 0.57-0.69), target NOT met here; between hosts the
 connection arrives at node a from the network and Docker's own DNAT takes it
 to the container, no proxy. The userspace relay adds a second userspace hop,
-two more handshakes and two more process wake-ups per request (0.3-0.45 of
-(a), 0.45-0.66 of the host port: issue 6's 0.5 is met only in some runs on
+two more handshakes and two more process wake-ups per request (0.27-0.44 of
+(a), 0.45-0.66 of the host port: issue 6's 0.5 is met in one run of three on
 this loaded machine): its agent spends ~200 us of CPU per forwarded
 connection, about half Python (the event loop's bookkeeping) and half kernel
 (loopback TCP inside its own syscalls); a single Python relay tops out near
