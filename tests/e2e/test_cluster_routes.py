@@ -1,4 +1,4 @@
-"""Routes on the kernel path, end to end: the 5-host cluster (each agent with
+"""Routes and the kernel path, end to end: the 5-host cluster (each agent with
 ``--mesh-mode kernel``: an nftables table in its host's namespace), real Docker, the CLI.
 
 Two services answer with who they are and the address they were reached from (busybox
@@ -7,7 +7,8 @@ tasks. Clients run in another host's network namespace and connect to a node's
 address, as a client outside the cluster would.
 
 What is checked: 2,000 connections split 90/10 within 3 points; a weight change under
-a steady stream of requests fails none and moves the stream; a Route with
+a steady stream of requests fails none and moves the stream; a start-first rolling
+update of a published service (healthcheck, drain) under a steady stream fails none; a Route with
 ``externalTrafficPolicy: Local`` shows the backend the client's own address; the node's
 table stays in place while its agent is stopped and after it comes back, serving
 throughout; ``get routes`` shows the live split.
@@ -146,6 +147,8 @@ async def test_a_route_splits_90_10_and_shifts_with_no_failed_request(
     assert "shop-a 90% (2 up)" in listed and "shop-b 10% (1 up)" in listed, listed
 
     url = f"http://{cluster.hosts['w1'].address}:{PORT}/cgi-bin/who"
+    await waits.until(lambda: _all_answer(cluster, url, "shop-a", "shop-b"), 60,
+                      "w1 serves the route")
     result = await finished(clients(cluster, "w2", url, 2000, 8))
     by_service = {"shop-a": 0, "shop-b": 0}
     for body, count in result["answers"].items():
@@ -164,7 +167,8 @@ async def test_a_route_splits_90_10_and_shifts_with_no_failed_request(
         await waits.until(flowing.exists, 30, "the stream flows")
         cli(cluster, "route", "weight", "shop", "shop-a=0", "shop-b=100")
         written = time.time()  # the CLI returned: the new weights are in etcd
-        await waits.until(lambda: _only_b(cluster, url), 30, "only shop-b answers")
+        await waits.until(lambda: _all_answer(cluster, url, "shop-b"), 30,
+                          "only shop-b answers")
     finally:
         stop.touch()
     streamed = await finished(stream)
@@ -176,11 +180,6 @@ async def test_a_route_splits_90_10_and_shifts_with_no_failed_request(
     cli(cluster, "delete", "route", "shop")
 
 
-async def _only_b(cluster: Cluster, url: str) -> bool:
-    result = await finished(clients(cluster, "w2", url, 40, 4))
-    return result["failed"] == 0 and {b.split()[0] for b in result["answers"]} == {"shop-b"}
-
-
 async def test_a_local_route_shows_the_backend_the_clients_address_across_a_restart(
         cluster: Cluster, rs: store.ResourceStore) -> None:
     apply(cluster, who_service("local", 1, ["node.id==w1"]),
@@ -188,6 +187,7 @@ async def test_a_local_route_shows_the_backend_the_clients_address_across_a_rest
     await waits.until(lambda: route_endpoints(rs, "here", {"local": 1}), 90,
                       "the route's endpoint on w1")
     url = f"http://{cluster.hosts['w1'].address}:{PORT}/cgi-bin/who"
+    await waits.until(lambda: _all_answer(cluster, url, "local"), 60, "w1 serves the route")
     client_address = cluster.hosts["w2"].address
     result = seen(await finished(clients(cluster, "w2", url, 20, 2)))
     assert result == {"answers": {f"local {client_address}": 20}, "failed": 0}
@@ -209,3 +209,51 @@ async def test_a_local_route_shows_the_backend_the_clients_address_across_a_rest
 
 async def _ready(rs: store.ResourceStore, node: str) -> bool:
     return node in await waits.ready_nodes(rs)
+
+
+HEALTHCHECK = {"test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/cgi-bin/who"],
+               "interval": "500ms", "timeout": "2s", "retries": 3, "startPeriod": "0s"}
+
+
+async def test_a_start_first_update_through_the_kernel_path_fails_no_request(
+        cluster: Cluster, rs: store.ResourceStore) -> None:
+    svc = who_service("roll", 4)
+    svc["spec"]["template"]["healthcheck"] = HEALTHCHECK
+    svc["spec"]["ports"] = [{"name": "http", "target": 80, "published": PORT + 1,
+                             "mode": "ingress"}]
+    svc["spec"]["update"] = {"parallelism": 1, "delay": "0s", "order": "start-first",
+                             "monitor": "1s", "failureAction": "pause"}
+    apply(cluster, svc)
+    await waits.wait_converged(rs, "roll", 4)
+    url = f"http://{cluster.hosts['w1'].address}:{PORT + 1}/cgi-bin/who"
+    await waits.until(lambda: _all_answer(cluster, url, "roll"), 60, "w1 serves roll")
+
+    stop = Path(tempfile.mkdtemp()) / "stop"
+    flowing = Path(f"{stop}.flowing")
+    stream = clients(cluster, "w2", url, 0, 4, str(stop))
+    try:
+        await waits.until(flowing.exists, 30, "the stream flows")
+        await waits.change(rs, "roll", lambda s: s["spec"]["template"]["env"]
+                           .update(VERSION="2"))
+        await waits.until(lambda: _update_completed(rs, "roll"), 120, "the update completed")
+    finally:
+        stop.touch()
+    streamed = await finished(stream)
+    print(f"\n  start-first update through the kernel path: "
+          f"{sum(streamed['answers'].values())} requests, {streamed['failed']} failed")
+    assert streamed["failed"] == 0
+
+
+async def _all_answer(cluster: Cluster, url: str, *services: str) -> bool:
+    """Whether 20 requests from w2 all succeed, answered by exactly ``services`` (the node's
+    table is in place: etcd holding the endpoints comes a moment before)."""
+    result = await finished(clients(cluster, "w2", url, 20, 2))
+    return result["failed"] == 0 and {b.split()[0] for b in result["answers"]} == set(services)
+
+
+async def _update_completed(rs: store.ResourceStore, name: str) -> bool:
+    svc = await rs.get("Service", name, "default")
+    state = (((svc or {}).get("status") or {}).get("updateStatus") or {}).get("state")
+    if state == "paused":
+        raise AssertionError(f"the update paused: {svc['status']['updateStatus']}")
+    return state == "completed" and await waits.converged(rs, name, 4) is not None

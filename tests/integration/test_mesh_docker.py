@@ -6,9 +6,11 @@ one on ``plane.a`` (node ``<id>-a``) and one on ``plane.b`` (``<id>-b``), serve
 the module on a key prefix of its own. Services are applied with the CLI
 (so ingress ports get their number from 30000-32767) and pinned to node a
 by a constraint, so node b runs none of their tasks and answers through
-its mesh only. Both agents take the kernel path (``--mesh-mode kernel``: an nftables
-table each, in this host's ruleset, removed after the module); the userspace path is
-test_mesh.py's and test_mesh_routes.py's.
+its mesh only. Both agents relay in userspace: the two "nodes" share this host's
+network namespace, where a kernel path would reach node a's tasks through Docker's
+userland proxy on a loopback host port, which real nodes never do; the kernel path's
+rolling update under load is the e2e cluster's (tests/e2e/test_cluster_routes.py),
+whose hosts each have a namespace of their own.
 
 What is checked: a published port answers on the node that runs no task;
 the endpoints document follows scale and a killed container; a name
@@ -79,7 +81,7 @@ def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluste
     dns_port = free_port()
     with running_plane(etcd_cluster, "mesh", logs, lambda node, addr, i: [
             "--dns-addr", f"{addr}:{dns_port},{bridge_dns_addresses[i]}:53",
-            "--resolv-conf", resolv_conf], mesh_mode="kernel") as p:
+            "--resolv-conf", resolv_conf]) as p:
         p.dns_port, p.dns_bridge, p.upstream = dns_port, bridge_dns_addresses[0], upstream
         yield p
 

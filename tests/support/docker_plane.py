@@ -121,11 +121,10 @@ def secured_record(etcd: EtcdCluster, prefix: str, directory: Path) -> Path:
 @contextmanager
 def running_plane(etcd: EtcdCluster, word: str, logs: Path,
                   agent_extras: AgentExtras = lambda node, addr, index: ["--dns-addr", "none"],
-                  mesh_mode: str = "userspace") -> Iterator[Plane]:
+                  ) -> Iterator[Plane]:
     """The controllers and two docker agents on a prefix of their own, stopped (by PID) and
-    cleaned up after: their containers, files and, on the kernel path (``mesh_mode``),
-    their nftables tables and DOCKER-USER rules, which a stopped agent leaves in place."""
-    from kubeless_agent.leave import remove_mesh_table
+    cleaned up after (containers, files). Their meshes relay in userspace: both "nodes"
+    share this host's namespace (the kernel path is tested where nodes do not)."""
     from kubeless_agent.task_files import DEFAULT_FILES_DIR, remove_node_files
 
     engine = docker_engine()
@@ -144,7 +143,7 @@ def running_plane(etcd: EtcdCluster, word: str, logs: Path,
                              *agent_flags(etcd, p.prefix, node, runtime="docker",
                                           advertise_addr=addr), "--runtime",
                              "docker", "--node-name", node, "--advertise-addr", addr,
-                             "--heartbeat-ttl", "3", "--mesh-mode", mesh_mode,
+                             "--heartbeat-ttl", "3", "--mesh-mode", "userspace",
                              *agent_extras(node, addr, index),
                              "--log-level", "INFO"))
     try:
@@ -161,8 +160,6 @@ def running_plane(etcd: EtcdCluster, word: str, logs: Path,
         for node in p.nodes:
             remove_node_containers(engine, node)
             remove_node_files(DEFAULT_FILES_DIR, node)
-            if mesh_mode != "userspace":
-                asyncio.run(remove_mesh_table(node))
 
 
 async def nodes_ready(s: store.ResourceStore, plane: Plane) -> bool:
