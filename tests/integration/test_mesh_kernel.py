@@ -117,6 +117,8 @@ def _can_run() -> str | None:
 def lan() -> Iterator[Lan]:
     why = _can_run()
     if why:
+        if os.environ.get("CI") == "true":  # CI installs nftables: a missing one is a failure
+            pytest.fail(f"the kernel mesh cannot be tested here: {why}")
         pytest.skip(why)
     pid = os.getpid()
     lan = Lan(f"kk{pid}", f"10.213.{pid % 250}", [])

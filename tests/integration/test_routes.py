@@ -174,11 +174,13 @@ async def test_concurrent_route_and_service_cannot_both_win(
     docs = [validate(plain_service("web", {"target": 80, "published": 7070})),
             validate(route(port=7070))]
     stores = [etcd_cluster.connect(prefix) for _ in docs]
+    both_read = asyncio.Barrier(len(docs))
 
     async def create(rstore: store.ResourceStore, doc: Resource) -> None:
         async def plan(attempt: Attempt) -> None:
             [numbered] = await attempt.numbered([doc])
-            await asyncio.sleep(0.05)  # both have read before either commits
+            if attempt.number == 0:  # both have read before either commits
+                await asyncio.wait_for(both_read.wait(), 10)
             attempt.txn.create(numbered)
         await write_services(rstore, plan, what="creating")
 
