@@ -112,6 +112,12 @@ MESH_MODE_ENV = "KUBELESS_MESH_MODE"  # --mesh-mode's default (the tests': users
 RuntimeFactory = Callable[[NodeIdentity], Runtime]
 
 
+def default_mesh_mode() -> str:
+    """The mesh path when none is given: ``$KUBELESS_MESH_MODE``, else auto (kernel where
+    nftables works). The one knob for every agent this process starts, node.yaml's too."""
+    return os.environ.get(MESH_MODE_ENV) or "auto"
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     endpoints: str = "http://127.0.0.1:2379"
@@ -157,7 +163,7 @@ class AgentConfig:
         if "mesh_bind" in options:
             extra["mesh_bind"] = options["mesh_bind"]
         # a node of init/join/up runs the mesh as the command does: auto unless told
-        extra["mesh_mode"] = options.get("mesh_mode", "auto")
+        extra["mesh_mode"] = options.get("mesh_mode", default_mesh_mode())
         if "dns_addr" in options:
             extra["dns_addrs"] = dns_addrs(options["dns_addr"])
         if "drain_period" in options:
@@ -585,7 +591,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
                         "advertise address; 0.0.0.0 for every address)")
     p.add_argument("--no-mesh", action="store_true", help="do not serve the routing mesh")
     p.add_argument("--mesh-mode", choices=MESH_MODES,
-                   default=os.environ.get(MESH_MODE_ENV, "auto"),
+                   default=default_mesh_mode(),
                    help="routing mesh data path: kernel (an nftables table of this node's), "
                         "userspace (a relay in the agent), or auto (default: kernel where "
                         "nft works and may change the ruleset, else userspace) [env KUBELESS_MESH_MODE]")

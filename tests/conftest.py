@@ -54,6 +54,31 @@ os.environ.pop("KUBELESS_CERT_PATH", None)  # the developer's own cluster's, nev
 os.environ["KUBELESS_MESH_MODE"] = "userspace"
 
 
+def _kernel_mesh_tables() -> set[str] | None:
+    """The kernel mesh tables in this host's ruleset (None: nft cannot say)."""
+    try:
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return {line.split()[-1] for line in out.stdout.splitlines()
+            if line.startswith("table inet kubeless_")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_kernel_mesh_table_left() -> Iterator[None]:
+    """Whatever the tests do, this host's ruleset ends as it began: a kernel mesh table
+    left behind would catch later connections to its ports on every loopback address."""
+    before = _kernel_mesh_tables()
+    yield
+    after = _kernel_mesh_tables()
+    if before is not None and after is not None and after - before:
+        pytest.fail(f"tests left kernel mesh tables in this host's ruleset: "
+                    f"{', '.join(sorted(after - before))}")
+
+
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
     """One single-member etcd shared by the session, over TLS with client certificates

@@ -25,6 +25,7 @@ from kubeless import store
 from kubeless.cluster.tokens import hash_secret, parse_token
 from tests.support.cli_errors import assert_one_error_line
 from tests.support.etcd_server import EtcdCluster
+from tests.support.environment import clean_env
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ class Cli:
         self.procs: list[tuple[subprocess.Popen[str], Path]] = []
 
     def env(self, with_cluster: bool = True) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")}
+        env = clean_env()
         if with_cluster:
             env.update(KUBELESS_ENDPOINTS=self.endpoints, KUBELESS_PREFIX=self.prefix)
             if self.cert_path is not None:

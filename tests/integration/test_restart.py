@@ -47,12 +47,13 @@ from lab.waiting import hold, until
 from tests.support.agents import agent_flags
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import IMAGE, docker_engine, remove_node_containers, unique_node
+from tests.support.environment import clean_env
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 TTL = 10  # the agent's heartbeat TTL: room for a Python start on a loaded machine
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")},
+ENV = {**clean_env(),
        "PYTHONPATH": str(ROOT)}
 
 

@@ -29,6 +29,7 @@ from kubeless.cluster.pki import cert_info
 from kubeless.cluster.tokens import ca_digest, parse_token
 from kubeless.store import TlsConfig
 from lab.waiting import wait_until
+from tests.support.environment import clean_env
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ class Up:
         self.port = free_port_pair()
         self.procs: list[subprocess.Popen[str]] = []
         self.etcd_pids: set[int] = set()
-        self.plain = {k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_")}
+        self.plain = clean_env()
         self.secure(True)
 
     def secure(self, tls: bool) -> None:

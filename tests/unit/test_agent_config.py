@@ -17,6 +17,12 @@ NODE = NodeState(cluster_id="c1", node_id="n1", role="worker", endpoints="http:/
 STATE = StateDir("/var/lib/kubeless-test")
 
 
+@pytest.fixture(autouse=True)
+def no_mesh_mode_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defaults a user gets: not the session's KUBELESS_MESH_MODE (tests/conftest.py)."""
+    monkeypatch.delenv("KUBELESS_MESH_MODE", raising=False)
+
+
 def test_the_stored_fields_are_the_agents() -> None:
     config = AgentConfig.from_node_state(NODE)
     assert config == AgentConfig(endpoints="http://10.0.0.1:2379", prefix="/k",
@@ -69,6 +75,7 @@ def test_the_mesh_mode_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_args([]).mesh_mode == "auto"  # the command: kernel where nft works
     monkeypatch.setenv("KUBELESS_MESH_MODE", "userspace")  # as the tests' conftest sets it
     assert parse_args([]).mesh_mode == "userspace"
+    assert AgentConfig.from_node_state(NODE).mesh_mode == "userspace"  # node.yaml says none
     assert parse_args(["--mesh-mode", "userspace"]).mesh_mode == "userspace"
     assert AgentConfig().mesh_mode == "userspace"  # embedded agents (tests) unless asked
     stored = replace(NODE, agent_options={"mesh_mode": "kernel"})

@@ -1,0 +1,14 @@
+"""The environment of a process a test starts "as a user would", with none of the
+developer's or the session's ``KUBELESS_*`` settings, but the one the session keeps
+for every agent it starts in this host's namespace: ``KUBELESS_MESH_MODE`` (see
+tests/conftest.py: a kernel-path agent would leave its nftables table there)."""
+
+from __future__ import annotations
+
+import os
+
+KEPT = ("KUBELESS_MESH_MODE",)
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("KUBELESS_") or k in KEPT}
