@@ -8,11 +8,16 @@
     relay           non-blocking sockets on the loop's callbacks: accept, connect, forward
     mesh            ``RoutingMesh``: the endpoints informer's handler and the listeners
     metrics         connections accepted, active, failed, per endpoint; bytes; bind failures
+    nft             pure: the kernel path's nftables batch (one table per node, replaced
+                    atomically: DNAT by weighted numgen, masquerade by mark, refusals)
+    kernel_host     ``NftHost``: nft, sysctl and iptables (DOCKER-USER) through subprocesses
+    kernel          ``KernelMesh``: the informer's handler applying the table; ``mesh_path``
+    kernel_metrics  the path in use, rule syncs, connections per endpoint (nft counters)
 
-Every agent runs one ``RoutingMesh`` on the userspace path (not hollow nodes). It
-listens on the node's advertise address (``--mesh-bind`` may widen it, e.g. 0.0.0.0)
-and forwards each connection to ``<endpoint address>:<host port>`` of one of the
-owner's endpoints, wherever it runs.
+Every agent (not hollow nodes) runs one of the two (``--mesh-mode``): ``KernelMesh``
+where nftables works (the default), else ``RoutingMesh``, the userspace relay. Either
+answers on the node's advertise address (``--mesh-bind`` may widen it, e.g. 0.0.0.0)
+and sends each new connection to one of the owner's endpoints, wherever it runs.
 """
 
 from kubeless_agent.mesh.mesh import RoutingMesh
