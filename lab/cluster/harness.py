@@ -369,7 +369,12 @@ class Cluster:
                      "--advertise-addr", h.address, "--heartbeat-ttl", str(self.heartbeat_ttl),
                      # the kernel path, in the host's own namespace: asked for by name, so
                      # a host where nftables fails says so instead of relaying in userspace
-                     "--mesh-mode", "kernel", *join, "--log-level", self.log_level], py_env)
+                     "--mesh-mode", "kernel",
+                     # a stopping task behind the mesh waits for every host's table to drop
+                     # it: here five hosts' agents and dockerds share 2 cores and one
+                     # xtables lock (/run/xtables.lock), so a sync may take longer than on a
+                     # host of its own; the default 2 s left one request of ~4,000 unanswered
+                     "--drain-period", "4s", *join, "--log-level", self.log_level], py_env)
         if part == "controllers":  # with TLS, the manager's copy of the CA key: secrets
             ca_key = ["--ca-key", str(h.dir / KEY_FILE)] if self.tls is not None else []
             return ([sys.executable, "-m", "controllers", "--endpoints", self.endpoints,
