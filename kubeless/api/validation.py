@@ -27,6 +27,7 @@ from kubeless.api.kinds import API_VERSION, Kind, load_kinds
 from kubeless.api.limits import size_violations
 from kubeless.api.names import label_key_error, label_value_error, name_error, namespace_error
 from kubeless.api import routes
+from kubeless.api import workload
 from kubeless.api.ports import repeated_ports
 from kubeless.api.schema import validator_for
 from kubeless.api.secrets import is_file_kind, violations as value_violations
@@ -207,6 +208,8 @@ def _semantics(kind: Kind, doc: dict[str, Any]) -> Iterator[Violation]:
             yield Violation(join_path(path), message)
         return
     yield from _repeated_ports(doc)
+    for path, message in workload.problems(doc):
+        yield Violation(join_path(path), message)
     spec = doc.get("spec")
     template = spec.get("template") if isinstance(spec, dict) else None
     if isinstance(template, dict):

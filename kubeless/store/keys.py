@@ -195,6 +195,10 @@ class Keyspace:
         """``kubeless node leave``'s request to the node's agent (kept until ``node rm``)."""
         return f"{self.root}agents/{node_id}/leave"
 
+    def load(self, node_id: str) -> str:
+        """The node's load report (CPU, memory and mesh connections per task), its agent's only."""
+        return f"{self.root}agents/{node_id}/load"
+
     def assignment(self, node_id: str, task_id: str) -> str:
         return f"{self.root}agents/{node_id}/assignments/{task_id}"
 

@@ -156,7 +156,7 @@ def test_task_validates() -> None:
         pytest.param(minimal_service(replicas=-1), ["spec.replicas: -1 is less than the minimum of 0"],
                      id="negative-replicas"),
         pytest.param(minimal_service(mode="global-ish"),
-                     ["spec.mode: 'global-ish' is not one of ['replicated', 'global']"], id="bad-enum"),
+                     ["spec.mode: 'global-ish' is not one of ['replicated', 'global', 'replicated-job', 'global-job']"], id="bad-enum"),
         pytest.param(minimal_service(replica=2), ['spec.replica: unknown field (did you mean "replicas"?)'],
                      id="typo"),
         pytest.param({**minimal_service(), "spec": {"replicas": 1}}, ["spec.template: required"],
