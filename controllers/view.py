@@ -54,6 +54,7 @@ ServiceKey = tuple[str, str]  # namespace, name
 ReportHandler = Callable[[Resource | None, Any, Any], None]
 
 ASSIGNMENT = "assignment"  # what an assignment key decodes to in the view's cache
+AGENT_EVENT = "agent-event"  # an agent's Event, kept as a marker (no controller reads them)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class AgentKeyDecoder:
     def __call__(self, kv: KeyValue) -> Any:
         if self.keys.parse_copy(kv.key) is not None:
             return copy_mark(kv.value)
+        if self.keys.is_agent_event(kv.key):
+            return AGENT_EVENT  # the CLI and the dashboard read events; controllers never do
         return decode_agent_key(kv)
 
 

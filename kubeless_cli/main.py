@@ -28,6 +28,7 @@ COMMANDS = {
     "get": "kubeless_cli.read_cmds:get",
     "describe": "kubeless_cli.read_cmds:describe",
     "delete": "kubeless_cli.read_cmds:delete",
+    "events": "kubeless_cli.events_cmd:events",
     "service": "kubeless_cli.service_cmds:service",
     "secret": "kubeless_cli.file_cmds:secret",
     "config": "kubeless_cli.file_cmds:config",

@@ -228,15 +228,38 @@ def describe(ctx: Context, kind: str, names: tuple[str, ...], selector: str | No
     k = _kind(kind)
     sel = selector_of(selector)
 
-    async def run(rstore: Any) -> Found:
-        return await fetch(rstore, k, names, current_namespace(namespace), sel)
+    async def run(rstore: Any) -> tuple[Found, list[Any]]:
+        found = await fetch(rstore, k, names, current_namespace(namespace), sel)
+        if k.kind not in _WITH_EVENTS or not found.items:
+            return found, []
+        from kubeless_cli.events_cmd import read_events
 
-    found = ctx.run(run)
+        return found, (await read_events(rstore))[0]
+
+    found, events = ctx.run(run)
     if not found.items and not found.invalid:
         raise CliError(f"no {k.plural} found")
-    texts = [describe_text(k, i) + _problems(k, i) for i in found.items]
+    texts = [describe_text(k, i) + _problems(k, i) + _events(k, i, events)
+             for i in found.items]
     texts += [describe_invalid(k, bad) for bad in found.invalid]
     click.echo("\n".join(texts), nl=False)
+
+
+_WITH_EVENTS = frozenset({"Service", "Node", "Task"})
+
+
+def _events(kind: Kind, obj: dict[str, Any], events: list[Any]) -> str:
+    """kubectl's closing ``Events:`` section, for the kinds events are about."""
+    if kind.kind not in _WITH_EVENTS:
+        return ""
+    from datetime import datetime, timezone
+
+    from kubeless_cli.events_cmd import describe_section
+
+    meta = obj.get("metadata") or {}
+    return describe_section(events, kind.kind, str(meta.get("name")),
+                            meta.get("namespace") if kind.namespaced else None,
+                            datetime.now(timezone.utc))
 
 
 def _problems(kind: Kind, obj: dict[str, Any]) -> str:

@@ -195,6 +195,20 @@ class Keyspace:
         """``kubeless node leave``'s request to the node's agent (kept until ``node rm``)."""
         return f"{self.root}agents/{node_id}/leave"
 
+    def events_prefix(self) -> str:
+        """Controllers' events: ``events/<ns or _cluster>/<id>``."""
+        return f"{self.root}events/"
+
+    def agent_events_prefix(self, node_id: str) -> str:
+        """A node agent's events, under its own prefix (its etcd role)."""
+        return f"{self.root}agents/{node_id}/events/"
+
+    def is_agent_event(self, key: str) -> bool:
+        """Whether ``key`` is ``agents/<node>/events/<ns>/<id>``."""
+        prefix = self.agents_prefix()
+        parts = key[len(prefix):].split("/") if key.startswith(prefix) else []
+        return len(parts) == 4 and parts[1] == "events"
+
     def load(self, node_id: str) -> str:
         """The node's load report (CPU, memory and mesh connections per task), its agent's only."""
         return f"{self.root}agents/{node_id}/load"
