@@ -27,6 +27,7 @@ from kubeless.cluster.errors import CAError
 from kubeless.log_setup import configure_logging
 from kubeless.api.names import dns_label
 from kubeless.store import Compare, KeptLease, Put, StoreError
+from kubeless.store.events import ttl_seconds
 
 from controllers.endpoints.controller import EndpointsController
 from controllers.framework import Controller, ControllerRunner
@@ -81,6 +82,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lease-ttl", type=int, default=5, help="leader lease TTL in seconds")
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
+    p.add_argument("--events-ttl", default="1h",
+                   help="how long an Event lives after its last occurrence (default 1h; "
+                        "0s: record none)")
     p.add_argument("--log-level", default="INFO")
     store.add_tls_arguments(p)
     args = p.parse_args(argv)
@@ -92,6 +96,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.controller_names = names
     if args.lease_ttl < 2:
         p.error("--lease-ttl must be at least 2 seconds")
+    try:
+        args.events_ttl = ttl_seconds(args.events_ttl)
+    except ValueError as err:
+        p.error(str(err))
     args.cluster_key = None
     if args.ca_key:
         try:
@@ -132,7 +140,8 @@ async def run(args: argparse.Namespace) -> None:
     rstore = store.connect(args.endpoints, args.prefix, tls=args.tls)
     identity = args.identity or default_identity()
     controllers = assemble(rstore, args.controller_names, args.cluster_key)
-    runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl)
+    runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl,
+                              events_ttl=args.events_ttl)
     log.info("controllers %s starting as %s on %s; %s", ",".join(args.controller_names),
              identity, args.endpoints,
              f"cluster secrets key {args.cluster_key.key_id}" if args.cluster_key

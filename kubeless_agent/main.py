@@ -82,6 +82,7 @@ from kubeless.store import (DEFAULT_PREFIX, Etcd, Informer, KeyValue, Keyspace, 
                             StoreError, TlsConfig, TlsError, add_tls_arguments, check_tls)
 from kubeless.store import parse_endpoints
 from kubeless.store.codec import decode
+from kubeless.store.events import DEFAULT_TTL, EventRecorder, ttl_seconds
 
 from kubeless_agent import metrics
 from kubeless_agent.dns.resolvconf import DEFAULT_PATH as DEFAULT_RESOLV_CONF
@@ -148,6 +149,7 @@ class AgentConfig:
     ca_dir: Path | None = None  # a state dir holding the CA key: renew by signing here
     join_port: int | None = None  # a join endpoint of this host's: advertised (joinPort)
     files_dir: str = DEFAULT_FILES_DIR  # tasks' secrets and configs: <files_dir>/<node>/
+    events_ttl: int = DEFAULT_TTL  # seconds an Event lives after its last occurrence (0: none)
 
     @classmethod
     def from_node_state(cls, node: NodeState, state: StateDir | None = None,
@@ -244,6 +246,7 @@ class AgentProcess:
         self.heartbeats: Heartbeats | None = None
         self.reporter: Reporter | None = None
         self.informer: Informer | None = None
+        self.recorders: list[EventRecorder] = []  # one per node of this process
         self.own_heartbeats: Informer | None = None  # puts back a heartbeat someone deleted
         self.log_server: LogServer | None = None
         self.endpoints: Informer | None = None
@@ -314,7 +317,7 @@ class AgentProcess:
             runtime = self.runtimes[ident.node_id] = self.runtime_factory(ident)
             worker = Worker(ident.node_id, runtime, self.reporter, self.keys,
                             drain_period=self.config.drain_period,
-                            secrets_key=self.secrets_key)
+                            secrets_key=self.secrets_key, events=self._events(etcd, ident.node_id))
             await worker.adopt()
             self.workers[ident.node_id] = worker
         prefix = self.keys.agent(self.idents[0].node_id) if self.config.hollow_nodes <= 0 \
@@ -407,10 +410,21 @@ class AgentProcess:
             advertise(self.heartbeats, ident.node_id, self.runtimes[ident.node_id], port,
                       logs_tls=config.server_tls is not None)
 
+    def _events(self, etcd: Etcd, node_id: str) -> EventRecorder | None:
+        """The node's Event recorder; none for hollow nodes (a scale test's thousands of
+        task starts would only measure history) or with ``events_ttl`` 0."""
+        if self.config.hollow_nodes > 0 or self.config.events_ttl <= 0:
+            return None
+        recorder = EventRecorder(etcd, self.keys.agent_events_prefix(node_id),
+                                 component="agent", host=node_id, ttl=self.config.events_ttl)
+        self.recorders.append(recorder)
+        return recorder
+
     def _loops(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         assert self.heartbeats and self.reporter and self.informer
         loops = [("reporter", self.reporter.run()),
                  ("informer", self.informer.run())]
+        loops += [(f"events {r.host}", r.run()) for r in self.recorders]
         for name, part in (("own-heartbeats", self.own_heartbeats),
                            ("endpoints", self.endpoints), ("mesh", self.mesh),
                            ("dns", self.dns), ("ready-nodes", self.ready_nodes),
@@ -605,6 +619,9 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
     p.add_argument("--drain-period", default="2s",
                    help="wait this long before stopping a running task behind the mesh "
                         "(default 2s)")
+    p.add_argument("--events-ttl", default="1h",
+                   help="how long an Event of this node's lives after its last occurrence "
+                        "(default 1h; 0s: record none)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     add_tls_arguments(p)
     add_server_tls_arguments(p)
@@ -626,6 +643,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             mesh=not args.no_mesh, mesh_bind=args.mesh_bind, mesh_mode=args.mesh_mode,
             dns_addrs=dns_addrs(args.dns_addr), resolv_conf=args.resolv_conf,
             drain_period=seconds(args.drain_period), files_dir=args.files_dir,
+            events_ttl=ttl_seconds(args.events_ttl),
             tls=TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key))
         check_tls(parse_endpoints(config.endpoints), config.tls)
         config = replace(config, server_tls=serving_identity(args, config.tls))

@@ -53,11 +53,13 @@ from kubeless.api.tasks import is_terminal, state_index
 from kubeless.cluster.sealing import key_id, new_private_key, public_text
 from kubeless.store import Compare, Delete, Etcd, Keyspace, Put, StoreError
 from kubeless.store.codec import encode_json
+from kubeless.store.events import EventRecorder
 
 from kubeless_agent import metrics
 from kubeless_agent.copies import (Copy, CopyName, OpenedFile, open_files, parse_copy,
                                    waiting_for, waiting_message)
 from kubeless_agent.errors import CopyUnusable
+from kubeless_agent.task_events import task_event
 from kubeless_agent.runtime import Report, Runtime, Task
 
 log = logging.getLogger(__name__)
@@ -281,8 +283,10 @@ class Worker:
     def __init__(self, node_id: str, runtime: Runtime, reporter: Reporter, keys: Keyspace, *,
                  clock: Clock = time.time, drain_period: float = 0.0,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 secrets_key: X25519PrivateKey | None = None) -> None:
+                 secrets_key: X25519PrivateKey | None = None,
+                 events: EventRecorder | None = None) -> None:
         self.node_id = node_id
+        self.events = events  # the node's history (None: hollow nodes, some tests)
         self.secrets_key = secrets_key or new_private_key()  # the process's: copies open with it
         self.key_id = key_id(public_text(self.secrets_key))
         self.copies: dict[CopyName, Copy] = {}  # as they arrived: sealed
@@ -495,9 +499,22 @@ class Worker:
         full = make_report(self.node_id, report, rec.report, self.clock())
         if self.reporter.report(self.report_key(tid), full):
             metrics.task_state_changed(rec.state, full["state"])
+            self._record(rec, full)
             rec.state, rec.report = full["state"], full
             if rec.files and is_terminal(rec.state):
                 self.kick(tid)  # stopped for good: its files go
+
+
+    def _record(self, rec: TaskRecord, report: Report) -> None:
+        """An Event for the state change, under the node's own prefix (best effort)."""
+        event = task_event(rec.task, rec.state, report) if self.events is not None else None
+        if event is None or rec.task is None or self.events is None:
+            return
+        meta = rec.task.get("metadata") or {}
+        self.events.record(kind="Task", name=str(meta.get("name")),
+                           namespace=str(meta.get("namespace") or "default"),
+                           service=str((rec.task.get("spec") or {}).get("serviceName") or ""),
+                           type_=event.type, reason=event.reason, message=event.message)
 
 
 # -- routing the process's informer to workers ------------------------------------------

@@ -40,6 +40,7 @@ from kubeless.aio import guard
 from kubeless.store import Conflict, Informer, KeyValue, NotFound, ResourceStore
 from kubeless.store.codec import decode as decode_value
 from kubeless.store.informer import Decoder
+from kubeless.store.events import DEFAULT_TTL, EventRecorder
 
 from . import metrics
 from .applier import Applier
@@ -105,6 +106,7 @@ class ControllerContext:
     applier: Applier
     clock: Clock
     stats: ControllerStats
+    events: EventRecorder  # what it did and why, under its leader fence (best effort)
 
     def cache(self, prefix: str) -> dict[str, Any]:
         return self.informers[prefix].cache
@@ -162,8 +164,9 @@ class ControllerRunner:
     def __init__(self, store: ResourceStore, controllers: Sequence[Controller],
                  identity: str | None = None, *, lease_ttl: int = 5,
                  clock: Clock | None = None, backoff_base: float = 0.05,
-                 backoff_max: float = 30.0) -> None:
+                 backoff_max: float = 30.0, events_ttl: int = DEFAULT_TTL) -> None:
         self.store = store
+        self.events_ttl = events_ttl
         self.identity = identity or default_identity()
         self.clock: Clock = clock or MonotonicClock()
         self.backoff = (backoff_base, backoff_max)
@@ -186,8 +189,12 @@ class ControllerRunner:
 
     def _bind(self, c: Controller, informers: dict[str, Informer], ttl: int) -> _State:
         elector = LeaderElector(self.store.etcd, self.store.keys, c.name, self.identity, ttl)
+        events = EventRecorder(self.store.etcd, self.store.keys.events_prefix(),
+                               component=c.name, host=self.identity, fence=elector.fence,
+                               ttl=self.events_ttl)
         ctx = ControllerContext(c.name, self.store, informers, elector,
-                                Applier(self.store, elector), self.clock, ControllerStats())
+                                Applier(self.store, elector), self.clock, ControllerStats(),
+                                events)
         c.setup(ctx)
         state = _State(c, ctx)
 
@@ -224,6 +231,8 @@ class ControllerRunner:
             for name, state in self.states.items():
                 task_name = f"controller {name}"
                 tg.create_task(guard(task_name, self._run_controller(state), log), name=task_name)
+                tg.create_task(guard(f"{name} events", state.ctx.events.run(), log),
+                               name=f"{name} events")
 
     async def _run_controller(self, st: _State) -> None:
         elector = st.ctx.elector

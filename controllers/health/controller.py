@@ -12,6 +12,7 @@ tasks so replication moves them elsewhere.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Hashable, Iterable
 from typing import Any
 
@@ -86,6 +87,7 @@ class HealthController(ViewController):
         ops: list[Op]
         if node["status"].get("state") == DOWN:
             ops = orphan_tasks(node, tasks, self.now())
+            self._record_down(name, ops)
         else:
             ops = shutdown_stale(node, tasks)
             if node["spec"].get("availability") == "drain":
@@ -104,8 +106,23 @@ class HealthController(ViewController):
             if node is None:
                 node = {"metadata": {"name": name}, "spec": {}, "status": {"state": DOWN}}
             if node["status"].get("state") == DOWN:
-                ops += orphan_tasks(node, self.view.tasks_on(name), now)
+                orphaned = orphan_tasks(node, self.view.tasks_on(name), now)
+                self._record_down(name, orphaned)
+                ops += orphaned
         return sorted(ops, key=_service_of)
+
+    def _record_down(self, node: str, orphaned: list[Op]) -> None:
+        """Events: the node is down, and each service whose tasks it orphans."""
+        if not orphaned:
+            return
+        self.ctx.events.warning(kind="Node", name=node, reason="NodeDown",
+                                message=f"no heartbeat: {len(orphaned)} task(s) orphaned")
+        per_service = Counter(_service_of(op) for op in orphaned)
+        for (ns, service), count in sorted(per_service.items()):
+            self.ctx.events.warning(kind="Service", name=service, namespace=ns,
+                                    reason="TasksOrphaned",
+                                    message=f"{count} task(s) on down node {node} orphaned: "
+                                            "replaced elsewhere")
 
 
 def _service_of(op: Op) -> tuple[str, str]:

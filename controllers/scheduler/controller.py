@@ -32,7 +32,7 @@ from controllers.framework import ApplyResult, ControllerContext
 from controllers.framework.applier import too_large_message
 from controllers.scheduler.aggregates import NodeAggregates
 from controllers.scheduler.request import Usage
-from controllers.scheduler.plan import plan_placements
+from controllers.scheduler.plan import Plan, plan_placements
 
 PENDING = "pending"
 Resource = dict[str, Any]
@@ -109,6 +109,7 @@ class SchedulerController(ViewController):
                     **status, "message": u.reason, "error": u.reason}), "unschedulable"))
         result = await self._commit(ops)
         await self._commit(self._refused(result))
+        self._record(plan, [op for op in ops if isinstance(op, UpdateTask)])
         for a in plan.assignments:
             created = a.task.created_time
             if created is not None:
@@ -116,6 +117,19 @@ class SchedulerController(ViewController):
         metrics.PLACED.inc(len(plan.assignments))
         metrics.UNSCHEDULABLE.set(len(plan.unschedulable))
         return None
+
+    def _record(self, plan: Plan, unschedulable: list[UpdateTask]) -> None:
+        """Events: per service and node, tasks scheduled; per service, each new reason
+        tasks wait (repeats of one reason aggregate into one Event: ``x40 over 1m``)."""
+        for a in plan.assignments:
+            self.ctx.events.record(kind="Service", name=a.task.service_name,
+                                   namespace=a.task.namespace, reason="Scheduled",
+                                   message=f"task scheduled on {a.node_id}")
+        for op in unschedulable:
+            meta, status = op.task["metadata"], op.task.get("status") or {}
+            self.ctx.events.warning(kind="Service", name=str(op.task["spec"]["serviceName"]),
+                                    namespace=str(meta.get("namespace") or "default"),
+                                    reason="FailedScheduling", message=str(status["error"]))
 
     def _settle(self) -> None:
         """Bring the aggregates up to date with the tasks changed since the last pass;

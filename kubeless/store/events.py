@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -44,17 +45,18 @@ class EventRecorder:
 
     ``root`` is where its Events go: ``keys.events_prefix()`` for controllers,
     ``keys.agent_events_prefix(node)`` for an agent. ``fence`` gives the
-    Compare that must hold for the write (a controller's leader key), or None.
+    Compare that must hold for the write (a controller's leader key), or None; when
+    it raises (no longer leading), the Event is dropped.
     """
 
     def __init__(self, etcd: Etcd, root: str, *, component: str, host: str = "",
                  ttl: int = DEFAULT_TTL, fence: Callable[[], Compare | None] | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.etcd = etcd
         self.root = root
         self.component = component
         self.host = host
-        self.ttl = max(int(ttl), 2)
+        self.ttl = int(ttl)  # 0: record nothing (``--events-ttl 0``)
         self.fence = fence
         self.dropped = 0
         self.written = 0
@@ -65,11 +67,13 @@ class EventRecorder:
         self._seen: OrderedDict[str, tuple[int, Event]] = OrderedDict()
         self._lease = 0
         self._lease_granted = float("-inf")
-        self._clock = clock or asyncio.get_running_loop().time
+        self._clock = clock
 
     def record(self, *, kind: str, name: str, reason: str, message: str,
                namespace: str = "", type_: str = "Normal", service: str | None = None) -> None:
         """Queue one occurrence; returns at once."""
+        if self.ttl <= 0:
+            return
         event = new_event(kind=kind, name=name, namespace=namespace, type_=type_,
                           reason=reason, message=message, component=self.component,
                           host=self.host, service=service, timestamp=now_rfc3339())
@@ -117,6 +121,8 @@ class EventRecorder:
             self._drop(int(event.get("count") or 1), "it kept racing another writer")
         except StoreError as err:
             self._drop(int(event.get("count") or 1), str(err).splitlines()[0])
+        except Exception as err:  # the fence says we lead no more: history is best effort
+            self._drop(int(event.get("count") or 1), f"{type(err).__name__}: {err}")
 
     async def _attempt(self, key: str, event: Event) -> bool:
         seen = self._seen.get(key)
@@ -143,7 +149,7 @@ class EventRecorder:
         """The shared lease, replaced every tenth of the TTL (never kept alive)."""
         now = self._clock()
         if now - self._lease_granted >= self.ttl / 10:
-            self._lease = await self.etcd.lease_grant(self.ttl)
+            self._lease = await self.etcd.lease_grant(max(self.ttl, 2))
             self._lease_granted = now
         return self._lease
 
@@ -151,6 +157,23 @@ class EventRecorder:
         self.dropped += count
         if self.dropped == count or self.dropped % 100 < count:  # the first, then 1 in ~100
             log.warning("events: dropped %d so far (%s)", self.dropped, why)
+
+
+def ttl_seconds(text: str) -> int:
+    """``--events-ttl``: a duration (``1h``, ``90m``) or seconds; 0 records none; else at
+    least 2 s (etcd's shortest lease). ValueError with one line otherwise."""
+    from kubeless.api.units import parse_duration
+
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            raise ValueError(f"--events-ttl {text!r}: expected a duration like 1h") from None
+    if value != 0 and not 2 <= value <= 30 * 86400:
+        raise ValueError(f"--events-ttl {text!r}: expected 0 (none) or 2s to 30 days")
+    return int(value)
 
 
 # -- reading ------------------------------------------------------------------
