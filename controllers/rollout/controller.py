@@ -40,6 +40,13 @@ STATUS_ATTEMPTS = 6
 Resource = dict[str, Any]
 
 
+# A step of the rollout (``RolloutPlan.events``) -> its Event's type and reason.
+_EVENT_OF_STEP = {"started": ("Normal", "RolloutStarted"),
+                  "rolled_back": ("Warning", "RollbackStarted"),
+                  "paused": ("Warning", "RolloutPaused"),
+                  "completed": ("Normal", "RolloutCompleted")}
+
+
 class RolloutController(ViewController):
     name = "rollout"
 
@@ -131,6 +138,7 @@ class RolloutController(ViewController):
         if plan.rollback:
             await self._roll_back(stored, plan.rollback)
         self._observe(plan)
+        self._record(plan, ns, name)
         self.passes += 1
         took = time.perf_counter() - started
         self.pass_seconds += took
@@ -165,6 +173,14 @@ class RolloutController(ViewController):
                 if attempt == STATUS_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.01 * 2 ** attempt)  # let the informer catch up
+
+    def _record(self, plan: RolloutPlan, ns: str, name: str) -> None:
+        """An Event per step of the rollout: started, paused (why), completed, rolled back."""
+        message = str(plan.update_status.get("message") or "")
+        for step in plan.events:
+            type_, reason = _EVENT_OF_STEP[step]
+            self.ctx.events.record(kind="Service", name=name, namespace=ns, type_=type_,
+                                   reason=reason, message=message or step)
 
     def _observe(self, plan: RolloutPlan) -> None:
         for event in plan.events:
