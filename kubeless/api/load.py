@@ -92,6 +92,11 @@ def _host(value: Any) -> HostLoad:
     return HostLoad(cpu, int(memory), cpus, int(total))
 
 
+def _mapping(value: dict[str, Any], name: str) -> list[tuple[Any, Any]]:
+    found = value.get(name)
+    return list(found.items()) if isinstance(found, dict) else []
+
+
 def parse_report(value: Any) -> LoadReport | None:
     """A stored report, or None when it is not one (its unreadable tasks are left out)."""
     if not isinstance(value, dict):
@@ -99,12 +104,11 @@ def parse_report(value: Any) -> LoadReport | None:
     timestamp, period = _number(value.get("timestamp")), _number(value.get("period"))
     if not value.get("node") or timestamp is None or not period:
         return None
-    raw_tasks = value.get("tasks") if isinstance(value.get("tasks"), dict) else {}
-    tasks = {str(tid): t for tid, t in ((tid, _task(v)) for tid, v in raw_tasks.items())
+    tasks = {str(tid): t for tid, t in ((tid, _task(v)) for tid, v in _mapping(value, "tasks"))
              if t is not None}
-    raw_conns = value.get("connections") if isinstance(value.get("connections"), dict) else {}
     connections = {str(tid): rate for tid, rate in
-                   ((tid, _number(v)) for tid, v in raw_conns.items()) if rate is not None}
+                   ((tid, _number(v)) for tid, v in _mapping(value, "connections"))
+                   if rate is not None}
     return LoadReport(str(value["node"]), timestamp, period, _host(value.get("host")),
                       tasks, connections)
 
