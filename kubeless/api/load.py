@@ -15,6 +15,9 @@ autoscaler and ``kubeless top`` read them. docs/MODEL.md gives the format:
 - ``is_fresh``: a reader counts a report only while its timestamp is within
   ``FRESH_PERIODS`` periods of now (an agent that stopped publishing, or whose
   clock is far off, is not counted); ``fresh_reports`` keeps those;
+- ``reserved_cpus`` is what a task's CPU is a percentage of (its template's
+  ``resources.reservations.cpus``, else one CPU): the autoscaler's ``targetCPU`` and
+  ``kubeless top``'s CPU% are both of it;
 - ``connections_per_task`` sums every fresh report's connections per endpoint task
   (each node's mesh counts what *it* sent, wherever the task runs).
 """
@@ -25,6 +28,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from kubeless.api.units import parse_cpus
 
 FRESH_PERIODS = 3  # a report counts while its timestamp is within 3 periods of now
 
@@ -135,3 +140,17 @@ def connections_per_task(reports: Iterable[LoadReport]) -> dict[str, float]:
         for tid, rate in report.connections.items():
             total[tid] = total.get(tid, 0.0) + rate
     return total
+
+
+def reserved_cpus(task: Mapping[str, Any]) -> float:
+    """The CPUs a task (or service) resource's template reserves; 1.0 when none (or an
+    unreadable figure), so a percentage of it is of one CPU."""
+    found: Any = task
+    for name in ("spec", "template", "resources", "reservations"):
+        found = found.get(name) if isinstance(found, Mapping) else None
+    cpus_given = found.get("cpus") if isinstance(found, Mapping) else None
+    try:
+        cpus = parse_cpus(cpus_given or 0)
+    except ValueError:
+        return 1.0
+    return cpus if cpus > 0 else 1.0

@@ -9,7 +9,7 @@ import pytest
 from controllers.view import ClusterView
 from kubeless import store
 from kubeless.api.load import (HostLoad, TaskLoad, connections_per_task, fresh_reports,
-                               is_fresh, parse_report, report_value)
+                               is_fresh, parse_report, report_value, reserved_cpus)
 
 NOW = 1_764_690_000.0
 
@@ -82,3 +82,13 @@ async def test_the_cluster_view_keeps_each_nodes_last_report() -> None:
         assert view.load_reports() == {}
     finally:
         await rstore.etcd.close()
+
+
+@pytest.mark.parametrize("reservations, cpus", [
+    ({"cpus": 0.25}, 0.25), ({"cpus": "500m"}, 0.5), ({}, 1.0), ({"cpus": 0}, 1.0),
+    ({"cpus": "lots"}, 1.0), (None, 1.0),
+], ids=["number", "millicores", "none", "zero", "unreadable", "no-resources"])
+def test_cpu_is_a_percentage_of_the_reservation_or_one_cpu(reservations: Any,
+                                                           cpus: float) -> None:
+    template = {"resources": {"reservations": reservations}} if reservations is not None else {}
+    assert reserved_cpus({"spec": {"template": template}}) == cpus
