@@ -1,8 +1,8 @@
 """Load reports of in-process agents on real etcd, each under its confined identity.
 
 The process runtime (``node:<id>``): a busy-looping task and an idle one run as local
-processes; the report (every 0.5 s) shows the busy one above half a core and the idle
-one near zero, with their RSS, bound to the heartbeat lease. The CPU of a task is its
+processes; the report (every 0.5 s) shows the busy one busy (above 0.3 cores) and the
+idle one near zero, with their RSS, bound to the heartbeat lease. The CPU of a task is its
 whole session's: the busy loop runs in a child of the wrapper.
 
 Hollow nodes (the fake runtime, a hollow group's identity): a task whose template says
@@ -30,6 +30,7 @@ from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import assign, reaches, task, unique_node
 
 pytestmark = pytest.mark.integration
+BUSY_CORES = 0.3  # a busy loop on a loaded 2-core host (tests/integration/test_load_docker.py)
 
 
 @pytest.fixture
@@ -66,9 +67,9 @@ async def test_busy_and_idle_processes(agent: AgentProcess, rstore: store.Resour
             return None
         b = report.tasks.get(busy["metadata"]["name"])
         i = report.tasks.get(idle["metadata"]["name"])
-        return report if b and i and b.cpu > 0.5 and i.cpu < 0.1 else None
+        return report if b and i and b.cpu > BUSY_CORES and i.cpu < 0.1 else None
 
-    report = await until(measured, 60, "the busy process above 0.5 cores, the idle near 0")
+    report = await until(measured, 60, "the busy process busy, the idle one near 0")
     assert report.tasks[busy["metadata"]["name"]].memory > 0
     assert report.tasks[idle["metadata"]["name"]].service == "idle"
     kv, _ = await rstore.etcd.get(rstore.keys.load(node))

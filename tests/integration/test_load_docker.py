@@ -6,8 +6,8 @@ under that identity), TLS everywhere, reports every 0.5 s. A service busy-loopin
 the kubeless-demo image and an idle one are pinned to node a; a web service's
 requests go through node b's mesh.
 
-What is checked: node a's report shows the busy task above half a core and the idle
-one near zero, both with their memory; the report is bound to the node's heartbeat
+What is checked: node a's report shows the busy task busy (above 0.3 cores: the host
+is shared) and the idle one near zero, both with their memory; the report is bound to the node's heartbeat
 lease; node b's report counts the connections its mesh sent to the web task; the
 task metrics follow; ``kubeless top tasks|services|nodes`` print them (over TLS, as
 every read command).
@@ -33,6 +33,9 @@ pytestmark = pytest.mark.integration
 BUSY = ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]
 IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 METRICS_PORT = free_port()
+# A busy loop uses a whole core on an idle host; on this 2-core machine shared by other
+# suites it was measured at 0.53 with the host 100% busy: 0.3 still tells it from idle.
+BUSY_CORES = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +83,10 @@ async def test_busy_and_idle_tasks_in_the_report_and_top(plane: Plane,
         if report is None:
             return None
         busy, idle = tasks_of(report, "busy"), tasks_of(report, "idle")
-        ok = busy and idle and busy[0].cpu > 0.5 and idle[0].cpu < 0.1
+        ok = busy and idle and busy[0].cpu > BUSY_CORES and idle[0].cpu < 0.1
         return report if ok else None
 
-    report = await until(busy_and_idle, 90, "the busy task above 0.5 cores, the idle near 0")
+    report = await until(busy_and_idle, 90, "the busy task busy, the idle one near 0")
     assert tasks_of(report, "busy")[0].memory > 0 and tasks_of(report, "idle")[0].memory > 0
     assert report.host.cpus >= 1 and report.host.memory_total > report.host.memory > 0
     assert is_fresh(report, report.timestamp) and report.period == 0.5
