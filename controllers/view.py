@@ -5,7 +5,7 @@ assembled, ``controllers.main``, and passed to each) watches seven prefixes
 (service specs, service statuses, tasks, nodes, everything agents write,
 heartbeats and routes) and keeps indexes current from informer events: tasks by
 service and by node, agents' reports by task id, heartbeats by node, routes by
-the services they send to. Readers get snapshots
+the services they send to, nodes' load reports (``load_reports``). Readers get snapshots
 in the shape the pure decision functions take: tasks as
 ``kubeless.api.tasks.Task`` (their stored resource with their effective
 status, made once per change of the task or its report), nodes with their
@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kubeless.api.load import LoadReport, parse_report
 from kubeless.api.nodes import with_heartbeat
 from kubeless.api.routes import backends, exposed_ports
 from kubeless.api.tasks import Task
@@ -120,6 +121,8 @@ class ClusterView:
         self.task_key_by_id: dict[str, str] = {}
         # Node -> the keys of its copies of secrets and configs (agents/<node>/secrets/...).
         self.copies_by_node: dict[str, set[str]] = defaultdict(set)
+        # Node -> its agent's load report (agents/<node>/load), parsed; unreadable ones left out.
+        self._load: dict[str, LoadReport] = {}
         # Task keys waiting for the scheduler, in arrival order (placement order).
         self.waiting: dict[str, None] = {}
         # Task key -> the Task (with its effective status), rebuilt only when the task
@@ -252,6 +255,9 @@ class ClusterView:
         parsed = self.store.keys.parse_agent(key)
         if parsed is None:
             return
+        if parsed.sort == "load" and parsed.task_id is None:
+            self._index_load(parsed.node, new)
+            return
         if parsed.sort != "tasks" or parsed.task_id is None:
             return
         task_key = self.task_key_by_id.get(parsed.task_id)
@@ -262,6 +268,13 @@ class ClusterView:
         task = self.caches[self.tasks_prefix].get(task_key) if task_key else None
         for handler in self._report_handlers:
             handler(task, old, new)
+
+    def _index_load(self, node: str, value: Any) -> None:
+        report = parse_report(value) if value is not None else None
+        if report is None:
+            self._load.pop(node, None)
+        else:
+            self._load[node] = report
 
     def _index_copy(self, node: str, key: str, present: bool) -> None:
         if present:
@@ -330,6 +343,11 @@ class ClusterView:
             return None
         found = self.caches[self.agents_prefix].get(self.store.keys.observed(node, task_id))
         return found if isinstance(found, dict) else None
+
+    def load_reports(self) -> dict[str, LoadReport]:
+        """node -> its agent's last load report (parsed once per change), fresh or not:
+        a reader keeps those ``kubeless.api.load.is_fresh`` at its own ``now``."""
+        return dict(self._load)
 
     def copy_keys_on(self, node: str) -> list[str]:
         """The keys of the node's copies of secrets and configs (their ``CopyMark`` is in

@@ -24,6 +24,11 @@ and, with the docker runtime, the Docker bridge's gateway port 53, which
 containers are given as their only nameserver), forwarding names outside
 ``kubeless.`` to the nameservers of ``--resolv-conf`` (``kubeless_agent.dns.wiring``).
 
+Every ``--load-period`` (default 10s; 0: never) the agent puts each local node's load
+report, ``agents/<id>/load``, bound to the heartbeat lease: CPU and memory per running
+task, the host's, and the connections its mesh sent to each endpoint task
+(``kubeless_agent.load``); the same figures are metrics of a (non-hollow) agent.
+
 Task logs are served over TLS only (client certificates from the cluster CA
 required, ``kubeless.cluster.node_tls``) when the agent has a server identity:
 ``--server-cert``/``--server-key``/``--client-ca``, else its own ``--cert`` when
@@ -60,6 +65,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -92,6 +98,8 @@ from kubeless_agent.heartbeat import watch_prefix as heartbeat_watch_prefix
 from kubeless.api.names import dns_label
 from kubeless_agent.identity import NodeIdentity, parse_labels
 from kubeless_agent.errors import NodeLeft
+from kubeless_agent.load.procfs import read_host
+from kubeless_agent.load.publisher import LoadPublisher, NodeLoad
 from kubeless_agent.leave import (left_message, left_nodes, mark_done, remove_all,
                                    remove_mesh_table)
 from kubeless_agent.logs import LogServer
@@ -109,6 +117,7 @@ from kubeless_agent.worker import AgentsRouter, Reporter, Worker, stop_grace
 log = logging.getLogger("kubeless_agent")
 TLS_ATTEMPTS = 3  # TLS failures in a row at start before the agent gives up (_until_done)
 MESH_MODE_ENV = "KUBELESS_MESH_MODE"  # --mesh-mode's default (the tests': userspace)
+LOAD_PERIOD_ENV = "KUBELESS_LOAD_PERIOD"  # --load-period's default
 
 RuntimeFactory = Callable[[NodeIdentity], Runtime]
 
@@ -117,6 +126,11 @@ def default_mesh_mode() -> str:
     """The mesh path when none is given: ``$KUBELESS_MESH_MODE``, else auto (kernel where
     nftables works). The one knob for every agent this process starts, node.yaml's too."""
     return os.environ.get(MESH_MODE_ENV) or "auto"
+
+
+def default_load_period() -> str:
+    """``--load-period`` when none is given: ``$KUBELESS_LOAD_PERIOD``, else 10s."""
+    return os.environ.get(LOAD_PERIOD_ENV) or "10s"
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,7 @@ class AgentConfig:
     join_port: int | None = None  # a join endpoint of this host's: advertised (joinPort)
     files_dir: str = DEFAULT_FILES_DIR  # tasks' secrets and configs: <files_dir>/<node>/
     events_ttl: int = DEFAULT_TTL  # seconds an Event lives after its last occurrence (0: none)
+    load_period: float = 10.0  # seconds between load reports (0: none)
 
     @classmethod
     def from_node_state(cls, node: NodeState, state: StateDir | None = None,
@@ -170,6 +185,8 @@ class AgentConfig:
             extra["dns_addrs"] = dns_addrs(options["dns_addr"])
         if "drain_period" in options:
             extra["drain_period"] = seconds(options["drain_period"])
+        extra["load_period"] = seconds(options.get("load_period") or default_load_period(),
+                                       "--load-period")
         if state is not None:
             extra.update(state_dir_tls(state, node.endpoints))
         return cls(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
@@ -254,6 +271,7 @@ class AgentProcess:
         self.dns: DnsServer | None = None
         self.ready_nodes: ReadyNodes | None = None
         self.renewal: Renewal | None = None
+        self.load: LoadPublisher | None = None
         self.leaving = False  # kubeless node leave asked: revoke, remove every task, exit
         self._stop: asyncio.Event | None = None
         self.secrets_key = new_private_key()  # in memory only: copies open in this process
@@ -333,7 +351,21 @@ class AgentProcess:
         metrics.NODES.set(len(self.idents))
         await self._serve_logs()
         await self._assemble_services(etcd)
+        self.load = self._load_publisher(etcd)
         self.renewal = self._renewal(etcd)
+
+    def _load_publisher(self, etcd: Etcd) -> LoadPublisher | None:
+        """Load reports every ``load_period`` (none at 0); hollow nodes report the sum of
+        their tasks as their host, and set no metrics."""
+        period = self.config.load_period
+        if period <= 0:
+            return None
+        hollow = self.config.hollow_nodes > 0
+        nodes = [NodeLoad(i.node_id, self.runtimes[i.node_id], self.workers[i.node_id].running,
+                          capacity=(i.cpus, i.memory) if hollow else None) for i in self.idents]
+        return LoadPublisher(etcd, self.keys, nodes, lambda: self.lease_id, period,
+                             mesh=self.mesh, host=None if hollow else read_host,
+                             set_metrics=not hollow)
 
     def _renewal(self, etcd: Etcd) -> Renewal | None:
         """The loop keeping ``renew_dir`` renewed: signed here when this host holds the
@@ -428,7 +460,7 @@ class AgentProcess:
         for name, part in (("own-heartbeats", self.own_heartbeats),
                            ("endpoints", self.endpoints), ("mesh", self.mesh),
                            ("dns", self.dns), ("ready-nodes", self.ready_nodes),
-                           ("renewal", self.renewal)):
+                           ("renewal", self.renewal), ("load", self.load)):
             if part is not None:
                 loops.append((name, part.run()))
         if self.etcd is not None and self.config.tls is not None:
@@ -622,6 +654,10 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
     p.add_argument("--events-ttl", default="1h",
                    help="how long an Event of this node's lives after its last occurrence "
                         "(default 1h; 0s: record none)")
+    p.add_argument("--load-period", default=default_load_period(), metavar="DURATION",
+                   help="publish this node's load report (CPU and memory per task, mesh "
+                        "connections) this often; 0: never (default 10s) "
+                        "[env KUBELESS_LOAD_PERIOD]")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     add_tls_arguments(p)
     add_server_tls_arguments(p)
@@ -644,6 +680,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             dns_addrs=dns_addrs(args.dns_addr), resolv_conf=args.resolv_conf,
             drain_period=seconds(args.drain_period), files_dir=args.files_dir,
             events_ttl=ttl_seconds(args.events_ttl),
+            load_period=seconds(args.load_period, "--load-period"),
             tls=TlsConfig.from_env(os.environ, args.cacert, args.cert, args.key))
         check_tls(parse_endpoints(config.endpoints), config.tls)
         config = replace(config, server_tls=serving_identity(args, config.tls))
@@ -685,17 +722,19 @@ def dns_addrs(text: str | None) -> tuple[str, ...] | None:
     return addrs
 
 
-def seconds(text: str) -> float:
-    """``2s``, ``500ms`` or a plain number of seconds (>= 0)."""
+def seconds(text: str, option: str = "--drain-period") -> float:
+    """``2s``, ``500ms`` or a plain number of seconds (>= 0, finite) for ``option``."""
     try:
         value = float(text)
     except ValueError:
         try:
             value = parse_duration(text)
         except ValueError:
-            raise ValueError(f"--drain-period {text!r}: expected a duration like 2s") from None
+            raise ValueError(f"{option} {text!r}: expected a duration like 2s") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{option} {text!r}: expected a duration like 2s")
     if value < 0:
-        raise ValueError("--drain-period must not be negative")
+        raise ValueError(f"{option} must not be negative")
     return value
 
 

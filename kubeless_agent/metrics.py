@@ -36,3 +36,21 @@ def task_state_changed(old: str | None, new: str | None) -> None:
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:
     start_http_server(port, addr=addr)
+
+
+# -- load (kubeless_agent.load): set only by an agent of real nodes, not hollow ones ------
+
+TASK_CPU = Gauge("kubeless_agent_task_cpu_cores",
+                 "Cores a running task used, averaged over the last load period",
+                 ["namespace", "service", "task"])
+TASK_MEMORY = Gauge("kubeless_agent_task_memory_bytes",
+                    "Memory a running task uses (docker: without the inactive page cache)",
+                    ["namespace", "service", "task"])
+HOST_CPU = Gauge("kubeless_agent_host_cpu_cores",
+                 "Cores busy on the host, averaged over the last load period")
+HOST_CPUS = Gauge("kubeless_agent_host_cpus", "CPUs online on the host")
+HOST_MEMORY = Gauge("kubeless_agent_host_memory_bytes",
+                    "Memory in use on the host (MemTotal - MemAvailable)")
+HOST_MEMORY_TOTAL = Gauge("kubeless_agent_host_memory_total_bytes", "The host's MemTotal")
+LOAD_REPORT_FAILURES = Counter("kubeless_agent_load_report_failures",
+                               "Load report writes that failed (tried again the next period)")

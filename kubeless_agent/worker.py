@@ -306,6 +306,11 @@ class Worker:
     def report_key(self, tid: str) -> str:
         return self.keys.observed(self.node_id, tid)
 
+    def running(self) -> dict[str, Task]:
+        """The tasks reported running, with their assignment (what load reports measure)."""
+        return {tid: rec.task for tid, rec in self.records.items()
+                if rec.state == "running" and rec.task is not None}
+
     async def adopt(self) -> None:
         """Take over what the runtime already runs (before assignments arrive)."""
         held = await self.runtime.list()

@@ -34,6 +34,7 @@ COMMANDS = {
     "config": "kubeless_cli.file_cmds:config",
     "node": "kubeless_cli.node_cmds:node",
     "logs": "kubeless_cli.logs_cmd:logs",
+    "top": "kubeless_cli.top_cmd:top",
     "rollout": "kubeless_cli.rollout_cmds:rollout",
     "route": "kubeless_cli.route_cmds:route",
     "init": "kubeless_cli.cluster_cmds:init",

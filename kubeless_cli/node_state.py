@@ -50,11 +50,11 @@ def join_port_option() -> Callable[..., Any]:
                         "0: none).")
 
 
-AGENT_OPTIONS = ("mesh_bind", "mesh_mode", "dns_addr", "drain_period")
+AGENT_OPTIONS = ("mesh_bind", "mesh_mode", "dns_addr", "drain_period", "load_period")
 
 
 def agent_service_options() -> list[Callable[..., Any]]:
-    """The routing mesh, DNS and drain options, forwarded to the agent (kubeless-agent's)."""
+    """The routing mesh, DNS, drain and load options, forwarded to the agent (kubeless-agent's)."""
     return [
         click.option("--mesh-bind", help="Routing mesh: listen on published ports at this "
                      "address (default: the advertise address; 0.0.0.0: every address)."),
@@ -67,6 +67,9 @@ def agent_service_options() -> list[Callable[..., Any]]:
                      "advertise address and the Docker bridge gateway, port 53)."),
         click.option("--drain-period", help="Wait this long before stopping a running task "
                      "behind the mesh (default 2s)."),
+        click.option("--load-period", envvar="KUBELESS_LOAD_PERIOD",
+                     help="Publish the node's load report (kubeless top, the autoscaler) this "
+                     "often; 0: never (default 10s) [env KUBELESS_LOAD_PERIOD]."),
     ]
 
 
@@ -78,6 +81,7 @@ def agent_options(opts: dict[str, Any]) -> dict[str, str]:
     try:
         dns_addrs(given.get("dns_addr"))
         seconds(given.get("drain_period", "2s"))
+        seconds(given.get("load_period", "10s"), "--load-period")
     except ValueError as err:
         raise CliError(str(err)) from None
     return given

@@ -16,6 +16,8 @@ calls are ``kernel_host.NftHost``'s, made off the event loop.
   published ports keep working while the agent is away, and a restart changes
   nothing. ``remove`` (the node leaves) deletes both.
 
+``connections_by_task`` sums the endpoint chains' counters per task (load reports).
+
 ``mesh_path(mode, unavailable)`` decides between the two paths (``--mesh-mode``).
 """
 
@@ -202,16 +204,37 @@ class KernelMesh:
         carried = {k: self._carried.get(k, 0) + before.get(k, 0) for k in keep}
         self._carried = {k: v for k, v in carried.items() if v}
 
+    def _totals(self) -> dict[tuple[str, ...], int]:
+        """Connections per endpoint's labels, replaced tables included (holding the lock)."""
+        try:
+            counts = self._counts()
+        except NftError:
+            counts = {}
+        return {k: counts.get(k, 0) + self._carried.get(k, 0)
+                for k in set(counts) | set(self._carried)}
+
     def connections(self) -> Iterable[kernel_metrics.Sample]:
         """Connections per endpoint of the table in place, replaced tables included."""
         with self._lock:
-            try:
-                counts = self._counts()
-            except NftError:
-                counts = {}
-            labels = set(counts) | set(self._carried)
-            return [(k, float(counts.get(k, 0) + self._carried.get(k, 0)))
-                    for k in sorted(labels)]
+            totals = self._totals()
+        return [(k, float(v)) for k, v in sorted(totals.items())]
+
+    async def connections_by_task(self) -> dict[str, float]:
+        """Connections sent to each endpoint task since the agent started (its endpoint
+        chains' counters, summed over its ports), for the load reports; read off the loop."""
+        def count() -> dict[str, float]:
+            with self._lock:
+                totals = self._totals()
+                owners = {_labels(r): r.task for r in self.applied.endpoints} \
+                    if self.applied is not None else {}
+            found: dict[str, float] = {}
+            for labels, value in totals.items():
+                task = owners.get(labels)
+                if task:
+                    found[task] = found.get(task, 0.0) + value
+            return found
+
+        return await asyncio.to_thread(count)
 
     # -- stopping ------------------------------------------------------------------------
 

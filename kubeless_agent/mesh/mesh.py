@@ -16,7 +16,8 @@ Each listener's ``Port`` holds who publishes it (its metrics), the current
 backends that refused (``failure_memory`` seconds); each forwarded connection
 (``relay.Relay``) asks it for backends. A port whose owner changes (a service's port
 becomes a route's) gets a new ``Port`` on the same listening socket, so the counts of
-connections already open stay with the owner they started with.
+connections already open stay with the owner they started with. ``per_task`` counts the
+connections forwarded to each endpoint task (``connections_by_task``, the load reports).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class Port:
     """One published tcp port: its owner, where new connections go now, its round robin."""
 
     def __init__(self, published: Published, *, connect_timeout: float, failure_memory: float,
-                 clock: Callable[[], float], draw: Callable[[], float]) -> None:
+                 clock: Callable[[], float], draw: Callable[[], float],
+                 per_task: dict[str, int] | None = None) -> None:
+        self.per_task = per_task if per_task is not None else {}  # the mesh's, shared
         self.identity = (published.owner, published.label)
         self.connect_timeout = connect_timeout
         self.failure_memory = failure_memory
@@ -117,6 +120,8 @@ class Port:
 
     def linked(self, backend: Backend) -> tuple[Counted, Counted]:
         self._per_backend.get(backend, UNCOUNTED).inc()
+        if backend.task:
+            self.per_task[backend.task] = self.per_task.get(backend.task, 0) + 1
         return self._up, self._down
 
     def opened(self) -> None:
@@ -153,6 +158,8 @@ class RoutingMesh:
         self.unbound: dict[int, str] = {}  # published port -> why it is not listening
         self.refused: dict[int, str] = {}  # udp port -> its owner (the kernel path's)
         self.conflicts: list[Published] = []
+        # endpoint task id -> connections forwarded to it (load reports), while it is one
+        self.per_task: dict[str, int] = {}
         self._changed = asyncio.Event()
         self.settled = asyncio.Event()  # listeners match the documents (tests wait on it)
 
@@ -169,6 +176,7 @@ class RoutingMesh:
         self._refuse_udp({p.port: p.owner for p in wanted.values() if p.protocol == "udp"})
         self.wanted = {p.port: p.serving(self.node) for p in wanted.values()
                        if p.protocol == "tcp"}
+        self._forget_gone_tasks()
         for number, port in list(self.ports.items()):
             fresh = self.wanted.get(number)
             if fresh is None:
@@ -185,7 +193,21 @@ class RoutingMesh:
 
     def _port(self, published: Published) -> Port:
         return Port(published, connect_timeout=self.connect_timeout,
-                    failure_memory=self.failure_memory, clock=self.clock, draw=self.draw)
+                    failure_memory=self.failure_memory, clock=self.clock, draw=self.draw,
+                    per_task=self.per_task)
+
+    def _forget_gone_tasks(self) -> None:
+        """Counts of tasks no longer an endpoint of any port go (a churn of tasks must not
+        grow them forever); one that comes back starts over."""
+        if not self.per_task:
+            return
+        live = {b.task for p in self.wanted.values() for g in p.groups for b in g.backends}
+        for task in [t for t in self.per_task if t not in live]:
+            del self.per_task[task]
+
+    async def connections_by_task(self) -> dict[str, float]:
+        """Connections forwarded to each endpoint task while it is one (load reports)."""
+        return {task: float(n) for task, n in self.per_task.items()}
 
     def _report_conflicts(self, wanted: dict[tuple[int, str], Published],
                           conflicts: list[Published]) -> None:

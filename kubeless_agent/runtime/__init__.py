@@ -47,6 +47,11 @@ cannot do, a default that says so; callers call them, never probe for them:
                            None; default: None
     use_cluster_dns(ns)    tasks started from now on get ``ns`` as their only
                            nameserver (None: the engine's defaults); default: nothing
+    usage(task_ids)        ``{task id: (cpu seconds used in total, memory bytes now)}`` for
+                           those of the tasks it can measure (``kubeless_agent.load``
+                           turns two of them into cores): docker from the engine's
+                           stats, process from /proc, fake from a figure a test sets;
+                           default: nothing measured ({})
     files                  where the task's secrets and configs are written before
                            ``start`` (``kubeless_agent.task_files``): the worker writes
                            them there and removes them; ``start`` finds them by the
@@ -58,7 +63,7 @@ Errors (``kubeless_agent.errors``, re-exported here): ``RuntimeFailure``, ``Unkn
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from kubeless_agent.errors import RuntimeFailure as RuntimeFailure  # re-exported: the protocol's
@@ -69,6 +74,7 @@ Task = dict[str, Any]  # the Task resource, as in its assignment
 Report = dict[str, Any]
 ReportListener = Callable[[str, Report], None]
 StateWatcher = Callable[[dict[str, str]], None]
+Usage = tuple[float, int]  # CPU seconds used since the task started, memory bytes in use
 
 RUNTIME_STATES = ("accepted", "preparing", "starting", "running", "complete", "failed",
                   "rejected", "shutdown")
@@ -111,6 +117,10 @@ class Runtime(Protocol):
 
     async def bridge_network(self) -> tuple[str, str] | None:
         return None
+
+    async def usage(self, task_ids: Sequence[str]) -> dict[str, Usage]:
+        """Nothing measured."""
+        return {}
 
     def use_cluster_dns(self, nameserver: str | None) -> None:
         """Its tasks take no nameserver from the agent."""

@@ -9,6 +9,11 @@ exits with that code right after starting (0: complete, else failed).
 seconds to run, picked by its slot (slot 1 the first, cycling), so the
 tasks of one batch run apart as real containers do.
 ``fail(task_id)`` and ``exit(task_id, code)`` end a running task later.
+Load (``usage``, for load reports, the autoscaler's tests and benchmarks): a running
+task uses ``KUBELESS_FAKE_CPU=<cores>`` (e.g. ``0.8``) and ``KUBELESS_FAKE_MEMORY=<size>``
+(e.g. ``64Mi``) of its template's env, 0 without them; ``set_load(task_id, cpu=,
+memory=)`` changes them from then on (its CPU seconds are the cores integrated over
+the runtime's clock, so a change applies from the moment it is made).
 A running task reports its published ports, and, as Docker does, a host port
 of its own (from ``FIRST_HOST_PORT`` on) for each ingress port without a number.
 Nothing outlives the process: a new fake runtime lists no tasks.
@@ -19,10 +24,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from kubeless_agent.runtime import (Report, ReportListener, Runtime, Task, published_ports,
-                                    task_env, task_id)
+from kubeless.api import parse_size
+
+from kubeless_agent.runtime import (Report, ReportListener, Runtime, Task, Usage,
+                                    published_ports, task_env, task_id)
 
 log = logging.getLogger(__name__)
 FIRST_HOST_PORT = 32768  # where Docker's ephemeral host ports start
@@ -31,8 +41,10 @@ FIRST_HOST_PORT = 32768  # where Docker's ephemeral host ports start
 class FakeRuntime(Runtime):
     name = "fake"
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.delay = delay
+        self.clock = clock
+        self.loads: dict[str, _Load] = {}  # running task id -> what it uses
         self.tasks: dict[str, Report] = {}  # task id -> the last report
         self.calls: list[tuple[str, str]] = []  # (method, task id), for tests
         self._listeners: list[ReportListener] = []
@@ -68,6 +80,7 @@ class FakeRuntime(Runtime):
         self.calls.append(("remove", tid))
         self._cancel_timer(tid)
         self.tasks.pop(tid, None)
+        self.loads.pop(tid, None)
 
     async def list(self) -> list[tuple[str, Report]]:
         return [(tid, dict(report)) for tid, report in self.tasks.items()]
@@ -76,7 +89,18 @@ class FakeRuntime(Runtime):
         for tid in list(self._timers):
             self._cancel_timer(tid)
 
+    async def usage(self, task_ids: Sequence[str]) -> dict[str, Usage]:
+        now = self.clock()
+        return {tid: load.usage(now) for tid in task_ids if (load := self.loads.get(tid))}
+
     # -- test and bench controls ----------------------------------------------
+
+    def set_load(self, tid: str, cpu: float | None = None, memory: int | None = None) -> None:
+        """From now on the running task uses ``cpu`` cores and ``memory`` bytes (None: as
+        before)."""
+        load = self.loads.get(tid)
+        if load is not None:
+            load.change(self.clock(), cpu, memory)
 
     def fail(self, tid: str, error: str = "fake failure", exit_code: int = 1) -> None:
         """End a running task as failed."""
@@ -103,6 +127,7 @@ class FakeRuntime(Runtime):
         if env.get("KUBELESS_FAKE_FAIL") == "1" or image.endswith(":fail"):
             self._emit(tid, _exited(1, "fake failure", container))
             return
+        self.loads[tid] = _Load.of(env, self.clock())
         self._emit(tid, {"state": "running", "containerId": container,
                          "ports": self._ports(task)})
         if "KUBELESS_FAKE_EXIT" in env:
@@ -125,6 +150,8 @@ class FakeRuntime(Runtime):
 
     def _emit(self, tid: str, report: Report) -> None:
         self.tasks[tid] = report
+        if report["state"] != "running":
+            self.loads.pop(tid, None)
         for listener in self._listeners:
             listener(tid, dict(report))
 
@@ -132,6 +159,38 @@ class FakeRuntime(Runtime):
         timer = self._timers.pop(tid, None)
         if timer is not None:
             timer.cancel()
+
+
+@dataclass
+class _Load:
+    """What a running fake task uses: ``cpu`` cores since ``since``, after ``used`` seconds."""
+
+    cpu: float
+    memory: int
+    since: float
+    used: float = 0.0
+
+    @classmethod
+    def of(cls, env: dict[str, str], now: float) -> _Load:
+        try:
+            cpu = max(float(env.get("KUBELESS_FAKE_CPU") or 0), 0.0)
+        except ValueError:
+            cpu = 0.0
+        try:
+            memory = parse_size(env.get("KUBELESS_FAKE_MEMORY") or "0")
+        except ValueError:
+            memory = 0
+        return cls(cpu, memory, now)
+
+    def usage(self, now: float) -> Usage:
+        return self.used + self.cpu * max(now - self.since, 0.0), self.memory
+
+    def change(self, now: float, cpu: float | None, memory: int | None) -> None:
+        self.used, self.since = self.usage(now)[0], now
+        if cpu is not None:
+            self.cpu = max(cpu, 0.0)
+        if memory is not None:
+            self.memory = max(memory, 0)
 
 
 def _start_delay(task: Task, default: float) -> float:

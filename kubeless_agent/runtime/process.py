@@ -26,6 +26,9 @@ directory is on one already; otherwise, unlike docker's, in that 0700
 directory on the disk, which the agent says once in its log. Files keep the
 references' uid and gid only when the agent runs as root.
 
+A task's usage (``usage``, for the load reports) is its session's, from /proc
+(``kubeless_agent.load.procfs``): CPU seconds and RSS of every process in it.
+
 States: accepted, preparing (the executable and workdir exist; a host-mode
 port is free), running, complete (exit 0), failed (exit code and the last
 log lines), rejected (raised before it runs), shutdown (stop: SIGTERM to the
@@ -47,7 +50,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +60,8 @@ from kubeless.api.tasks import state_index
 
 from kubeless_agent import metrics
 from kubeless_agent.errors import RuntimeFailure, UnknownTask
-from kubeless_agent.runtime import Report, ReportListener, Runtime, Task, task_id
+from kubeless_agent.load.procfs import session_usage
+from kubeless_agent.runtime import Report, ReportListener, Runtime, Task, Usage, task_id
 from kubeless_agent.runtime.docker_spec import environment, exited, template
 from kubeless_agent.task_files import DEFAULT_FILES_DIR, NodeFiles
 
@@ -163,6 +167,17 @@ class ProcessRuntime(Runtime):
         for t in list(self._background):
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+
+    # -- usage (load reports) ------------------------------------------------------
+
+    async def usage(self, task_ids: Sequence[str]) -> dict[str, Usage]:
+        """Each live task's session (its wrapper shell is the leader): CPU seconds of every
+        process in it, reaped children included, and their RSS (``load.procfs``)."""
+        leaders = {p.pid: tid for tid in task_ids
+                   if (p := self._tracked.get(tid)) is not None and p.pid
+                   and not p.ended.is_set()}
+        found = await asyncio.to_thread(session_usage, list(leaders))
+        return {leaders[sid]: usage for sid, usage in found.items()}
 
     # -- logs --------------------------------------------------------------------
 

@@ -231,6 +231,12 @@ CASES: dict[str, Case] = {
                             ("invalid scale 'web=abc': use SERVICE=REPLICAS",), USAGE),
     "scale of a missing service": Case(("service", "scale", "nope=3"),
                                        ('service "nope" not found in namespace default',)),
+    "top of an unknown kind": Case(("top", "pods"),
+                                   ("kubeless top pods: expected tasks, services or nodes",),
+                                   USAGE),
+    "top sorted by a word": Case(("top", "tasks", "--sort-by", "name"),
+                                 ("Invalid value for '--sort-by': 'name' is not one of 'cpu', "
+                                  "'memory'.",), USAGE),
     "update of a missing service": Case(("service", "update", "--image", "web:2", "nope"),
                                         ('service "nope" not found in namespace default',)),
     "node availability unknown": Case(

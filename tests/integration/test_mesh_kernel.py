@@ -216,6 +216,7 @@ async def test_weighted_split_keeps_the_client_address_for_local_endpoints(lan: 
         counts = {labels[-1]: value for labels, value in mesh.connections()}
         assert counts == {f"{lan.node}:{HTTP_HERE}": len(here),
                           f"{lan.other}:{HTTP_THERE}": len(there)}
+        assert await mesh.connections_by_task() == {"a1": len(here), "b1": len(there)}
 
 
 async def test_the_node_itself_reaches_the_mesh_on_loopback(lan: Lan) -> None:

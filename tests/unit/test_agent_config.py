@@ -45,6 +45,8 @@ def test_the_stored_fields_are_the_agents() -> None:
      None, None, {"dns_addrs": ("10.0.0.2:53", "127.0.0.1")}),
     ("drain period parsed", replace(NODE, agent_options={"drain_period": "500ms"}), None, None,
      {"drain_period": 0.5}),
+    ("load period parsed", replace(NODE, agent_options={"load_period": "30s"}), None, None,
+     {"load_period": 30.0}),
     ("process runtime: files under the state dir", replace(NODE, runtime="process"), STATE,
      None, {"runtime_options": (("state_dir", "/var/lib/kubeless-test/process"),)}),
     ("docker runtime: no runtime options", NODE, STATE, None, {"runtime_options": ()}),
@@ -61,6 +63,21 @@ def test_agent_options(case: str, node: NodeState, state: StateDir | None, role:
 def test_a_bad_stored_option_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="drain-period"):
         AgentConfig.from_node_state(replace(NODE, agent_options={"drain_period": "soon"}))
+
+
+def test_the_load_period_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubeless_agent.main import parse_args
+
+    monkeypatch.delenv("KUBELESS_LOAD_PERIOD", raising=False)
+    assert parse_args([]).load_period == 10.0
+    assert parse_args(["--load-period", "0"]).load_period == 0.0  # off
+    assert parse_args(["--load-period", "500ms"]).load_period == 0.5
+    monkeypatch.setenv("KUBELESS_LOAD_PERIOD", "2s")
+    assert parse_args([]).load_period == 2.0
+    assert AgentConfig.from_node_state(NODE).load_period == 2.0  # node.yaml says none
+    for bad in ("soon", "-1s", "inf"):
+        with pytest.raises(SystemExit):
+            parse_args(["--load-period", bad])
 
 
 def test_state_dir_path(tmp_path: Path) -> None:
