@@ -9,7 +9,7 @@ complete and never restarted; a failed one follows the restart policy.
 - ``problems``: the rules across fields the CRD schema cannot say (which
   fields belong to which mode); validation.py reports them with their paths;
 - accessors every reader shares: ``mode_of``, ``is_job``, ``is_global``,
-  ``max_concurrent``, ``run_history_limit``, ``autoscale_of``, ``rebalances``.
+  ``max_concurrent``, ``schedule_of``, ``run_history_limit``, ``autoscale_of``, ``rebalances``.
 
 A cron schedule's grammar is ``kubeless.api.cron``'s; the HPA rule is the
 autoscaler's; job progress is the replication controller's.
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+
+from kubeless.api import cron
 
 Resource = dict[str, Any]
 MODES = ("replicated", "global", "replicated-job", "global-job")
@@ -54,6 +56,12 @@ def max_concurrent(service: Resource) -> int:
     return min(limit, replicas) if limit > 0 else replicas
 
 
+def schedule_of(service: Resource) -> str | None:
+    """A job's cron schedule, or None (a job without one runs once per spec)."""
+    schedule = _spec(service).get("schedule")
+    return schedule if isinstance(schedule, str) and schedule and is_job(service) else None
+
+
 def run_history_limit(service: Resource) -> int:
     limit = _spec(service).get("runHistoryLimit")
     return int(limit) if isinstance(limit, int) and limit >= 0 else DEFAULT_RUN_HISTORY
@@ -80,6 +88,11 @@ def problems(service: Resource) -> Iterator[tuple[list[str | int], str]]:
         if field in spec and not job:
             yield (["spec", field], f"only a job has a {field} (mode replicated-job or "
                                     f"global-job), not mode {mode}")
+    schedule = spec.get("schedule")
+    if job and isinstance(schedule, str):
+        problem = cron.error(schedule)
+        if problem is not None:
+            yield (["spec", "schedule"], problem)
     if "maxConcurrent" in spec and mode != "replicated-job":
         yield (["spec", "maxConcurrent"], f"only mode replicated-job has maxConcurrent, "
                                           f"not mode {mode}")
