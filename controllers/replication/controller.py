@@ -3,7 +3,8 @@
 Events map to services: a service's spec, any of its tasks, an agent's
 report on one of its tasks, a Route sending to it (the ports it exposes on the
 service's tasks), and, for global services, any node or
-heartbeat change. Reconcile validates the service (an invalid one is left
+heartbeat change. A job's schedule requeues its key at the next tick
+(``Decision.requeue_after``). Reconcile validates the service (an invalid one is left
 alone and says why in its status), asks ``reconcile_service`` what to do,
 commits it, and writes the service status when it changed. A task etcd
 refuses to create even alone (too large: the applier skips it) leaves the
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from kubeless.api import ApiError
+from kubeless.api import ApiError, workload
 from kubeless.store import ResourceStore
 
 from controllers.base import ViewController
@@ -82,7 +83,7 @@ class ReplicationController(ViewController):
 
     def _global_services(self) -> Iterable[Hashable]:
         for s in self.view.services():
-            if (s.get("spec") or {}).get("mode") == "global":
+            if workload.is_global(s):
                 yield (s["metadata"].get("namespace", "default"), s["metadata"]["name"])
 
     async def reconcile(self, key: Hashable) -> float | None:
@@ -107,8 +108,10 @@ class ReplicationController(ViewController):
             return None
         nodes = self.view.nodes()
         eligible = eligibility(service)
-        decision = reconcile_service(service, tasks, nodes, self.now(), eligible=eligible,
-                                     node_ids=self.view.node_ids())
+        now = self.now()
+        decision = reconcile_service(service, tasks, nodes, now, eligible=eligible,
+                                     node_ids=self.view.node_ids(),
+                                     job=(current_status or {}).get("job"))
         status: dict[str, Any] = {}
         if decision.ops:
             result = await self.apply(decision.ops)
@@ -117,7 +120,8 @@ class ReplicationController(ViewController):
             if refused:
                 status["conditions"] = [{"type": "TasksWritten", "status": "False",
                                          "message": too_large_message(max(refused), "creating")}]
-        status.update(service_status(service, tasks, nodes, eligible=eligible))
+        status.update(service_status(service, tasks, nodes, eligible=eligible, job=decision.job,
+                                     now=now))
         await self._write_status(ns, name, current_status, status)
         return decision.requeue_after
 

@@ -3,7 +3,8 @@
 ``reconcile_service`` is level-triggered: from any set of tasks it returns
 the operations that move the service one step toward its spec (see
 ``slots`` for replicated services, ``global_mode`` for global ones,
-``restart`` for the restart policy, ``history`` for trimming), and nothing
+``jobs``/``job_runs`` for jobs, ``restart`` for the restart policy,
+``history`` for trimming), and nothing
 once the service has converged. A deleted service (``None``) has every task
 marked desired ``remove`` and deleted once terminal; so do tasks left by an
 earlier service of the same name (another ``serviceUid``).
@@ -19,10 +20,14 @@ node liveness health's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from controllers.ops import Op, Resource
 from controllers.replication.facts import Decision, Eligible, NewId, delete, stop
 from controllers.replication.global_mode import availability, is_ready, node_id, reconcile_global
+from controllers.replication.job_runs import job_status, reconcile_job
 from controllers.replication.slots import reconcile_replicated
+from kubeless.api import workload
 from kubeless.api.tasks import Task, new_task_id
 
 
@@ -33,13 +38,15 @@ def _always(node: Resource) -> bool:
 def reconcile_service(service: Resource | None, tasks: list[Task], nodes: list[Resource],
                       now: float, *, new_id: NewId = new_task_id,
                       eligible: Eligible = _always,
-                      node_ids: frozenset[str] | None = None) -> Decision:
+                      node_ids: frozenset[str] | None = None,
+                      job: Resource | None = None) -> Decision:
     """Operations that move one service's tasks toward its spec, and when to look again.
 
     ``tasks`` are the service's tasks (with their effective status); ``nodes`` is the complete node list (Node
     merged with heartbeat status); ``eligible`` says whether a node meets
     the service's placement constraints (global services only); ``node_ids``, when
-    given, are the ids of ``nodes`` (a caller that keeps them saves recomputing).
+    given, are the ids of ``nodes`` (a caller that keeps them saves recomputing);
+    ``job``, a job's ``status.job`` as stored (its run bookkeeping, see ``job_runs``).
     """
     if node_ids is None:
         node_ids = frozenset(node_id(n) for n in nodes)
@@ -47,11 +54,13 @@ def reconcile_service(service: Resource | None, tasks: list[Task], nodes: list[R
         return Decision(remove_all(tasks, node_ids))
     mine, others = split_by_incarnation(tasks, service)
     ops = remove_all(others, node_ids)
-    if (service.get("spec") or {}).get("mode") == "global":
+    if workload.is_job(service):
+        decision = reconcile_job(service, mine, nodes, now, new_id, eligible, job)
+    elif workload.is_global(service):
         decision = reconcile_global(service, mine, nodes, now, new_id, eligible)
     else:
         decision = reconcile_replicated(service, mine, node_ids, now, new_id)
-    return Decision(ops + decision.ops, decision.requeue_after)
+    return Decision(ops + decision.ops, decision.requeue_after, decision.job)
 
 
 def belongs(task: Task, service: Resource) -> bool:
@@ -84,22 +93,29 @@ def remove_all(tasks: list[Task], node_ids: frozenset[str]) -> list[Op]:
 
 
 def service_status(service: Resource, tasks: list[Task], nodes: list[Resource], *,
-                   eligible: Eligible = _always) -> dict[str, int]:
-    """{replicas (desired), runningReplicas, observedGeneration} for the service's status.
+                   eligible: Eligible = _always, job: Resource | None = None,
+                   now: float = 0.0) -> dict[str, Any]:
+    """{replicas (desired), runningReplicas, observedGeneration} for the service's status,
+    and a job's ``job`` (from ``job``, the bookkeeping its decision returned).
 
     Desired is ``spec.replicas`` for a replicated service; for a global one,
     the nodes that should run a task: ready, not drained, eligible, and
-    active or (paused) still running one.
+    active or (paused) still running one; for a job, the completions its
+    current run wants (replicas, or the run's nodes).
     """
     spec = service.get("spec") or {}
     mine = split_by_incarnation(tasks, service)[0]
     running = sum(1 for t in mine if t.wants_running and t.state == "running")
-    if spec.get("mode") == "global":
+    generation = int((service.get("metadata") or {}).get("generation") or 0)
+    if workload.is_job(service):
+        state = job_status(service, mine, nodes, job or {}, eligible, now)
+        return {"replicas": int(state.get("total") or 0), "runningReplicas": running,
+                "observedGeneration": generation, "job": state}
+    if workload.is_global(service):
         holding = {t.node for t in mine if t.wants_running and not t.is_done and t.slot is None}
         desired = sum(1 for n in nodes
                       if is_ready(n) and availability(n) != "drain" and eligible(n)
                       and (availability(n) == "active" or node_id(n) in holding))
     else:
         desired = max(int(spec.get("replicas", 1)), 0)
-    return {"replicas": desired, "runningReplicas": running,
-            "observedGeneration": int((service.get("metadata") or {}).get("generation") or 0)}
+    return {"replicas": desired, "runningReplicas": running, "observedGeneration": generation}

@@ -34,6 +34,7 @@ class Decision:
 
     ops: list[Op] = field(default_factory=list)
     requeue_after: float | None = None
+    job: Resource | None = None  # a job's run bookkeeping (job_runs), for its status
 
 
 def earliest(a: float | None, b: float | None) -> float | None:
@@ -92,8 +93,10 @@ def stop(task: Task, desired: str, reason: str,
 
 
 def new_task(service: Resource, task_name: str, now: float, *, slot: int | None = None,
-             node: str | None = None, annotations: dict[str, str] | None = None) -> CreateTask:
-    """A pending Task frozen from the service's current template, for a slot or a node."""
+             node: str | None = None, annotations: dict[str, str] | None = None,
+             job_run: int | None = None) -> CreateTask:
+    """A pending Task frozen from the service's current template, for a slot or a node
+    (and, for a job, its run)."""
     meta = service.get("metadata") or {}
     spec = service.get("spec") or {}
     task_spec: dict[str, Any] = {
@@ -109,6 +112,8 @@ def new_task(service: Resource, task_name: str, now: float, *, slot: int | None 
         task_spec["slot"] = slot
     if node is not None:
         task_spec["nodeName"] = node
+    if job_run is not None:
+        task_spec["jobRun"] = job_run
     task_meta: dict[str, Any] = {
         "name": task_name,
         "namespace": meta.get("namespace", "default"),
