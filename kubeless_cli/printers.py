@@ -17,6 +17,7 @@ and the start of the raw value.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from kubeless.api import Kind, cell
+from kubeless.api import Kind, cell, workload
 from kubeless.api.secrets import public_view
 
 try:
@@ -88,6 +89,27 @@ def ports_text(ports: list[dict[str, Any]] | None) -> str:
     return ",".join(parts)
 
 
+def job_progress_text(service: dict[str, Any]) -> str:
+    """A job's REPLICAS: ``3/6 (2 running)``, ``6/6 (completed)``, ``4/6 (failed)``, or,
+    before its first run, ``0/6 (next 10:05)``."""
+    spec, status = service.get("spec") or {}, service.get("status") or {}
+    job = status.get("job") or {}
+    total = job.get("total", status.get("replicas", spec.get("replicas", 0)
+                                        if not workload.is_global(service) else 0))
+    done = f"{job.get('succeeded', 0)}/{total}"
+    state = job.get("state")
+    if state == "complete":
+        return f"{done} (completed)"
+    if state == "failed":
+        return f"{done} (failed)"
+    if state == "running":
+        return f"{done} ({job.get('running', 0)} running)"
+    next_run = job.get("nextRunAt")
+    if isinstance(next_run, (int, float)):
+        return f"{done} (next {time.strftime('%H:%M', time.gmtime(next_run))})"
+    return done
+
+
 def decorate(obj: dict[str, Any]) -> dict[str, Any]:
     """Add the derived display fields a kind's columns read (in a copy)."""
     if obj.get("kind") == "Route":
@@ -98,7 +120,9 @@ def decorate(obj: dict[str, Any]) -> dict[str, Any]:
     status = dict(out.get("status") or {})
     spec = out.get("spec") or {}
     running = status.get("runningReplicas", 0)
-    if spec.get("mode") == "global":
+    if workload.is_job(out):
+        status.setdefault("replicasText", job_progress_text(out))
+    elif workload.is_global(out):
         desired = status.get("replicas", 0)  # eligible nodes, as replication counts them
     else:
         desired = spec.get("replicas", 0)
@@ -183,11 +207,46 @@ def describe(kind: Kind, obj: dict[str, Any]) -> str:
     lines.append(f"Created:       {meta.get('creationTimestamp', '')}")
     lines.append(f"Generation:    {meta.get('generation', '')}")
     lines.append(f"Version:       {meta.get('resourceVersion', '')}")
+    if kind.kind == "Service" and workload.is_job(obj):
+        lines += job_lines(obj)
     out = "\n".join(lines) + "\n"
     for section in ("spec", "status"):
         if obj.get(section):
             out += f"{section.capitalize()}:\n" + _indent(to_yaml(obj[section]))
     return out
+
+
+def job_lines(service: dict[str, Any]) -> list[str]:
+    """describe's job block: the current run, its counts, the schedule, the last runs."""
+    spec = service.get("spec") or {}
+    job = (service.get("status") or {}).get("job") or {}
+    lines = [f"Job:           {workload.mode_of(service)}, "
+             f"{job_progress_text(service)}"
+             + (f", at most {spec['maxConcurrent']} at once" if spec.get("maxConcurrent")
+                else "")]
+    if job.get("run"):
+        lines.append(f"  Run:         {job['run']} ({job.get('trigger', '?')}), "
+                     f"{job.get('state', '?')}: {job.get('succeeded', 0)} succeeded, "
+                     f"{job.get('failed', 0)} failed, {job.get('running', 0)} running, "
+                     f"started {_utc(job.get('startedAt'))}"
+                     + (f", ended {_utc(job['completedAt'])}" if job.get("completedAt")
+                        else ""))
+    if spec.get("schedule"):
+        lines.append(f"  Schedule:    {spec['schedule']} (UTC), next run "
+                     f"{_utc(job.get('nextRunAt'))}, {job.get('skipped', 0)} ticks skipped"
+                     + (f" (last {_utc(job['lastSkipped'])})" if job.get("lastSkipped")
+                        else ""))
+    for run in job.get("runs") or []:
+        lines.append(f"  Run {run.get('run')}:".ljust(15) + f"{run.get('state')}, "
+                     f"{run.get('succeeded', 0)} succeeded, {run.get('failed', 0)} failed, "
+                     f"{_utc(run.get('startedAt'))} - {_utc(run.get('completedAt'))}")
+    return lines
+
+
+def _utc(when: Any) -> str:
+    if not isinstance(when, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
 
 
 def describe_invalid(kind: Kind, bad: Invalid) -> str:

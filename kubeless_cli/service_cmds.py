@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from kubeless.api import workload
+
 from kubeless_cli import published
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
@@ -142,8 +144,18 @@ def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, **va
         except FlagError as err:
             raise CliError(str(err), USAGE) from None
 
-    ctx.run(lambda rstore: _read_modify_write(rstore, name, ns, change))
+    changed: dict[str, Any] = {}
+
+    def noted(doc: dict[str, Any]) -> dict[str, Any]:
+        new = change(doc)
+        changed["job"] = workload.is_job(new)
+        return new
+
+    ctx.run(lambda rstore: _read_modify_write(rstore, name, ns, noted))
     click.echo(name)
+    if changed.get("job") and flags.force:
+        click.echo(f"{name} is a job: a new run starts (kubeless describe service {name} "
+                   f"follows it)")
 
 
 @service.command("scale")
@@ -163,8 +175,8 @@ def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: b
 
     def set_replicas(count: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def change(doc: dict[str, Any]) -> dict[str, Any]:
-            if doc["spec"].get("mode") == "global":
-                raise CliError(f'service "{doc["metadata"]["name"]}" is global: '
+            if workload.is_global(doc):
+                raise CliError(f'service "{doc["metadata"]["name"]}" is {workload.mode_of(doc)}: '
                                "it runs one task per node and cannot be scaled")
             return {**doc, "spec": {**doc["spec"], "replicas": count}}
         return change
@@ -280,10 +292,18 @@ def ps_rows(tasks: list[dict[str, Any]], now: float, no_trunc: bool = False) -> 
         error = str(status.get("error") or "")
         rows.append([t["metadata"]["name"] if no_trunc else t["metadata"]["name"][:12], shown,
                      spec.get("template", {}).get("image", ""), spec.get("nodeName") or "",
-                     str(spec.get("desiredState", "")).capitalize(),
+                     _desired_shown(spec, status),
                      f"{str(status.get('state', 'new')).capitalize()}{ago}",
                      error if no_trunc or len(error) <= 60 else error[:57] + "..."])
     return rows
+
+
+def _desired_shown(spec: dict[str, Any], status: dict[str, Any]) -> str:
+    """A job's task that completed is meant to: Complete, as docker shows it."""
+    desired = str(spec.get("desiredState", ""))
+    if spec.get("jobRun") and desired == "running" and status.get("state") == "complete":
+        desired = "complete"
+    return desired.capitalize()
 
 
 @service.command("ps")

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from kubeless.api.constraints import (InvalidConstraint, constraint_error, normalise_key,
                                        parse_constraint)
+from kubeless.api import cron, workload
 from kubeless.api.images import image_error
 from kubeless_cli.file_ref_flags import SpecError, merged, parse_spec
 
@@ -50,6 +51,9 @@ class ServiceFlags:
     command: tuple[str, ...] = ()
     replicas: int | str | None = None
     mode: str | None = None
+    max_concurrent: int | str | None = None
+    schedule: str | None = None
+    run_history_limit: int | str | None = None
     publish: tuple[str, ...] = ()
     mount: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
@@ -191,6 +195,12 @@ def _choice(*options: str) -> Parser:
             raise _bad(flag, value, "must be one of " + ", ".join(options))
         return str(value)
     return parse
+
+
+def _schedule(flag: str, value: Any) -> str:
+    if (error := cron.error(str(value))) is not None:
+        raise _bad(flag, value, error)
+    return str(value)
 
 
 def _duration(flag: str, value: Any) -> str:
@@ -342,8 +352,11 @@ _TPL, _RES, _RP, _HC = ("template",), ("template", "resources"), \
     ("template", "restartPolicy"), ("template", "healthcheck")
 _SCALARS: tuple[tuple[str, tuple[str, ...], Parser], ...] = (
     ("image", _TPL + ("image",), _image),
-    ("mode", ("mode",), _choice("replicated", "global")),
+    ("mode", ("mode",), _choice(*workload.MODES)),
     ("replicas", ("replicas",), _count),
+    ("max_concurrent", ("maxConcurrent",), _count),
+    ("schedule", ("schedule",), _schedule),
+    ("run_history_limit", ("runHistoryLimit",), _count),
     ("workdir", _TPL + ("workdir",), _text),
     ("entrypoint", _TPL + ("command",), lambda f, v: shlex.split(_text(f, v))),
     ("user", _TPL + ("user",), _word),
@@ -528,8 +541,8 @@ def build_service(flags: ServiceFlags) -> dict[str, Any]:
                             "`service update`")
     if flags.image is None:
         raise FlagError("service create needs an IMAGE")
-    if flags.mode == "global" and flags.replicas is not None:
-        raise FlagError("--replicas cannot be used with --mode global")
+    if flags.mode in workload.GLOBAL_MODES and flags.replicas is not None:
+        raise FlagError(f"--replicas cannot be used with --mode {flags.mode}")
     metadata: dict[str, Any] = {"name": _dns_label("--name", flags.name or random_name())}
     if flags.namespace is not None:
         metadata["namespace"] = _dns_label("--namespace", flags.namespace)
@@ -548,8 +561,8 @@ def update_service(doc: dict[str, Any], flags: ServiceFlags) -> dict[str, Any]:
     if flags.mode is not None and flags.mode != mode:
         raise FlagError(f"invalid --mode {flags.mode!r}: the mode of an existing "
                         f"service cannot change (it is {mode})")
-    if mode == "global" and flags.replicas is not None:
-        raise FlagError("--replicas cannot be used on a global service")
+    if mode in workload.GLOBAL_MODES and flags.replicas is not None:
+        raise FlagError(f"--replicas cannot be used on a {mode} service")
     _apply(new, dataclasses.replace(flags, mode=None), update=True)
     if flags.force:
         spec["forceUpdate"] = int(spec.get("forceUpdate") or 0) + 1

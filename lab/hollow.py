@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubeless import store
+from kubeless.api import workload
 from kubeless.api.tasks import TERMINAL_STATES
 from kubeless.cluster.identities import admin, manager, node
 from kubeless.store import TlsConfig
@@ -50,7 +51,7 @@ from kubeless_agent import AgentConfig, AgentProcess, running_agent
 from kubeless_agent.registration import register_nodes
 from lab.waiting import until
 
-from controllers.framework import Controller, ControllerRunner
+from controllers.framework import Clock, Controller, ControllerRunner
 from controllers.health.controller import HealthController
 from controllers.replication.controller import ReplicationController
 from controllers.scheduler.controller import SchedulerController
@@ -87,8 +88,9 @@ def service(name: str, replicas: int = 1, *, image: str = "web:1", mode: str = "
             env: dict[str, str] | None = None, placement: dict[str, Any] | None = None,
             restart: dict[str, Any] | None = None, history: int | None = None,
             reservations: dict[str, Any] | None = None, namespace: str = "default",
-            ) -> Resource:
-    """A Service resource as a user would apply it (defaults filled by validation)."""
+            job: dict[str, Any] | None = None) -> Resource:
+    """A Service resource as a user would apply it (defaults filled by validation);
+    ``job``: a job's fields (maxConcurrent, schedule, runHistoryLimit)."""
     template: dict[str, Any] = {"image": image}
     if env:
         template["env"] = env
@@ -96,8 +98,8 @@ def service(name: str, replicas: int = 1, *, image: str = "web:1", mode: str = "
         template["restartPolicy"] = restart
     if reservations:
         template["resources"] = {"reservations": reservations}
-    spec: dict[str, Any] = {"mode": mode, "template": template}
-    if mode == "replicated":
+    spec: dict[str, Any] = {"mode": mode, "template": template, **(job or {})}
+    if mode not in workload.GLOBAL_MODES:
         spec["replicas"] = replicas
     if placement:
         spec["placement"] = placement
@@ -174,16 +176,18 @@ class HollowCluster:
     def __init__(self, endpoints: str, prefix: str, *, lease_ttl: int = 2,
                  heartbeat_ttl: int = 2, controllers: bool = True,
                  identity: str = "hollow-manager",
-                 tls: IdentityTls | None = None) -> None:
+                 tls: IdentityTls | None = None, clock: Clock | None = None) -> None:
         """``tls``: common name -> the files of that identity (``EtcdCluster.client_tls``),
         for an https:// etcd: the cluster's own reads as ``admin:hollow``, the controllers
-        as ``manager:<identity>``, each node group as ``node:<group>`` (a hollow group)."""
+        as ``manager:<identity>``, each node group as ``node:<group>`` (a hollow group).
+        ``clock``: the controllers' (a ``FakeClock`` the test moves; the agents keep real time)."""
         self.endpoints = endpoints
         self.prefix = prefix
         self.lease_ttl = lease_ttl
         self.heartbeat_ttl = heartbeat_ttl
         self.with_controllers = controllers
         self.identity = identity
+        self.clock = clock
         self.tls: IdentityTls = tls or no_tls
         self.store = store.connect(endpoints, prefix,
                                    tls=self.tls(admin("hollow").common_name, prefix))
@@ -227,7 +231,7 @@ class HollowCluster:
             tls=self.tls(manager(self.identity).common_name, self.prefix))
         controllers = self.make_controllers(ctl_store, ClusterView(ctl_store))
         runner = self.runner = ControllerRunner(ctl_store, controllers, self.identity,
-                                                lease_ttl=self.lease_ttl)
+                                                lease_ttl=self.lease_ttl, clock=self.clock)
         self._runner_task = asyncio.create_task(runner.run(), name="controllers")
         await until(lambda: all(runner.elector(c.name).is_leader for c in controllers)
                     or self._runner_task.done(), 15, "controllers lead")  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ record before a task is touched), commits the task operations, rolls the Service
 spec back when the decision says so (the one write of a controller to a
 spec key, as Swarm's updater does, fenced and compared like any other),
 and merges ``updateStatus`` into the status key, keeping what replication
-writes there.
+writes there. Jobs are left alone: a job's new spec is a new run, replication's.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from kubeless.api import ApiError
+from kubeless.api import ApiError, workload
 from kubeless.api.tasks import Task
 from kubeless.store import Conflict, ResourceStore
 from kubeless.store.services import roll_back_service
@@ -125,9 +125,11 @@ class RolloutController(ViewController):
         service = self.specs.get(ns, name)
         if service is None or isinstance(service, ApiError):
             return None  # replication says why in the status
+        if workload.is_job(service):
+            return None  # a job's new spec is a new run (replication's), never a rolling update
         status = stored.get("status") or {}
         spec = service["spec"]
-        desired = int(status.get("replicas") or 0) if spec.get("mode") == "global" \
+        desired = int(status.get("replicas") or 0) if workload.is_global(service) \
             else max(int(spec.get("replicas", 1)), 0)
         tasks = split_by_incarnation(self.view.tasks_of(ns, name), service)[0]
         plan = decide(service, tasks, status.get("updateStatus"), desired, self.now())
