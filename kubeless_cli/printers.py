@@ -124,9 +124,9 @@ def decorate(obj: dict[str, Any]) -> dict[str, Any]:
         status.setdefault("replicasText", job_progress_text(out))
     elif workload.is_global(out):
         desired = status.get("replicas", 0)  # eligible nodes, as replication counts them
+        status.setdefault("replicasText", f"{running}/{desired}")
     else:
-        desired = spec.get("replicas", 0)
-    status.setdefault("replicasText", f"{running}/{desired}")
+        status.setdefault("replicasText", f"{running}/{spec.get('replicas', 0)}")
     status.setdefault("portsText", ports_text(status.get("ports") or spec.get("ports")))
     out["status"] = status
     return out

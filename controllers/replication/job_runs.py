@@ -179,7 +179,7 @@ def job_status(service: Resource, tasks: list[Task], nodes: list[Resource], book
                eligible: Eligible, now: float) -> dict[str, Any]:
     """``status.job``: the bookkeeping with the current run's counts from its tasks."""
     run = int(book.get("run") or 0)
-    out = {k: v for k, v in book.items() if k != "generation" or run > 0}
+    out = dict(book)
     if run == 0:
         return out
     run_tasks = [t for t in tasks if run_of(t) == run]

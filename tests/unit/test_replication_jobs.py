@@ -274,3 +274,11 @@ def test_never_more_than_max_concurrent_and_every_index_completes(
     assert js["state"] == "complete" and js["succeeded"] == replicas
     done = {t["spec"]["slot"] for t in stored.values() if t["status"]["state"] == "complete"}
     assert done == set(range(1, replicas + 1))
+
+
+def test_the_next_tick_stands_across_passes_before_the_first_run() -> None:
+    svc = job(1, schedule="*/5 * * * *")
+    _, book, _ = decide(svc, [], now=T0)
+    stored = status(svc, [], book)["job"]
+    _, again, _ = decide(svc, [], stored, now=T0 + 100)
+    assert again["nextRunAt"] == book["nextRunAt"] == utc("2026-12-02T10:05:00")
