@@ -203,7 +203,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("replicas float", {"replicas": "1.5"}, "--replicas"),
     ("replicas bool", {"replicas": True}, "--replicas"),
     ("replicas underscore", {"replicas": "1_0"}, "--replicas"),
-    ("mode unknown", {"mode": "replicated-job"}, "--mode"),
+    ("mode unknown", {"mode": "batch"}, "--mode"),
+    ("global-job with replicas", {"mode": "global-job", "replicas": 2}, "--mode global-job"),
+    ("schedule", {"mode": "replicated-job", "schedule": "* * *"}, "--schedule"),
+    ("max concurrent", {"mode": "replicated-job", "max_concurrent": "-1"}, "--max-concurrent"),
+    ("run history", {"mode": "replicated-job", "run_history_limit": "x"}, "--run-history-limit"),
     ("global with replicas", {"mode": "global", "replicas": 2}, "--mode global"),
     ("publish empty", {"publish": ("",)}, "--publish"),
     ("publish word", {"publish": ("http",)}, "--publish"),
@@ -580,3 +584,13 @@ def test_constraint_rm_removes_a_stored_constraint_that_no_longer_parses() -> No
     doc["spec"]["placement"]["constraints"] = ["node.colour==blue", "node.role!=manager"]
     new = update_service(doc, ServiceFlags(constraint_rm=("node.colour==blue",)))
     assert new["spec"]["placement"]["constraints"] == ["node.role!=manager"]
+
+
+def test_create_a_scheduled_job() -> None:
+    doc = build_service(ServiceFlags(name="nightly", image="busybox", mode="replicated-job",
+                                     replicas=6, max_concurrent=2, schedule="0 3 * * *",
+                                     run_history_limit=5))
+    assert {k: doc["spec"][k] for k in ("mode", "replicas", "maxConcurrent", "schedule",
+                                        "runHistoryLimit")} == {
+        "mode": "replicated-job", "replicas": 6, "maxConcurrent": 2, "schedule": "0 3 * * *",
+        "runHistoryLimit": 5}
