@@ -80,6 +80,7 @@ _REQUIRE_LEADER = (("hasleader", "true"),)
 _MIN_ATTEMPT = 0.5
 RETIRE_GRACE = 5.0  # seconds calls on a channel replaced by new credentials may finish
 TLS_POLL = 1.0  # seconds between looks at the TLS files (follow_tls_files)
+MAX_TXN_READS = 128  # etcd's default --max-txn-ops: get_many reads in transactions this big
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,17 +323,24 @@ class Etcd:
         return (kvs[0] if kvs else None), revision
 
     async def get_many(self, keys: Sequence[str]) -> tuple[dict[str, KeyValue], int]:
-        """Several single keys read at one revision, in one transaction."""
-        if not keys:
-            return {}, 0
-        ops = [rpc.RequestOp(request_range=rpc.RangeRequest(key=k.encode())) for k in keys]
-        req = rpc.TxnRequest(compare=[], success=ops, failure=[])
-        resp = await self._call(lambda t: self._kv.Txn(req, timeout=t))
-        found = {}
-        for r in resp.responses:
-            for kv in r.response_range.kvs:
-                found[kv.key.decode()] = _kv(kv)
-        return found, resp.header.revision
+        """Several single keys read at one revision: one transaction per
+        ``MAX_TXN_READS`` keys (etcd refuses more operations in one), the first
+        fixing the revision the others read at."""
+        found: dict[str, KeyValue] = {}
+        revision = 0
+        for start in range(0, len(keys), MAX_TXN_READS):
+            ops = [rpc.RequestOp(request_range=rpc.RangeRequest(key=k.encode(),
+                                                                revision=revision))
+                   for k in keys[start:start + MAX_TXN_READS]]
+            resp = await self._read_txn(rpc.TxnRequest(compare=[], success=ops, failure=[]))
+            for r in resp.responses:
+                for kv in r.response_range.kvs:
+                    found[kv.key.decode()] = _kv(kv)
+            revision = revision or resp.header.revision
+        return found, revision
+
+    async def _read_txn(self, req: Any) -> Any:
+        return await self._call(lambda t: self._kv.Txn(req, timeout=t))
 
     async def list_prefix(self, prefix: str, *, page_size: int = 2000,
                           revision: int = 0) -> tuple[list[KeyValue], int]:

@@ -203,3 +203,15 @@ async def test_three_member_cluster_survives_one_member_loss(prefix: str) -> Non
         await s.etcd.close()
     finally:
         cluster.stop()
+
+
+async def test_get_many_reads_more_keys_than_one_transaction_may_hold(
+        rstore: store.ResourceStore) -> None:
+    """etcd refuses a transaction of more than 128 operations: 300 keys are read in
+    three, all at the revision the first one read (a later write is not seen)."""
+    keys = [f"{rstore.keys.root}many/{i:03d}" for i in range(300)]
+    for start in range(0, 300, 100):
+        await rstore.etcd.txn([], [Put(k, k.encode()) for k in keys[start:start + 100]])
+    found, revision = await rstore.etcd.get_many([*keys, f"{rstore.keys.root}many/absent"])
+    assert sorted(found) == keys and all(found[k].value == k.encode() for k in keys)
+    assert revision == max(kv.mod_revision for kv in found.values())
