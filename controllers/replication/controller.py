@@ -25,6 +25,7 @@ from controllers.framework.applier import too_large_message
 from controllers.ops import CreateTask, WriteServiceStatus
 from controllers.replication.decide import reconcile_service, service_status
 from controllers.replication.global_mode import eligibility
+from controllers.replication.job_runs import job_events
 from controllers.view import ClusterView, route_services
 
 Resource = dict[str, Any]
@@ -123,6 +124,10 @@ class ReplicationController(ViewController):
         status.update(service_status(service, tasks, nodes, eligible=eligible, job=decision.job,
                                      now=now))
         await self._write_status(ns, name, current_status, status)
+        for type_, reason, message in job_events((current_status or {}).get("job"),
+                                                 status.get("job")):
+            self.ctx.events.record(kind="Service", name=name, namespace=ns, type_=type_,
+                                   reason=reason, message=message)
         return decision.requeue_after
 
     async def _write_status(self, ns: str, name: str, current: Any, wanted: dict[str, Any]) -> None:

@@ -194,3 +194,28 @@ def job_status(service: Resource, tasks: list[Task], nodes: list[Resource], book
                                     "completedAt") if out.get(k) is not None}
     out["runs"] = ([this] + list(book.get("runs") or []))[:workload.run_history_limit(service)]
     return out
+
+
+def job_events(before: Resource | None, after: Resource | None) -> list[tuple[str, str, str]]:
+    """(type, reason, message) for what changed between two ``status.job``: a run
+    started, ended (complete or failed), or a tick was skipped."""
+    old, new = before or {}, after or {}
+    out: list[tuple[str, str, str]] = []
+    run = int(new.get("run") or 0)
+    if run and run != int(old.get("run") or 0):
+        out.append(("Normal", "JobRunStarted",
+                    f"run {run} started ({new.get('trigger') or 'created'})"))
+    same_run = run == int(old.get("run") or 0)
+    state = new.get("state")
+    if run and state != (old.get("state") if same_run else None):
+        counts = f"{new.get('succeeded', 0)}/{new.get('total', 0)} complete"
+        if state == "complete":
+            out.append(("Normal", "JobRunCompleted", f"run {run} completed: {counts}"))
+        elif state == "failed":
+            out.append(("Warning", "JobRunFailed",
+                        f"run {run} failed: {counts}, {new.get('failed', 0)} failed"))
+    skipped = int(new.get("skipped") or 0) - int(old.get("skipped") or 0)
+    if skipped > 0:
+        out.append(("Warning", "TickSkipped",
+                    f"{skipped} schedule tick(s) skipped: run {run} was still going"))
+    return out
