@@ -141,7 +141,7 @@ async def _run(endpoints: str, logdir: Path) -> None:
               f"(target < 5 s)", flush=True)
 
         started = time.perf_counter()
-        await asyncio.to_thread(_cli, env, "service", "scale", "web=50")
+        await asyncio.to_thread(_cli, env, "service", "scale", "-d", "web=50")
         await _until_answering(rstore, 50, procs)
         fifty = time.perf_counter() - started
         await asyncio.sleep(2)

@@ -30,6 +30,7 @@ from kubeless_cli import published
 from kubeless_cli.context import (USAGE, CliError, Context, checked_namespace,
                                   current_namespace, pass_context)
 from kubeless_cli.flags import flag
+from kubeless_cli.progress import converge, parse_timeout, timeout_option
 from kubeless_cli.manifests import Manifest, ManifestError, load
 from kubeless_cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
 from kubeless_cli.printers import to_yaml
@@ -154,9 +155,12 @@ def _fill(txn: Any, actions: list[Action]) -> None:
 @flag("--dry-run", help="Validate and show what would change; write nothing.")
 @flag("--prune", help="Delete Services with the -l label that the files no longer declare.")
 @click.option("-l", "--selector", help="Label selector for --prune (as get -l).")
+@flag("--wait", help="Then wait for each Service created or changed to converge, showing "
+                     "progress (exit 1 when a rollout pauses, fails or times out).")
+@timeout_option
 @pass_context
 def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str | None,
-          dry_run: bool, prune: bool, selector: str | None) -> None:
+          dry_run: bool, prune: bool, selector: str | None, wait: bool, timeout: str) -> None:
     """Create or update resources from files, in one transaction."""
     if prune and not selector:
         raise CliError("--prune needs a label selector (-l key=value) naming what the files own",
@@ -187,9 +191,19 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
             raise CliError(f"{err}; nothing was written") from None
 
     suffix = " (dry run)" if dry_run else ""
-    for a in ctx.run(run):
-        kind, _, name = a.ref
-        click.echo(f"{kind.lower()}/{name} {a.verb}{suffix}")
+    limit = parse_timeout(timeout) if wait and not dry_run else None
+
+    async def run_and_wait(rstore: Any) -> None:
+        actions = await run(rstore)
+        for a in actions:
+            kind, _, name = a.ref
+            click.echo(f"{kind.lower()}/{name} {a.verb}{suffix}")
+        for a in actions if limit is not None else ():
+            kind, ns, name = a.ref
+            if kind == "Service" and a.verb in ("created", "configured"):
+                await converge(rstore, str(ns), name, limit or 0.0)
+
+    ctx.run(run_and_wait)
 
 
 @click.command()

@@ -23,6 +23,7 @@ from kubeless.api import workload
 from kubeless_cli import published
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
+from kubeless_cli.progress import converge, parse_timeout, timeout_option
 from kubeless_cli.printers import decorate, format_rows, ports_text
 from kubeless_cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
                                         flag_name, short_name, update_service)
@@ -75,11 +76,12 @@ def service() -> None:
 @click.argument("image")
 @click.argument("command", nargs=-1)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
+@timeout_option
 @_flag_options(update=False)
 @pass_context
 def create(ctx: Context, /, image: str, command: tuple[str, ...], namespace: str | None,
-           detach: bool, **values: Any) -> None:
+           detach: bool, timeout: str, **values: Any) -> None:
     """Create a service: IMAGE [COMMAND [ARG...]], as docker service create."""
     try:
         doc = build_service(_flags(namespace, image=image, command=command, **values))
@@ -87,17 +89,21 @@ def create(ctx: Context, /, image: str, command: tuple[str, ...], namespace: str
         raise CliError(str(err), USAGE) from None
     doc = _validated(doc)
 
+    wait = None if detach else parse_timeout(timeout)
+    name, ns = doc["metadata"]["name"], doc["metadata"]["namespace"]
+
     async def run(rstore: Any) -> None:
         from kubeless.store import AlreadyExists
 
         try:
             await _create(rstore, doc)
         except AlreadyExists:
-            raise CliError(f'service "{doc["metadata"]["name"]}" already exists in namespace '
-                           f'{doc["metadata"]["namespace"]}') from None
+            raise CliError(f'service "{name}" already exists in namespace {ns}') from None
+        click.echo(name)
+        if wait is not None:
+            await converge(rstore, ns, name, wait)
 
     ctx.run(run)
-    click.echo(doc["metadata"]["name"])
 
 
 async def _create(rstore: Any, doc: dict[str, Any]) -> None:
@@ -107,6 +113,17 @@ async def _create(rstore: Any, doc: dict[str, Any]) -> None:
 
     with published.refusals():
         await services.create_service(rstore, doc)
+
+
+async def _run_before(rstore: Any, ns: str, name: str, force: bool) -> int | None:
+    """A job's run before a write that starts a new one (None: nothing to wait for but the
+    spec: a scheduled job's edit waits for its next tick, unless forced)."""
+    live = await rstore.get("Service", name, ns)
+    if live is None or not workload.is_job(live):
+        return None
+    if (live.get("spec") or {}).get("schedule") and not force:
+        return None
+    return int(((live.get("status") or {}).get("job") or {}).get("run") or 0)
 
 
 async def _read_modify_write(rstore: Any, name: str, namespace: str,
@@ -127,10 +144,12 @@ async def _read_modify_write(rstore: Any, name: str, namespace: str,
 @service.command("update")
 @click.argument("name")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
+@timeout_option
 @_flag_options(update=True)
 @pass_context
-def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, **values: Any) -> None:
+def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, timeout: str,
+           **values: Any) -> None:
     """Change a service, as docker service update (--force replaces every task)."""
     ns = current_namespace(namespace)
     try:
@@ -151,19 +170,29 @@ def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, **va
         changed["job"] = workload.is_job(new)
         return new
 
-    ctx.run(lambda rstore: _read_modify_write(rstore, name, ns, noted))
-    click.echo(name)
-    if changed.get("job") and flags.force:
-        click.echo(f"{name} is a job: a new run starts (kubeless describe service {name} "
-                   f"follows it)")
+    wait = None if detach else parse_timeout(timeout)
+
+    async def run(rstore: Any) -> None:
+        run_before = await _run_before(rstore, ns, name, bool(flags.force))
+        written = await _read_modify_write(rstore, name, ns, noted)
+        click.echo(name)
+        if changed.get("job") and flags.force:
+            click.echo(f"{name} is a job: a new run starts (kubeless describe service {name} "
+                       f"follows it)")
+        if wait is not None and written:
+            await converge(rstore, ns, name, wait, run_before=run_before)
+
+    ctx.run(run)
 
 
 @service.command("scale")
 @click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
+@timeout_option
 @pass_context
-def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: bool) -> None:
+def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: bool,
+          timeout: str) -> None:
     """Set the replicas of one or more replicated services."""
     ns = current_namespace(namespace)
     wanted = []
@@ -181,10 +210,15 @@ def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: b
             return {**doc, "spec": {**doc["spec"], "replicas": count}}
         return change
 
+    wait = None if detach else parse_timeout(timeout)
+
     async def run(rstore: Any) -> None:
         for name, count in wanted:
             await _read_modify_write(rstore, name, ns, set_replicas(count))
             click.echo(f"{name} scaled to {count}")
+        if wait is not None:
+            for name, _ in wanted:
+                await converge(rstore, ns, name, wait)
 
     ctx.run(run)
 
@@ -341,15 +375,24 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
 @service.command("rollback")
 @click.argument("name")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@flag("-d", "--detach", default=True, help="Return at once (always, for now).")
+@flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
+@timeout_option
 @pass_context
-def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> None:
+def rollback(ctx: Context, name: str, namespace: str | None, detach: bool,
+             timeout: str) -> None:
     """Put a service's previous spec back (current and previous swap), as docker service rollback."""
     from kubeless_cli.rollout_cmds import roll_back
 
     ns = current_namespace(namespace)
-    ctx.run(lambda rstore: roll_back(rstore, name, ns))
-    click.echo(name)
+    wait = None if detach else parse_timeout(timeout)
+
+    async def run(rstore: Any) -> None:
+        await roll_back(rstore, name, ns)
+        click.echo(name)
+        if wait is not None:
+            await converge(rstore, ns, name, wait, rollback=True)
+
+    ctx.run(run)
 
 
 @service.command("logs")

@@ -132,7 +132,7 @@ async def test_a_worker_cannot_promote_itself_nor_rotate_a_token_nor_write_spec(
     assert_one_error_line(await on_w1("node", "promote", "w1"), "permission denied")
     assert_one_error_line(await on_w1("join-token", "worker", "--rotate", "-q"),
                           "permission denied")
-    assert_one_error_line(await on_w1("service", "create", "--name", "intruder",
+    assert_one_error_line(await on_w1("service", "create", "-d", "--name", "intruder",
                                       "kubeless-demo:latest"), "permission denied")
 
     node = await rs.get("Node", "w1")

@@ -102,7 +102,7 @@ async def test_a_host_without_a_certificate_cannot_reach_etcd(
     assert_one_error_line(await asyncio.to_thread(kubeless, cluster, "w1", "get", "nodes",
                                            cacert=only_ca), need)
     assert_one_error_line(await asyncio.to_thread(
-        kubeless, cluster, "w1", "service", "create", "--name", "intruder",
+        kubeless, cluster, "w1", "service", "create", "-d", "--name", "intruder",
         "kubeless-demo:latest", cacert=only_ca), need)
     assert_one_error_line(await asyncio.to_thread(kubeless, cluster, "w1", "get", "nodes"),
                    "need the CA certificate")  # nothing at all: https needs a CA first
@@ -118,7 +118,7 @@ async def test_etcd_refuses_a_hostile_certificate(cluster: Cluster, rs: store.Re
                                            cert_path=identity), *said)
     name = f"hostile-{which.replace(' ', '-').lower()}"
     assert_one_error_line(await asyncio.to_thread(
-        kubeless, cluster, None, "service", "create", "--name", name, "kubeless-demo:latest",
+        kubeless, cluster, None, "service", "create", "-d", "--name", name, "kubeless-demo:latest",
         cert_path=identity), *said)
     assert await nothing_written(rs, name)
 

@@ -295,7 +295,7 @@ def test_writing_into_a_prefix_with_no_cluster_warns(kubeless: Run, etcd_cluster
     assert res.returncode == 0 and res.stdout == "service/web created\n"
     assert res.stderr == (f"{NO_CLUSTER} {prefix} in {etcd_cluster.endpoints}: no cluster "
                           f"record and no nodes (is --prefix or KUBELESS_PREFIX right?)\n")
-    for args in (("service", "scale", "web=2"), ("rollout", "pause", "service/web"),
+    for args in (("service", "scale", "-d", "web=2"), ("rollout", "pause", "service/web"),
                  ("delete", "service", "web")):
         res = kubeless(*args)
         assert res.returncode == 0 and NO_CLUSTER in res.stderr, (args, res.stderr)

@@ -83,7 +83,7 @@ def apply_bad(*says: str, **kw: Any) -> Case:
                                                      *says, "; nothing was written"), **kw)
 
 
-CREATE = ("service", "create", "--name", "api")
+CREATE = ("service", "create", "-d", "--name", "api")
 
 CASES: dict[str, Case] = {
     # --- files given to apply -f -------------------------------------------------------
@@ -227,9 +227,9 @@ CASES: dict[str, Case] = {
                                        USAGE),
     "-n not a namespace": Case((*CREATE, "-n", "Bad_NS", "web:1"),
                                ('invalid -n: "Bad_NS" is not a valid namespace',), USAGE),
-    "scale to a word": Case(("service", "scale", "web=abc"),
+    "scale to a word": Case(("service", "scale", "-d", "web=abc"),
                             ("invalid scale 'web=abc': use SERVICE=REPLICAS",), USAGE),
-    "scale of a missing service": Case(("service", "scale", "nope=3"),
+    "scale of a missing service": Case(("service", "scale", "-d", "nope=3"),
                                        ('service "nope" not found in namespace default',)),
     "top of an unknown kind": Case(("top", "pods"),
                                    ("kubeless top pods: expected tasks, services or nodes",),
@@ -237,7 +237,7 @@ CASES: dict[str, Case] = {
     "top sorted by a word": Case(("top", "tasks", "--sort-by", "name"),
                                  ("Invalid value for '--sort-by': 'name' is not one of 'cpu', "
                                   "'memory'.",), USAGE),
-    "update of a missing service": Case(("service", "update", "--image", "web:2", "nope"),
+    "update of a missing service": Case(("service", "update", "-d", "--image", "web:2", "nope"),
                                         ('service "nope" not found in namespace default',)),
     "node availability unknown": Case(
         ("node", "update", "--availability", "sleepy", "n1"),

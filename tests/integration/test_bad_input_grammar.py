@@ -55,10 +55,10 @@ CASES: dict[str, tuple[tuple[str, ...] | str, str]] = {
         service_doc(image="web@sha256:abc"), "at least 32 hex digits"),
     "image: empty tag in a file": (service_doc(image="web:"), "nothing after the last ':'"),
     "image: service create": (
-        ("service", "create", "--name", "api", BAD_IMAGE),
+        ("service", "create", "-d", "--name", "api", BAD_IMAGE),
         f'invalid IMAGE: "{BAD_IMAGE}" is not a valid image reference'),
     "image: service update --image": (
-        ("service", "update", "--image", BAD_IMAGE, "web"),
+        ("service", "update", "-d", "--image", BAD_IMAGE, "web"),
         f'invalid --image: "{BAD_IMAGE}" is not a valid image reference'),
     # placement constraints (Swarm's grammar, kubeless's attributes)
     "constraint: unknown attribute in a file": (
@@ -78,19 +78,19 @@ CASES: dict[str, tuple[tuple[str, ...] | str, str]] = {
     "constraint: an operator inside the value": (
         service_doc(constraints=("node.labels.a==b!=c",)), 'value "b!=c" may only hold'),
     "constraint: service create --constraint": (
-        ("service", "create", "--name", "api", "--constraint", "node.colour==blue", "web:1"),
+        ("service", "create", "-d", "--name", "api", "--constraint", "node.colour==blue", "web:1"),
         f"invalid --constraint 'node.colour==blue': unknown attribute \"node.colour\" {KNOWN}"),
     "constraint: global service create --constraint": (
-        ("service", "create", "--name", "api", "--mode", "global", "--constraint",
+        ("service", "create", "-d", "--name", "api", "--mode", "global", "--constraint",
          "node.colour==blue", "web:1"), 'unknown attribute "node.colour"'),
     "constraint: service update --constraint-add": (
-        ("service", "update", "--constraint-add", "node.colour==blue", "web"),
+        ("service", "update", "-d", "--constraint-add", "node.colour==blue", "web"),
         "invalid --constraint-add 'node.colour==blue': unknown attribute"),
     "spread: unknown attribute in a file": (
         service_doc(spread="node.colour"),
         'spec.placement.preferences[0].spread: unknown attribute "node.colour"'),
     "spread: service create --placement-pref": (
-        ("service", "create", "--name", "api", "--placement-pref", "spread=node.colour", "web:1"),
+        ("service", "create", "-d", "--name", "api", "--placement-pref", "spread=node.colour", "web:1"),
         "invalid --placement-pref 'spread=node.colour': unknown attribute"),
     # label selectors (kubectl's grammar)
     "selector: in without parentheses (get)": (
@@ -163,7 +163,7 @@ def test_valid_grammar_is_applied(kubeless: Run, tmp_path: Path) -> None:
                      "NODE.PLATFORM.OS==linux"), spread="node.labels.zone"))
     res = kubeless("apply", "-f", str(f))
     assert res.returncode == 0, res.stderr
-    res = kubeless("service", "create", "--name", "none", "--constraint", "node.hostname!=x",
+    res = kubeless("service", "create", "-d", "--name", "none", "--constraint", "node.hostname!=x",
                    "none", "sleep", "60")
     assert res.returncode == 0, res.stderr
     assert names(kubeless) == ["service/none", "service/ok"]

@@ -155,7 +155,7 @@ def test_describe_and_delete(kubeless: Run, tmp_path: Path) -> None:
 
 
 def test_swarm_service_verbs(kubeless: Run) -> None:
-    res = kubeless("service", "create", "--name", "web", "--replicas", "2", "--publish",
+    res = kubeless("service", "create", "-d", "--name", "web", "--replicas", "2", "--publish",
                    "8080:80", "--env", "A=1", "--constraint", "node.role==worker",
                    "--reserve-memory", "64Mi", "--update-parallelism", "2", "web:1",
                    "httpd", "-f", "-p", "80")
@@ -165,13 +165,13 @@ def test_swarm_service_verbs(kubeless: Run) -> None:
     assert spec["replicas"] == 2 and spec["template"]["env"] == {"A": "1"}
     assert spec["ports"][0]["published"] == 8080 and spec["update"]["parallelism"] == 2
     assert spec["template"]["args"][-3:] == ["-f", "-p", "80"]
-    assert kubeless("service", "scale", "web=5").stdout.strip() == "web scaled to 5"
-    assert kubeless("service", "update", "--image", "web:2", "--env-add", "B=2", "web").returncode == 0
+    assert kubeless("service", "scale", "-d", "web=5").stdout.strip() == "web scaled to 5"
+    assert kubeless("service", "update", "-d", "--image", "web:2", "--env-add", "B=2", "web").returncode == 0
     doc = yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout)
     assert doc["spec"]["replicas"] == 5 and doc["spec"]["template"]["image"] == "web:2"
     assert doc["spec"]["template"]["env"] == {"A": "1", "B": "2"}
     assert doc["metadata"]["generation"] == 3
-    assert kubeless("service", "update", "--force", "web").returncode == 0
+    assert kubeless("service", "update", "-d", "--force", "web").returncode == 0
     doc = yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout)
     assert doc["spec"]["forceUpdate"] == 1
     ls = kubeless("service", "ls").stdout.splitlines()
@@ -188,18 +188,18 @@ def test_swarm_service_verbs(kubeless: Run) -> None:
 
 def test_the_seeds_commands_with_boolean_values(kubeless: Run) -> None:
     """docker service create/update --detach=true (the seed's exact command), -p, --force=."""
-    res = kubeless("service", "create", "--detach=true", "--name", "web", "--replicas", "3",
+    res = kubeless("service", "create", "-d", "--detach=true", "--name", "web", "--replicas", "3",
                    "-p", "8080:80", "web:1")
     assert res.returncode == 0, res.stderr
-    assert kubeless("service", "update", "--detach=true", "--update-parallelism", "2",
+    assert kubeless("service", "update", "-d", "--detach=true", "--update-parallelism", "2",
                     "--update-delay", "10s", "--image", "web:2", "web").returncode == 0
-    assert kubeless("service", "update", "--force=false", "-d=false", "web").returncode == 0
+    assert kubeless("service", "update", "-d", "--force=false", "-d=false", "web").returncode == 0
     doc = yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout)
     spec = doc["spec"]
     assert spec["replicas"] == 3 and spec["ports"][0]["published"] == 8080
     assert spec["template"]["image"] == "web:2" and spec["update"]["delay"] == "10s"
     assert spec["forceUpdate"] == 0 and doc["metadata"]["generation"] == 2
-    bad = kubeless("service", "update", "--force=maybe", "web")
+    bad = kubeless("service", "update", "-d", "--force=maybe", "web")
     assert bad.returncode == 2 and bad.stderr.strip() == \
         "error: Option '--force' takes true or false, not 'maybe'."
     assert yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout) == doc
@@ -232,15 +232,15 @@ async def test_node_ls_marks_this_node_and_shows_the_engine_version(
 
 
 def test_service_verbs_bad_input(kubeless: Run) -> None:
-    assert_clean_error(kubeless("service", "create", "--publish", "99999", "x:1"), "--publish")
-    assert_clean_error(kubeless("service", "create", "--mode", "global", "--replicas", "2", "x:1"),
+    assert_clean_error(kubeless("service", "create", "-d", "--publish", "99999", "x:1"), "--publish")
+    assert_clean_error(kubeless("service", "create", "-d", "--mode", "global", "--replicas", "2", "x:1"),
                        "--replicas")
-    assert_clean_error(kubeless("service", "create", "--name", "Bad_Name", "x:1"), "Bad_Name")
-    assert_clean_error(kubeless("service", "scale", "web=x"), "SERVICE=REPLICAS")
-    assert_clean_error(kubeless("service", "update", "--image", "x:2", "nope"), '"nope" not found')
-    kubeless("service", "create", "--name", "g", "--mode", "global", "x:1")
-    assert_clean_error(kubeless("service", "scale", "g=3"), "global")
-    assert_clean_error(kubeless("service", "create", "--name", "g", "x:1"), "already exists")
+    assert_clean_error(kubeless("service", "create", "-d", "--name", "Bad_Name", "x:1"), "Bad_Name")
+    assert_clean_error(kubeless("service", "scale", "-d", "web=x"), "SERVICE=REPLICAS")
+    assert_clean_error(kubeless("service", "update", "-d", "--image", "x:2", "nope"), '"nope" not found')
+    kubeless("service", "create", "-d", "--name", "g", "--mode", "global", "x:1")
+    assert_clean_error(kubeless("service", "scale", "-d", "g=3"), "global")
+    assert_clean_error(kubeless("service", "create", "-d", "--name", "g", "x:1"), "already exists")
     assert_clean_error(kubeless("service", "rm", "nope"), "no such service: nope")
 
 

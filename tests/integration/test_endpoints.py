@@ -243,19 +243,19 @@ async def test_allocated_port_is_stable_and_shown(run: Any, tmp_path: Path,
     shown = yaml.safe_load(ok(run("get", "service", "web", "-o", "yaml")))
     assert shown["spec"]["ports"][0]["published"] == 30000
     # the next service gets the next number; a changed spec keeps the number
-    ok(run("service", "create", "--name", "api", "--publish", "80", "web:1"))
+    ok(run("service", "create", "-d", "--name", "api", "--publish", "80", "web:1"))
     assert inspect_ports(run, "api")[0]["published"] == 30001
     path.write_text(manifest("web", {"name": "http", "target": 80}).replace("web:1", "web:2"))
     assert ok(run("apply", "-f", str(path))).strip() == "service/web configured"
     assert [p["published"] for p in inspect_ports(run, "web")] == [30000]
-    ok(run("service", "update", "--image", "web:3", "api"))
+    ok(run("service", "update", "-d", "--image", "web:3", "api"))
     assert inspect_ports(run, "api")[0]["published"] == 30001
 
 
 async def test_a_port_held_by_another_service_is_refused(run: Any, tmp_path: Path,
                                                          rstore: store.ResourceStore) -> None:
-    ok(run("service", "create", "--name", "holder", "--publish", "8080:80", "web:1"))
-    ok(run("service", "create", "--name", "hosted", "--publish",
+    ok(run("service", "create", "-d", "--name", "holder", "--publish", "8080:80", "web:1"))
+    ok(run("service", "create", "-d", "--name", "hosted", "--publish",
            "published=9090,target=80,mode=host", "web:1"))
     path = tmp_path / "clash.yaml"
     path.write_text(manifest("clash", {"target": 80, "published": 8080}))
@@ -263,14 +263,14 @@ async def test_a_port_held_by_another_service_is_refused(run: Any, tmp_path: Pat
             "published port 8080/tcp (ingress) is already held by service default/holder",
             "nothing was written")
     assert await rstore.get("Service", "clash", "default") is None
-    refused(run("service", "create", "--name", "clash", "--publish", "9090:80", "web:1"),
+    refused(run("service", "create", "-d", "--name", "clash", "--publish", "9090:80", "web:1"),
             "already held by service default/hosted (host)")
     assert await rstore.get("Service", "clash", "default") is None
     # host mode on another service may share a host-mode number; udp is another space
-    ok(run("service", "create", "--name", "hosted2", "--publish",
+    ok(run("service", "create", "-d", "--name", "hosted2", "--publish",
            "published=9090,target=80,mode=host", "--publish", "8080:80/udp", "web:1"))
     live = await rstore.get("Service", "hosted2", "default")
-    refused(run("service", "update", "--publish-add", "8080:81", "hosted2"),
+    refused(run("service", "update", "-d", "--publish-add", "8080:81", "hosted2"),
             "already held by service default/holder")
     unchanged = await rstore.get("Service", "hosted2", "default")
     assert live is not None and unchanged is not None

@@ -67,7 +67,7 @@ async def test_replicated_job_runs_its_completions_at_most_max_concurrent_at_onc
     ps = await asyncio.to_thread(cli, cluster, "service", "ps", "batch")
     assert ps.stdout.count("Complete") >= 12, ps.stdout  # desired and current, per task
 
-    forced = await asyncio.to_thread(cli, cluster, "service", "update", "--force", "batch")
+    forced = await asyncio.to_thread(cli, cluster, "service", "update", "-d", "--force", "batch")
     assert forced.returncode == 0 and "a new run starts" in forced.stdout, forced.stderr
     job = await until(lambda: job_state(cluster, "batch", "complete", run=2), 30, "run 2")
     assert job["trigger"] == "force" and [r["run"] for r in job["runs"]] == [2, 1]

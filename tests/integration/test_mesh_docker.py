@@ -202,7 +202,7 @@ async def test_a_start_first_rolling_update_under_load_loses_no_request(
     loaders = [asyncio.create_task(load()) for _ in range(4)]
     try:
         await until(lambda: len(results) > 50, 30, "load flows")
-        plane.cli("service", "update", "roll", "--env-add", "VERSION=2")
+        plane.cli("service", "update", "-d", "roll", "--env-add", "VERSION=2")
         await until(lambda: _rolled(rs, plane), 180, "rollout completed")
         await until(lambda: sum(1 for r in results[-40:] if r and "version 2" in r) == 40,
                     30, "only version 2 answers")

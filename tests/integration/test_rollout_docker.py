@@ -308,7 +308,7 @@ class Cluster:
                                  f"tasks {sorted(tasks, key=str)}") from None
 
     async def update(self, *flags: str) -> None:
-        res = await self.plane.acli("service", "update", *flags, self.name)
+        res = await self.plane.acli("service", "update", "-d", *flags, self.name)
         assert res.returncode == 0, res.stderr
 
 
@@ -512,7 +512,7 @@ async def test_manual_rollback_through_the_cli(cluster: Cluster) -> None:
     await cluster.update("--image", v2, "--env-add", "VERSION=2")
     await cluster.update_state("completed")
     await cluster.converged(v2, "2")
-    back = await cluster.plane.acli("service", "rollback", cluster.name)
+    back = await cluster.plane.acli("service", "rollback", "-d", cluster.name)
     assert back.returncode == 0 and back.stdout.strip() == cluster.name, back.stderr
     follow = await cluster.plane.acli("rollout", "status", f"service/{cluster.name}",
                                       "--interval", "0.2", "--timeout", "60", timeout=90)

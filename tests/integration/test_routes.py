@@ -149,11 +149,11 @@ async def test_a_route_and_a_service_cannot_hold_one_port(
     ok(run("apply", "-f", str(route_path)))
     before = keyspace(etcd_cluster)
     assert_one_error_line(
-        run("service", "create", "--name", "api", "--publish",
+        run("service", "create", "-d", "--name", "api", "--publish",
             "published=9090,target=80,mode=host", "web:1"),
         "service default/api: published port 9090/tcp (host) is already held by "
         "route default/shop (ingress)")
-    assert_one_error_line(run("service", "update", "--publish-add", "9090:80", "web"),
+    assert_one_error_line(run("service", "update", "-d", "--publish-add", "9090:80", "web"),
                           "already held by route default/shop")
     other = tmp_path / "other.yaml"
     other.write_text(manifest(route("other", port=9090)))

@@ -223,7 +223,7 @@ def test_removal_is_refused_while_a_service_uses_it(cli: Cli, etcd_cluster: Etcd
     cli.ok("config", "create", "webconf", "-", stdin="x")
     reference(etcd_cluster, prefix, "web", secrets=[{"source": "dbpass", "target": "db"}],
               configs=[{"source": "webconf"}])
-    assert cli.ok("service", "create", "--name", "api", "--secret", "dbpass", "web:1") == "api\n"
+    assert cli.ok("service", "create", "-d", "--name", "api", "--secret", "dbpass", "web:1") == "api\n"
 
     before = keyspace(etcd_cluster)
     assert_one_error_line(cli("secret", "rm", "dbpass"),

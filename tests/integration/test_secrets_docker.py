@@ -149,7 +149,7 @@ async def test_a_rotation_under_load_loses_no_request(plane: Plane,
     loaders = [asyncio.create_task(load()) for _ in range(3)]
     try:
         await until(lambda: len(results) > 30, 30, "load flows")
-        plane.cli("service", "update", "rot", "--secret-rm", "token",
+        plane.cli("service", "update", "-d", "rot", "--secret-rm", "token",
                   "--secret-add", "source=token.v2,target=token")
         await until(lambda: sum(1 for r in results[-30:] if r == new) == 30, 120,
                     "only the new value answers")

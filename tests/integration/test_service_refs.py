@@ -143,7 +143,7 @@ async def test_cli_refuses_missing_references_in_one_line(
         kubeless: Run, rstore: store.ResourceStore, tmp_path: Path) -> None:
     run = lambda *args: asyncio.to_thread(kubeless, *args)  # noqa: E731
     missing = 'service "web" refers to secret "dbpass", which does not exist in namespace default'
-    refused(await run("service", "create", "--name", "web", "--secret", "dbpass", "web:1"),
+    refused(await run("service", "create", "-d", "--name", "web", "--secret", "dbpass", "web:1"),
             missing)
     manifest = write(tmp_path / "web.yaml", yaml.safe_dump(
         {"apiVersion": "kubeless.io/v1", "kind": "Service", "metadata": {"name": "web"},
@@ -154,7 +154,7 @@ async def test_cli_refuses_missing_references_in_one_line(
     await put_ref(rstore, "Secret", "dbpass")
     res = await run("apply", "-f", str(manifest))
     assert res.returncode == 0 and res.stdout == "service/web created\n", res
-    res = await run("service", "update", "--config-add", "source=webconf,target=/etc/web.conf",
+    res = await run("service", "update", "-d", "--config-add", "source=webconf,target=/etc/web.conf",
                     "web")
     refused(res, 'service "web" refers to config "webconf", which does not exist in '
                  "namespace default")
@@ -165,7 +165,7 @@ async def test_cli_create_update_and_rotation_write_docker_s_references(
     run = lambda *args: asyncio.to_thread(kubeless, *args)  # noqa: E731
     for kind, name in (("Secret", "dbpass"), ("Secret", "dbpass.v2"), ("Config", "webconf")):
         await put_ref(rstore, kind, name)
-    res = await run("service", "create", "--name", "web", "--secret", "dbpass",
+    res = await run("service", "create", "-d", "--name", "web", "--secret", "dbpass",
                     "--secret", "source=dbpass,target=/etc/db.pass,uid=1000,mode=0400",
                     "--config", "src=webconf,dst=/etc/web.conf", "web:1")
     assert res.returncode == 0, res.stderr
@@ -180,13 +180,13 @@ async def test_cli_create_update_and_rotation_write_docker_s_references(
         {"source": "dbpass"},
         {"source": "dbpass", "target": "/etc/db.pass", "uid": "1000", "mode": 0o400}]
     assert (await template())["configs"] == [{"source": "webconf", "target": "/etc/web.conf"}]
-    res = await run("service", "update", "--secret-rm", "dbpass",
+    res = await run("service", "update", "-d", "--secret-rm", "dbpass",
                     "--secret-add", "source=dbpass.v2,target=dbpass", "web")
     assert res.returncode == 0, res.stderr
     assert (await template())["secrets"] == [{"source": "dbpass.v2", "target": "dbpass"}]
-    res = await run("service", "update", "--config-rm", "webconf", "web")
+    res = await run("service", "update", "-d", "--config-rm", "webconf", "web")
     assert res.returncode == 0, res.stderr
     assert "configs" not in await template()
-    res = await run("service", "update", "--secret-add", "source=dbpass,mode=644", "web")
+    res = await run("service", "update", "-d", "--secret-add", "source=dbpass,mode=644", "web")
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res
     assert "invalid --secret-add 'source=dbpass,mode=644': mode '644' must be octal" in res.stderr

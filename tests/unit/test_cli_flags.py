@@ -117,7 +117,7 @@ def test_a_bad_value_is_one_clear_error(case: str) -> None:
 def test_a_bad_value_on_the_command_line_is_one_line_and_exit_2() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "kubeless_cli.main", "--endpoints", "http://127.0.0.1:9",
-         "service", "create", "--detach=maybe", "--name", "web", "nginx"],
+         "service", "create", "-d", "--detach=maybe", "--name", "web", "nginx"],
         cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == \
