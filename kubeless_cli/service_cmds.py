@@ -45,8 +45,7 @@ def _flag_options(update: bool) -> Callable[[Any], Any]:
             if f.type == "bool":
                 fn = flag(*spelled, f.name)(fn)
             elif f.type == "bool | None":  # --x/--no-x; neither: unchanged
-                fn = click.option(f"{spelled[-1]}/--no-{spelled[-1][2:]}", f.name,
-                                  default=None)(fn)
+                fn = flag(f"{spelled[-1]}/--no-{spelled[-1][2:]}", f.name, default=None)(fn)
             elif str(f.type).startswith("tuple"):
                 fn = click.option(*spelled, f.name, multiple=True, metavar="VALUE")(fn)
             else:

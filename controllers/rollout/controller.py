@@ -95,7 +95,7 @@ class RolloutController(ViewController):
         view = self.view
         for stored in view.services():
             meta = stored.get("metadata") or {}
-            ns, name = meta.get("namespace") or "default", meta.get("name")
+            ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
             status = view.caches[view.status_prefix].get(
                 self.ctx.store.keys.status("Service", name, ns) or "")
             previous = status.get("rebalance") if isinstance(status, dict) else None
@@ -105,8 +105,9 @@ class RolloutController(ViewController):
     def _task_matters(self, ns: str, name: str, task: Any) -> bool:
         """Whether a change of one task (or of its report) may move the service's rollout:
         a rollout under way or paused, a target not yet recorded (the next pass starts a
-        rollout, or records a new service's first target), or a start-first pair's new
-        task (its old one stops once it runs). Anything else changes nothing: a pass
+        rollout, or records a new service's first target), a start-first pair's new
+        task (its old one stops once it runs), or a rebalance moving or waiting for its
+        tasks to run. Anything else changes nothing: a pass
         over a service at rest only finishes such pairs (``decide``)."""
         if isinstance(task, dict) and Task.of(task).replaces:
             return True
@@ -116,7 +117,7 @@ class RolloutController(ViewController):
         update = (status or {}).get("updateStatus") if isinstance(status, dict) else None
         if not isinstance(update, dict) or update.get("state") in ACTIVE + PAUSED:
             return True
-        balance = status.get("rebalance")
+        balance = status.get("rebalance") if isinstance(status, dict) else None
         if isinstance(balance, dict) and balance.get("state") in ("moving", "waiting"):
             return True  # a batch on its way, or a wait for tasks to run
         return bool(update.get("specHash") != self._target(ns, name))

@@ -66,7 +66,7 @@ class UpdateConfig:
 
 def content(spec: Resource) -> Resource:
     """The part of a service (or task) spec that a task is made of."""
-    out = {f: spec.get(f) or ({} if f != "ports" else []) for f in CONTENT_FIELDS}
+    out: Resource = {f: spec.get(f) or ({} if f != "ports" else []) for f in CONTENT_FIELDS}
     out["placement"] = _placement(out["placement"])
     return out
 

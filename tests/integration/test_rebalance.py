@@ -5,33 +5,22 @@ groups of hollow nodes (fake runtime) against the session's TLS etcd."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import yaml
 
-from controllers.framework import Controller
-from controllers.rollout.controller import RolloutController
-from controllers.view import ClusterView
-from kubeless import store
 from kubeless.api.rollout_annotations import REBALANCE_REQUESTED
-from lab.hollow import ROOT, HollowCluster, per_node, running, service
+from lab.hollow import HollowCluster, per_node, running, service
 from lab.waiting import hold, until
+from tests.integration.test_controllers import cli
+from tests.integration.test_rollout import RolloutCluster, Sampler
 from tests.support.cli import Run
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]
-
-
-class RolloutCluster(HollowCluster):
-    def make_controllers(self, ctl_store: store.ResourceStore,
-                         view: ClusterView) -> list[Controller]:
-        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]
 
 
 @pytest.fixture
@@ -41,36 +30,10 @@ async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[Rollo
         yield c
 
 
-def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
-           "PYTHONPATH": str(ROOT)}
-    env.pop("KUBELESS_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *c.client_flags(), *args],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=30)
-
-
 def web(replicas: int, *, rebalance: bool, order: str) -> Resource:
     svc = service("web", replicas, placement={"rebalance": True} if rebalance else None)
     svc["spec"]["update"] = {"parallelism": 1, "order": order, "monitor": "200ms"}
     return svc
-
-
-class Lowest:
-    """The fewest tasks of web running at once, sampled in the background."""
-
-    def __init__(self, c: HollowCluster) -> None:
-        self.c, self.lowest, self.samples = c, 10**9, 0
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.lowest = min(self.lowest, len(running(await self.c.tasks("web"))))
-            self.samples += 1
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def spread(c: HollowCluster) -> list[int] | None:
@@ -87,7 +50,7 @@ async def test_a_joining_node_gets_its_share_start_first(cluster: RolloutCluster
     await cluster.apply(web(4, rebalance=True, order="start-first"))
     tasks = await cluster.wait_running("web", 4)
     assert sorted(per_node(running(tasks)).values()) == [2, 2]
-    lowest = Lowest(cluster)
+    lowest = Sampler(cluster)
     await cluster.add_group("b", 1)  # b-0 joins: 2, 2, 0
     assert await until(lambda: _moved_spread(cluster), 30, "b-0 gets a task") == [1, 1, 2]
     await lowest.stop()

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from kubeless import store
 from lab.waiting import until
-from tests.support.docker_plane import (COMMAND, Plane, connected, endpoints_of, endpoint_count, get,
+from tests.integration.test_mesh_docker import rs  # noqa: F401 (a fixture: the plane's store)
+from tests.support.docker_plane import (COMMAND, Plane, endpoints_of, endpoint_count, get,
                                         published, running_plane, spawn_agent)
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import FAST_HEALTHCHECK, remove_node_containers
@@ -40,11 +40,6 @@ def plane(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -
         yield p
 
 
-@pytest.fixture
-async def rs(plane: Plane) -> Any:
-    s = await connected(plane)
-    yield s
-    await s.etcd.close()
 
 
 async def test_a_joining_node_gets_its_share_with_no_failed_request(
