@@ -174,8 +174,10 @@ class RolloutController(ViewController):
             await self._roll_back(stored, plan.rollback)
         self._observe(plan)
         self._record(plan, ns, name)
-        if balance.moved:
+        if balance.moved and balance.status is not None:
             metrics.TASKS_MOVED.inc(balance.moved)
+            self.ctx.events.record(kind="Service", name=name, namespace=ns,
+                                   reason="Rebalancing", message=str(balance.status["message"]))
         self.passes += 1
         took = time.perf_counter() - started
         self.pass_seconds += took

@@ -79,6 +79,9 @@ async def test_a_one_shot_request_through_the_cli(cluster: RolloutCluster) -> No
     asked = float(svc["metadata"]["annotations"][REBALANCE_REQUESTED])
     balance = svc["status"]["rebalance"]
     assert balance["requested"] == asked and balance["moved"] == 2, balance
+    shown = await asyncio.to_thread(cli, cluster, "describe", "service", "web")
+    status = yaml.safe_load(shown.stdout.split("\nStatus:\n", 1)[1].split("\nEvents:", 1)[0])
+    assert status["rebalance"]["state"] == "balanced", shown.stdout
 
 
 async def _untouched(c: HollowCluster) -> bool:
