@@ -3,7 +3,8 @@
 The rollout controller reports in the service's ``status.updateStatus``;
 ``status`` follows it with a progress bar until the rollout ends (exit 1
 when it paused or rolled back). ``pause``/``resume``/``undo`` only write
-the Service's rollout annotations or its previous spec
+the Service's rollout annotations or its previous spec (as ``service
+rollback`` and ``service rebalance`` do)
 (``kubeless.api.service_writes``, written by ``kubeless.store.services``);
 the controller does the rest.
 """
@@ -99,6 +100,22 @@ async def roll_back(rstore: Any, name: str, ns: str) -> None:
             raise CliError(str(err)) from None
 
     await _replace(rstore, name, ns, change, f"rolling back service {name}")
+
+
+async def request_rebalance(rstore: Any, name: str, ns: str, now: float) -> None:
+    """Ask the rollout controller for one rebalance of a replicated service (an annotation:
+    no new generation, no rollout); a global service or a job is refused."""
+    from kubeless.api import workload
+    from kubeless.api.service_writes import rebalance_requested
+
+    def change(live: Resource) -> Resource:
+        mode = workload.mode_of(live)
+        if mode != "replicated":
+            raise CliError(f"service {ns}/{name} is {mode}: only a replicated service "
+                           "rebalances")
+        return rebalance_requested(live, now)
+
+    await _replace(rstore, name, ns, change, f"requesting a rebalance of service {name}")
 
 
 @rollout.command("pause")

@@ -45,6 +45,8 @@ def _flag_options(update: bool) -> Callable[[Any], Any]:
             spelled = (short, flag_name(f.name, update)) if short else (flag_name(f.name, update),)
             if f.type == "bool":
                 fn = flag(*spelled, f.name)(fn)
+            elif f.type == "bool | None":  # --x/--no-x; neither: unchanged
+                fn = flag(f"{spelled[-1]}/--no-{spelled[-1][2:]}", f.name, default=None)(fn)
             elif str(f.type).startswith("tuple"):
                 fn = click.option(*spelled, f.name, multiple=True, metavar="VALUE")(fn)
             else:
@@ -393,6 +395,23 @@ def rollback(ctx: Context, name: str, namespace: str | None, detach: bool,
             await converge(rstore, ns, name, wait, rollback=True)
 
     ctx.run(run)
+
+
+@service.command("rebalance")
+@click.argument("name")
+@click.option("-n", "--namespace", help="Namespace (default: default).")
+@pass_context
+def rebalance(ctx: Context, name: str, namespace: str | None) -> None:
+    """Move a replicated service's tasks once until they spread evenly over the eligible
+    nodes (update.parallelism at a time, in update.order); see placement.rebalance."""
+    import time
+
+    from kubeless_cli.rollout_cmds import request_rebalance
+
+    ns = current_namespace(namespace)
+    now = time.time()
+    ctx.run(lambda rstore: request_rebalance(rstore, name, ns, now))
+    click.echo(f"service {ns}/{name}: rebalance requested")
 
 
 @service.command("logs")

@@ -61,6 +61,7 @@ class ServiceFlags:
     constraint: tuple[str, ...] = ()
     placement_pref: tuple[str, ...] = ()
     max_replicas_per_node: int | str | None = None
+    rebalance: bool | None = None  # placement.rebalance: True sets it, False removes it
     reserve_cpu: float | str | None = None
     reserve_memory: int | str | None = None
     limit_cpu: float | str | None = None
@@ -511,6 +512,16 @@ def _merge_file_refs(spec: dict[str, Any], flags: ServiceFlags, update: bool) ->
             raise FlagError(f"invalid {flag}: {err}") from None
 
 
+def _apply_rebalance(spec: dict[str, Any], on: bool | None) -> None:
+    """--rebalance stores ``placement.rebalance: true``; --no-rebalance removes it (absent
+    means off: no stored default), and an emptied placement with it."""
+    if on is None:
+        return
+    _put(spec, ("placement", "rebalance"), True if on else None)
+    if not spec.get("placement", True):
+        del spec["placement"]
+
+
 def _apply(doc: dict[str, Any], flags: ServiceFlags, update: bool) -> None:
     spec = doc.setdefault("spec", {})
     _apply_scalars(spec, flags, update)
@@ -522,6 +533,7 @@ def _apply(doc: dict[str, Any], flags: ServiceFlags, update: bool) -> None:
     _merge_ports(spec, flags, update)
     _merge_mounts(spec, flags, update)
     _merge_placement(spec, flags, update)
+    _apply_rebalance(spec, flags.rebalance)
     _merge_file_refs(spec, flags, update)
 
 

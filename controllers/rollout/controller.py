@@ -4,13 +4,17 @@ Events map to services as for replication (a service's spec, its tasks,
 agents' reports on them, a Route sending to it), except that a task's or report's change wakes a
 service only when it may move a rollout: one under way or paused, a target
 not yet recorded, or a start-first pair (``_task_matters``); a service at
-rest is not re-read on every report of its tasks. Reconcile validates the service, asks
-``decide`` what to do, writes the status first (so a rollout's start is on
+rest is not re-read on every report of its tasks. A node that joins or returns (its
+heartbeat appears, its runtime comes back, its availability becomes active) wakes
+the services that rebalance (``rebalance``). Reconcile validates the service, asks
+``decide`` what to do (then ``rebalance.decide``, for a service that rebalances),
+writes the status first (so a rollout's start is on
 record before a task is touched), commits the task operations, rolls the Service's
 spec back when the decision says so (the one write of a controller to a
 spec key, as Swarm's updater does, fenced and compared like any other),
-and merges ``updateStatus`` into the status key, keeping what replication
-writes there. Jobs are left alone: a job's new spec is a new run, replication's.
+and merges ``updateStatus`` and ``rebalance`` into the status key, keeping what
+replication writes there. Jobs are left alone: a job's new spec is a new run,
+replication's.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from controllers.specs import ValidatedSpecs
 from controllers.view import ClusterView, route_services
 from controllers.ops import WriteServiceStatus
 from controllers.replication.decide import split_by_incarnation
-from controllers.rollout import metrics
+from controllers.rollout import metrics, rebalance
 from controllers.rollout.decide import ACTIVE, PAUSED, RolloutPlan, decide
 from controllers.rollout.facts import fingerprint
 
@@ -70,6 +74,12 @@ class RolloutController(ViewController):
                 yield (ref.namespace, ref.service)
         elif key.startswith(view.routes_prefix):  # the ports it exposes on its services
             yield from route_services(old) | route_services(new)
+        elif key.startswith(view.nodes_prefix):
+            if _availability(new) == "active" != _availability(old):
+                yield from self._rebalancing()
+        elif key.startswith(view.heartbeats_prefix):
+            if _alive(new) and not _alive(old):
+                yield from self._rebalancing()
         elif key.startswith(view.agents_prefix):
             parsed = self.ctx.store.keys.parse_agent(key)
             if parsed is not None and parsed.sort == "tasks" and parsed.task_id:
@@ -79,11 +89,25 @@ class RolloutController(ViewController):
                         skey[0], skey[1], view.caches[view.tasks_prefix].get(task_key or "")):
                     yield skey
 
+    def _rebalancing(self) -> Iterable[Hashable]:
+        """The services a node joining or returning may even out: those that rebalance, or
+        whose one-shot request is not done yet."""
+        view = self.view
+        for stored in view.services():
+            meta = stored.get("metadata") or {}
+            ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+            status = view.caches[view.status_prefix].get(
+                self.ctx.store.keys.status("Service", name, ns) or "")
+            previous = status.get("rebalance") if isinstance(status, dict) else None
+            if rebalance.wanted(stored, previous if isinstance(previous, dict) else None):
+                yield (ns, name)
+
     def _task_matters(self, ns: str, name: str, task: Any) -> bool:
         """Whether a change of one task (or of its report) may move the service's rollout:
         a rollout under way or paused, a target not yet recorded (the next pass starts a
-        rollout, or records a new service's first target), or a start-first pair's new
-        task (its old one stops once it runs). Anything else changes nothing: a pass
+        rollout, or records a new service's first target), a start-first pair's new
+        task (its old one stops once it runs), or a rebalance moving or waiting for its
+        tasks to run. Anything else changes nothing: a pass
         over a service at rest only finishes such pairs (``decide``)."""
         if isinstance(task, dict) and Task.of(task).replaces:
             return True
@@ -93,6 +117,9 @@ class RolloutController(ViewController):
         update = (status or {}).get("updateStatus") if isinstance(status, dict) else None
         if not isinstance(update, dict) or update.get("state") in ACTIVE + PAUSED:
             return True
+        balance = status.get("rebalance") if isinstance(status, dict) else None
+        if isinstance(balance, dict) and balance.get("state") in ("moving", "waiting"):
+            return True  # a batch on its way, or a wait for tasks to run
         return bool(update.get("specHash") != self._target(ns, name))
 
     def _target(self, ns: str, name: str) -> str | None:
@@ -132,15 +159,25 @@ class RolloutController(ViewController):
         desired = int(status.get("replicas") or 0) if workload.is_global(service) \
             else max(int(spec.get("replicas", 1)), 0)
         tasks = split_by_incarnation(self.view.tasks_of(ns, name), service)[0]
-        plan = decide(service, tasks, status.get("updateStatus"), desired, self.now())
+        now = self.now()
+        plan = decide(service, tasks, status.get("updateStatus"), desired, now)
+        balance = rebalance.RebalancePlan()
+        if rebalance.wanted(service, status.get("rebalance")):
+            balance = rebalance.decide(service, tasks, self.view.nodes(), self.view.all_tasks(),
+                                       status.get("rebalance"),
+                                       plan.update_status.get("state"), now)
         # The status first: a rollout's start (and its failure clock) is on record before
         # any task is touched, so a retry after a conflict never starts it anew.
-        await self._write_status(ns, name, plan.update_status)
-        await self.apply(plan.ops)
+        await self._write_status(ns, name, plan.update_status, balance.status)
+        await self.apply(plan.ops + balance.ops)
         if plan.rollback:
             await self._roll_back(stored, plan.rollback)
         self._observe(plan)
         self._record(plan, ns, name)
+        if balance.moved and balance.status is not None:
+            metrics.TASKS_MOVED.inc(balance.moved)
+            self.ctx.events.record(kind="Service", name=name, namespace=ns,
+                                   reason="Rebalancing", message=str(balance.status["message"]))
         self.passes += 1
         took = time.perf_counter() - started
         self.pass_seconds += took
@@ -156,17 +193,23 @@ class RolloutController(ViewController):
                  doc["metadata"]["name"], reason)
         await self.caught_up(written.revision, {self.view.services_prefix})
 
-    async def _write_status(self, ns: str, name: str, update_status: Resource) -> None:
-        """Merge updateStatus into the status as cached now; write only on a change.
+    async def _write_status(self, ns: str, name: str, update_status: Resource,
+                            rebalance_status: Resource | None) -> None:
+        """Merge updateStatus (and rebalance, unless None) into the status as cached now;
+        write only on a change.
 
         Replication writes the same key often (runningReplicas): on a conflict the
-        merge is redone over the newer status (we own only updateStatus), a few times.
+        merge is redone over the newer status (we own only updateStatus and rebalance),
+        a few times.
         """
+        ours = {"updateStatus": update_status}
+        if rebalance_status is not None:
+            ours["rebalance"] = rebalance_status
         for attempt in range(STATUS_ATTEMPTS):
             current = (self.view.service(ns, name) or {}).get("status") or {}
-            if current.get("updateStatus") == update_status:
+            if all(current.get(k) == v for k, v in ours.items()):
                 return
-            merged = {**current, "updateStatus": update_status}
+            merged = {**current, **ours}
             try:
                 await self.apply([WriteServiceStatus(ns, name, merged,
                                                      self.view.status_revision(ns, name))])
@@ -193,3 +236,15 @@ class RolloutController(ViewController):
             status = plan.update_status
             metrics.DURATION.observe(max(0.0, float(status.get("completedAt") or 0)
                                          - float(status.get("startedAt") or 0)))
+
+
+def _availability(node: Any) -> str | None:
+    """A Node's availability as stored (None: no node)."""
+    if not isinstance(node, dict):
+        return None
+    return str((node.get("spec") or {}).get("availability") or "active")
+
+
+def _alive(heartbeat: Any) -> bool:
+    """A heartbeat that says its node can run tasks (its runtime not known to be down)."""
+    return isinstance(heartbeat, dict) and heartbeat.get("runtimeState") != "down"

@@ -6,11 +6,14 @@ A task is *current* when it was frozen from the service's present content
 update-config change replaces nothing and a rollback finds the tasks it
 rolls back to already current (Swarm compares specs the same way);
 comparing generations for ``forceUpdate`` makes ``service update --force``
-replace every task. Tasks are grouped into slots (the slot number, or the
-node of a global service) with their *claimants* (tasks wanting to run).
+replace every task. ``placement.rebalance`` is no content: it says how tasks
+may move later, not what they are, so turning it on or off replaces none.
+Tasks are grouped into slots (the slot number, or the node of a global
+service) with their *claimants* (tasks wanting to run).
 Reading one task (state, version, "replaces", times) is the Task model's
 (``kubeless.api.tasks``), as is the start-first pair (``Slot.pair`` adds
-the rollout's condition: the new task is the current target).
+the rollout's condition: the new task is the current target; a rebalance's pair
+has both current).
 
 Deciding what to do with these facts is ``decide``'s.
 """
@@ -29,6 +32,7 @@ Resource = dict[str, Any]
 SlotKey = int | str
 FAILURE_STATES = frozenset({"failed", "rejected", "complete"})
 CONTENT_FIELDS = ("template", "placement", "ports")
+NOT_CONTENT = "rebalance"  # in placement: how tasks move, not what they are
 
 
 def _seconds(text: Any, default: float) -> float:
@@ -62,7 +66,15 @@ class UpdateConfig:
 
 def content(spec: Resource) -> Resource:
     """The part of a service (or task) spec that a task is made of."""
-    return {f: spec.get(f) or ({} if f != "ports" else []) for f in CONTENT_FIELDS}
+    out: Resource = {f: spec.get(f) or ({} if f != "ports" else []) for f in CONTENT_FIELDS}
+    out["placement"] = _placement(out["placement"])
+    return out
+
+
+def _placement(placement: Resource) -> Resource:
+    if NOT_CONTENT not in placement:
+        return placement  # the usual case: no copy
+    return {k: v for k, v in placement.items() if k != NOT_CONTENT}
 
 
 def fingerprint(spec: Resource) -> str:
@@ -82,7 +94,7 @@ def current_test(spec: Resource, force_base: int) -> Callable[[Task], bool]:
             return False
         s = t.spec
         return bool((s.get("template") or {}) == template
-                    and (s.get("placement") or {}) == placement
+                    and _placement(s.get("placement") or {}) == placement
                     and (s.get("ports") or []) == ports)
     return test
 
@@ -120,12 +132,14 @@ class Slot:
         return bool(self.old or self.new)
 
     def pair(self) -> tuple[Task, Task] | None:
-        """(new, old) of a start-first replacement toward the current target in progress:
-        the slot's claimants are a start-first pair whose new task is current."""
-        if len(self.old) != 1 or len(self.new) != 1:
+        """(new, old) of a start-first replacement in progress: the slot's claimants are a
+        start-first pair whose new task is current (an update's, whose old task is not,
+        or a rebalance's, whose old task is current too)."""
+        claimants = self.old + self.new
+        if len(claimants) != 2 or not self.new:
             return None
-        pair = start_first_pair([self.new[0], self.old[0]])
-        return pair if pair is not None and pair[0] is self.new[0] else None
+        pair = start_first_pair(claimants)
+        return pair if pair is not None and any(pair[0] is t for t in self.new) else None
 
 
 def slots_of(tasks: list[Task], is_current: Callable[[Task], bool]) -> list[Slot]:

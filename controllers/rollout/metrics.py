@@ -1,4 +1,4 @@
-"""Rollout metrics: rollouts by outcome, tasks replaced, rollout duration."""
+"""Rollout metrics: rollouts by outcome, tasks replaced, rollout duration, tasks rebalanced."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ ROLLOUTS = Counter("kubeless_rollouts_total",
                    "(a rollback began, manual or automatic).", ["event"])
 TASKS_REPLACED = Counter("kubeless_rollout_tasks_replaced_total",
                          "Old-version tasks a rollout told to stop.")
+TASKS_MOVED = Counter("kubeless_rebalance_tasks_moved_total",
+                      "Tasks a rebalance moved to a node holding fewer of their service's.")
 DURATION = Histogram("kubeless_rollout_duration_seconds",
                      "From a rollout's start to its completion (updates and rollbacks).",
                      buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600))

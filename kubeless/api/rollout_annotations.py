@@ -14,6 +14,10 @@ inputs live in annotations, written in the same put as the spec:
     kubeless.io/rollout-paused    "true": the user paused the rollout (rollout pause)
     kubeless.io/rollout-resumed   unix seconds: the user resumed (rollout resume); a
                                   rollout paused on failure before that time goes on
+    kubeless.io/rebalance-requested
+                                  unix seconds: the user asked for one rebalance
+                                  (service rebalance); pending while newer than the
+                                  status' ``rebalance.requested``
 
 This module is their vocabulary: the names, how each is read (a missing or
 unreadable value reads as absent) and written, and which survive an apply
@@ -34,7 +38,8 @@ PREVIOUS_SPEC = "kubeless.io/previous-spec"
 ROLLBACK = "kubeless.io/rollback"
 PAUSED = "kubeless.io/rollout-paused"
 RESUMED = "kubeless.io/rollout-resumed"
-KEPT = (PREVIOUS_SPEC, ROLLBACK, PAUSED, RESUMED)  # survive an apply that does not name them
+REBALANCE_REQUESTED = "kubeless.io/rebalance-requested"
+KEPT = (PREVIOUS_SPEC, ROLLBACK, PAUSED, RESUMED, REBALANCE_REQUESTED)  # survive an apply that does not name them
 
 
 def annotations_of(service: Resource) -> dict[str, str]:
@@ -76,8 +81,17 @@ def is_paused(service: Resource) -> bool:
 
 def resumed_at(service: Resource) -> float:
     """When the user last resumed the rollout (0: never, or unreadable)."""
+    return _seconds(service, RESUMED)
+
+
+def rebalance_requested_at(service: Resource) -> float:
+    """When the user last asked for a rebalance (0: never, or unreadable)."""
+    return _seconds(service, REBALANCE_REQUESTED)
+
+
+def _seconds(service: Resource, name: str) -> float:
     try:
-        return float(annotations_of(service).get(RESUMED) or 0)
+        return float(annotations_of(service).get(name) or 0)
     except ValueError:
         return 0.0
 

@@ -20,7 +20,8 @@ its place; committing it, compared with what was read, is
 
 ``merge`` is apply's and ``service update``/``scale``'s; ``rolled_back``
 is ``service rollback``'s, ``rollout undo``'s and the rollout controller's;
-``paused`` and ``resumed`` are ``rollout pause|resume``'s.
+``paused`` and ``resumed`` are ``rollout pause|resume``'s, ``rebalance_requested``
+``service rebalance``'s.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from kubeless.api.ports import carry_over
-from kubeless.api.rollout_annotations import (PAUSED, PREVIOUS_SPEC, RESUMED, ROLLBACK,
-                                              keep_previous, previous_of, previous_spec,
-                                              rollback_of)
+from kubeless.api.rollout_annotations import (PAUSED, PREVIOUS_SPEC, REBALANCE_REQUESTED,
+                                              RESUMED, ROLLBACK, keep_previous, previous_of,
+                                              previous_spec, rollback_of)
 
 Resource = dict[str, Any]
 
@@ -130,6 +131,12 @@ def resumed(live: Resource, now: float) -> Resource:
     """The Service with its rollout resumed by the user at ``now`` (unix seconds): a
     user's pause is lifted, a pause on failure before ``now`` is forgiven."""
     return annotated(live, {RESUMED: f"{now:.3f}"}, drop=(PAUSED,))
+
+
+def rebalance_requested(live: Resource, now: float) -> Resource:
+    """The Service with one rebalance requested at ``now`` (unix seconds); an annotation,
+    so the generation stays and no rollout starts."""
+    return annotated(live, {REBALANCE_REQUESTED: f"{now:.3f}"})
 
 
 def changes_ports(desired: Resource, live: Resource | None) -> bool:

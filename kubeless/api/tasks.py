@@ -252,11 +252,12 @@ class Task:
 
 def start_first_pair(claimants: Sequence[Task]) -> tuple[Task, Task] | None:
     """(new, old) when ``claimants`` (a slot's tasks wanted running) are exactly the pair
-    a start-first update leaves: two tasks, neither ended, the newer spec version
-    replacing the other (``kubeless.io/replaces``). Else None."""
+    a start-first replacement leaves: two tasks, neither ended, one replacing the other
+    (``kubeless.io/replaces``) from the same spec version or a newer one (an update's
+    is newer; a rebalance moves a task at the version it has). Else None."""
     if len(claimants) != 2 or any(t.is_done for t in claimants):
         return None
     for new, old in ((claimants[0], claimants[1]), (claimants[1], claimants[0])):
-        if new.replaces and new.replaces == old.id and new.spec_version > old.spec_version:
+        if new.replaces and new.replaces == old.id and new.spec_version >= old.spec_version:
             return new, old
     return None

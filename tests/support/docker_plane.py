@@ -102,6 +102,16 @@ def spawn(logs: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+def spawn_agent(p: Plane, node: str, addr: str, extras: list[str]) -> subprocess.Popen[bytes]:
+    """A docker agent for ``node`` at ``addr`` on the plane (its log ``agent-<last letter>``);
+    the caller keeps it in ``p.procs`` or stops it."""
+    return spawn(p.logs, f"agent-{node[-1]}", "kubeless_agent", "--prefix", p.prefix,
+                 *agent_flags(p.etcd, p.prefix, node, runtime="docker", advertise_addr=addr),
+                 "--runtime", "docker", "--node-name", node, "--advertise-addr", addr,
+                 "--heartbeat-ttl", "3", "--mesh-mode", "userspace", *extras,
+                 "--log-level", "INFO")
+
+
 def secured_record(etcd: EtcdCluster, prefix: str, directory: Path) -> Path:
     """A cluster record under ``prefix`` holding the secrets key of a new CA, whose key is
     saved in ``directory`` (its path returned, for ``--ca-key``)."""
@@ -139,13 +149,7 @@ def running_plane(etcd: EtcdCluster, word: str, logs: Path,
                          *etcd.client_flags(f"manager:{p.manager}"), "--ca-key", str(ca_key),
                          "--log-level", "INFO"))
     for index, (node, addr) in enumerate(zip(p.nodes, (p.a, p.b))):
-        p.procs.append(spawn(logs, f"agent-{node[-1]}", "kubeless_agent", *common,
-                             *agent_flags(etcd, p.prefix, node, runtime="docker",
-                                          advertise_addr=addr), "--runtime",
-                             "docker", "--node-name", node, "--advertise-addr", addr,
-                             "--heartbeat-ttl", "3", "--mesh-mode", "userspace",
-                             *agent_extras(node, addr, index),
-                             "--log-level", "INFO"))
+        p.procs.append(spawn_agent(p, node, addr, agent_extras(node, addr, index)))
     try:
         yield p
     finally:

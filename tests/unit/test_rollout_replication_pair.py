@@ -45,9 +45,11 @@ CASES: dict[str, tuple[Resource, list[Task], list[tuple[str, Any, Any]]]] = {
         service(1, generation=2), [OLD, new("n", None)], [("update", "old", "shutdown")]),
     "replaces another task: the usual rule": (
         service(1, generation=2), [OLD, new("n", "zzz")], [("update", "old", "shutdown")]),
-    "the new one is not newer: the usual rule": (
-        service(1, generation=2), [OLD, new("n", "old", version=1)],
+    "the new one is older: the usual rule": (
+        service(1, generation=2), [OLD, new("n", "old", version=0)],
         [("update", "n", "shutdown")]),
+    "the same version (a rebalance's move): left alone": (
+        service(1, generation=2), [OLD, new("n", "old", version=1)], []),
     "the new one failed: the old one stays, the new one is stopped": (
         service(1, generation=2), [OLD, new("n", "old", state="failed")],
         [("update", "n", "shutdown")]),

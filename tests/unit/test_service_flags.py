@@ -93,6 +93,8 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"template": tpl(), "placement": {"preferences": [{"spread": "node.labels.zone"}]}}),
     ("max replicas per node", {"max_replicas_per_node": "2"},
      {"template": tpl(), "placement": {"maxReplicasPerNode": 2}}),
+    ("rebalance", {"rebalance": True}, {"template": tpl(), "placement": {"rebalance": True}}),
+    ("no rebalance: absent, no stored default", {"rebalance": False}, {"template": tpl()}),
     ("reserve cpu", {"reserve_cpu": "0.5"},
      {"template": tpl(resources={"reservations": {"cpus": 0.5}})}),
     ("reserve cpu float", {"reserve_cpu": 0.25},
@@ -305,6 +307,16 @@ def test_error_names_flag_and_value() -> None:
 
 def test_flag_error_is_value_error() -> None:
     assert issubclass(FlagError, ValueError)
+
+
+def test_update_rebalance_on_and_off() -> None:
+    doc = build_service(ServiceFlags(name="web", image="web:1", max_replicas_per_node=2))
+    on = update_service(doc, ServiceFlags(rebalance=True))
+    assert on["spec"]["placement"] == {"maxReplicasPerNode": 2, "rebalance": True}
+    assert update_service(on, ServiceFlags(rebalance=False))["spec"] == doc["spec"]
+    assert update_service(on, ServiceFlags())["spec"] == on["spec"]  # unset: unchanged
+    bare = build_service(ServiceFlags(name="web", image="web:1", rebalance=True))
+    assert "placement" not in update_service(bare, ServiceFlags(rebalance=False))["spec"]
 
 
 def test_every_field_is_covered_by_the_tables() -> None:
