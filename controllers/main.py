@@ -34,6 +34,7 @@ from kubeless.store import Compare, KeptLease, Put, StoreError
 from kubeless.store.events import ttl_seconds
 
 from controllers import dashboard
+from controllers.dashboard import app as dashboard_app
 from controllers.endpoints.controller import EndpointsController
 from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
@@ -90,9 +91,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--events-ttl", default="1h",
                    help="how long an Event lives after its last occurrence (default 1h; "
                         "0s: record none)")
-    p.add_argument("--dashboard-port", type=int, default=dashboard.DEFAULT_PORT,
+    p.add_argument("--dashboard-port", type=int, default=dashboard.port_from_env(os.environ),
                    help="serve the read-only web dashboard on this port (default "
-                        f"{dashboard.DEFAULT_PORT}; 0: none)")
+                        f"{dashboard.DEFAULT_PORT}; 0: none) [env {dashboard.PORT_ENV}]")
     p.add_argument("--dashboard-address", default=dashboard.DEFAULT_ADDRESS,
                    help="address for the dashboard (default 127.0.0.1; it has no "
                         "authentication: whoever reaches it reads the cluster's state)")
@@ -170,7 +171,7 @@ async def run(args: argparse.Namespace) -> None:
             if args.tls is not None:  # renewed certificates: new connections present them
                 tg.create_task(rstore.etcd.follow_tls_files(), name="tls files")
             if args.dashboard_port:  # it reads the view the runner's informers fill
-                tg.create_task(guard("dashboard", dashboard.serve(
+                tg.create_task(guard("dashboard", dashboard_app.serve(
                     view, args.dashboard_address, args.dashboard_port), log), name="dashboard")
     finally:
         await rstore.etcd.close()

@@ -30,12 +30,11 @@ import logging
 from dataclasses import dataclass
 from importlib import resources
 
+from controllers.dashboard import DEFAULT_ADDRESS, DEFAULT_PORT
 from controllers.dashboard.feed import DashboardFeed
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8484
-DEFAULT_ADDRESS = "127.0.0.1"
 KEEPALIVE = 15.0
 REQUEST_TIMEOUT = 10.0
 MAX_REQUEST = 8192  # bytes of request line and headers
