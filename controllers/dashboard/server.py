@@ -145,6 +145,8 @@ class DashboardServer:
             await self._answer(parse_request(head[:-4]), writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the browser went away
+        except asyncio.CancelledError:
+            pass  # we are closing: end quietly (3.11's streams log a cancelled handler)
         finally:
             writer.close()
             with contextlib.suppress(Exception):
