@@ -139,8 +139,8 @@ class ClusterView:
         # Called with a service spec key whenever that spec changed.
         self._service_listeners: list[Callable[[str], None]] = []
         self._report_handlers: list[ReportHandler] = []
-        # Called with no argument after any change under any prefix the view watches.
-        self._change_listeners: list[Callable[[], None]] = []
+        # Called with the key after any change under any prefix the view watches.
+        self._change_listeners: list[Callable[[str], None]] = []
         self.caches: dict[str, dict[str, Any]] = {}
         self.informers: dict[str, Any] = {}
         self._attached = False
@@ -187,14 +187,14 @@ class ClusterView:
         old news)."""
         self._report_handlers.append(handler)
 
-    def on_change(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after any change of any key the view watches (the
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(key)`` after any change of any key the view watches (the
         dashboard: it redraws from the view, whatever changed)."""
         self._change_listeners.append(listener)
 
     def _on_any(self, key: str, old: Any, new: Any) -> None:
         for listener in self._change_listeners:
-            listener()
+            listener(key)
 
     def _task_changed(self, key: str) -> None:
         self._task_memo.pop(key, None)

@@ -1,10 +1,11 @@
 """The dashboard's live feed: the process's ClusterView and the Events, as snapshots.
 
 ``DashboardFeed`` reads what the controllers process already caches (its one
-``ClusterView``: services, statuses, tasks, nodes, heartbeats, and under
-``agents/`` the agents' own Events, ``agents/<node>/events/<id>``) plus the
-controllers' Events (``events/<ns>/<id>``, docs/MODEL.md "Events"), which it
-caches with an informer of its own. Any change marks the feed dirty; one loop
+``ClusterView``: services, statuses, tasks, nodes, heartbeats), the controllers'
+Events (``events/<ns>/<id>``, docs/MODEL.md "Events"), which it caches with an
+informer of its own, and the agents' Events (``agents/<node>/events/<ns>/<id>``):
+the view keeps only a marker of each, so the feed reads the value of each one
+the view saw change (a few keys at a time, in one transaction). Any change marks the feed dirty; one loop
 turns that into at most ``1 / min_interval`` snapshots a second (the page
 model, ``controllers.dashboard.model``), and hands each snapshot that differs
 from the last to every subscriber (an ``/events`` stream). A slow subscriber
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubeless.aio import guard
-from kubeless.store import Informer, Keyspace
+from kubeless.store import CorruptValue, Informer, StoreError
 
 from controllers.dashboard.model import snapshot
 from controllers.framework.runner import plain_decode
@@ -32,34 +33,54 @@ from controllers.view import ClusterView
 
 log = logging.getLogger(__name__)
 
-EVENTS_SEGMENT = "events"  # events/<ns>/<id> and agents/<node>/events/<id>
-
-
-def events_prefix(keys: Keyspace) -> str:
-    """The controllers' Events (every namespace; a Node's under ``events/_cluster/``)."""
-    return f"{keys.root}{EVENTS_SEGMENT}/"
-
-
 class DashboardFeed:
     def __init__(self, view: ClusterView, *, min_interval: float = 0.5,
                  clock: Callable[[], float] = time.time) -> None:
         self.view = view
         self.min_interval = min_interval
         self.clock = clock
-        self.events = Informer(view.store.etcd, events_prefix(view.store.keys), plain_decode)
+        self.events = Informer(view.store.etcd, view.store.keys.events_prefix(), plain_decode)
         self.latest: bytes | None = None  # the last snapshot, as JSON
         self._dirty = asyncio.Event()
         self._subscribers: set[asyncio.Queue[bytes]] = set()
-        view.on_change(self._dirty.set)
+        # The agents' Events by key: the view caches only a marker of each, so their
+        # values are read here, once per change the view reports (``_read_agent_events``).
+        self._agent_events: dict[str, Any] = {}
+        self._agent_events_changed: set[str] = set()
+        view.on_change(self._changed)
         self.events.add_handler(lambda key, old, new: self._dirty.set())
 
+    def _changed(self, key: str) -> None:
+        if self.view.store.keys.is_agent_event(key):
+            self._agent_events_changed.add(key)
+        self._dirty.set()
+
     def agent_events(self) -> list[Any]:
-        """The agents' Events, from the view's ``agents/`` cache."""
-        keys = self.view.store.keys
-        cache = self.view.caches.get(self.view.agents_prefix, {})
-        return [value for key, value in list(cache.items())
-                if isinstance(value, dict) and (parsed := keys.parse_agent(key)) is not None
-                and parsed.sort == EVENTS_SEGMENT]
+        return list(self._agent_events.values())
+
+    async def _read_agent_events(self) -> None:
+        """Read the agents' Events the view saw change (dropping those it saw go)."""
+        changed, self._agent_events_changed = self._agent_events_changed, set()
+        cached = self.view.caches.get(self.view.agents_prefix, {})
+        for key in [k for k in changed if k not in cached]:
+            self._agent_events.pop(key, None)
+        present = sorted(k for k in changed if k in cached)
+        for start in range(0, len(present), 64):  # etcd's transactions take 128 ops at most
+            try:
+                found, _ = await self.view.store.etcd.get_many(present[start:start + 64])
+            except StoreError:
+                self._agent_events_changed |= set(present[start:])  # read them next time
+                raise
+            for key in present[start:start + 64]:
+                kv = found.get(key)
+                try:
+                    value = plain_decode(kv) if kv is not None else None
+                except CorruptValue:
+                    value = None  # not an Event: not shown
+                if isinstance(value, dict):
+                    self._agent_events[key] = value
+                else:
+                    self._agent_events.pop(key, None)
 
     def document(self) -> dict[str, Any]:
         """The page model of the cluster as cached now."""
@@ -78,12 +99,20 @@ class DashboardFeed:
             while True:
                 await self._dirty.wait()
                 self._dirty.clear()
-                self._publish(json.dumps(self.document(), separators=(",", ":")).encode())
+                try:
+                    await self._read_agent_events()
+                    self._publish(json.dumps(self.document(), separators=(",", ":")).encode())
+                except Exception:  # etcd away, or a bug: never a reason to stop the controllers
+                    log.exception("dashboard: the snapshot failed; the page keeps the last one")
+                    self._dirty.set()  # try again after the throttle
                 await asyncio.sleep(self.min_interval)  # the throttle: changes meanwhile wait
 
     async def _synced(self) -> None:
         informers = [*self.view.informers.values(), self.events]
         await asyncio.gather(*(i.synced.wait() for i in informers))
+        keys = self.view.store.keys
+        self._agent_events_changed |= {k for k in self.view.caches.get(self.view.agents_prefix, {})
+                                       if keys.is_agent_event(k)}
         self._dirty.set()
 
     def _publish(self, data: bytes) -> None:

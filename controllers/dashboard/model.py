@@ -8,16 +8,18 @@ lays it out) and, where the page keeps an age current between snapshots, the
 unix time it counts from (``since``).
 
 What a mode means is ``kubeless.api.workload``'s; a task's effective state
-``kubeless.api.tasks``'; an Event document's shape docs/MODEL.md's "Events".
+``kubeless.api.tasks``'; an Event's texts ``kubeless.api.events``'.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timezone
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kubeless.api import human_duration
+from kubeless.api.events import frequency, object_text
 from kubeless.api.ports import ports_text
 from kubeless.api.tasks import Task, parse_time, task_display_name
 from kubeless.api.workload import is_global, mode_of
@@ -139,24 +141,17 @@ def task_order(row: Row) -> tuple[Any, ...]:
 # -- events ------------------------------------------------------------------------
 
 def event_row(event: Resource, now: float) -> Row:
-    """type, reason, object, message and ``x7 over 3m`` (docs/MODEL.md "Events")."""
-    involved = event.get("involvedObject") or {}
+    """type, reason, object, message and ``x7 over 3m``, as ``kubeless events`` writes
+    them (``kubeless.api.events``); a field it cannot read shows as empty, never fails."""
     count = event["count"] if isinstance(event.get("count"), int) else 1
-    first = parse_time(event.get("firstTimestamp"))
-    last = parse_time(event.get("lastTimestamp")) or first or now
-    source = event.get("source") or {}
+    readable = {**event, "count": count}
+    last = parse_time(event.get("lastTimestamp")) or parse_time(event.get("firstTimestamp"))
+    since = last if last is not None else now
+    source = _mapping(event.get("source"))
+    involved = _mapping(event.get("involvedObject"))
     return {"type": str(event.get("type") or "Normal"), "reason": str(event.get("reason") or ""),
-            "object": f"{str(involved.get('kind') or '').lower()}/{involved.get('name', '')}",
-            "namespace": str(involved.get("namespace") or ""),
-            "message": str(event.get("message") or ""),
-            "count": count, "repeat": repeat_text(count, first, last),
+            "object": object_text(readable), "namespace": str(involved.get("namespace") or ""),
+            "message": str(event.get("message") or ""), "count": count,
+            "repeat": frequency(readable, datetime.fromtimestamp(now, timezone.utc)),
             "source": str(source.get("component") or ""),
-            "since": last, "age": human_duration(int(max(0.0, now - last)))}
-
-
-def repeat_text(count: int, first: float | None, last: float) -> str:
-    """``x7 over 3m`` for an event seen 7 times; "" for one seen once (kubectl's way)."""
-    if count <= 1:
-        return ""
-    span = human_duration(int(max(0.0, last - first))) if first is not None else "?"
-    return f"x{count} over {span}"
+            "since": since, "age": human_duration(int(max(0.0, now - since)))}
