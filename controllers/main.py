@@ -7,6 +7,9 @@ lease, so ``node ls`` can say which managers' controllers are alive
 node name, tying the process to its node. ``--ca-key`` gives it the cluster
 CA's key, from which it derives the cluster's secrets key: the secrets
 controller then delivers secrets to nodes (configs it delivers without).
+``--dashboard-port`` (default 8484, on ``--dashboard-address`` 127.0.0.1; 0:
+none) serves the read-only web dashboard (``controllers.dashboard``) from the
+process's view: every replica may, leader or not.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from kubeless import store
+from kubeless.aio import guard
 from kubeless.cluster import secrets_key
 from kubeless.cluster.errors import CAError
 from kubeless.log_setup import configure_logging
@@ -29,6 +33,8 @@ from kubeless.api.names import dns_label
 from kubeless.store import Compare, KeptLease, Put, StoreError
 from kubeless.store.events import ttl_seconds
 
+from controllers import dashboard
+from controllers.dashboard import app as dashboard_app
 from controllers.endpoints.controller import EndpointsController
 from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
@@ -85,6 +91,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--events-ttl", default="1h",
                    help="how long an Event lives after its last occurrence (default 1h; "
                         "0s: record none)")
+    p.add_argument("--dashboard-port", type=int, default=dashboard.port_from_env(os.environ),
+                   help="serve the read-only web dashboard on this port (default "
+                        f"{dashboard.DEFAULT_PORT}; 0: none) [env {dashboard.PORT_ENV}]")
+    p.add_argument("--dashboard-address", default=dashboard.DEFAULT_ADDRESS,
+                   help="address for the dashboard (default 127.0.0.1; it has no "
+                        "authentication: whoever reaches it reads the cluster's state)")
     p.add_argument("--log-level", default="INFO")
     store.add_tls_arguments(p)
     args = p.parse_args(argv)
@@ -94,6 +106,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown controller {unknown[0] if unknown else '(none)'}; "
                 f"known: {', '.join(CONTROLLERS)}")
     args.controller_names = names
+    if not 0 <= args.dashboard_port <= 65535:
+        p.error("--dashboard-port must be 0 (no dashboard) to 65535")
     if args.lease_ttl < 2:
         p.error("--lease-ttl must be at least 2 seconds")
     try:
@@ -127,10 +141,12 @@ async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int) 
 
 
 def assemble(rstore: store.ResourceStore, names: Sequence[str],
-             cluster_key: secrets_key.ClusterSecretsKey | None = None) -> list[Controller]:
-    """The named controllers, sharing one ClusterView (its metrics registered); the
-    secrets controller with ``cluster_key`` (None: it delivers configs only)."""
-    view = ClusterView(rstore)
+             cluster_key: secrets_key.ClusterSecretsKey | None = None,
+             view: ClusterView | None = None) -> list[Controller]:
+    """The named controllers, sharing one ClusterView (``view``, else a new one; its
+    metrics registered); the secrets controller with ``cluster_key`` (None: it
+    delivers configs only)."""
+    view = view if view is not None else ClusterView(rstore)
     register_view(view)
     return [SecretsController(rstore, view, cluster_key) if n == "secrets"
             else CONTROLLERS[n](rstore, view) for n in names]
@@ -139,7 +155,8 @@ def assemble(rstore: store.ResourceStore, names: Sequence[str],
 async def run(args: argparse.Namespace) -> None:
     rstore = store.connect(args.endpoints, args.prefix, tls=args.tls)
     identity = args.identity or default_identity()
-    controllers = assemble(rstore, args.controller_names, args.cluster_key)
+    view = ClusterView(rstore)
+    controllers = assemble(rstore, args.controller_names, args.cluster_key, view)
     runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl,
                               events_ttl=args.events_ttl)
     log.info("controllers %s starting as %s on %s; %s", ",".join(args.controller_names),
@@ -153,6 +170,9 @@ async def run(args: argparse.Namespace) -> None:
             tg.create_task(runner.run(), name="runner")
             if args.tls is not None:  # renewed certificates: new connections present them
                 tg.create_task(rstore.etcd.follow_tls_files(), name="tls files")
+            if args.dashboard_port:  # it reads the view the runner's informers fill
+                tg.create_task(guard("dashboard", dashboard_app.serve(
+                    view, args.dashboard_address, args.dashboard_port), log), name="dashboard")
     finally:
         await rstore.etcd.close()
 

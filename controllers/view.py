@@ -20,8 +20,9 @@ what that view was made from (the service's and its routes' versions).
 back from). ``route_services`` maps a Route's change to the services it names.
 
 Others subscribe to changes: ``on_task_change`` (a task or its report),
-``on_service_change`` and ``on_report`` (an agent's report of a task, after
-the first listing: what the metrics observe). Validating service specs is
+``on_service_change``, ``on_report`` (an agent's report of a task, after
+the first listing: what the metrics observe) and ``on_change`` (anything: what
+the dashboard redraws on). Validating service specs is
 ``controllers.specs``'; parsing agents/ and heartbeats/ keys is the keyspace's.
 
 Assignment keys (``agents/<node>/assignments/``) duplicate tasks; they are
@@ -138,6 +139,8 @@ class ClusterView:
         # Called with a service spec key whenever that spec changed.
         self._service_listeners: list[Callable[[str], None]] = []
         self._report_handlers: list[ReportHandler] = []
+        # Called with the key after any change under any prefix the view watches.
+        self._change_listeners: list[Callable[[str], None]] = []
         self.caches: dict[str, dict[str, Any]] = {}
         self.informers: dict[str, Any] = {}
         self._attached = False
@@ -165,6 +168,8 @@ class ClusterView:
         informers[self.nodes_prefix].add_handler(self._on_node)
         informers[self.services_prefix].add_handler(self._on_service)
         informers[self.routes_prefix].add_handler(self._on_route)
+        for informer in informers.values():
+            informer.add_handler(self._on_any)
 
     # -- indexes ----------------------------------------------------------
 
@@ -181,6 +186,15 @@ class ClusterView:
         agent's report of a task changes, once the first listing is over (it repeats
         old news)."""
         self._report_handlers.append(handler)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(key)`` after any change of any key the view watches (the
+        dashboard: it redraws from the view, whatever changed)."""
+        self._change_listeners.append(listener)
+
+    def _on_any(self, key: str, old: Any, new: Any) -> None:
+        for listener in self._change_listeners:
+            listener(key)
 
     def _task_changed(self, key: str) -> None:
         self._task_memo.pop(key, None)

@@ -65,6 +65,7 @@ class NodeProcess:
     state: StateDir
     manager: bool
     on_ready: OnReady | None = None  # awaited once the agent is ready (``up --apply``)
+    dashboard_port: int | None = None  # the controllers' (None: their default; 0: none)
 
     def run_in_foreground(self) -> None:
         """Run on a new event loop until SIGINT/SIGTERM (``init``, ``join``)."""
@@ -94,7 +95,8 @@ class NodeProcess:
             cancelled = [tg.create_task(self._announce(agent), name="announce")]
             if self.manager:
                 cancelled.append(tg.create_task(
-                    _part("controllers", run_controllers(self.node, self.state), stop,
+                    _part("controllers", run_controllers(self.node, self.state,
+                                                         self.dashboard_port), stop,
                           failures),
                     name="controllers"))
                 if self.node.join_port:
@@ -153,16 +155,19 @@ def tls_flags(tls: TlsConfig | None) -> list[str]:
     return [arg for flag, path in pairs if path is not None for arg in (flag, str(path))]
 
 
-async def run_controllers(node: NodeState, state: StateDir) -> None:
+async def run_controllers(node: NodeState, state: StateDir,
+                          dashboard_port: int | None = None) -> None:
     """The controllers of this manager, through their command line's entry point, with
     the manager identity when etcd is https://, and the CA key when this manager holds
-    it (the cluster's secrets key derives from it: they deliver secrets to nodes)."""
+    it (the cluster's secrets key derives from it: they deliver secrets to nodes); their
+    dashboard on loopback, on ``dashboard_port`` when given."""
     from kubeless.cluster.ca import KEY_FILE
     from controllers.main import parse_args, run
 
     ca_key = ["--ca-key", str(state.path / KEY_FILE)] if state.has_ca_key() else []
+    dashboard = ["--dashboard-port", str(dashboard_port)] if dashboard_port is not None else []
     await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
-                          "--identity", node.node_id, *ca_key,
+                          "--identity", node.node_id, *ca_key, *dashboard,
                           *tls_flags(manager_tls(node, state))]))
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from kubeless.api import Kind, cell, workload
+from kubeless.api.ports import ports_text
 from kubeless.api.secrets import public_view
 
 try:
@@ -77,16 +78,6 @@ def to_yaml(obj: Any) -> str:
 
 def to_json(obj: Any) -> str:
     return json.dumps(obj, indent=2) + "\n"
-
-
-def ports_text(ports: list[dict[str, Any]] | None) -> str:
-    """``*:8080->80/tcp`` per port, as ``docker service ls`` shows them."""
-    parts = []
-    for p in ports or []:
-        published = p.get("published")
-        where = f"*:{published}->" if published else ""
-        parts.append(f"{where}{p.get('target')}/{p.get('protocol', 'tcp')}")
-    return ",".join(parts)
 
 
 def job_progress_text(service: dict[str, Any]) -> str:

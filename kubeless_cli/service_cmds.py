@@ -19,12 +19,13 @@ from typing import Any
 import click
 
 from kubeless.api import workload
+from kubeless.api.ports import ports_text
 
 from kubeless_cli import published
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.progress import converge, parse_timeout, timeout_option
-from kubeless_cli.printers import decorate, format_rows, ports_text
+from kubeless_cli.printers import decorate, format_rows
 from kubeless_cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
                                         flag_name, short_name, update_service)
 

@@ -15,6 +15,8 @@ marks its heartbeat stopped (not revoked: containers keep running and the
 node stays ready), the controllers resign, then the etcd is stopped. The
 next ``up`` starts that etcd again (which extends the leases it kept), and
 its agent takes the heartbeat over at once and adopts every container.
+Its controllers serve the read-only dashboard on 127.0.0.1 (``--dashboard-port``,
+default 8484; 0: none; not kept in the state dir), and ``up`` prints its URL.
 
     <state-dir>/   etcd/ (data), etcd.pid, etcd.log, up.pid, etcd-pki/ (etcd's
                    certificates), admin/ (the admin identity the banner prints:
@@ -39,6 +41,7 @@ from typing import Any
 
 import click
 
+from controllers import dashboard
 from kubeless_cli.cert_expiry import cert_expiry_option
 from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.flags import flag
@@ -121,6 +124,10 @@ def docker_answers() -> str | None:
               help="auto: docker when a Docker Engine answers, else process.")
 @click.option("--node-name", help="Node id (default: the hostname as a DNS label).")
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port.")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), envvar=dashboard.PORT_ENV,
+              default=dashboard.DEFAULT_PORT, show_default=True,
+              help="Serve the read-only web dashboard on 127.0.0.1 at this port (0: none) "
+                   f"[env {dashboard.PORT_ENV}].")
 @click.option("--apply", "apply_files", multiple=True, type=click.Path(exists=True),
               help="Apply this manifest once the node is ready (repeatable).")
 @flag("--insecure",
@@ -132,7 +139,8 @@ def docker_answers() -> str | None:
 @agent_service_options()[2]
 @pass_context
 def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
-       metrics_port: int | None, apply_files: tuple[str, ...], insecure: bool,
+       metrics_port: int | None, dashboard_port: int, apply_files: tuple[str, ...],
+       insecure: bool,
        join_port: int | None, cert_expiry: float | None, **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
@@ -157,7 +165,7 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
     agent_options(opts)  # a mistake is one line, before anything starts
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
-                        apply_files, transport))
+                        apply_files, transport, dashboard_port))
     except KeyboardInterrupt:
         pass
 
@@ -177,14 +185,15 @@ def _ignore_cert_path(state: StateDir, transport: Transport) -> None:
 
 
 async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-              apply_files: tuple[str, ...], transport: Transport) -> None:
+              apply_files: tuple[str, ...], transport: Transport, dashboard_port: int) -> None:
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        await _run(ctx, state, port, runtime, opts, apply_files, transport, stop)
+        await _run(ctx, state, port, runtime, opts, apply_files, transport, dashboard_port,
+                   stop)
 
 
 async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-               apply_files: tuple[str, ...], transport: Transport,
+               apply_files: tuple[str, ...], transport: Transport, dashboard_port: int,
                stop: asyncio.Event) -> None:
     _claim(state.path)
     etcd: StateDirEtcd | None = None
@@ -196,13 +205,16 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
         name, why = choose_runtime(runtime)
         node, made = await _until(stop, _cluster(ctx, state, name, opts, tls))
         _banner(state, etcd, node, name, why, made, tls, transport.warning)
+        if dashboard_port:
+            click.echo(f"dashboard: {dashboard_url(dashboard_port)} (read-only)\n")
 
         async def apply_all() -> None:
             for path in apply_files:
                 await apply_manifest(node, path, tls)
 
         if not stop.is_set():
-            await NodeProcess(node, state, manager=True, on_ready=apply_all).run(stop)
+            await NodeProcess(node, state, manager=True, on_ready=apply_all,
+                              dashboard_port=dashboard_port).run(stop)
     except _Stopped:
         pass
     finally:
@@ -210,6 +222,11 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
             click.echo(f"stopping etcd (pid {etcd.pid})", err=True)
             etcd.stop()
         (state.path / "up.pid").unlink(missing_ok=True)
+
+
+def dashboard_url(port: int) -> str:
+    """Where the controllers ``up`` runs serve their dashboard."""
+    return f"http://{dashboard.DEFAULT_ADDRESS}:{port}/"
 
 
 class _Stopped(Exception):

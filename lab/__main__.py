@@ -48,7 +48,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def up(args: argparse.Namespace) -> int:
     cluster = Cluster(args.managers, args.workers, heartbeat_ttl=args.heartbeat_ttl,
-                      lease_ttl=args.heartbeat_ttl, tls=not args.insecure)
+                      lease_ttl=args.heartbeat_ttl, tls=not args.insecure, dashboard=True)
     print(f"starting {len(cluster.hosts)} hosts in {cluster.dir} ...", flush=True)
     started = time.monotonic()
     with cluster:
@@ -57,6 +57,8 @@ def up(args: argparse.Namespace) -> int:
             parts = ", ".join(p for p in h.parts())
             print(f"  {h.name:4} {h.role:8} {h.address:14} netns {h.netns:16} {parts}")
             print(f"       DOCKER_HOST={h.docker_host}  logs {h.dir}/*.log")
+        print(f"\ndashboard: {cluster.managers[0].dashboard_url} (every manager's "
+              "controllers serve one on its address; read-only, no authentication)")
         print(f"\nPoint the CLI at it:\n\n{exports(cluster)}\n"
               f"    kubeless node ls\n    kubeless service create --name web --replicas 3 "
               f"kubeless-demo:latest\n\nEnter a host: nsenter --net=/var/run/netns/"

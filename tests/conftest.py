@@ -52,6 +52,9 @@ os.environ.pop("KUBELESS_CERT_PATH", None)  # the developer's own cluster's, nev
 # belongs: in network namespaces of the tests' own (test_mesh_kernel, the e2e cluster), and
 # in the docker plane that asks for it and removes its tables.
 os.environ["KUBELESS_MESH_MODE"] = "userspace"
+# Controllers the tests start (directly, or through init/join/up) serve no dashboard unless
+# a test asks for one on a port of its own: the default port may be a user's `kubeless up`.
+os.environ["KUBELESS_DASHBOARD_PORT"] = "0"
 
 
 def _kernel_mesh_tables() -> set[str] | None:

@@ -225,3 +225,14 @@ def plan_ports(docs: Sequence[Resource], live: Sequence[Resource],
         problems += own_duplicates(doc)
         problems += conflicts(doc, [*staying, *out[:i]])
     return out, problems
+
+
+def ports_text(ports: Sequence[Resource] | None) -> str:
+    """``*:8080->80/tcp`` per port, as ``docker service ls`` shows them (the CLI's tables
+    and the dashboard)."""
+    parts = []
+    for p in ports or []:
+        published = p.get("published")
+        where = f"*:{published}->" if published else ""
+        parts.append(f"{where}{p.get('target')}/{p.get('protocol', 'tcp')}")
+    return ",".join(parts)

@@ -27,7 +27,9 @@ before an agent starts (``Cluster._admit``): it turns etcd's auth on with
 managers and ``admin:lab`` hold root, each ``node:<name>`` only its own role),
 registers every host's Node with its role (a node's identity may not write
 ``spec/``), and writes the cluster record (``tokens``: role -> join token).
-Each manager then serves the join endpoint on port 2377
+With ``dashboard=True`` each manager's controllers serve the dashboard on its
+address, port 8484 (``Host.dashboard_url``: reachable from this machine's root
+namespace, as every host address is). Each manager then serves the join endpoint on port 2377
 (``lab.cluster.join_endpoint``, the part ``join``; its agent advertises it,
 ``--join-port``, so ``join-token`` and renewals find it), which makes a
 joining node's etcd users as ``init``'s node does. etcd keeps users and roles in its
@@ -84,6 +86,7 @@ ETCD_BIN = os.environ.get("KUBELESS_ETCD_BIN", "/usr/bin/etcd")
 PARTS = ("etcd", "dockerd", "agent", "controllers", "join")  # in start order
 HOST_PARTS = ("agent", "controllers", "etcd", "join")  # what ``kill(host)`` kills by default
 JOIN_PORT = 2377
+DASHBOARD_PORT = 8484  # each manager's controllers, on its address (``dashboard=True``)
 T = TypeVar("T")
 
 
@@ -126,6 +129,11 @@ class Host:
     @property
     def join_address(self) -> str:
         return f"{self.address}:{JOIN_PORT}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """Its controllers' dashboard (a manager of a ``Cluster(dashboard=True)``)."""
+        return f"http://{self.address}:{DASHBOARD_PORT}/"
 
     def parts(self) -> tuple[str, ...]:
         """What runs on it: a manager's join endpoint only with TLS (it signs)."""
@@ -184,12 +192,13 @@ class Cluster:
 
     def __init__(self, managers: int = 3, workers: int = 2, *, heartbeat_ttl: int = 3,
                  lease_ttl: int = 3, prefix: str = "/kubeless/", log_level: str = "INFO",
-                 tls: bool = True) -> None:
+                 tls: bool = True, dashboard: bool = False) -> None:
         if managers < 1:
             raise ValueError("a cluster needs at least one manager (etcd, controllers)")
         self.name = f"kl{os.getpid()}"
         self.heartbeat_ttl, self.lease_ttl = heartbeat_ttl, lease_ttl
         self.prefix, self.log_level = prefix, log_level
+        self.dashboard = dashboard
         self.subnet = free_subnet(os.getpid())
         self.gateway = str(self.subnet.network_address + 1)
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
@@ -377,8 +386,10 @@ class Cluster:
                      "--drain-period", "4s", *join, "--log-level", self.log_level], py_env)
         if part == "controllers":  # with TLS, the manager's copy of the CA key: secrets
             ca_key = ["--ca-key", str(h.dir / KEY_FILE)] if self.tls is not None else []
+            dashboard = ["--dashboard-port", str(DASHBOARD_PORT if self.dashboard else 0),
+                         "--dashboard-address", h.address]
             return ([sys.executable, "-m", "controllers", "--endpoints", self.endpoints,
-                     "--prefix", self.prefix, "--identity", h.name, *ca_key,
+                     "--prefix", self.prefix, "--identity", h.name, *ca_key, *dashboard,
                      "--lease-ttl", str(self.lease_ttl), "--log-level", self.log_level], py_env)
         if part == "join":
             return ([sys.executable, "-m", "lab.cluster.join_endpoint", "--state-dir",

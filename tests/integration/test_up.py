@@ -11,6 +11,7 @@ ended by its pid in a finalizer.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ from kubeless.cluster.tokens import ca_digest, parse_token
 from kubeless.store import TlsConfig
 from lab.waiting import wait_until
 from tests.support.environment import clean_env
+from tests.support.etcd_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -146,9 +148,12 @@ def stop(proc: subprocess.Popen[str]) -> int:
 
 
 def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
-    proc, out = up.start()
+    dashboard = free_port()  # (the session's KUBELESS_DASHBOARD_PORT=0 turns it off)
+    proc, out = up.start("--dashboard-port", str(dashboard))
     rows = up.wait_ready_node(proc, out)
     assert "manager" in rows[0]
+    assert f"dashboard: http://127.0.0.1:{dashboard}/ (read-only)\n" in out.read_text()
+    assert_dashboard_shows_the_node(dashboard)
     etcd = up.etcd_pid()
     text = out.read_text()
     assert f"export KUBELESS_ENDPOINTS=https://127.0.0.1:{up.port}\n" in text, text
@@ -168,6 +173,18 @@ def test_up_runs_a_ready_node_and_ctrl_c_stops_everything(up: Up) -> None:
     assert stop(proc) == 0
     wait_until(lambda: not alive(etcd), 10, "the etcd up started is stopped with it")
     assert not (up.state / "etcd.pid").exists()
+
+
+def assert_dashboard_shows_the_node(port: int) -> None:
+    """The controllers up runs serve the dashboard the banner names, over TLS etcd."""
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/snapshot", timeout=5) as r:
+                return [n["state"] for n in json.loads(r.read())["nodes"]] == ["ready"]
+        except OSError:
+            return False
+
+    wait_until(ready, DEADLINE, "the dashboard shows the node ready")
 
 
 def assert_refused_without_a_certificate(up: Up) -> None:
