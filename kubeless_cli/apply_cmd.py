@@ -189,7 +189,8 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
     suffix = " (dry run)" if dry_run else ""
     for a in ctx.run(run):
         kind, _, name = a.ref
-        click.echo(f"{kind.lower()}/{name} {a.verb}{suffix}")
+        notes = ", ".join(n for n in (a.note, suffix.strip(" ()")) if n)
+        click.echo(f"{kind.lower()}/{name} {a.verb}{f' ({notes})' if notes else ''}")
 
 
 @click.command()

@@ -1,10 +1,10 @@
 """The autoscaler's decision: Kubernetes' HPA rule over one service's tasks and load (pure).
 
-``task_loads`` reads the tasks wanted running and the nodes' load reports
-(``agents/<node>/load``, docs/MODEL.md) into one ``TaskLoad`` each: a task is
-*counted* when it runs and a fresh report (timestamp within 3 of its periods)
-names it; its connections are summed over every fresh report (each node's
-mesh says what it sent to the task, wherever the task runs).
+``task_usage`` reads the tasks wanted running and the nodes' load reports
+(``agents/<node>/load``, read by ``kubeless.api.load``) into one ``Usage``
+each: a task is *counted* when it runs and a fresh report names it; its
+connections are summed over every fresh report (each node's mesh says what it
+sent to the task, wherever the task runs).
 
 ``decide`` is the rule (Kubernetes' replica calculator and its scale-down
 stabilization, with the tolerance, bounds and delay of ``spec.autoscale``):
@@ -32,10 +32,11 @@ replicas and ``status.autoscale`` is the controller's.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubeless.api.load import LoadReport, connections_per_task, is_fresh
 from kubeless.api.tasks import Task
 from kubeless.api.units import format_duration, parse_cpus, parse_duration
 from kubeless.api.workload import autoscale_of
@@ -44,7 +45,6 @@ Resource = dict[str, Any]
 History = tuple[tuple[float, int], ...]  # (time, recommended replicas), oldest first
 
 TOLERANCE = 0.1  # Kubernetes' --horizontal-pod-autoscaler-tolerance
-FRESH_PERIODS = 3  # a report counts while its timestamp is within 3 of its periods
 DEFAULT_DELAY = 300.0  # scaleDownDelay absent (the schema's default, 5m)
 
 
@@ -77,7 +77,7 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class TaskLoad:
+class Usage:
     """One task wanted running: its figures when counted (None: not counted)."""
 
     cpu: float | None  # cores busy over the report's period
@@ -93,6 +93,7 @@ class Decision:
     reason: str
     counted: int
     observed: dict[str, float | None]  # {cpu: percent, connections: per task}, rounded
+    kind: str  # bounds, waiting, steady (within tolerance), holding, scale: what it did
 
     @property
     def direction(self) -> str | None:
@@ -102,15 +103,6 @@ class Decision:
 
 
 # -- reading the reports ---------------------------------------------------------------
-
-def is_fresh(report: Mapping[str, Any], now: float) -> bool:
-    """Whether a load report's figures count at ``now`` (within 3 of its periods)."""
-    try:
-        stamp, period = float(report.get("timestamp") or 0), float(report.get("period") or 0)
-    except (TypeError, ValueError):
-        return False
-    return period > 0 and now - stamp <= FRESH_PERIODS * period
-
 
 def reserved_cpus(task: Task) -> float:
     template = task.spec.get("template") or {}
@@ -123,29 +115,21 @@ def reserved_cpus(task: Task) -> float:
     return cpus if cpus > 0 else 1.0
 
 
-def task_loads(tasks: Iterable[Task], reports: Iterable[Mapping[str, Any]],
-               now: float) -> list[TaskLoad]:
-    """A ``TaskLoad`` for each task wanted running (module docstring)."""
-    cpu: dict[str, float] = {}
-    connections: dict[str, float] = {}
-    for report in reports:
-        if not is_fresh(report, now):
-            continue
-        for task_id, figures in (report.get("tasks") or {}).items():
-            if isinstance(figures, dict) and isinstance(figures.get("cpu"), (int, float)):
-                cpu[task_id] = float(figures["cpu"])
-        for task_id, rate in (report.get("connections") or {}).items():
-            if isinstance(rate, (int, float)):
-                connections[task_id] = connections.get(task_id, 0.0) + float(rate)
-    loads = []
+def task_usage(tasks: Iterable[Task], reports: Iterable[LoadReport],
+               now: float) -> list[Usage]:
+    """A ``Usage`` for each task wanted running (module docstring)."""
+    fresh = [r for r in reports if is_fresh(r, now)]
+    cpu = {tid: load.cpu for r in fresh for tid, load in r.tasks.items()}
+    connections = connections_per_task(fresh)
+    found = []
     for task in tasks:
         if not task.wants_running:
             continue
         counted = task.state == "running" and task.id in cpu
-        loads.append(TaskLoad(cpu[task.id] if counted else None,
-                              connections.get(task.id, 0.0) if counted else None,
-                              reserved_cpus(task)))
-    return loads
+        found.append(Usage(cpu[task.id] if counted else None,
+                           connections.get(task.id, 0.0) if counted else None,
+                           reserved_cpus(task)))
+    return found
 
 
 # -- the rule ----------------------------------------------------------------------------
@@ -181,7 +165,7 @@ def _recommend(name: str, usage: list[float], target: float, missing: int,
     return _Metric(name, mean, target, math.ceil(ratio * (len(usage) + missing) - 1e-9))
 
 
-def _metrics(policy: Policy, loads: Sequence[TaskLoad], current: int) -> list[_Metric]:
+def _metrics(policy: Policy, loads: Sequence[Usage], current: int) -> list[_Metric]:
     counted = [t for t in loads if t.cpu is not None]
     missing = len(loads) - len(counted)
     found = []
@@ -207,7 +191,7 @@ def short_duration(seconds: float) -> str:
     return text
 
 
-def decide(policy: Policy, current: int, loads: Sequence[TaskLoad], history: History,
+def decide(policy: Policy, current: int, loads: Sequence[Usage], history: History,
            now: float) -> Decision:
     """The replicas the service should have now, and why (module docstring)."""
     counted = sum(1 for t in loads if t.cpu is not None)
@@ -216,9 +200,11 @@ def decide(policy: Policy, current: int, loads: Sequence[TaskLoad], history: His
     if current < policy.min or current > policy.max:
         bound = max(min(current, policy.max), policy.min)
         why = f"below min {policy.min}" if current < policy.min else f"above max {policy.max}"
-        return Decision(current, bound, bound, f"{why}: {current} -> {bound}", counted, observed)
+        return Decision(current, bound, bound, f"{why}: {current} -> {bound}", counted, observed,
+                        "bounds")
     if not counted:
-        return Decision(current, current, None, "waiting for load reports", 0, observed)
+        return Decision(current, current, None, "waiting for load reports", 0, observed,
+                        "waiting")
     wanted = max(m.recommends for m in metrics)
     recommendation = max(min(wanted, policy.max), policy.min)
     load = ", ".join(m.text() for m in metrics)
@@ -226,11 +212,14 @@ def decide(policy: Policy, current: int, loads: Sequence[TaskLoad], history: His
     capped = f" (max {policy.max})" if wanted > policy.max else \
         f" (min {policy.min})" if wanted < policy.min else ""
     if recommendation == current:
-        why = "within tolerance" if wanted == current else f"holding {current}{capped}"
-        return Decision(current, current, current, f"{load}{tasks}: {why}", counted, observed)
+        steady = wanted == current
+        why = "within tolerance" if steady else f"holding {current}{capped}"
+        return Decision(current, current, current, f"{load}{tasks}: {why}", counted, observed,
+                        "steady" if steady else "holding")
     if recommendation > current:
         return Decision(current, recommendation, recommendation,
-                        f"{load}{tasks}: {current} -> {recommendation}{capped}", counted, observed)
+                        f"{load}{tasks}: {current} -> {recommendation}{capped}", counted, observed,
+                        "scale")
     seen = history or ((now, current),)  # a new leader: as if it had held current so far
     window = [(t, r) for t, r in seen if t >= now - policy.delay] + [(now, recommendation)]
     stable = max(r for _, r in window)
@@ -238,17 +227,24 @@ def decide(policy: Policy, current: int, loads: Sequence[TaskLoad], history: His
         above = max((t for t, r in window if r >= current), default=now)
         why = (f"{load}: holding {current} (low for {short_duration(now - above)} of "
                f"{policy.delay_text})")
-        return Decision(current, current, recommendation, why, counted, observed)
-    return Decision(current, stable, recommendation,
-                    f"{load}{tasks}: {current} -> {stable}{capped if stable == recommendation else ''}",
-                    counted, observed)
+        return Decision(current, current, recommendation, why, counted, observed, "holding")
+    capped = capped if stable == recommendation else ""
+    return Decision(current, stable, recommendation, f"{load}{tasks}: {current} -> {stable}{capped}",
+                    counted, observed, "scale")
+
+
+CPU_STEP = 5  # percent: the status's cpu figure moves in steps of 5
 
 
 def _observed(metrics: Sequence[_Metric]) -> dict[str, float | None]:
-    """The figures for the status, rounded so noise does not rewrite it every period."""
+    """The figures for the status, coarse enough that noise does not rewrite it every
+    period: cpu to ``CPU_STEP`` percent, connections to two significant figures."""
     out: dict[str, float | None] = {}
     for m in metrics:
-        out[m.name] = round(m.usage) if m.name == "cpu" else round(m.usage, 1)
+        if m.name == "cpu":
+            out[m.name] = CPU_STEP * round(m.usage / CPU_STEP)
+        else:
+            out[m.name] = float(f"{m.usage:.2g}")
     return out
 
 

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from controllers.autoscaler.decide import (Policy, TaskLoad, decide, is_fresh, remember,
-                                           short_duration, task_loads)
+from controllers.autoscaler.decide import (Policy, Usage, decide, remember,
+                                           short_duration, task_usage)
+from kubeless.api.load import parse_report
 from tests.support.builders import NOW, task
 
 Resource = dict[str, Any]
@@ -21,9 +22,9 @@ def policy(**scale: Any) -> Policy:
     return found
 
 
-def cpu(*busy: float, reserved: float = 1.0) -> list[TaskLoad]:
+def cpu(*busy: float, reserved: float = 1.0) -> list[Usage]:
     """Counted tasks busy that many cores each (None: wanted running, not counted)."""
-    return [TaskLoad(b, 0.0 if b is not None else None, reserved) for b in busy]
+    return [Usage(b, 0.0 if b is not None else None, reserved) for b in busy]
 
 
 LONG_AGO = ((NOW - 3600, 1),)  # a history whose only entry the delay no longer covers
@@ -121,37 +122,33 @@ def test_missing_reports_count_as_the_target_on_the_way_down() -> None:
 
 def test_the_highest_of_two_metrics_wins() -> None:
     p = policy(targetConnections=10)
-    loads = [TaskLoad(0.1, 30.0, 1.0), TaskLoad(0.1, 30.0, 1.0)]
+    loads = [Usage(0.1, 30.0, 1.0), Usage(0.1, 30.0, 1.0)]
     d = decide(p, 2, loads, LONG_AGO, NOW)
     assert d.desired == 6  # connections: 30/s of 10/s; cpu alone says 1
     assert "cpu 10% of 70%, connections 30/s of 10/s over 2 tasks: 2 -> 6" == d.reason
     assert d.observed == {"cpu": 10, "connections": 30.0}
+    assert decide(p, 2, [Usage(0.123, 3.14159, 1.0)], LONG_AGO, NOW).observed == \
+        {"cpu": 10, "connections": 3.1}
 
 
 def test_connections_only() -> None:
     p = policy(targetCPU=None, targetConnections=5)
-    d = decide(p, 1, [TaskLoad(3.0, 12.0, 1.0)], LONG_AGO, NOW)
+    d = decide(p, 1, [Usage(3.0, 12.0, 1.0)], LONG_AGO, NOW)
     assert d.desired == 3 and list(d.observed) == ["connections"]
 
 
-def test_task_loads_counts_running_tasks_with_a_fresh_report() -> None:
+def test_task_usage_counts_running_tasks_with_a_fresh_report() -> None:
     tasks = [task("a", node="n1"), task("b", node="n1", state="starting"),
              task("c", node="n2"), task("d", node="n1", desired="shutdown")]
-    reports = [{"node": "n1", "timestamp": NOW - 1, "period": 10.0,
-                "tasks": {"a": {"cpu": 0.5}, "b": {"cpu": 0.1}, "d": {"cpu": 1.0}},
-                "connections": {"a": 2.0, "c": 1.0}},
-               {"node": "n2", "timestamp": NOW - 31, "period": 10.0,  # stale
-                "tasks": {"c": {"cpu": 0.9}}, "connections": {"a": 1.5}}]
-    loads = task_loads(tasks, reports, NOW)
-    assert loads == [TaskLoad(0.5, 2.0, 1.0), TaskLoad(None, None, 1.0),
-                     TaskLoad(None, None, 1.0)]
-
-
-def test_freshness_is_three_periods() -> None:
-    assert is_fresh({"timestamp": NOW - 30, "period": 10}, NOW)
-    assert not is_fresh({"timestamp": NOW - 30.1, "period": 10}, NOW)
-    assert not is_fresh({"timestamp": "x", "period": 10}, NOW)
-    assert not is_fresh({"timestamp": NOW}, NOW)
+    values = [{"node": "n1", "timestamp": NOW - 1, "period": 10.0,
+               "tasks": {"a": {"cpu": 0.5, "memory": 1}, "b": {"cpu": 0.1, "memory": 1},
+                         "d": {"cpu": 1.0, "memory": 1}},
+               "connections": {"a": 2.0, "c": 1.0}},
+              {"node": "n2", "timestamp": NOW - 31, "period": 10.0,  # stale
+               "tasks": {"c": {"cpu": 0.9, "memory": 1}}, "connections": {"a": 1.5}}]
+    reports = [r for r in map(parse_report, values) if r is not None]
+    assert task_usage(tasks, reports, NOW) == [Usage(0.5, 2.0, 1.0), Usage(None, None, 1.0),
+                                               Usage(None, None, 1.0)]
 
 
 def test_short_durations() -> None:
