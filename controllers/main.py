@@ -7,6 +7,8 @@ lease, so ``node ls`` can say which managers' controllers are alive
 node name, tying the process to its node. ``--ca-key`` gives it the cluster
 CA's key, from which it derives the cluster's secrets key: the secrets
 controller then delivers secrets to nodes (configs it delivers without).
+``--autoscale-period`` is how often the autoscaler evaluates every autoscaled
+service (it also does whenever a load report, a task or the service changes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kubeless.api.names import dns_label
 from kubeless.store import Compare, KeptLease, Put, StoreError
 from kubeless.store.events import ttl_seconds
 
+from controllers.autoscaler.controller import DEFAULT_PERIOD, AutoscalerController
 from controllers.endpoints.controller import EndpointsController
 from controllers.framework import Controller, ControllerRunner
 from controllers.health.controller import HealthController
@@ -42,7 +45,8 @@ from controllers.view import ClusterView
 log = logging.getLogger("kubeless.controllers")
 
 # Each is made with the store and the process's one ClusterView (``assemble`` gives the
-# secrets controller the cluster's secrets key too, when the process holds the CA key).
+# secrets controller the cluster's secrets key too, when the process holds the CA key,
+# and the autoscaler its period).
 CONTROLLERS: dict[str, Callable[[store.ResourceStore, ClusterView], Controller]] = {
     "replication": ReplicationController,
     "scheduler": SchedulerController,
@@ -50,6 +54,7 @@ CONTROLLERS: dict[str, Callable[[store.ResourceStore, ClusterView], Controller]]
     "rollout": RolloutController,
     "endpoints": EndpointsController,
     "secrets": SecretsController,
+    "autoscaler": AutoscalerController,
 }
 
 
@@ -79,6 +84,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ca-key", default=os.environ.get("KUBELESS_CA_KEY"),
                    help="the cluster CA's key (PEM): the secrets key derives from it; "
                         "without it no secret is delivered [env KUBELESS_CA_KEY]")
+    p.add_argument("--autoscale-period", type=float, default=DEFAULT_PERIOD,
+                   help="seconds between the autoscaler's evaluations of every autoscaled "
+                        f"service (default {DEFAULT_PERIOD:g})")
     p.add_argument("--lease-ttl", type=int, default=5, help="leader lease TTL in seconds")
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
@@ -94,6 +102,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown controller {unknown[0] if unknown else '(none)'}; "
                 f"known: {', '.join(CONTROLLERS)}")
     args.controller_names = names
+    if not args.autoscale_period > 0:
+        p.error("--autoscale-period must be more than 0 seconds")
     if args.lease_ttl < 2:
         p.error("--lease-ttl must be at least 2 seconds")
     try:
@@ -127,19 +137,29 @@ async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int) 
 
 
 def assemble(rstore: store.ResourceStore, names: Sequence[str],
-             cluster_key: secrets_key.ClusterSecretsKey | None = None) -> list[Controller]:
+             cluster_key: secrets_key.ClusterSecretsKey | None = None,
+             autoscale_period: float = DEFAULT_PERIOD) -> list[Controller]:
     """The named controllers, sharing one ClusterView (its metrics registered); the
-    secrets controller with ``cluster_key`` (None: it delivers configs only)."""
+    secrets controller with ``cluster_key`` (None: it delivers configs only), the
+    autoscaler with its period."""
     view = ClusterView(rstore)
     register_view(view)
-    return [SecretsController(rstore, view, cluster_key) if n == "secrets"
-            else CONTROLLERS[n](rstore, view) for n in names]
+
+    def make(name: str) -> Controller:
+        if name == "secrets":
+            return SecretsController(rstore, view, cluster_key)
+        if name == "autoscaler":
+            return AutoscalerController(rstore, view, autoscale_period)
+        return CONTROLLERS[name](rstore, view)
+
+    return [make(n) for n in names]
 
 
 async def run(args: argparse.Namespace) -> None:
     rstore = store.connect(args.endpoints, args.prefix, tls=args.tls)
     identity = args.identity or default_identity()
-    controllers = assemble(rstore, args.controller_names, args.cluster_key)
+    controllers = assemble(rstore, args.controller_names, args.cluster_key,
+                           args.autoscale_period)
     runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl,
                               events_ttl=args.events_ttl)
     log.info("controllers %s starting as %s on %s; %s", ",".join(args.controller_names),
