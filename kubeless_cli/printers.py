@@ -277,6 +277,9 @@ def autoscale_text(service: dict[str, Any], now: float) -> str:
         lines.append(f"  Last:        {last.get('reason')} ({ago} ago)")
     else:
         lines.append("  Last:        no decision yet")
+    if status.get("lastScaleTime"):
+        ago = human_duration(int(max(now - float(status["lastScaleTime"]), 0)))
+        lines.append(f"  Last scale:  {ago} ago")
     return "Autoscale:\n" + "\n".join(lines) + "\n"
 
 

@@ -34,8 +34,8 @@ from kubeless.store import Conflict, ResourceStore
 from kubeless.store.services import replace_service
 
 from controllers.autoscaler import metrics
-from controllers.autoscaler.decide import (Decision, History, Policy, decide, remember,
-                                           task_usage)
+from controllers.autoscaler.decide import (Decision, History, LoadIndex, Policy, decide,
+                                           remember, task_usage)
 from controllers.base import ViewController
 from controllers.ops import WriteServiceStatus
 from controllers.specs import ValidatedSpecs
@@ -83,6 +83,7 @@ class AutoscalerController(ViewController):
         self.specs = ValidatedSpecs(self.view)
         self._history: dict[ServiceKey, History] = {}
         self._term = -1  # the leadership term the history belongs to
+        self._index: tuple[Any, LoadIndex] | None = None
 
     # -- events -> services ------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class AutoscalerController(ViewController):
         current = max(int(service["spec"].get("replicas", 1)), 0)
         uid = stored["metadata"].get("uid")
         tasks = [t for t in self.view.tasks_of(*skey) if t.service_uid in (None, uid)]
-        usage = task_usage(tasks, self.view.load_reports().values(), now)
+        usage = task_usage(tasks, self._load_index(), now)
         history = self._history.get(skey, ())
         decision = decide(policy, current, usage, history, now)
         self._history[skey] = remember(history, decision, policy, now)
@@ -167,6 +168,15 @@ class AutoscalerController(ViewController):
         await self._write_status(skey, autoscale_status(
             policy, decision, (stored.get("status") or {}).get("autoscale"), now))
         return None
+
+    def _load_index(self) -> LoadIndex:
+        """The reports indexed by task, made again only when a report changed (the view
+        parses a report anew on each change: a new object)."""
+        reports = self.view.load_reports()
+        version = tuple(sorted((node, id(r)) for node, r in reports.items()))
+        if self._index is None or self._index[0] != version:
+            self._index = (version, LoadIndex(reports.values()))
+        return self._index[1]
 
     def _forget(self, skey: ServiceKey) -> None:
         if self._history.pop(skey, None) is not None:

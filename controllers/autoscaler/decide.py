@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubeless.api.load import LoadReport, connections_per_task, is_fresh
+from kubeless.api.load import LoadReport, is_fresh
 from kubeless.api.tasks import Task
 from kubeless.api.units import format_duration, parse_cpus, parse_duration
 from kubeless.api.workload import autoscale_of
@@ -115,21 +115,34 @@ def reserved_cpus(task: Task) -> float:
     return cpus if cpus > 0 else 1.0
 
 
-def task_usage(tasks: Iterable[Task], reports: Iterable[LoadReport],
+class LoadIndex:
+    """Every report's figures by task id, made once per set of reports (not per service):
+    a task's cpu from the report naming it, its connections from every report (the
+    sum over the fresh ones, ``connections_per_task``'s rule, is taken at ``now``)."""
+
+    def __init__(self, reports: Iterable[LoadReport]) -> None:
+        self.cpu: dict[str, tuple[float, LoadReport]] = {}
+        self.connections: dict[str, list[tuple[float, LoadReport]]] = {}
+        for report in reports:
+            for task_id, load in report.tasks.items():
+                self.cpu[task_id] = (load.cpu, report)
+            for task_id, rate in report.connections.items():
+                self.connections.setdefault(task_id, []).append((rate, report))
+
+    def usage(self, task: Task, now: float) -> Usage:
+        found = self.cpu.get(task.id) if task.state == "running" else None
+        if found is None or not is_fresh(found[1], now):
+            return Usage(None, None, reserved_cpus(task))
+        rates = self.connections.get(task.id, ())
+        return Usage(found[0], sum(rate for rate, r in rates if is_fresh(r, now)),
+                     reserved_cpus(task))
+
+
+def task_usage(tasks: Iterable[Task], reports: LoadIndex | Iterable[LoadReport],
                now: float) -> list[Usage]:
     """A ``Usage`` for each task wanted running (module docstring)."""
-    fresh = [r for r in reports if is_fresh(r, now)]
-    cpu = {tid: load.cpu for r in fresh for tid, load in r.tasks.items()}
-    connections = connections_per_task(fresh)
-    found = []
-    for task in tasks:
-        if not task.wants_running:
-            continue
-        counted = task.state == "running" and task.id in cpu
-        found.append(Usage(cpu[task.id] if counted else None,
-                           connections.get(task.id, 0.0) if counted else None,
-                           reserved_cpus(task)))
-    return found
+    index = reports if isinstance(reports, LoadIndex) else LoadIndex(reports)
+    return [index.usage(task, now) for task in tasks if task.wants_running]
 
 
 # -- the rule ----------------------------------------------------------------------------
