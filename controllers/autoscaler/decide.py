@@ -36,9 +36,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubeless.api.load import LoadReport, is_fresh
+from kubeless.api.load import LoadReport, is_fresh, reserved_cpus
 from kubeless.api.tasks import Task
-from kubeless.api.units import format_duration, parse_cpus, parse_duration
+from kubeless.api.units import format_duration, parse_duration
 from kubeless.api.workload import autoscale_of
 
 Resource = dict[str, Any]
@@ -104,17 +104,6 @@ class Decision:
 
 # -- reading the reports ---------------------------------------------------------------
 
-def reserved_cpus(task: Task) -> float:
-    template = task.spec.get("template") or {}
-    reservations = ((template.get("resources") or {}).get("reservations") or {}) \
-        if isinstance(template, dict) else {}
-    try:
-        cpus = parse_cpus(reservations.get("cpus") or 0)
-    except (ValueError, TypeError):
-        cpus = 0.0
-    return cpus if cpus > 0 else 1.0
-
-
 class LoadIndex:
     """Every report's figures by task id, made once per set of reports (not per service):
     a task's cpu from the report naming it, its connections from every report (the
@@ -132,10 +121,10 @@ class LoadIndex:
     def usage(self, task: Task, now: float) -> Usage:
         found = self.cpu.get(task.id) if task.state == "running" else None
         if found is None or not is_fresh(found[1], now):
-            return Usage(None, None, reserved_cpus(task))
+            return Usage(None, None, reserved_cpus(task.stored))
         rates = self.connections.get(task.id, ())
         return Usage(found[0], sum(rate for rate, r in rates if is_fresh(r, now)),
-                     reserved_cpus(task))
+                     reserved_cpus(task.stored))
 
 
 def task_usage(tasks: Iterable[Task], reports: LoadIndex | Iterable[LoadReport],
