@@ -10,6 +10,8 @@ controller then delivers secrets to nodes (configs it delivers without).
 ``--dashboard-port`` (default 8484, on ``--dashboard-address`` 127.0.0.1; 0:
 none) serves the read-only web dashboard (``controllers.dashboard``) from the
 process's view: every replica may, leader or not.
+``--autoscale-period`` is how often the autoscaler evaluates every autoscaled
+service (it also does whenever a load report, a task or the service changes).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from kubeless.store import Compare, KeptLease, Put, StoreError
 from kubeless.store.events import ttl_seconds
 
 from controllers import dashboard
+from controllers.autoscaler.controller import DEFAULT_PERIOD, AutoscalerController
 from controllers.dashboard import app as dashboard_app
 from controllers.endpoints.controller import EndpointsController
 from controllers.framework import Controller, ControllerRunner
@@ -48,7 +51,8 @@ from controllers.view import ClusterView
 log = logging.getLogger("kubeless.controllers")
 
 # Each is made with the store and the process's one ClusterView (``assemble`` gives the
-# secrets controller the cluster's secrets key too, when the process holds the CA key).
+# secrets controller the cluster's secrets key too, when the process holds the CA key,
+# and the autoscaler its period).
 CONTROLLERS: dict[str, Callable[[store.ResourceStore, ClusterView], Controller]] = {
     "replication": ReplicationController,
     "scheduler": SchedulerController,
@@ -56,6 +60,7 @@ CONTROLLERS: dict[str, Callable[[store.ResourceStore, ClusterView], Controller]]
     "rollout": RolloutController,
     "endpoints": EndpointsController,
     "secrets": SecretsController,
+    "autoscaler": AutoscalerController,
 }
 
 
@@ -85,6 +90,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ca-key", default=os.environ.get("KUBELESS_CA_KEY"),
                    help="the cluster CA's key (PEM): the secrets key derives from it; "
                         "without it no secret is delivered [env KUBELESS_CA_KEY]")
+    p.add_argument("--autoscale-period", type=float, default=DEFAULT_PERIOD,
+                   help="seconds between the autoscaler's evaluations of every autoscaled "
+                        f"service (default {DEFAULT_PERIOD:g})")
     p.add_argument("--lease-ttl", type=int, default=5, help="leader lease TTL in seconds")
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
     p.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
@@ -108,6 +116,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.controller_names = names
     if not 0 <= args.dashboard_port <= 65535:
         p.error("--dashboard-port must be 0 (no dashboard) to 65535")
+    if not args.autoscale_period > 0:
+        p.error("--autoscale-period must be more than 0 seconds")
     if args.lease_ttl < 2:
         p.error("--lease-ttl must be at least 2 seconds")
     try:
@@ -142,21 +152,30 @@ async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int) 
 
 def assemble(rstore: store.ResourceStore, names: Sequence[str],
              cluster_key: secrets_key.ClusterSecretsKey | None = None,
-             view: ClusterView | None = None) -> list[Controller]:
+             view: ClusterView | None = None,
+             autoscale_period: float = DEFAULT_PERIOD) -> list[Controller]:
     """The named controllers, sharing one ClusterView (``view``, else a new one; its
     metrics registered); the secrets controller with ``cluster_key`` (None: it
-    delivers configs only)."""
+    delivers configs only), the autoscaler with its period."""
     view = view if view is not None else ClusterView(rstore)
     register_view(view)
-    return [SecretsController(rstore, view, cluster_key) if n == "secrets"
-            else CONTROLLERS[n](rstore, view) for n in names]
+
+    def make(name: str) -> Controller:
+        if name == "secrets":
+            return SecretsController(rstore, view, cluster_key)
+        if name == "autoscaler":
+            return AutoscalerController(rstore, view, autoscale_period)
+        return CONTROLLERS[name](rstore, view)
+
+    return [make(n) for n in names]
 
 
 async def run(args: argparse.Namespace) -> None:
     rstore = store.connect(args.endpoints, args.prefix, tls=args.tls)
     identity = args.identity or default_identity()
     view = ClusterView(rstore)
-    controllers = assemble(rstore, args.controller_names, args.cluster_key, view)
+    controllers = assemble(rstore, args.controller_names, args.cluster_key, view,
+                           args.autoscale_period)
     runner = ControllerRunner(rstore, controllers, identity, lease_ttl=args.lease_ttl,
                               events_ttl=args.events_ttl)
     log.info("controllers %s starting as %s on %s; %s", ",".join(args.controller_names),

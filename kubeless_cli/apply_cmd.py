@@ -197,7 +197,8 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
         actions = await run(rstore)
         for a in actions:
             kind, _, name = a.ref
-            click.echo(f"{kind.lower()}/{name} {a.verb}{suffix}")
+            notes = ", ".join(n for n in (a.note, suffix.strip(" ()")) if n)
+            click.echo(f"{kind.lower()}/{name} {a.verb}{f' ({notes})' if notes else ''}")
         for a in actions if limit is not None else ():
             kind, ns, name = a.ref
             if kind == "Service" and a.verb in ("created", "configured"):

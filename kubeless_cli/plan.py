@@ -8,7 +8,8 @@ a changed spec bumps ``metadata.generation``, as in Kubernetes; a change of
 labels or annotations alone does not. The live resource's identity (uid,
 creation time, resourceVersion to compare) and status are kept; so are a
 Service's rollout annotations, and a spec change remembers the live spec
-as the previous one. Committing the plan is ``kubeless.store.services``'s.
+as the previous one; an autoscaled Service keeps its live replicas (the
+action's ``note`` says so when the document said otherwise). Committing the plan is ``kubeless.store.services``'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from kubeless.api.service_writes import merge
+from kubeless.api.service_writes import kept_replicas, merge
 
 Resource = dict[str, Any]
 Ref = tuple[str, str | None, str]  # kind, namespace, name
@@ -34,6 +35,7 @@ class Action:
     new: Resource | None  # what will be stored (None for prune)
     live: Resource | None
     source: str = ""
+    note: str = ""  # said after the verb: what the write did not take from the document
 
     @property
     def writes(self) -> bool:
@@ -56,7 +58,10 @@ def plan_apply(desired: list[tuple[str, Resource]], live: dict[Ref, Resource],
             actions.append(Action(CREATE, ref, copy.deepcopy(doc), None, source))
             continue
         new, _, changed = merge(current, doc)
-        actions.append(Action(CONFIGURE if changed else UNCHANGED, ref, new, current, source))
+        held = kept_replicas(current, doc)
+        note = f"replicas {held} kept: autoscaled" if held is not None else ""
+        actions.append(Action(CONFIGURE if changed else UNCHANGED, ref, new, current, source,
+                              note))
     if prune_candidates is not None:
         wanted = {ref_of(doc) for _, doc in desired}
         for res in prune_candidates:

@@ -26,8 +26,10 @@ from typing import Any
 import yaml
 
 from kubeless.api import Kind, cell, workload
+from kubeless.api.columns import human_duration
 from kubeless.api.ports import ports_text
 from kubeless.api.secrets import public_view
+from kubeless.api.workload import autoscale_of
 
 try:
     _Dumper: Any = yaml.CSafeDumper
@@ -117,7 +119,9 @@ def decorate(obj: dict[str, Any]) -> dict[str, Any]:
         desired = status.get("replicas", 0)  # eligible nodes, as replication counts them
         status.setdefault("replicasText", f"{running}/{desired}")
     else:
-        status.setdefault("replicasText", f"{running}/{spec.get('replicas', 0)}")
+        scale = autoscale_of(out)
+        auto = f" (auto {scale.get('min', 1)}-{scale.get('max')})" if scale else ""
+        status.setdefault("replicasText", f"{running}/{spec.get('replicas', 0)}{auto}")
     status.setdefault("portsText", ports_text(status.get("ports") or spec.get("ports")))
     out["status"] = status
     return out
@@ -201,6 +205,8 @@ def describe(kind: Kind, obj: dict[str, Any]) -> str:
     if kind.kind == "Service" and workload.is_job(obj):
         lines += job_lines(obj)
     out = "\n".join(lines) + "\n"
+    if kind.kind == "Service" and autoscale_of(obj):
+        out += autoscale_text(obj, time.time())
     for section in ("spec", "status"):
         if obj.get(section):
             out += f"{section.capitalize()}:\n" + _indent(to_yaml(obj[section]))
@@ -238,6 +244,34 @@ def _utc(when: Any) -> str:
     if not isinstance(when, (int, float)):
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+
+
+def autoscale_text(service: dict[str, Any], now: float) -> str:
+    """describe's Autoscale block: replicas, bounds, targets against what was observed, and
+    the last decision with its reason and age (``status.autoscale``, the autoscaler's)."""
+    scale = autoscale_of(service) or {}
+    status = (service.get("status") or {}).get("autoscale") or {}
+    replicas = (service.get("spec") or {}).get("replicas")
+    observed = status.get("observed") or {}
+    lines = [f"  Replicas:    {replicas} (min {scale.get('min', 1)}, max {scale.get('max')}), "
+             f"scale-down delay {scale.get('scaleDownDelay', '5m')}"]
+    for name, target, unit in (("cpu", scale.get("targetCPU"), "%"),
+                               ("connections", scale.get("targetConnections"), "/s")):
+        if target:
+            seen = observed.get(name)
+            lines.append(f"  {name.capitalize() + ':':<12} {'-' if seen is None else seen}{unit} "
+                         f"of {target}{unit} target"
+                         f" (over {status.get('counted', 0)} tasks reporting)")
+    last = status.get("lastDecision") or {}
+    if last:
+        ago = human_duration(int(max(now - float(last.get("time") or now), 0)))
+        lines.append(f"  Last:        {last.get('reason')} ({ago} ago)")
+    else:
+        lines.append("  Last:        no decision yet")
+    if status.get("lastScaleTime"):
+        ago = human_duration(int(max(now - float(status["lastScaleTime"]), 0)))
+        lines.append(f"  Last scale:  {ago} ago")
+    return "Autoscale:\n" + "\n".join(lines) + "\n"
 
 
 def describe_invalid(kind: Kind, bad: Invalid) -> str:

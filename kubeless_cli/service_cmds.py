@@ -161,6 +161,11 @@ def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, time
         raise CliError(str(err), USAGE) from None
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
+        from kubeless.api.service_writes import replicas_refusal
+
+        refusal = replicas_refusal(doc) if flags.replicas is not None else None
+        if refusal:
+            raise CliError(refusal)
         try:
             return update_service(doc, flags)
         except FlagError as err:
@@ -210,12 +215,17 @@ def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: b
             if workload.is_global(doc):
                 raise CliError(f'service "{doc["metadata"]["name"]}" is {workload.mode_of(doc)}: '
                                "it runs one task per node and cannot be scaled")
+            _refuse_autoscaled(doc)
             return {**doc, "spec": {**doc["spec"], "replicas": count}}
         return change
 
     wait = None if detach else parse_timeout(timeout)
 
     async def run(rstore: Any) -> None:
+        for name, _ in wanted:  # an autoscaled one refuses them all, before any write
+            live = await rstore.get("Service", name, ns)
+            if live is not None:
+                _refuse_autoscaled(live)
         for name, count in wanted:
             await _read_modify_write(rstore, name, ns, set_replicas(count))
             click.echo(f"{name} scaled to {count}")
@@ -224,6 +234,15 @@ def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: b
                 await converge(rstore, ns, name, wait)
 
     ctx.run(run)
+
+
+def _refuse_autoscaled(live: dict[str, Any]) -> None:
+    """CliError when the autoscaler owns the service's replicas."""
+    from kubeless.api.service_writes import replicas_refusal
+
+    refusal = replicas_refusal(live)
+    if refusal:
+        raise CliError(refusal)
 
 
 @service.command("ls")

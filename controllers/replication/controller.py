@@ -131,11 +131,15 @@ class ReplicationController(ViewController):
         return decision.requeue_after
 
     async def _write_status(self, ns: str, name: str, current: Any, wanted: dict[str, Any]) -> None:
-        """Merge our fields into the status; write only when something changed."""
+        """Merge our fields into the status; write only when something changed. The merge
+        is over the status as cached now, read with the revision the write compares:
+        what others wrote while we reconciled (the autoscaler's, the rollout's fields)
+        is kept, never overwritten by the status read at the start."""
+        revision = self.view.status_revision(ns, name)
+        current = (self.view.service(ns, name) or {}).get("status", current)
         merged = {**(current or {}), **wanted}
         if "conditions" not in wanted:
             merged.pop("conditions", None)
         if merged == current:
             return
-        await self.apply([WriteServiceStatus(ns, name, merged,
-                                             self.view.status_revision(ns, name))])
+        await self.apply([WriteServiceStatus(ns, name, merged, revision)])

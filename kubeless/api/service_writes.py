@@ -14,6 +14,12 @@ its place; committing it, compared with what was read, is
 - a Service's rollout annotations (``rollout_annotations``) survive a
   merge that does not name them, and a spec change remembers the live
   spec as the previous one;
+- replicas of an autoscaled Service (``kubeless.api.workload.autoscale_of``)
+  are the autoscaler's: a merge or a rollback that leaves ``autoscale`` set
+  keeps the live ``spec.replicas`` (``kept_replicas`` says when that
+  overrides what the document said), and the autoscaler's own write
+  (``scaled``) changes ``spec.replicas`` alone: no new generation, no previous
+  spec, so it neither starts a rollout nor becomes what a rollback undoes;
 - published ports: a write whose ports differ from the live ones
   (``changes_ports``) has them numbered and checked against every other
   Service (``kubeless.api.ports``), and is guarded, by the store.
@@ -21,7 +27,7 @@ its place; committing it, compared with what was read, is
 ``merge`` is apply's and ``service update``/``scale``'s; ``rolled_back``
 is ``service rollback``'s, ``rollout undo``'s and the rollout controller's;
 ``paused`` and ``resumed`` are ``rollout pause|resume``'s, ``rebalance_requested``
-``service rebalance``'s.
+``service rebalance``'s; ``scaled`` is the autoscaler's.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from kubeless.api.ports import carry_over
+from kubeless.api.workload import autoscale_of
 from kubeless.api.rollout_annotations import (PAUSED, PREVIOUS_SPEC, REBALANCE_REQUESTED,
                                               RESUMED, ROLLBACK, keep_previous, previous_of,
                                               previous_spec, rollback_of)
@@ -64,17 +71,37 @@ def without_status(resource: Resource) -> Resource:
     return {k: v for k, v in resource.items() if k != "status"}
 
 
+def kept_replicas(live: Resource | None, desired: Resource) -> int | None:
+    """The live replicas a write of ``desired`` over ``live`` keeps because ``desired``
+    is autoscaled (the autoscaler owns them), when they differ from what ``desired``
+    says; None when the rule leaves ``desired``'s replicas alone or they agree."""
+    if live is None or desired.get("kind", "Service") != "Service" \
+            or autoscale_of(desired) is None:
+        return None
+    held = (live.get("spec") or {}).get("replicas")
+    if not isinstance(held, int) or held == (desired.get("spec") or {}).get("replicas"):
+        return None
+    return held
+
+
+def with_replicas(resource: Resource, replicas: int) -> Resource:
+    """The resource with ``spec.replicas`` set (a shallow copy down to the spec)."""
+    return {**resource, "spec": {**(resource.get("spec") or {}), "replicas": replicas}}
+
+
 def merge(live: Resource, desired: Resource) -> Merged:
     """What to store when ``desired`` (validated) is applied over ``live``: desired's
     spec, labels and annotations, live's identity and status, the generation rule,
-    and for a Service the rollout annotations kept and the previous spec remembered."""
-    new = copy.deepcopy(desired)
+    for a Service the rollout annotations kept and the previous spec remembered, and
+    an autoscaled Service's live replicas kept (``kept_replicas``)."""
+    held = kept_replicas(live, desired)
+    new = copy.deepcopy(desired if held is None else with_replicas(desired, held))
     meta = new["metadata"]
     live_meta = live.get("metadata") or {}
     for keep in IDENTITY:
         if keep in live_meta:
             meta[keep] = live_meta[keep]
-    spec_changed = desired.get("spec") != live.get("spec")
+    spec_changed = new.get("spec") != live.get("spec")
     if new.get("kind") == "Service":
         keep_previous(new, live, spec_changed)
         meta = new["metadata"]
@@ -97,6 +124,10 @@ def rolled_back(live: Resource, reason: str, *, keep_current: bool = True) -> Re
     name = (live.get("metadata") or {}).get("name")
     if previous is None:
         raise ValueError(f'service "{name}" has no previous spec to roll back to')
+    restored = previous[1]
+    held = kept_replicas(live, {"kind": "Service", "spec": restored})
+    if held is not None:  # an autoscaled spec comes back at the replicas it scaled to
+        restored = with_replicas({"spec": restored}, held)["spec"]
     out = copy.deepcopy(without_status(live))
     meta = out["metadata"]
     generation = generation_of(live)
@@ -108,8 +139,16 @@ def rolled_back(live: Resource, reason: str, *, keep_current: bool = True) -> Re
     ann[ROLLBACK] = rollback_of(generation + 1, reason)
     meta["annotations"] = ann
     meta["generation"] = generation + 1
-    out["spec"] = copy.deepcopy(previous[1])
+    out["spec"] = copy.deepcopy(restored)
     return out
+
+
+def scaled(live: Resource, replicas: int) -> Resource:
+    """The autoscaler's write: ``live`` (without its status) with ``spec.replicas`` set and
+    nothing else changed. The generation stays (the generation counts users' changes:
+    a rollback's marker and ``forceUpdate`` name one) and no previous spec is
+    remembered, so a rollback never undoes a scale."""
+    return with_replicas(without_status(live), replicas)
 
 
 def annotated(live: Resource, put: dict[str, str], drop: Iterable[str] = ()) -> Resource:
@@ -152,3 +191,15 @@ def changes_ports(desired: Resource, live: Resource | None) -> bool:
         return desired.get("kind") == "Service" and bool((desired.get("spec") or {}).get("ports"))
     ports = carry_over(desired, live)["spec"].get("ports")
     return bool(ports != (live.get("spec") or {}).get("ports"))
+
+
+def replicas_refusal(live: Resource) -> str | None:
+    """Why a user may not set the replicas of ``live`` (``service scale``, ``service update
+    --replicas``): it is autoscaled; None when they may."""
+    scale = autoscale_of(live)
+    if scale is None:
+        return None
+    meta = live.get("metadata") or {}
+    return (f"service {meta.get('namespace') or 'default'}/{meta.get('name')} is autoscaled "
+            f"(min {scale.get('min', 1)}, max {scale.get('max')}): change or remove "
+            f"spec.autoscale to set replicas; nothing was written")

@@ -24,7 +24,7 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,9 +131,10 @@ def secured_record(etcd: EtcdCluster, prefix: str, directory: Path) -> Path:
 @contextmanager
 def running_plane(etcd: EtcdCluster, word: str, logs: Path,
                   agent_extras: AgentExtras = lambda node, addr, index: ["--dns-addr", "none"],
+                  controller_extras: Sequence[str] = (),
                   ) -> Iterator[Plane]:
-    """The controllers and two docker agents on a prefix of their own, stopped (by PID) and
-    cleaned up after (containers, files). Their meshes relay in userspace: both "nodes"
+    """The controllers (with ``controller_extras``) and two docker agents on a prefix of
+    their own, stopped (by PID) and cleaned up after (containers, files). Their meshes relay in userspace: both "nodes"
     share this host's namespace (the kernel path is tested where nodes do not)."""
     from kubeless_agent.task_files import DEFAULT_FILES_DIR, remove_node_files
 
@@ -147,7 +148,7 @@ def running_plane(etcd: EtcdCluster, word: str, logs: Path,
     common = ["--prefix", p.prefix]
     p.procs.append(spawn(logs, "controllers", "controllers", *common, "--lease-ttl", "2",
                          *etcd.client_flags(f"manager:{p.manager}"), "--ca-key", str(ca_key),
-                         "--log-level", "INFO"))
+                         "--log-level", "INFO", *controller_extras))
     for index, (node, addr) in enumerate(zip(p.nodes, (p.a, p.b))):
         p.procs.append(spawn_agent(p, node, addr, agent_extras(node, addr, index)))
     try:

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubeless.api import rollout_annotations as ann
-from kubeless.api.service_writes import (FIRST_GENERATION, changes_ports, merge,
-                                         next_generation, paused, resumed, rolled_back,
-                                         without_status)
+from kubeless.api.service_writes import (FIRST_GENERATION, changes_ports, kept_replicas,
+                                         merge, next_generation, paused, replicas_refusal,
+                                         resumed, rolled_back, scaled, without_status)
 
 Resource = dict[str, Any]
 
@@ -217,3 +217,49 @@ PORTS: dict[str, tuple[Resource, Resource | None, bool]] = {
 def test_changes_ports(case: str) -> None:
     want, live, expected = PORTS[case]
     assert changes_ports(want, live) is expected
+
+
+# -- an autoscaled service: its replicas are the autoscaler's --------------------------------
+
+def autoscaled(doc: Resource) -> Resource:
+    return {**doc, "spec": {**doc["spec"], "autoscale": {"min": 1, "max": 10, "targetCPU": 70}}}
+
+
+def test_a_merge_keeps_an_autoscaled_services_live_replicas() -> None:
+    live = autoscaled(service("web:1", replicas=4))
+    merged = merge(live, autoscaled(service("web:1", replicas=2)))
+    assert (merged.new["spec"]["replicas"], merged.changed, merged.spec_changed) == (4, False, False)
+    assert kept_replicas(live, autoscaled(service(replicas=2))) == 4
+    assert kept_replicas(live, autoscaled(service(replicas=4))) is None  # nothing overridden
+    # taking autoscale away gives the document's replicas back
+    assert merge(live, service("web:1", replicas=2)).new["spec"]["replicas"] == 2
+    # adding it keeps what runs; the autoscaler brings it within bounds
+    assert merge(service(replicas=12), autoscaled(service(replicas=2))).new["spec"]["replicas"] == 12
+
+
+def test_the_autoscalers_write_changes_replicas_alone() -> None:
+    live = autoscaled(service(replicas=2, status={"replicas": 2},
+                              annotations={ann.PREVIOUS_SPEC: "{}"}))
+    out = scaled(live, 5)
+    assert out["spec"] == {**live["spec"], "replicas": 5}
+    assert out["metadata"] == live["metadata"] and "status" not in out
+
+
+def test_a_rollback_keeps_an_autoscaled_services_live_replicas() -> None:
+    previous = autoscaled(service("web:1", replicas=2))["spec"]
+    live = autoscaled(service("web:2", replicas=7, annotations={
+        ann.PREVIOUS_SPEC: ann.previous_of(1, previous)}))
+    back = rolled_back(live, "manual")
+    assert (back["spec"]["template"]["image"], back["spec"]["replicas"]) == ("web:1", 7)
+    # rolling back to a spec that did not autoscale brings its own replicas back
+    fixed = service("web:1", replicas=2)["spec"]
+    live = autoscaled(service("web:2", replicas=7, annotations={
+        ann.PREVIOUS_SPEC: ann.previous_of(1, fixed)}))
+    assert rolled_back(live, "manual")["spec"]["replicas"] == 2
+
+
+def test_who_may_set_replicas() -> None:
+    assert replicas_refusal(service()) is None
+    assert replicas_refusal(autoscaled(service())) == (
+        "service default/web is autoscaled (min 1, max 10): change or remove spec.autoscale "
+        "to set replicas; nothing was written")
