@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from kubeless.api.columns import state_text
 from kubeless_cli.context import USAGE, CliError, Context, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.printers import format_rows
@@ -59,8 +60,8 @@ def node_rows(nodes: list[dict[str, Any]], leaders: set[str], live: set[str],
     for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         name, status = n["metadata"]["name"], n.get("status") or {}
         rows.append([f"{name} *" if name == me else name, status.get("hostname", ""),
-                     status.get("state", "down").capitalize(),
-                     n["spec"].get("availability", "active").capitalize(),
+                     state_text(status.get("state", "down")),
+                     state_text(n["spec"].get("availability", "active")),
                      manager_status(n, leaders, live), str(status.get("engineVersion") or "")])
     return rows
 

@@ -14,19 +14,25 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from kubeless.api import workload
 
+from kubeless.api.columns import state_text
 from kubeless_cli import published
+from kubeless_cli.apply_cmd import apply_documents, dry_run_option, dry_run_suffix
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.printers import decorate, format_rows, ports_text
+from kubeless_cli.listing import (ListingError, Rule, exact, filter_option, format_option,
+                                  labelled, matching, parse_filters, prefix, render)
+from kubeless_cli.printers import decorate, ports_text
+from kubeless_cli.service_flag_help import flag_help
 from kubeless_cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
-                                        flag_name, short_name, update_service)
+                                        env_file_entries, flag_name, short_name, update_service)
 
+T = TypeVar("T")
 _POSITIONAL = ("name", "image", "command", "namespace")
 
 
@@ -42,12 +48,14 @@ def _flag_options(update: bool) -> Callable[[Any], Any]:
                 continue
             short = short_name(f.name, update)
             spelled = (short, flag_name(f.name, update)) if short else (flag_name(f.name, update),)
+            metavar, text = flag_help(f.name, update)
             if f.type == "bool":
-                fn = flag(*spelled, f.name)(fn)
+                fn = flag(*spelled, f.name, help=text)(fn)
             elif str(f.type).startswith("tuple"):
-                fn = click.option(*spelled, f.name, multiple=True, metavar="VALUE")(fn)
+                fn = click.option(*spelled, f.name, multiple=True, metavar=metavar,
+                                  help=text + " (repeatable)")(fn)
             else:
-                fn = click.option(*spelled, f.name, metavar="VALUE")(fn)
+                fn = click.option(*spelled, f.name, metavar=metavar, help=text)(fn)
         return fn
     return decorate_command
 
@@ -76,28 +84,59 @@ def service() -> None:
 @click.argument("command", nargs=-1)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", default=True, help="Return at once (always, for now).")
+@click.option("--env-file", "env_files", multiple=True, metavar="FILE",
+              help="Read environment variables from a file: KEY=VALUE lines, # comments "
+                   "(repeatable; --env wins).")
+@dry_run_option
 @_flag_options(update=False)
 @pass_context
 def create(ctx: Context, /, image: str, command: tuple[str, ...], namespace: str | None,
-           detach: bool, **values: Any) -> None:
+           detach: bool, env_files: tuple[str, ...], dry_run: str, **values: Any) -> None:
     """Create a service: IMAGE [COMMAND [ARG...]], as docker service create."""
     try:
+        values["env"] = _env_from_files(env_files) + tuple(values.get("env") or ())
         doc = build_service(_flags(namespace, image=image, command=command, **values))
     except FlagError as err:
         raise CliError(str(err), USAGE) from None
     doc = _validated(doc)
+    name, ns = doc["metadata"]["name"], doc["metadata"]["namespace"]
+    exists = CliError(f'service "{name}" already exists in namespace {ns}')
+    if dry_run == "client":
+        click.echo(f"service/{name} valid{dry_run_suffix(dry_run)}")
+        return
 
     async def run(rstore: Any) -> None:
         from kubeless.store import AlreadyExists
 
+        if dry_run == "server":
+            actions = await apply_documents(rstore, [("service create", doc)], None, True)
+            if any(a.verb != "created" for a in actions):
+                raise exists
+            return
         try:
             await _create(rstore, doc)
         except AlreadyExists:
-            raise CliError(f'service "{doc["metadata"]["name"]}" already exists in namespace '
-                           f'{doc["metadata"]["namespace"]}') from None
+            raise exists from None
 
     ctx.run(run)
-    click.echo(doc["metadata"]["name"])
+    click.echo(f"service/{name} created{dry_run_suffix(dry_run)}" if dry_run == "server"
+               else name)
+
+
+def _env_from_files(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """--env-file's KEY=VALUE entries, file by file (service_flags.env_file_entries)."""
+    import os
+
+    entries: list[str] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise FlagError(f"invalid --env-file {path}: {reason}") from None
+        entries += env_file_entries(text, path, dict(os.environ))
+    return tuple(entries)
 
 
 async def _create(rstore: Any, doc: dict[str, Any]) -> None:
@@ -189,31 +228,58 @@ def scale(ctx: Context, pairs: tuple[str, ...], namespace: str | None, detach: b
     ctx.run(run)
 
 
+SERVICE_FIELDS = ("ID", "Name", "Mode", "Replicas", "Image", "Ports")
+SERVICE_TABLE = "table " + "\\t".join(f"{{{{.{f}}}}}" for f in SERVICE_FIELDS)
+SERVICE_FILTERS: dict[str, Rule] = {
+    "id": prefix(lambda s: s["metadata"].get("uid", "").replace("-", "")),
+    "name": prefix(lambda s: s["metadata"]["name"]),
+    "label": labelled(lambda s: s["metadata"].get("labels")),
+    "mode": exact(lambda s: s["spec"].get("mode", "replicated")),
+}
+
+
+def service_record(raw: dict[str, Any], all_namespaces: bool) -> dict[str, str]:
+    """A service as service ls shows it (SERVICE_FIELDS)."""
+    s = decorate(raw)
+    meta, spec = s["metadata"], s["spec"]
+    name = f"{meta['namespace']}/{meta['name']}" if all_namespaces else meta["name"]
+    return {"ID": meta.get("uid", "").replace("-", "")[:12], "Name": name,
+            "Mode": spec.get("mode", "replicated"), "Replicas": s["status"]["replicasText"],
+            "Image": spec["template"]["image"], "Ports": ports_text(spec.get("ports"))}
+
+
 @service.command("ls")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-A", "--all-namespaces", help="Every namespace.")
 @flag("-q", "--quiet", help="Only names.")
+@filter_option("id=, name=, label=KEY[=VALUE], mode=")
+@format_option(SERVICE_FIELDS)
 @pass_context
-def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool) -> None:
+def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool,
+       filters: tuple[str, ...], template: str | None) -> None:
     """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
+    wanted = _listing(lambda: parse_filters(filters, SERVICE_FILTERS))
     ns = None if all_namespaces else current_namespace(namespace)
     result = ctx.run(lambda rstore: rstore.list("Service", ns))
     from kubeless_cli.read_cmds import warn_skipped
     from kubeless.store import Keyspace
 
     warn_skipped("service", result.skipped, Keyspace(ctx.prefix))
+    items = matching(result.items, wanted, SERVICE_FILTERS)
     if quiet:
-        click.echo("".join(f"{s['metadata']['name']}\n" for s in result.items), nl=False)
+        click.echo("".join(f"{s['metadata']['name']}\n" for s in items), nl=False)
         return
-    rows = []
-    for raw in result.items:
-        s = decorate(raw)
-        meta, spec = s["metadata"], s["spec"]
-        name = f"{meta['namespace']}/{meta['name']}" if all_namespaces else meta["name"]
-        rows.append([meta.get("uid", "").replace("-", "")[:12], name, spec.get("mode", "replicated"),
-                     s["status"]["replicasText"], spec["template"]["image"],
-                     ports_text(spec.get("ports"))])
-    click.echo(format_rows(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows), nl=False)
+    records = [service_record(s, all_namespaces) for s in items]
+    click.echo(_listing(lambda: render(template, SERVICE_FIELDS, records, SERVICE_TABLE)),
+               nl=False)
+
+
+def _listing(make: Callable[[], T]) -> T:
+    """A --filter or --format that cannot be used: one line, exit 2."""
+    try:
+        return make()
+    except ListingError as err:
+        raise CliError(str(err), USAGE) from None
 
 
 @service.command("inspect")
@@ -269,20 +335,28 @@ def rm(ctx: Context, names: tuple[str, ...], namespace: str | None) -> None:
         raise CliError(f"no such service: {', '.join(failed)}")
 
 
+def ps_order(task: dict[str, Any]) -> tuple[Any, ...]:
+    """Where a task goes in service ps: by service, then slot (a global service's by
+    node); in a slot the task wanted running heads it, then the newest first (docker
+    sorts by creation): a start-first update's Shutdown task is history, not the head."""
+    from kubeless.api.tasks import created_at
+
+    spec, status = task["spec"], task.get("status") or {}
+    slot = spec.get("slot")
+    newest = created_at(task) or float(status.get("timestamp") or 0)
+    return (spec.get("serviceName", ""), slot if slot is not None else 0,
+            spec.get("nodeName") or "" if slot is None else "",
+            spec.get("desiredState") != "running", -newest)
+
+
 def ps_rows(tasks: list[dict[str, Any]], now: float, no_trunc: bool = False) -> list[list[str]]:
-    """docker service ps rows: per slot (or node), newest first; history marked ``\\_``."""
+    """docker service ps rows: per slot (or node), the task wanted running first, then
+    the newest; history marked ``\\_``."""
     from kubeless.api import human_duration
     from kubeless.api.tasks import task_display_name
 
-    def order(t: dict[str, Any]) -> tuple[Any, ...]:
-        spec = t["spec"]
-        slot = spec.get("slot")
-        return (spec.get("serviceName", ""), slot if slot is not None else 0,
-                spec.get("nodeName") or "" if slot is None else "",
-                -float((t.get("status") or {}).get("timestamp") or 0))
-
     rows, previous = [], None
-    for t in sorted(tasks, key=order):
+    for t in sorted(tasks, key=ps_order):
         spec, status = t["spec"], t.get("status") or {}
         name = task_display_name(t)
         shown = name if name != previous else f" \\_ {name}"
@@ -293,7 +367,7 @@ def ps_rows(tasks: list[dict[str, Any]], now: float, no_trunc: bool = False) -> 
         rows.append([t["metadata"]["name"] if no_trunc else t["metadata"]["name"][:12], shown,
                      spec.get("template", {}).get("image", ""), spec.get("nodeName") or "",
                      _desired_shown(spec, status),
-                     f"{str(status.get('state', 'new')).capitalize()}{ago}",
+                     f"{state_text(status.get('state', 'new'))}{ago}",
                      error if no_trunc or len(error) <= 60 else error[:57] + "..."])
     return rows
 
@@ -303,7 +377,23 @@ def _desired_shown(spec: dict[str, Any], status: dict[str, Any]) -> str:
     desired = str(spec.get("desiredState", ""))
     if spec.get("jobRun") and desired == "running" and status.get("state") == "complete":
         desired = "complete"
-    return desired.capitalize()
+    return state_text(desired)
+
+
+PS_FIELDS = ("ID", "Name", "Image", "Node", "DesiredState", "CurrentState", "Error")
+PS_TABLE = "table " + "\\t".join(f"{{{{.{f}}}}}" for f in PS_FIELDS)
+PS_FILTERS: dict[str, Rule] = {
+    "id": prefix(lambda t: t["metadata"]["name"]),
+    "name": prefix(lambda t: _display_name(t)),
+    "node": exact(lambda t: t["spec"].get("nodeName") or ""),
+    "desired-state": exact(lambda t: t["spec"].get("desiredState") or ""),
+}
+
+
+def _display_name(task: dict[str, Any]) -> str:
+    from kubeless.api.tasks import task_display_name
+
+    return task_display_name(task)
 
 
 @service.command("ps")
@@ -311,14 +401,17 @@ def _desired_shown(spec: dict[str, Any], status: dict[str, Any]) -> str:
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("--no-trunc", help="Full task ids and errors.")
 @flag("-q", "--quiet", help="Only task ids.")
+@filter_option("id=, name=, node=, desired-state=running|shutdown|remove")
+@format_option(PS_FIELDS)
 @pass_context
 def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bool,
-       quiet: bool) -> None:
+       quiet: bool, filters: tuple[str, ...], template: str | None) -> None:
     """List the tasks of services, with their history (as docker service ps)."""
     import time
 
     from kubeless.store.tasks import list_tasks
 
+    wanted = _listing(lambda: parse_filters(filters, PS_FILTERS))
     ns = current_namespace(namespace)
 
     async def run(rstore: Any) -> list[dict[str, Any]]:
@@ -330,12 +423,12 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
             found += tasks
         return found
 
-    tasks = ctx.run(run)
+    tasks = matching(ctx.run(run), wanted, PS_FILTERS)
     if quiet:
         click.echo("".join(f"{t['metadata']['name']}\n" for t in tasks), nl=False)
         return
-    head = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]
-    click.echo(format_rows(head, ps_rows(tasks, time.time(), no_trunc)), nl=False)
+    records = [dict(zip(PS_FIELDS, row)) for row in ps_rows(tasks, time.time(), no_trunc)]
+    click.echo(_listing(lambda: render(template, PS_FIELDS, records, PS_TABLE)), nl=False)
 
 
 @service.command("rollback")
