@@ -148,7 +148,13 @@ def _fill(txn: Any, actions: list[Action]) -> None:
             txn.delete(a.live)
 
 
-class DryRun(click.ParamType):
+if TYPE_CHECKING:  # generic in the stubs of recent click only (as main.Seconds)
+    _StrParam = click.ParamType[str]
+else:
+    _StrParam = click.ParamType
+
+
+class DryRun(_StrParam):
     """``--dry-run[=client|server|none]`` as kubectl's: client checks the documents here,
     server also against the cluster (ports, references, what would change), nothing
     written either way; a bare ``--dry-run`` (and docker's ``=true``) is server, what it

@@ -80,7 +80,7 @@ def header_of(field: str) -> str:
     return " ".join(_WORD.findall(field)).upper()
 
 
-def render(template: str | None, fields: Sequence[str], records: list[Mapping[str, str]],
+def render(template: str | None, fields: Sequence[str], records: Sequence[Mapping[str, str]],
            default: str) -> str:
     """The records through ``template`` (or ``default``, a ``table`` template, when None
     or just ``table``)."""

@@ -21,7 +21,8 @@ import click
 from kubeless.api.columns import state_text
 from kubeless_cli.context import USAGE, CliError, Context, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.printers import format_rows
+from kubeless_cli.listing import (ListingError, Rule, exact, filter_option, format_option,
+                                  labelled, matching, parse_filters, prefix, render)
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -71,12 +72,31 @@ def node() -> None:
     """Manage nodes (as docker node)."""
 
 
+NODE_FIELDS = ("ID", "Hostname", "Status", "Availability", "ManagerStatus", "EngineVersion")
+NODE_TABLE = "table " + "\t".join(f"{{{{.{f}}}}}" for f in NODE_FIELDS)
+NODE_FILTERS: dict[str, Rule] = {
+    "id": prefix(lambda n: n["metadata"]["name"]),
+    "name": prefix(lambda n: (n.get("status") or {}).get("hostname") or n["metadata"]["name"]),
+    "label": labelled(lambda n: n["metadata"].get("labels")),
+    "node.label": labelled(lambda n: n["metadata"].get("labels")),
+    "role": exact(lambda n: n["spec"].get("role", "worker")),
+    "availability": exact(lambda n: n["spec"].get("availability", "active")),
+}
+
+
 @node.command("ls")
 @flag("-q", "--quiet", help="Only node ids.")
+@filter_option("id=, name=, label=KEY[=VALUE], role=manager|worker, availability=")
+@format_option(NODE_FIELDS)
 @pass_context
-def ls(ctx: Context, quiet: bool) -> None:
+def ls(ctx: Context, quiet: bool, filters: tuple[str, ...], template: str | None) -> None:
     """List nodes: ID (* this one), HOSTNAME, STATUS, AVAILABILITY, MANAGER STATUS, ENGINE VERSION."""
     from kubeless.store.nodes import list_nodes, manager_state
+
+    try:
+        wanted = parse_filters(filters, NODE_FILTERS)
+    except ListingError as err:
+        raise CliError(str(err), USAGE) from None
 
     async def run(rstore: Any) -> tuple[Any, set[str], set[str]]:
         result = await list_nodes(rstore)
@@ -88,11 +108,16 @@ def ls(ctx: Context, quiet: bool) -> None:
     from kubeless.store import Keyspace
 
     warn_skipped("node", result.skipped, Keyspace(ctx.prefix))
+    nodes = matching(result.items, wanted, NODE_FILTERS)
     if quiet:
-        click.echo("".join(f"{n['metadata']['name']}\n" for n in result.items), nl=False)
+        click.echo("".join(f"{n['metadata']['name']}\n" for n in nodes), nl=False)
         return
     me = local_node_id({n["metadata"]["name"] for n in result.items})
-    click.echo(format_rows(NODE_COLUMNS, node_rows(result.items, leaders, live, me)), nl=False)
+    records = [dict(zip(NODE_FIELDS, row)) for row in node_rows(nodes, leaders, live, me)]
+    try:
+        click.echo(render(template, NODE_FIELDS, records, NODE_TABLE), nl=False)
+    except ListingError as err:
+        raise CliError(str(err), USAGE) from None
 
 
 async def _get_node(rstore: Any, name: str) -> dict[str, Any]:
@@ -107,13 +132,25 @@ async def _get_node(rstore: Any, name: str) -> dict[str, Any]:
 
 @node.command("inspect")
 @click.argument("names", nargs=-1, required=True)
+@flag("--pretty", help="Human-readable, in docker's layout, instead of JSON.")
 @pass_context
-def inspect(ctx: Context, names: tuple[str, ...]) -> None:
+def inspect(ctx: Context, names: tuple[str, ...], pretty: bool) -> None:
     """Show nodes in full (JSON array), with what their heartbeat says."""
-    async def run(rstore: Any) -> list[dict[str, Any]]:
-        return [await _get_node(rstore, n) for n in names]
+    from kubeless.store.nodes import manager_state
 
-    click.echo(json.dumps(ctx.run(run), indent=2))
+    async def run(rstore: Any) -> tuple[list[dict[str, Any]], set[str], set[str]]:
+        found = [await _get_node(rstore, n) for n in names]
+        leaders, live = await manager_state(rstore) if pretty else (set(), set())
+        return found, leaders, live
+
+    found, leaders, live = ctx.run(run)
+    if not pretty:
+        click.echo(json.dumps(found, indent=2))
+        return
+    from kubeless_cli.pretty import node_pretty
+
+    click.echo("\n".join(node_pretty(n, manager_status(n, leaders, live)) for n in found),
+               nl=False)
 
 
 def _modify(ctx: Context, name: str, change: Change) -> None:

@@ -285,7 +285,7 @@ def _listing(make: Callable[[], T]) -> T:
 @service.command("inspect")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@flag("--pretty", help="Human-readable instead of JSON.")
+@flag("--pretty", help="Human-readable, in docker's layout, instead of JSON.")
 @pass_context
 def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty: bool) -> None:
     """Show services in full (a JSON array, as docker service inspect)."""
@@ -302,10 +302,9 @@ def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty:
 
     items = ctx.run(run)
     if pretty:
-        from kubeless.api import resolve_kind
-        from kubeless_cli.printers import describe as describe_text
+        from kubeless_cli.pretty import service_pretty
 
-        click.echo("\n".join(describe_text(resolve_kind("Service"), i) for i in items), nl=False)
+        click.echo("\n".join(service_pretty(decorate(i)) for i in items), nl=False)
     else:
         click.echo(json.dumps(items, indent=2))
 
