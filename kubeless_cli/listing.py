@@ -28,7 +28,7 @@ Filters = dict[str, list[str]]
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _FIELD = re.compile(r"^\s*\.([A-Za-z][A-Za-z0-9]*)\s*$")
-_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z][a-z0-9]*|[A-Z]+|[a-z0-9]+")
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z]+")
 
 
 class ListingError(ValueError):

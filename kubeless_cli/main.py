@@ -43,6 +43,7 @@ COMMANDS = {
     "up": "kubeless_cli.up_cmd:up",
     "certs": "kubeless_cli.certs_cmds:certs",
     "user": "kubeless_cli.user_cmds:user",
+    "completion": "kubeless_cli.completion:completion",
 }
 
 

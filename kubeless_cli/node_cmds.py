@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from kubeless.api.columns import state_text
+from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.listing import (ListingError, Rule, exact, filter_option, format_option,
@@ -131,7 +132,7 @@ async def _get_node(rstore: Any, name: str) -> dict[str, Any]:
 
 
 @node.command("inspect")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))
 @flag("--pretty", help="Human-readable, in docker's layout, instead of JSON.")
 @pass_context
 def inspect(ctx: Context, names: tuple[str, ...], pretty: bool) -> None:
@@ -200,7 +201,7 @@ def _label_changes(adds: tuple[str, ...], removes: tuple[str, ...]) -> Change:
 
 
 @node.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Node"))
 @click.option("--availability", type=click.Choice(["active", "pause", "drain"]),
               help="active takes tasks, pause takes no new ones, drain moves its tasks away.")
 @click.option("--label-add", multiple=True, metavar="KEY=VALUE", help="Add or change a label.")
@@ -235,13 +236,13 @@ def _set_role(role: str) -> Callable[..., None]:
 
 
 node.command("promote", help="Make nodes managers.")(
-    click.argument("names", nargs=-1, required=True)(_set_role("manager")))
+    click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))(_set_role("manager")))
 node.command("demote", help="Make nodes workers.")(
-    click.argument("names", nargs=-1, required=True)(_set_role("worker")))
+    click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))(_set_role("worker")))
 
 
 @node.command("rm")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))
 @flag("-f", "--force", help="Remove a node that is still up.")
 @pass_context
 def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:

@@ -23,6 +23,7 @@ from kubeless.api import workload
 from kubeless.api.columns import state_text
 from kubeless_cli import published
 from kubeless_cli.apply_cmd import apply_documents, dry_run_option, dry_run_suffix
+from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.listing import (ListingError, Rule, exact, filter_option, format_option,
@@ -164,7 +165,7 @@ async def _read_modify_write(rstore: Any, name: str, namespace: str,
 
 
 @service.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @_flag_options(update=True)
@@ -198,7 +199,8 @@ def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, **va
 
 
 @service.command("scale")
-@click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
+@click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...",
+                shell_complete=complete_names("Service", suffix="="))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @pass_context
@@ -283,7 +285,7 @@ def _listing(make: Callable[[], T]) -> T:
 
 
 @service.command("inspect")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("--pretty", help="Human-readable, in docker's layout, instead of JSON.")
 @pass_context
@@ -310,7 +312,7 @@ def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty:
 
 
 @service.command("rm")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @pass_context
 def rm(ctx: Context, names: tuple[str, ...], namespace: str | None) -> None:
@@ -396,7 +398,7 @@ def _display_name(task: dict[str, Any]) -> str:
 
 
 @service.command("ps")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("--no-trunc", help="Full task ids and errors.")
 @flag("-q", "--quiet", help="Only task ids.")
@@ -431,7 +433,7 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
 
 
 @service.command("rollback")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", default=True, help="Return at once (always, for now).")
 @pass_context
@@ -445,7 +447,7 @@ def rollback(ctx: Context, name: str, namespace: str | None, detach: bool) -> No
 
 
 @service.command("logs")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-f", "--follow", help="Keep printing output until the tasks stop.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines of each task.")
