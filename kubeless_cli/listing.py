@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from kubeless_cli.printers import format_rows
 
 Rule = Callable[[Any, str], bool]
 Filters = dict[str, list[str]]
+T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _FIELD = re.compile(r"^\s*\.([A-Za-z][A-Za-z0-9]*)\s*$")
@@ -33,6 +34,16 @@ _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z]+")
 
 class ListingError(ValueError):
     """A --filter or --format that cannot be used: one line naming it."""
+
+
+def checked(make: Callable[[], T]) -> T:
+    """``make()``; a ListingError it raises is the command's usage error (one line, exit 2)."""
+    from kubeless_cli.context import USAGE, CliError
+
+    try:
+        return make()
+    except ListingError as err:
+        raise CliError(str(err), USAGE) from None
 
 
 def prefix(value_of: Callable[[Any], str]) -> Rule:

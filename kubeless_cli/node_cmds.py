@@ -22,7 +22,7 @@ from kubeless.api.columns import state_text
 from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.listing import (ListingError, Rule, exact, filter_option, format_option,
+from kubeless_cli.listing import (Rule, checked, exact, filter_option, format_option,
                                   labelled, matching, parse_filters, prefix, render)
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
@@ -94,10 +94,7 @@ def ls(ctx: Context, quiet: bool, filters: tuple[str, ...], template: str | None
     """List nodes: ID (* this one), HOSTNAME, STATUS, AVAILABILITY, MANAGER STATUS, ENGINE VERSION."""
     from kubeless.store.nodes import list_nodes, manager_state
 
-    try:
-        wanted = parse_filters(filters, NODE_FILTERS)
-    except ListingError as err:
-        raise CliError(str(err), USAGE) from None
+    wanted = checked(lambda: parse_filters(filters, NODE_FILTERS))
 
     async def run(rstore: Any) -> tuple[Any, set[str], set[str]]:
         result = await list_nodes(rstore)
@@ -115,10 +112,7 @@ def ls(ctx: Context, quiet: bool, filters: tuple[str, ...], template: str | None
         return
     me = local_node_id({n["metadata"]["name"] for n in result.items})
     records = [dict(zip(NODE_FIELDS, row)) for row in node_rows(nodes, leaders, live, me)]
-    try:
-        click.echo(render(template, NODE_FIELDS, records, NODE_TABLE), nl=False)
-    except ListingError as err:
-        raise CliError(str(err), USAGE) from None
+    click.echo(checked(lambda: render(template, NODE_FIELDS, records, NODE_TABLE)), nl=False)
 
 
 async def _get_node(rstore: Any, name: str) -> dict[str, Any]:

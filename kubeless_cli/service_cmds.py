@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -26,14 +26,13 @@ from kubeless_cli.apply_cmd import apply_documents, dry_run_option, dry_run_suff
 from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.listing import (ListingError, Rule, exact, filter_option, format_option,
+from kubeless_cli.listing import (Rule, checked, exact, filter_option, format_option,
                                   labelled, matching, parse_filters, prefix, render)
 from kubeless_cli.printers import decorate, ports_text
 from kubeless_cli.service_flag_help import flag_help
 from kubeless_cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
                                         env_file_entries, flag_name, short_name, update_service)
 
-T = TypeVar("T")
 _POSITIONAL = ("name", "image", "command", "namespace")
 
 
@@ -260,7 +259,7 @@ def service_record(raw: dict[str, Any], all_namespaces: bool) -> dict[str, str]:
 def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool,
        filters: tuple[str, ...], template: str | None) -> None:
     """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
-    wanted = _listing(lambda: parse_filters(filters, SERVICE_FILTERS))
+    wanted = checked(lambda: parse_filters(filters, SERVICE_FILTERS))
     ns = None if all_namespaces else current_namespace(namespace)
     result = ctx.run(lambda rstore: rstore.list("Service", ns))
     from kubeless_cli.read_cmds import warn_skipped
@@ -272,16 +271,8 @@ def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool,
         click.echo("".join(f"{s['metadata']['name']}\n" for s in items), nl=False)
         return
     records = [service_record(s, all_namespaces) for s in items]
-    click.echo(_listing(lambda: render(template, SERVICE_FIELDS, records, SERVICE_TABLE)),
+    click.echo(checked(lambda: render(template, SERVICE_FIELDS, records, SERVICE_TABLE)),
                nl=False)
-
-
-def _listing(make: Callable[[], T]) -> T:
-    """A --filter or --format that cannot be used: one line, exit 2."""
-    try:
-        return make()
-    except ListingError as err:
-        raise CliError(str(err), USAGE) from None
 
 
 @service.command("inspect")
@@ -412,7 +403,7 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
 
     from kubeless.store.tasks import list_tasks
 
-    wanted = _listing(lambda: parse_filters(filters, PS_FILTERS))
+    wanted = checked(lambda: parse_filters(filters, PS_FILTERS))
     ns = current_namespace(namespace)
 
     async def run(rstore: Any) -> list[dict[str, Any]]:
@@ -429,7 +420,7 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
         click.echo("".join(f"{t['metadata']['name']}\n" for t in tasks), nl=False)
         return
     records = [dict(zip(PS_FIELDS, row)) for row in ps_rows(tasks, time.time(), no_trunc)]
-    click.echo(_listing(lambda: render(template, PS_FIELDS, records, PS_TABLE)), nl=False)
+    click.echo(checked(lambda: render(template, PS_FIELDS, records, PS_TABLE)), nl=False)
 
 
 @service.command("rollback")
