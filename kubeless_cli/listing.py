@@ -91,13 +91,19 @@ def header_of(field: str) -> str:
     return " ".join(_WORD.findall(field)).upper()
 
 
+def check_format(template: str | None, fields: Sequence[str]) -> None:
+    """ListingError when ``template`` names an unknown field or is more than placeholders
+    (before the command reads anything)."""
+    render(template, fields, [], "")
+
+
 def render(template: str | None, fields: Sequence[str], records: Sequence[Mapping[str, str]],
            default: str) -> str:
     """The records through ``template`` (or ``default``, a ``table`` template, when None
     or just ``table``)."""
     text = (template or "").strip()
     if not text or text == "table":
-        text = default
+        text = default or "table"
     table = text.startswith("table ") or text.startswith("table\t")
     body = _unescape(text[len("table"):].lstrip(" ") if table else text)
     _check(body, fields)

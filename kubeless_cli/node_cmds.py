@@ -22,7 +22,7 @@ from kubeless.api.columns import state_text
 from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.listing import (Rule, checked, exact, filter_option, format_option,
+from kubeless_cli.listing import (Rule, check_format, checked, exact, filter_option, format_option,
                                   labelled, matching, parse_filters, prefix, render)
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
@@ -95,6 +95,7 @@ def ls(ctx: Context, quiet: bool, filters: tuple[str, ...], template: str | None
     from kubeless.store.nodes import list_nodes, manager_state
 
     wanted = checked(lambda: parse_filters(filters, NODE_FILTERS))
+    checked(lambda: check_format(template, NODE_FIELDS))
 
     async def run(rstore: Any) -> tuple[Any, set[str], set[str]]:
         result = await list_nodes(rstore)

@@ -26,7 +26,7 @@ from kubeless_cli.apply_cmd import apply_documents, dry_run_option, dry_run_suff
 from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.listing import (Rule, checked, exact, filter_option, format_option,
+from kubeless_cli.listing import (Rule, check_format, checked, exact, filter_option, format_option,
                                   labelled, matching, parse_filters, prefix, render)
 from kubeless_cli.printers import decorate, ports_text
 from kubeless_cli.service_flag_help import flag_help
@@ -260,6 +260,7 @@ def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool,
        filters: tuple[str, ...], template: str | None) -> None:
     """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
     wanted = checked(lambda: parse_filters(filters, SERVICE_FILTERS))
+    checked(lambda: check_format(template, SERVICE_FIELDS))
     ns = None if all_namespaces else current_namespace(namespace)
     result = ctx.run(lambda rstore: rstore.list("Service", ns))
     from kubeless_cli.read_cmds import warn_skipped
@@ -404,6 +405,7 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
     from kubeless.store.tasks import list_tasks
 
     wanted = checked(lambda: parse_filters(filters, PS_FILTERS))
+    checked(lambda: check_format(template, PS_FIELDS))
     ns = current_namespace(namespace)
 
     async def run(rstore: Any) -> list[dict[str, Any]]:
