@@ -32,7 +32,8 @@ SHELLS = ("bash", "zsh", "fish")
 Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
 
 
-def complete_kinds(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_kinds(ctx: click.Context, param: click.Parameter,
+                   incomplete: str) -> list[CompletionItem]:
     """The kind words ``get`` takes: each kind's plural and short names."""
     from kubeless.api.kinds import load_kinds
 

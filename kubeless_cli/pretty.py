@@ -26,7 +26,8 @@ def _layout(lines: Lines) -> str:
     out = []
     for indent, label, value in lines:
         head = " " * indent + label + ("" if value is RAW else ":")
-        out.append(head if value is None or value is RAW else f"{head.ljust(width)} {value}".rstrip())
+        bare = value is None or value is RAW
+        out.append(head if bare else f"{head.ljust(width)} {value}".rstrip())
     return "\n".join(out) + "\n"
 
 
