@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := etcd-server etcd-client docker.io busybox-static prometheus iproute2 procps curl wrk nftables iptables chromium
+APT_PACKAGES := etcd-server etcd-client docker.io busybox-static prometheus iproute2 procps curl wrk nftables iptables chromium zsh fish
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: test unit integration bench deps docker venv typecheck lint up clean cluster soak

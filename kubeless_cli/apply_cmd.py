@@ -28,8 +28,8 @@ from kubeless.api.secrets import public_view
 from kubeless.api.selectors import Selector
 from kubeless_cli import published
 from kubeless_cli.context import (USAGE, CliError, Context, checked_namespace,
-                                  current_namespace, pass_context)
-from kubeless_cli.flags import flag
+                                  current_namespace, given_namespace, pass_context)
+from kubeless_cli.flags import FALSE_WORDS, TRUE_WORDS, flag
 from kubeless_cli.progress import converge, parse_timeout, timeout_option
 from kubeless_cli.manifests import Manifest, ManifestError, load
 from kubeless_cli.plan import PRUNE, PRUNABLE_KINDS, Action, duplicates, plan_apply, ref_of
@@ -50,6 +50,7 @@ def validated(files: tuple[str, ...], recursive: bool,
     """Every document, validated and defaulted; all problems reported at once."""
     from kubeless.api import ApiError, validate
 
+    namespace = given_namespace(namespace)
     if namespace:
         checked_namespace(namespace, "-n")
     default = namespace or (current_namespace(None) if os.environ.get("KUBELESS_NAMESPACE")
@@ -148,11 +149,45 @@ def _fill(txn: Any, actions: list[Action]) -> None:
             txn.delete(a.live)
 
 
+if TYPE_CHECKING:  # generic in the stubs of recent click only (as main.Seconds)
+    _StrParam = click.ParamType[str]
+else:
+    _StrParam = click.ParamType
+
+
+class DryRun(_StrParam):
+    """``--dry-run[=client|server|none]`` as kubectl's: client checks the documents here,
+    server also against the cluster (ports, references, what would change), nothing
+    written either way; a bare ``--dry-run`` (and docker's ``=true``) is server, what it
+    always meant here; ``=false`` is none."""
+
+    name = "client|server"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        text = str(value)
+        if text in ("client", "server", "none"):
+            return text
+        if text in TRUE_WORDS | FALSE_WORDS:
+            return "server" if text in TRUE_WORDS else "none"
+        self.fail(f"{text!r} is not one of client, server, none", param, ctx)
+
+
+dry_run_option = click.option(
+    "--dry-run", type=DryRun(), is_flag=False, flag_value="server", default="none",
+    help="Write nothing: client checks the documents here, server (the bare flag) also "
+         "against the cluster and says what would change.")
+
+
+def dry_run_suffix(dry_run: str) -> str:
+    return {"none": "", "server": " (dry run)", "client": " (client dry run)"}[dry_run]
+
+
 @click.command()
 @files_option
 @recursive_option
 @namespace_option
-@flag("--dry-run", help="Validate and show what would change; write nothing.")
+@dry_run_option
 @flag("--prune", help="Delete Services with the -l label that the files no longer declare.")
 @click.option("-l", "--selector", help="Label selector for --prune (as get -l).")
 @flag("--wait", help="Then wait for each Service created or changed to converge, showing "
@@ -160,7 +195,7 @@ def _fill(txn: Any, actions: list[Action]) -> None:
 @timeout_option
 @pass_context
 def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str | None,
-          dry_run: bool, prune: bool, selector: str | None, wait: bool, timeout: str) -> None:
+          dry_run: str, prune: bool, selector: str | None, wait: bool, timeout: str) -> None:
     """Create or update resources from files, in one transaction."""
     if prune and not selector:
         raise CliError("--prune needs a label selector (-l key=value) naming what the files own",
@@ -169,32 +204,15 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
         raise CliError("-l with apply only selects what --prune may delete; add --prune", USAGE)
     sel = narrowing_selector(selector) if prune and selector else None
     docs = validated(files, recursive, namespace)
+    suffix = dry_run_suffix(dry_run)
+    if dry_run == "client":
+        for _, doc in docs:
+            click.echo(f"{doc['kind'].lower()}/{doc['metadata']['name']} valid{suffix}")
+        return
+    limit = parse_timeout(timeout) if wait and dry_run == "none" else None
 
-    async def run(rstore: Any) -> list[Action]:
-        from kubeless.store import StoreError
-        from kubeless.store.services import Attempt, write_services
-
-        async def plan(attempt: Attempt) -> list[Action]:
-            candidates = await _prune_candidates(rstore, sel)
-            numbered = await _numbered(attempt, docs, candidates)
-            actions = await _planned(rstore, numbered, candidates)
-            # Secrets and Configs this apply writes count as there (the same commit).
-            await attempt.references([a.new for a in actions if a.writes and a.new])
-            if not dry_run:
-                _fill(attempt.txn, actions)
-            return actions
-
-        try:
-            with published.refusals(), _refusals():
-                return (await write_services(rstore, plan, what="applying")).value
-        except StoreError as err:
-            raise CliError(f"{err}; nothing was written") from None
-
-    suffix = " (dry run)" if dry_run else ""
-    limit = parse_timeout(timeout) if wait and not dry_run else None
-
-    async def run_and_wait(rstore: Any) -> None:
-        actions = await run(rstore)
+    async def run(rstore: Any) -> None:
+        actions = await apply_documents(rstore, docs, sel, dry_run == "server")
         for a in actions:
             kind, _, name = a.ref
             notes = ", ".join(n for n in (a.note, suffix.strip(" ()")) if n)
@@ -204,7 +222,31 @@ def apply(ctx: Context, files: tuple[str, ...], recursive: bool, namespace: str 
             if kind == "Service" and a.verb in ("created", "configured"):
                 await converge(rstore, str(ns), name, limit or 0.0)
 
-    ctx.run(run_and_wait)
+    ctx.run(run)
+
+
+async def apply_documents(rstore: Any, docs: list[tuple[str, dict[str, Any]]],
+                          sel: Selector | None, dry_run: bool) -> list[Action]:
+    """Plan ``docs`` (validated) against the cluster and, unless ``dry_run``, commit the
+    plan in one transaction; the plan either way (a server dry run's answer)."""
+    from kubeless.store import StoreError
+    from kubeless.store.services import Attempt, write_services
+
+    async def plan(attempt: Attempt) -> list[Action]:
+        candidates = await _prune_candidates(rstore, sel)
+        numbered = await _numbered(attempt, docs, candidates)
+        actions = await _planned(rstore, numbered, candidates)
+        # Secrets and Configs this apply writes count as there (the same commit).
+        await attempt.references([a.new for a in actions if a.writes and a.new])
+        if not dry_run:
+            _fill(attempt.txn, actions)
+        return actions
+
+    try:
+        with published.refusals(), _refusals():
+            return (await write_services(rstore, plan, what="applying")).value
+    except StoreError as err:
+        raise CliError(f"{err}; nothing was written") from None
 
 
 @click.command()

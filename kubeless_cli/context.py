@@ -67,6 +67,7 @@ class Context:
     cert: str | None = None
     key: str | None = None
     cert_path: str | None = None  # KUBELESS_CERT_PATH: ca.pem, cert.pem, key.pem
+    namespace: str | None = None  # the global -n (kubeless -n NS COMMAND)
 
     def tls(self) -> TlsConfig | None:
         """The TLS files for https:// endpoints (``TlsError`` when the directory is not one)."""
@@ -128,9 +129,21 @@ async def warn_if_no_cluster(rstore: ResourceStore, endpoints: str, prefix: str)
                    f"and no nodes (is --prefix or KUBELESS_PREFIX right?)", err=True)
 
 
+def given_namespace(namespace: str | None) -> str | None:
+    """The namespace the command line gives: the command's own ``-n``, else the global one
+    (``kubeless -n NS get services``, kubectl's place), else None."""
+    if namespace:
+        return namespace
+    click_ctx = click.get_current_context(silent=True)
+    ctx = click_ctx.find_object(Context) if click_ctx is not None else None
+    return ctx.namespace if ctx is not None else None
+
+
 def current_namespace(namespace: str | None) -> str:
-    """The namespace a command works in: ``-n``, else ``KUBELESS_NAMESPACE``, else default;
-    a usage error when the one given is not a valid namespace."""
+    """The namespace a command works in: ``-n`` (the command's, else the global one), else
+    ``KUBELESS_NAMESPACE``, else default; a usage error when the one given is not a valid
+    namespace."""
+    namespace = given_namespace(namespace)
     if namespace:
         return checked_namespace(namespace, "-n")
     from_env = os.environ.get("KUBELESS_NAMESPACE")

@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from kubeless.api.file_refs import MAX_BYTES
+from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.printers import format_rows
@@ -150,7 +151,7 @@ def _group(kind: str) -> click.Group:
     ls.help = f"List {word}s: ID, NAME, SIZE (bytes), CREATED."
 
     @group.command("inspect")
-    @click.argument("names", nargs=-1, required=True)
+    @click.argument("names", nargs=-1, required=True, shell_complete=complete_names(kind))
     @namespace_option
     @flag("--pretty", help="Human-readable instead of JSON.")
     @pass_context
@@ -181,7 +182,7 @@ def _group(kind: str) -> click.Group:
                     + ("; never the value." if kind == "Secret" else "."))
 
     @group.command("rm")
-    @click.argument("names", nargs=-1, required=True)
+    @click.argument("names", nargs=-1, required=True, shell_complete=complete_names(kind))
     @namespace_option
     @pass_context
     def rm(ctx: Context, names: tuple[str, ...], namespace: str | None) -> None:

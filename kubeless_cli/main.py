@@ -43,6 +43,7 @@ COMMANDS = {
     "up": "kubeless_cli.up_cmd:up",
     "certs": "kubeless_cli.certs_cmds:certs",
     "user": "kubeless_cli.user_cmds:user",
+    "completion": "kubeless_cli.completion:completion",
 }
 
 
@@ -95,10 +96,13 @@ class Seconds(_FloatParam):
               help="Our client certificate [default: $KUBELESS_CERT_PATH/cert.pem].")
 @click.option("--key", metavar="FILE",
               help="Our client certificate's key [default: $KUBELESS_CERT_PATH/key.pem].")
+@click.option("-n", "--namespace", metavar="NAMESPACE",
+              help="Namespace of every command that takes one; a command's own -n wins "
+                   "[env KUBELESS_NAMESPACE, default: default].")
 @click.version_option(package_name="kubeless")
 @click.pass_context
 def cli(click_ctx: click.Context, endpoints: str, prefix: str, timeout: float,
-        cacert: str | None, cert: str | None, key: str | None) -> None:
+        cacert: str | None, cert: str | None, key: str | None, namespace: str | None) -> None:
     """kubeless: a container orchestrator whose desired state lives in etcd.
 
     Declare resources with `apply -f`, read them with `get` and `describe`,
@@ -109,7 +113,7 @@ def cli(click_ctx: click.Context, endpoints: str, prefix: str, timeout: float,
     --cert and --key override its files one by one.
     """
     click_ctx.obj = Context(endpoints=endpoints, prefix=prefix, timeout=timeout, cacert=cacert,
-                            cert=cert, key=key,
+                            cert=cert, key=key, namespace=namespace,
                             cert_path=os.environ.get("KUBELESS_CERT_PATH") or None)
 
 

@@ -18,9 +18,12 @@ from typing import Any
 
 import click
 
+from kubeless.api.columns import state_text
+from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, pass_context
 from kubeless_cli.flags import flag
-from kubeless_cli.printers import format_rows
+from kubeless_cli.listing import (Rule, check_format, checked, exact, filter_option, format_option,
+                                  labelled, matching, parse_filters, prefix, render)
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -59,8 +62,8 @@ def node_rows(nodes: list[dict[str, Any]], leaders: set[str], live: set[str],
     for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         name, status = n["metadata"]["name"], n.get("status") or {}
         rows.append([f"{name} *" if name == me else name, status.get("hostname", ""),
-                     status.get("state", "down").capitalize(),
-                     n["spec"].get("availability", "active").capitalize(),
+                     state_text(status.get("state", "down")),
+                     state_text(n["spec"].get("availability", "active")),
                      manager_status(n, leaders, live), str(status.get("engineVersion") or "")])
     return rows
 
@@ -70,12 +73,29 @@ def node() -> None:
     """Manage nodes (as docker node)."""
 
 
+NODE_FIELDS = ("ID", "Hostname", "Status", "Availability", "ManagerStatus", "EngineVersion")
+NODE_TABLE = "table " + "\t".join(f"{{{{.{f}}}}}" for f in NODE_FIELDS)
+NODE_FILTERS: dict[str, Rule] = {
+    "id": prefix(lambda n: n["metadata"]["name"]),
+    "name": prefix(lambda n: (n.get("status") or {}).get("hostname") or n["metadata"]["name"]),
+    "label": labelled(lambda n: n["metadata"].get("labels")),
+    "node.label": labelled(lambda n: n["metadata"].get("labels")),
+    "role": exact(lambda n: n["spec"].get("role", "worker")),
+    "availability": exact(lambda n: n["spec"].get("availability", "active")),
+}
+
+
 @node.command("ls")
 @flag("-q", "--quiet", help="Only node ids.")
+@filter_option("id=, name=, label=KEY[=VALUE], role=manager|worker, availability=")
+@format_option(NODE_FIELDS)
 @pass_context
-def ls(ctx: Context, quiet: bool) -> None:
+def ls(ctx: Context, quiet: bool, filters: tuple[str, ...], template: str | None) -> None:
     """List nodes: ID (* this one), HOSTNAME, STATUS, AVAILABILITY, MANAGER STATUS, ENGINE VERSION."""
     from kubeless.store.nodes import list_nodes, manager_state
+
+    wanted = checked(lambda: parse_filters(filters, NODE_FILTERS))
+    checked(lambda: check_format(template, NODE_FIELDS))
 
     async def run(rstore: Any) -> tuple[Any, set[str], set[str]]:
         result = await list_nodes(rstore)
@@ -87,11 +107,13 @@ def ls(ctx: Context, quiet: bool) -> None:
     from kubeless.store import Keyspace
 
     warn_skipped("node", result.skipped, Keyspace(ctx.prefix))
+    nodes = matching(result.items, wanted, NODE_FILTERS)
     if quiet:
-        click.echo("".join(f"{n['metadata']['name']}\n" for n in result.items), nl=False)
+        click.echo("".join(f"{n['metadata']['name']}\n" for n in nodes), nl=False)
         return
     me = local_node_id({n["metadata"]["name"] for n in result.items})
-    click.echo(format_rows(NODE_COLUMNS, node_rows(result.items, leaders, live, me)), nl=False)
+    records = [dict(zip(NODE_FIELDS, row)) for row in node_rows(nodes, leaders, live, me)]
+    click.echo(checked(lambda: render(template, NODE_FIELDS, records, NODE_TABLE)), nl=False)
 
 
 async def _get_node(rstore: Any, name: str) -> dict[str, Any]:
@@ -105,14 +127,26 @@ async def _get_node(rstore: Any, name: str) -> dict[str, Any]:
 
 
 @node.command("inspect")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))
+@flag("--pretty", help="Human-readable, in docker's layout, instead of JSON.")
 @pass_context
-def inspect(ctx: Context, names: tuple[str, ...]) -> None:
+def inspect(ctx: Context, names: tuple[str, ...], pretty: bool) -> None:
     """Show nodes in full (JSON array), with what their heartbeat says."""
-    async def run(rstore: Any) -> list[dict[str, Any]]:
-        return [await _get_node(rstore, n) for n in names]
+    from kubeless.store.nodes import manager_state
 
-    click.echo(json.dumps(ctx.run(run), indent=2))
+    async def run(rstore: Any) -> tuple[list[dict[str, Any]], set[str], set[str]]:
+        found = [await _get_node(rstore, n) for n in names]
+        leaders, live = await manager_state(rstore) if pretty else (set(), set())
+        return found, leaders, live
+
+    found, leaders, live = ctx.run(run)
+    if not pretty:
+        click.echo(json.dumps(found, indent=2))
+        return
+    from kubeless_cli.pretty import node_pretty
+
+    click.echo("\n".join(node_pretty(n, manager_status(n, leaders, live)) for n in found),
+               nl=False)
 
 
 def _modify(ctx: Context, name: str, change: Change) -> None:
@@ -162,7 +196,7 @@ def _label_changes(adds: tuple[str, ...], removes: tuple[str, ...]) -> Change:
 
 
 @node.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Node"))
 @click.option("--availability", type=click.Choice(["active", "pause", "drain"]),
               help="active takes tasks, pause takes no new ones, drain moves its tasks away.")
 @click.option("--label-add", multiple=True, metavar="KEY=VALUE", help="Add or change a label.")
@@ -197,13 +231,13 @@ def _set_role(role: str) -> Callable[..., None]:
 
 
 node.command("promote", help="Make nodes managers.")(
-    click.argument("names", nargs=-1, required=True)(_set_role("manager")))
+    click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))(_set_role("manager")))
 node.command("demote", help="Make nodes workers.")(
-    click.argument("names", nargs=-1, required=True)(_set_role("worker")))
+    click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))(_set_role("worker")))
 
 
 @node.command("rm")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Node"))
 @flag("-f", "--force", help="Remove a node that is still up.")
 @pass_context
 def rm(ctx: Context, names: tuple[str, ...], force: bool) -> None:

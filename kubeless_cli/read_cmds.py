@@ -23,6 +23,7 @@ import click
 
 from kubeless.api import Kind
 from kubeless.api.selectors import Selector
+from kubeless_cli.completion import complete_kinds, complete_names
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.printers import (OUTPUTS, Invalid, condition_warnings, describe_invalid,
@@ -115,8 +116,8 @@ async def _list(rstore: Any, kind: Kind, ns: str | None,
 
 
 @click.command()
-@click.argument("kind")
-@click.argument("names", nargs=-1)
+@click.argument("kind", shell_complete=complete_kinds)
+@click.argument("names", nargs=-1, shell_complete=complete_names())
 @click.option("-o", "--output", type=click.Choice(OUTPUTS[1:]), help="Output format.")
 @click.option("-l", "--selector", help=SELECTOR_HELP)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
@@ -217,8 +218,8 @@ def _matches(obj: dict[str, Any], sel: Selector) -> bool:
 
 
 @click.command()
-@click.argument("kind")
-@click.argument("names", nargs=-1)
+@click.argument("kind", shell_complete=complete_kinds)
+@click.argument("names", nargs=-1, shell_complete=complete_names())
 @click.option("-l", "--selector", help=SELECTOR_HELP)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @pass_context
@@ -278,8 +279,8 @@ def _problems(kind: Kind, obj: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.argument("kind", required=False)
-@click.argument("names", nargs=-1)
+@click.argument("kind", required=False, shell_complete=complete_kinds)
+@click.argument("names", nargs=-1, shell_complete=complete_names())
 @click.option("-f", "--filename", "files", multiple=True, help="Delete what these files declare.")
 @flag("-R", "--recursive", help="Read folders given with -f recursively.")
 @click.option("-l", "--selector", help="Delete every resource of KIND with these labels.")

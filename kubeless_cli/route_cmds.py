@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from kubeless_cli import published
+from kubeless_cli.completion import complete_names
 from kubeless_cli.context import CliError, Context, current_namespace, pass_context
 
 Resource = dict[str, Any]
@@ -55,7 +56,7 @@ def route() -> None:
 
 
 @route.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Route"))
 @click.argument("weights", nargs=-1, required=True)
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @pass_context

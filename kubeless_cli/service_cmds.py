@@ -21,13 +21,19 @@ import click
 from kubeless.api import workload
 from kubeless.api.ports import ports_text
 
+from kubeless.api.columns import state_text
 from kubeless_cli import published
+from kubeless_cli.apply_cmd import apply_documents, dry_run_option, dry_run_suffix
+from kubeless_cli.completion import complete_names
 from kubeless_cli.context import USAGE, CliError, Context, current_namespace, pass_context
 from kubeless_cli.flags import flag
+from kubeless_cli.listing import (Rule, check_format, checked, exact, filter_option, format_option,
+                                  labelled, matching, parse_filters, prefix, render)
+from kubeless_cli.printers import decorate
 from kubeless_cli.progress import converge, parse_timeout, timeout_option
-from kubeless_cli.printers import decorate, format_rows
+from kubeless_cli.service_flag_help import flag_help
 from kubeless_cli.service_flags import (UPDATE_ONLY, FlagError, ServiceFlags, build_service,
-                                        flag_name, short_name, update_service)
+                                        env_file_entries, flag_name, short_name, update_service)
 
 _POSITIONAL = ("name", "image", "command", "namespace")
 
@@ -44,14 +50,17 @@ def _flag_options(update: bool) -> Callable[[Any], Any]:
                 continue
             short = short_name(f.name, update)
             spelled = (short, flag_name(f.name, update)) if short else (flag_name(f.name, update),)
+            metavar, text = flag_help(f.name, update)
             if f.type == "bool":
-                fn = flag(*spelled, f.name)(fn)
+                fn = flag(*spelled, f.name, help=text)(fn)
             elif f.type == "bool | None":  # --x/--no-x; neither: unchanged
-                fn = flag(f"{spelled[-1]}/--no-{spelled[-1][2:]}", f.name, default=None)(fn)
+                fn = flag(f"{spelled[-1]}/--no-{spelled[-1][2:]}", f.name, default=None,
+                          help=text)(fn)
             elif str(f.type).startswith("tuple"):
-                fn = click.option(*spelled, f.name, multiple=True, metavar="VALUE")(fn)
+                fn = click.option(*spelled, f.name, multiple=True, metavar=metavar,
+                                  help=text + " (repeatable)")(fn)
             else:
-                fn = click.option(*spelled, f.name, metavar="VALUE")(fn)
+                fn = click.option(*spelled, f.name, metavar=metavar, help=text)(fn)
         return fn
     return decorate_command
 
@@ -81,32 +90,65 @@ def service() -> None:
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
 @timeout_option
+@click.option("--env-file", "env_files", multiple=True, metavar="FILE",
+              help="Read environment variables from a file: KEY=VALUE lines, # comments "
+                   "(repeatable; --env wins).")
+@dry_run_option
 @_flag_options(update=False)
 @pass_context
 def create(ctx: Context, /, image: str, command: tuple[str, ...], namespace: str | None,
-           detach: bool, timeout: str, **values: Any) -> None:
+           detach: bool, timeout: str, env_files: tuple[str, ...], dry_run: str,
+           **values: Any) -> None:
     """Create a service: IMAGE [COMMAND [ARG...]], as docker service create."""
     try:
+        values["env"] = _env_from_files(env_files) + tuple(values.get("env") or ())
         doc = build_service(_flags(namespace, image=image, command=command, **values))
     except FlagError as err:
         raise CliError(str(err), USAGE) from None
     doc = _validated(doc)
+    name, ns = doc["metadata"]["name"], doc["metadata"]["namespace"]
+    exists = CliError(f'service "{name}" already exists in namespace {ns}')
+    if dry_run == "client":
+        click.echo(f"service/{name} valid{dry_run_suffix(dry_run)}")
+        return
 
     wait = None if detach else parse_timeout(timeout)
-    name, ns = doc["metadata"]["name"], doc["metadata"]["namespace"]
 
     async def run(rstore: Any) -> None:
         from kubeless.store import AlreadyExists
 
+        if dry_run == "server":
+            actions = await apply_documents(rstore, [("service create", doc)], None, True)
+            if any(a.verb != "created" for a in actions):
+                raise exists
+            return
         try:
             await _create(rstore, doc)
         except AlreadyExists:
-            raise CliError(f'service "{name}" already exists in namespace {ns}') from None
+            raise exists from None
         click.echo(name)
         if wait is not None:
             await converge(rstore, ns, name, wait)
 
     ctx.run(run)
+    if dry_run == "server":
+        click.echo(f"service/{name} created{dry_run_suffix(dry_run)}")
+
+
+def _env_from_files(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """--env-file's KEY=VALUE entries, file by file (service_flags.env_file_entries)."""
+    import os
+
+    entries: list[str] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise FlagError(f"invalid --env-file {path}: {reason}") from None
+        entries += env_file_entries(text, path, dict(os.environ))
+    return tuple(entries)
 
 
 async def _create(rstore: Any, doc: dict[str, Any]) -> None:
@@ -145,7 +187,7 @@ async def _read_modify_write(rstore: Any, name: str, namespace: str,
 
 
 @service.command("update")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
 @timeout_option
@@ -194,7 +236,8 @@ def update(ctx: Context, /, name: str, namespace: str | None, detach: bool, time
 
 
 @service.command("scale")
-@click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
+@click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...",
+                shell_complete=complete_names("Service", suffix="="))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
 @timeout_option
@@ -245,37 +288,57 @@ def _refuse_autoscaled(live: dict[str, Any]) -> None:
         raise CliError(refusal)
 
 
+SERVICE_FIELDS = ("ID", "Name", "Mode", "Replicas", "Image", "Ports")
+SERVICE_TABLE = "table " + "\\t".join(f"{{{{.{f}}}}}" for f in SERVICE_FIELDS)
+SERVICE_FILTERS: dict[str, Rule] = {
+    "id": prefix(lambda s: s["metadata"].get("uid", "").replace("-", "")),
+    "name": prefix(lambda s: s["metadata"]["name"]),
+    "label": labelled(lambda s: s["metadata"].get("labels")),
+    "mode": exact(lambda s: s["spec"].get("mode", "replicated")),
+}
+
+
+def service_record(raw: dict[str, Any], all_namespaces: bool) -> dict[str, str]:
+    """A service as service ls shows it (SERVICE_FIELDS)."""
+    s = decorate(raw)
+    meta, spec = s["metadata"], s["spec"]
+    name = f"{meta['namespace']}/{meta['name']}" if all_namespaces else meta["name"]
+    return {"ID": meta.get("uid", "").replace("-", "")[:12], "Name": name,
+            "Mode": spec.get("mode", "replicated"), "Replicas": s["status"]["replicasText"],
+            "Image": spec["template"]["image"], "Ports": ports_text(spec.get("ports"))}
+
+
 @service.command("ls")
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-A", "--all-namespaces", help="Every namespace.")
 @flag("-q", "--quiet", help="Only names.")
+@filter_option("id=, name=, label=KEY[=VALUE], mode=")
+@format_option(SERVICE_FIELDS)
 @pass_context
-def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool) -> None:
+def ls(ctx: Context, namespace: str | None, all_namespaces: bool, quiet: bool,
+       filters: tuple[str, ...], template: str | None) -> None:
     """List services: ID, NAME, MODE, REPLICAS, IMAGE, PORTS."""
+    wanted = checked(lambda: parse_filters(filters, SERVICE_FILTERS))
+    checked(lambda: check_format(template, SERVICE_FIELDS))
     ns = None if all_namespaces else current_namespace(namespace)
     result = ctx.run(lambda rstore: rstore.list("Service", ns))
     from kubeless_cli.read_cmds import warn_skipped
     from kubeless.store import Keyspace
 
     warn_skipped("service", result.skipped, Keyspace(ctx.prefix))
+    items = matching(result.items, wanted, SERVICE_FILTERS)
     if quiet:
-        click.echo("".join(f"{s['metadata']['name']}\n" for s in result.items), nl=False)
+        click.echo("".join(f"{s['metadata']['name']}\n" for s in items), nl=False)
         return
-    rows = []
-    for raw in result.items:
-        s = decorate(raw)
-        meta, spec = s["metadata"], s["spec"]
-        name = f"{meta['namespace']}/{meta['name']}" if all_namespaces else meta["name"]
-        rows.append([meta.get("uid", "").replace("-", "")[:12], name, spec.get("mode", "replicated"),
-                     s["status"]["replicasText"], spec["template"]["image"],
-                     ports_text(spec.get("ports"))])
-    click.echo(format_rows(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows), nl=False)
+    records = [service_record(s, all_namespaces) for s in items]
+    click.echo(checked(lambda: render(template, SERVICE_FIELDS, records, SERVICE_TABLE)),
+               nl=False)
 
 
 @service.command("inspect")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
-@flag("--pretty", help="Human-readable instead of JSON.")
+@flag("--pretty", help="Human-readable, in docker's layout, instead of JSON.")
 @pass_context
 def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty: bool) -> None:
     """Show services in full (a JSON array, as docker service inspect)."""
@@ -292,16 +355,15 @@ def inspect(ctx: Context, names: tuple[str, ...], namespace: str | None, pretty:
 
     items = ctx.run(run)
     if pretty:
-        from kubeless.api import resolve_kind
-        from kubeless_cli.printers import describe as describe_text
+        from kubeless_cli.pretty import service_pretty
 
-        click.echo("\n".join(describe_text(resolve_kind("Service"), i) for i in items), nl=False)
+        click.echo("\n".join(service_pretty(decorate(i)) for i in items), nl=False)
     else:
         click.echo(json.dumps(items, indent=2))
 
 
 @service.command("rm")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @pass_context
 def rm(ctx: Context, names: tuple[str, ...], namespace: str | None) -> None:
@@ -325,20 +387,28 @@ def rm(ctx: Context, names: tuple[str, ...], namespace: str | None) -> None:
         raise CliError(f"no such service: {', '.join(failed)}")
 
 
+def ps_order(task: dict[str, Any]) -> tuple[Any, ...]:
+    """Where a task goes in service ps: by service, then slot (a global service's by
+    node); in a slot the task wanted running heads it, then the newest first (docker
+    sorts by creation): a start-first update's Shutdown task is history, not the head."""
+    from kubeless.api.tasks import created_at
+
+    spec, status = task["spec"], task.get("status") or {}
+    slot = spec.get("slot")
+    newest = created_at(task) or float(status.get("timestamp") or 0)
+    return (spec.get("serviceName", ""), slot if slot is not None else 0,
+            spec.get("nodeName") or "" if slot is None else "",
+            spec.get("desiredState") != "running", -newest)
+
+
 def ps_rows(tasks: list[dict[str, Any]], now: float, no_trunc: bool = False) -> list[list[str]]:
-    """docker service ps rows: per slot (or node), newest first; history marked ``\\_``."""
+    """docker service ps rows: per slot (or node), the task wanted running first, then
+    the newest; history marked ``\\_``."""
     from kubeless.api import human_duration
     from kubeless.api.tasks import task_display_name
 
-    def order(t: dict[str, Any]) -> tuple[Any, ...]:
-        spec = t["spec"]
-        slot = spec.get("slot")
-        return (spec.get("serviceName", ""), slot if slot is not None else 0,
-                spec.get("nodeName") or "" if slot is None else "",
-                -float((t.get("status") or {}).get("timestamp") or 0))
-
     rows, previous = [], None
-    for t in sorted(tasks, key=order):
+    for t in sorted(tasks, key=ps_order):
         spec, status = t["spec"], t.get("status") or {}
         name = task_display_name(t)
         shown = name if name != previous else f" \\_ {name}"
@@ -349,7 +419,7 @@ def ps_rows(tasks: list[dict[str, Any]], now: float, no_trunc: bool = False) -> 
         rows.append([t["metadata"]["name"] if no_trunc else t["metadata"]["name"][:12], shown,
                      spec.get("template", {}).get("image", ""), spec.get("nodeName") or "",
                      _desired_shown(spec, status),
-                     f"{str(status.get('state', 'new')).capitalize()}{ago}",
+                     f"{state_text(status.get('state', 'new'))}{ago}",
                      error if no_trunc or len(error) <= 60 else error[:57] + "..."])
     return rows
 
@@ -359,22 +429,42 @@ def _desired_shown(spec: dict[str, Any], status: dict[str, Any]) -> str:
     desired = str(spec.get("desiredState", ""))
     if spec.get("jobRun") and desired == "running" and status.get("state") == "complete":
         desired = "complete"
-    return desired.capitalize()
+    return state_text(desired)
+
+
+PS_FIELDS = ("ID", "Name", "Image", "Node", "DesiredState", "CurrentState", "Error")
+PS_TABLE = "table " + "\\t".join(f"{{{{.{f}}}}}" for f in PS_FIELDS)
+PS_FILTERS: dict[str, Rule] = {
+    "id": prefix(lambda t: t["metadata"]["name"]),
+    "name": prefix(lambda t: _display_name(t)),
+    "node": exact(lambda t: t["spec"].get("nodeName") or ""),
+    "desired-state": exact(lambda t: t["spec"].get("desiredState") or ""),
+}
+
+
+def _display_name(task: dict[str, Any]) -> str:
+    from kubeless.api.tasks import task_display_name
+
+    return task_display_name(task)
 
 
 @service.command("ps")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("--no-trunc", help="Full task ids and errors.")
 @flag("-q", "--quiet", help="Only task ids.")
+@filter_option("id=, name=, node=, desired-state=running|shutdown|remove")
+@format_option(PS_FIELDS)
 @pass_context
 def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bool,
-       quiet: bool) -> None:
+       quiet: bool, filters: tuple[str, ...], template: str | None) -> None:
     """List the tasks of services, with their history (as docker service ps)."""
     import time
 
     from kubeless.store.tasks import list_tasks
 
+    wanted = checked(lambda: parse_filters(filters, PS_FILTERS))
+    checked(lambda: check_format(template, PS_FIELDS))
     ns = current_namespace(namespace)
 
     async def run(rstore: Any) -> list[dict[str, Any]]:
@@ -386,16 +476,16 @@ def ps(ctx: Context, names: tuple[str, ...], namespace: str | None, no_trunc: bo
             found += tasks
         return found
 
-    tasks = ctx.run(run)
+    tasks = matching(ctx.run(run), wanted, PS_FILTERS)
     if quiet:
         click.echo("".join(f"{t['metadata']['name']}\n" for t in tasks), nl=False)
         return
-    head = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]
-    click.echo(format_rows(head, ps_rows(tasks, time.time(), no_trunc)), nl=False)
+    records = [dict(zip(PS_FIELDS, row)) for row in ps_rows(tasks, time.time(), no_trunc)]
+    click.echo(checked(lambda: render(template, PS_FIELDS, records, PS_TABLE)), nl=False)
 
 
 @service.command("rollback")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-d", "--detach", help="Return at once instead of waiting for the tasks to converge.")
 @timeout_option
@@ -435,7 +525,7 @@ def rebalance(ctx: Context, name: str, namespace: str | None) -> None:
 
 
 @service.command("logs")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names("Service"))
 @click.option("-n", "--namespace", help="Namespace (default: default).")
 @flag("-f", "--follow", help="Keep printing output until the tasks stop.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines of each task.")

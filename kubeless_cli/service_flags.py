@@ -133,6 +133,26 @@ def short_name(field: str, update: bool = False) -> str | None:
     return _SHORT.get(field)
 
 
+def env_file_entries(text: str, source: str, environ: dict[str, str]) -> list[str]:
+    """docker's --env-file: a KEY=VALUE per line (the value taken as written), ``#``
+    comments and blank lines skipped, a lone KEY taking its value from ``environ`` (left
+    out when unset there); a key with spaces in it is one line of error."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise FlagError(f"invalid --env-file {source} line {number}: {line.rstrip()!r} is "
+                            "not KEY=VALUE (a key has no spaces)")
+        if sep:
+            entries.append(f"{key}={value}")
+        elif key in environ:
+            entries.append(f"{key}={environ[key]}")
+    return entries
+
+
 def _bad(flag: str, value: Any, reason: str) -> FlagError:
     return FlagError(f"invalid {flag} {str(value)!r}: {reason}")
 
@@ -592,4 +612,5 @@ def _check_identity(doc: dict[str, Any], flags: ServiceFlags) -> None:
 
 
 __all__ = ["API_VERSION", "FlagError", "ServiceFlags", "UPDATE_ONLY",
-           "build_service", "flag_name", "random_name", "update_service"]
+           "build_service", "env_file_entries", "flag_name", "random_name",
+           "update_service"]

@@ -3,6 +3,10 @@ jsonPath, and ages written the way kubectl writes them (45s, 5m, 3h, 2d).
 
 Only simple paths are supported (``.spec.template.image``,
 ``.spec.ports[0].target``); that is all the CRDs use.
+
+States read the way docker writes them in its tables (``Ready``, ``Running``,
+``Shutdown``, ``Drain``): ``state_text`` is the one place a stored lowercase
+state becomes a person's word; ``-o yaml|json`` keep the stored value.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kubeless.api.kinds import PrinterColumn
+
+# Columns whose value is a state (node status and availability, a task's desired
+# and observed state): shown capitalised, as docker node ls and service ps show them.
+STATE_PATHS = frozenset({".status.state", ".spec.desiredState", ".spec.availability"})
 
 _STEP = re.compile(r"\.([^.\[\]]+)|\[([0-9]+)\]")
 NONE = "<none>"
@@ -105,4 +113,11 @@ def cell(doc: Any, column: PrinterColumn, now: datetime) -> str:
         return ",".join(str(v) for v in value)
     if isinstance(value, dict):  # labels, as kubectl's --show-labels writes them
         return ",".join(f"{k}={v}" for k, v in sorted(value.items())) or NONE
+    if column.json_path in STATE_PATHS:
+        return state_text(value)
     return str(value)
+
+
+def state_text(state: Any) -> str:
+    """A stored state as tables show it: ``ready`` -> ``Ready``, ``running`` -> ``Running``."""
+    return str(state or "").capitalize()

@@ -74,7 +74,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
         "rollout status", ("--no-watch=false", "service/web"), {"watch": True}),
     "apply --dry-run=true --prune=false": (
         "apply", ("-f", "x.yaml", "--dry-run=true", "--prune=false"),
-        {"dry_run": True, "prune": False}),
+        {"dry_run": "server", "prune": False}),
     "get -A=true": ("get", ("services", "-A=true"), {"all_namespaces": True}),
     "delete --ignore-not-found=1": (
         "delete", ("service", "web", "--ignore-not-found=1"), {"ignore_not_found": True}),

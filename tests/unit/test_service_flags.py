@@ -606,3 +606,22 @@ def test_create_a_scheduled_job() -> None:
                                         "runHistoryLimit")} == {
         "mode": "replicated-job", "replicas": 6, "maxConcurrent": 2, "schedule": "0 3 * * *",
         "runHistoryLimit": 5}
+
+
+# --- --env-file (docker's format) -------------------------------------------
+
+def test_an_env_file_is_key_value_lines_with_comments_and_blank_lines() -> None:
+    from kubeless_cli.service_flags import env_file_entries
+
+    text = "# the app's settings\n\nA=1\n  B=two words = yes\nC=\nFROM_HOST\nUNSET\n"
+    assert env_file_entries(text, "app.env", {"FROM_HOST": "h"}) == \
+        ["A=1", "B=two words = yes", "C=", "FROM_HOST=h"]
+
+
+def test_a_bad_env_file_line_is_one_line_naming_file_and_line() -> None:
+    from kubeless_cli.service_flags import env_file_entries
+
+    with pytest.raises(FlagError) as err:
+        env_file_entries("A=1\nNOT A KEY=2\n", "app.env", {})
+    assert str(err.value) == ("invalid --env-file app.env line 2: 'NOT A KEY=2' is not "
+                              "KEY=VALUE (a key has no spaces)")
