@@ -61,8 +61,8 @@ def test_an_autoscaled_service_keeps_its_replicas(kubeless: Run, etcd_cluster: E
     assert res.stdout == "service/web configured (replicas 4 kept: autoscaled)\n", res.stderr
     assert live(kubeless)["spec"]["replicas"] == 4  # type: ignore[index]
 
-    for refused in (("service", "scale", "web=5"),
-                    ("service", "update", "--replicas", "3", "web")):
+    for refused in (("service", "scale", "-d", "web=5"),
+                    ("service", "update", "-d", "--replicas", "3", "web")):
         res = kubeless(*refused)
         assert (res.returncode, res.stdout, res.stderr) == (1, "", REFUSAL), refused
     assert live(kubeless)["spec"]["replicas"] == 4  # type: ignore[index]
@@ -74,7 +74,7 @@ def test_an_autoscaled_service_keeps_its_replicas(kubeless: Run, etcd_cluster: E
     assert "  Cpu:         -% of 70% target" in shown
 
     autoscaler_sets(etcd_cluster, prefix, 7)
-    assert kubeless("service", "rollback", "web").returncode == 0
+    assert kubeless("service", "rollback", "-d", "web").returncode == 0
     doc = live(kubeless)
     assert doc["spec"]["template"]["image"] == "web:1"  # type: ignore[index]
     assert doc["spec"]["replicas"] == 7  # type: ignore[index]
@@ -83,4 +83,4 @@ def test_an_autoscaled_service_keeps_its_replicas(kubeless: Run, etcd_cluster: E
     res = kubeless("apply", "-f", str(write(f, web(2, autoscale=False))))
     assert res.stdout == "service/web configured\n", res.stderr
     assert live(kubeless)["spec"]["replicas"] == 2  # type: ignore[index]
-    assert kubeless("service", "scale", "web=3").returncode == 0
+    assert kubeless("service", "scale", "-d", "web=3").returncode == 0

@@ -140,7 +140,7 @@ def test_a_global_namespace_reaches_every_command_and_a_commands_own_wins(
         ["service/batch"]
     assert cluster("-n", "other", "get", "services", "-n", "default", "-o",
                    "name").stdout.split() == ["service/api", "service/web"]
-    created = cluster("-n", "other", "service", "create", "--name", "extra", "web:1")
+    created = cluster("-n", "other", "service", "create", "-d", "--name", "extra", "web:1")
     assert created.returncode == 0, created.stderr
     assert cluster("-n", "other", "service", "ls", "-q").stdout.split() == ["batch", "extra"]
     assert_one_error_line(cluster("-n", "Not_A_Namespace", "get", "services"), "invalid -n")
@@ -155,12 +155,12 @@ def test_dry_runs_write_nothing(cluster: Run, tmp_path: Path) -> None:
         client.stderr
     server = cluster("apply", "--dry-run=server", "-f", str(manifest))
     assert server.stdout == "service/fresh created (dry run)\n", server.stderr
-    create = cluster("service", "create", "--dry-run=server", "--name", "fresh", "web:1")
+    create = cluster("service", "create", "-d", "--dry-run=server", "--name", "fresh", "web:1")
     assert create.stdout == "service/fresh created (dry run)\n", create.stderr
-    create = cluster("service", "create", "--dry-run", "client", "--name", "fresh", "web:1")
+    create = cluster("service", "create", "-d", "--dry-run", "client", "--name", "fresh", "web:1")
     assert create.stdout == "service/fresh valid (client dry run)\n", create.stderr
     assert cluster("get", "services", "-o", "name").stdout == before
-    assert_one_error_line(cluster("service", "create", "--dry-run=server", "--name", "web",
+    assert_one_error_line(cluster("service", "create", "-d", "--dry-run=server", "--name", "web",
                                   "web:1"), 'service "web" already exists')
     assert_one_error_line(cluster("apply", "--dry-run=maybe", "-f", str(manifest)),
                           "'maybe' is not one of client, server, none")
@@ -169,15 +169,15 @@ def test_dry_runs_write_nothing(cluster: Run, tmp_path: Path) -> None:
 def test_env_file_then_env(cluster: Run, tmp_path: Path) -> None:
     env_file = tmp_path / "app.env"
     env_file.write_text("# settings\nA=1\n\nB=from file\n")
-    res = cluster("service", "create", "--name", "envy", "--env-file", str(env_file),
+    res = cluster("service", "create", "-d", "--name", "envy", "--env-file", str(env_file),
                   "-e", "B=from flag", "web:1")
     assert res.returncode == 0, res.stderr
     doc = yaml.safe_load(cluster("get", "service", "envy", "-o", "yaml").stdout)
     assert doc["spec"]["template"]["env"] == {"A": "1", "B": "from flag"}
     env_file.write_text("A=1\nBAD KEY=2\n")
-    assert_one_error_line(cluster("service", "create", "--name", "bad", "--env-file",
+    assert_one_error_line(cluster("service", "create", "-d", "--name", "bad", "--env-file",
                                   str(env_file), "web:1"), "app.env line 2")
-    assert_one_error_line(cluster("service", "create", "--env-file", str(tmp_path / "none"),
+    assert_one_error_line(cluster("service", "create", "-d", "--env-file", str(tmp_path / "none"),
                                   "web:1"), "invalid --env-file")
     assert cluster("get", "service", "bad").returncode != 0
 

@@ -90,12 +90,12 @@ async def _untouched(c: HollowCluster) -> bool:
 
 
 def test_cli_rebalance_flags_and_refusals(kubeless: Run) -> None:
-    res = kubeless("service", "create", "--name", "web", "--replicas", "2", "--rebalance",
+    res = kubeless("service", "create", "-d", "--name", "web", "--replicas", "2", "--rebalance",
                    "web:1")
     assert res.returncode == 0, res.stderr
     doc = yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout)
     assert doc["spec"]["placement"]["rebalance"] is True
-    assert kubeless("service", "update", "--no-rebalance", "web").returncode == 0
+    assert kubeless("service", "update", "-d", "--no-rebalance", "web").returncode == 0
     doc = yaml.safe_load(kubeless("get", "svc", "web", "-o", "yaml").stdout)
     assert "rebalance" not in doc["spec"].get("placement", {})  # absent: off
     res = kubeless("service", "rebalance", "web")
@@ -104,7 +104,7 @@ def test_cli_rebalance_flags_and_refusals(kubeless: Run) -> None:
     assert REBALANCE_REQUESTED in after["metadata"]["annotations"]
     assert after["metadata"]["generation"] == doc["metadata"]["generation"]
 
-    kubeless("service", "create", "--name", "g", "--mode", "global", "web:1")
+    kubeless("service", "create", "-d", "--name", "g", "--mode", "global", "web:1")
     job = {"apiVersion": "kubeless.io/v1", "kind": "Service",
            "metadata": {"name": "j", "namespace": "default"},
            "spec": {"mode": "replicated-job", "replicas": 2, "template": {"image": "web:1"}}}
@@ -118,5 +118,5 @@ def test_cli_rebalance_flags_and_refusals(kubeless: Run) -> None:
         assert kubeless("get", "svc", name, "-o", "yaml").stdout == before  # nothing written
     res = kubeless("service", "rebalance", "nope")
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "not found" in res.stderr
-    res = kubeless("service", "update", "--rebalance", "g")
+    res = kubeless("service", "update", "-d", "--rebalance", "g")
     assert res.returncode != 0 and "only mode replicated rebalances" in res.stderr
