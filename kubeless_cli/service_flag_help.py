@@ -29,6 +29,8 @@ _HELP: dict[str, tuple[str, str]] = {
     "schedule": ("CRON", "Run the job on a schedule: 5 cron fields, UTC, e.g. '0 3 * * *'"),
     "run_history_limit": ("N", "Job runs whose tasks are kept (default 3)"),
     "max_replicas_per_node": ("N", "Maximum number of tasks per node (0 = unlimited)"),
+    "rebalance": ("", "Move tasks when nodes join or return until the spread is even "
+                      "(--no-rebalance: never, the default)"),
     "reserve_cpu": ("CPUS", "Reserve CPUs, e.g. 0.5"),
     "reserve_memory": ("SIZE", "Reserve memory, e.g. 64Mi or 64MB"),
     "limit_cpu": ("CPUS", "Limit CPUs, e.g. 1.5"),

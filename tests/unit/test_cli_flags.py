@@ -58,7 +58,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
         {"image": "nginx", "command": ("sh", "--detach=maybe")}),
     "after --, too": (
         "service create", ("--", "nginx", "--detach=false"),
-        {"image": "nginx", "command": ("--detach=false",), "detach": True}),
+        {"image": "nginx", "command": ("--detach=false",), "detach": False}),
     "the seed's service update": (
         "service update", ("--detach=true", "--image", "nginx:1.26", "web"),
         {"detach": True, "image": "nginx:1.26", "name": "web"}),
