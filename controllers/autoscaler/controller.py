@@ -193,6 +193,8 @@ class AutoscalerController(ViewController):
         direction = decision.direction or ""
         metrics.DECISIONS.labels(ns, name, direction).inc()
         log.info("service %s/%s scaled %s: %s", ns, name, direction, decision.reason)
+        self.ctx.events.record(kind="Service", name=name, namespace=ns, reason="Scaled",
+                               message=decision.reason)
         await self.caught_up(written.revision, {self.view.services_prefix})
 
     async def _write_status(self, skey: ServiceKey, autoscale: Resource | None) -> None:

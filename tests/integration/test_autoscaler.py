@@ -124,6 +124,16 @@ async def test_scales_up_at_once_and_down_after_the_delay(cluster: AutoscaleClus
         assert scaled_at >= low_since + DELAY - 0.5
         assert down["metadata"]["generation"] == created["metadata"]["generation"]
 
+    async def scaled_events() -> list[str] | None:  # each scale is an Event on the service
+        kvs, _ = await c.store.etcd.list_prefix(c.store.keys.events_prefix() + "default/")
+        found = [json.loads(kv.value) for kv in kvs]
+        texts = [e["message"] for e in found if e["reason"] == "Scaled"
+                 and e["involvedObject"] == {"kind": "Service", "name": "web",
+                                             "namespace": "default"}]
+        return texts if len(texts) >= 2 else None
+    texts = await until(scaled_events, 20, "a Scaled event up and one down")
+    assert any("-> 4" in t for t in texts) and any("-> 1" in t for t in texts), texts
+
 
 async def autoscale_status(c: HollowCluster, **wanted: Any) -> Resource | None:
     """``status.autoscale`` once it says what ``wanted`` says, else None."""
