@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import autoscaler, control_plane, foundation, jobs, mesh, rollout, scheduler, workloads
+from bench import (autoscale_docker, autoscaler, control_plane, foundation, jobs, mesh, rollout,
+                   scheduler, workloads)
 
 SUITES = {"foundation": foundation.main, "control_plane": control_plane.main,
           "rollout": rollout.main, "workloads": workloads.main, "mesh": mesh.main,
-          "scheduler": scheduler.main, "jobs": jobs.main, "autoscaler": autoscaler.main}
+          "scheduler": scheduler.main, "jobs": jobs.main, "autoscaler": autoscaler.main,
+          "autoscale_docker": autoscale_docker.main}
 
 
 def main(argv: list[str]) -> None:

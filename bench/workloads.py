@@ -122,7 +122,8 @@ async def _run(endpoints: str, logdir: Path) -> None:
             "--identity", NODE, "--log-level", "WARNING"], logdir, env))
         agent = _spawn("agent", [
             sys.executable, "-m", "kubeless_agent", "--endpoints", endpoints, "--prefix", PREFIX,
-            "--runtime", "docker", "--node-name", NODE, "--log-level", "WARNING"], logdir, env)
+            "--runtime", "docker", "--node-name", NODE, "--log-level", "WARNING",
+            "--mesh-mode", "userspace"], logdir, env)  # a kernel table would outlive the bench
         procs.append(agent)
         deadline = time.monotonic() + TIMEOUT
         while (await rstore.etcd.get(rstore.keys.heartbeat(NODE)))[0] is None:

@@ -76,7 +76,8 @@ async def test_a_crashed_part_stops_the_node_as_one_line(
         monkeypatch: pytest.MonkeyPatch) -> None:
     crash = asyncio.Event()
 
-    async def controllers(node: NodeState, state: StateDir) -> None:
+    async def controllers(node: NodeState, state: StateDir, *more: object, **options: object
+                          ) -> None:
         await crash.wait()
         raise RuntimeError("boom")
 
