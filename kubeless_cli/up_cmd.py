@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -47,11 +48,11 @@ from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signals
 from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
-                                     explicit_endpoints, join_port_option, new_node_state,
-                                     save_init, where)
+                                     explicit_endpoints, join_port_option, metrics_options,
+                                     new_node_state, save_init, where)
 from kubeless_cli.up_tls import (ADMIN_DIR, ETCD_DATA, ETCD_PKI, Transport, UpTls,
                                  choose_transport, prepare_tls, renew_own_identities)
-from kubeless.cluster import ClusterError, NodeState, StateDir
+from kubeless.cluster import ClusterError, NodeState, StateDir, metrics_endpoint
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
 from kubeless.cluster.record import DEFAULT_CERT_EXPIRY
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
@@ -111,6 +112,38 @@ def docker_answers() -> str | None:
     return None
 
 
+# -- metrics ------------------------------------------------------------------------
+
+UP_METRICS_PORT = 9101  # the agent's and the controllers' /metrics: one process
+
+
+def up_metrics(state: StateDir, opts: dict[str, Any]) -> tuple[str, int]:
+    """(address, port) of this up's /metrics (port 0: none): the flags given, else the
+    state dir's node, else 127.0.0.1:9101."""
+    stored = state.load_node() if state.has_node() else None
+    port = opts.get("metrics_port")
+    if port is None:
+        port = stored.metrics_port if stored and stored.metrics_port is not None \
+            else UP_METRICS_PORT
+    addr = opts.get("metrics_addr") or (stored.metrics_addr if stored else None) \
+        or metrics_endpoint.DEFAULT_ADDR
+    return addr, port
+
+
+def check_metrics_port(addr: str, port: int) -> None:
+    """A taken metrics port is one line before anything starts."""
+    if not port:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr.strip("[]"), port))
+    except OSError as err:
+        raise CliError(f"cannot serve metrics on {metrics_endpoint.host_port(addr, port)}: "
+                       f"{err.strerror or err}: pick another with --metrics-port N (make up "
+                       "UP_ARGS=\"--metrics-port N\"), or 0 for none") from None
+
+
 # -- the command ----------------------------------------------------------------------
 
 @click.command()
@@ -123,7 +156,8 @@ def docker_answers() -> str | None:
               default="auto", show_default=True,
               help="auto: docker when a Docker Engine answers, else process.")
 @click.option("--node-name", help="Node id (default: the hostname as a DNS label).")
-@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port.")
+@metrics_options(default_port=f"{UP_METRICS_PORT}, or the port the state dir keeps")[0]
+@metrics_options()[1]
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), envvar=dashboard.PORT_ENV,
               default=dashboard.DEFAULT_PORT, show_default=True,
               help="Serve the read-only web dashboard on 127.0.0.1 at this port (0: none) "
@@ -139,8 +173,8 @@ def docker_answers() -> str | None:
 @agent_service_options()[2]
 @pass_context
 def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
-       metrics_port: int | None, dashboard_port: int, apply_files: tuple[str, ...],
-       insecure: bool,
+       metrics_port: int | None, metrics_addr: str | None, dashboard_port: int,
+       apply_files: tuple[str, ...], insecure: bool,
        join_port: int | None, cert_expiry: float | None, **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
@@ -160,9 +194,10 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
         click.echo(f"warning: kubeless up runs its own etcd at {url}; --endpoints/"
                    f"KUBELESS_ENDPOINTS ({given}) is not used", err=True)
     _ignore_cert_path(state, transport)
-    opts = {"node_name": node_name, "metrics_port": metrics_port, "join_port": join_port,
-            "cert_expiry": cert_expiry, **agent}
+    opts = {"node_name": node_name, "metrics_port": metrics_port, "metrics_addr": metrics_addr,
+            "join_port": join_port, "cert_expiry": cert_expiry, **agent}
     agent_options(opts)  # a mistake is one line, before anything starts
+    check_metrics_port(*up_metrics(state, opts))
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
                         apply_files, transport, dashboard_port))
@@ -268,10 +303,11 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
     try:
         if state.has_node():
             stored = state.load_node()
+            addr, port = up_metrics(state, opts)
             node = replace(stored, runtime=runtime, endpoints=ctx.endpoints, prefix=ctx.prefix,
                            agent_options={**stored.agent_options, **agent_options(opts)},
                            join_port=stored.join_port if opts.get("join_port") is None
-                           else opts["join_port"])
+                           else opts["join_port"], metrics_port=port, metrics_addr=addr)
             found = await bootstrap.read_record(rstore)
             if found is not None:
                 await bootstrap.resume_node(rstore, state, node, here)
@@ -283,8 +319,11 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
                     await access.enable_for_node(rstore.etcd, rstore.keys, node.node_id)
                 return node, False
             # the etcd data was wiped: a new cluster, this state dir's node with it
+        addr, port = up_metrics(state, opts)
         node = new_node_state(ctx, ctx.endpoints, {**opts, "runtime": runtime,
-                                                   "advertise_addr": "127.0.0.1"}, "manager")
+                                                   "advertise_addr": "127.0.0.1",
+                                                   "metrics_port": port, "metrics_addr": addr},
+                              "manager")
         record, tokens = await bootstrap.create_cluster(
             rstore, state, node_resource(node, "manager"), here,
             ca=tls.ca if tls is not None else None,
@@ -319,6 +358,7 @@ def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, 
         f"  state dir  {state}\n"
         + (f"  join       {node.advertise_addr}:{node.join_port} (the join endpoint; "
            "join-token prints the command)\n" if node.join_port else "")
+        + f"  {metrics_line(node)}\n"
         + "\n"
         + (f"{warning}\n\n" if warning else "")
         + f"Use it from another terminal:\n"
@@ -331,6 +371,20 @@ def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, 
         f"A worker on this machine: kubeless join-token worker --state-dir {state}\n"
         f"Ctrl-C stops the agent, the controllers and etcd; running containers are left\n"
         f"for the next `kubeless up` to adopt (`kubeless service rm NAME` removes them).\n")
+
+
+def metrics_line(node: NodeState) -> str:
+    """The banner's ``metrics: URL`` line (``none`` with --metrics-port 0)."""
+    if not node.metrics_port:
+        return "metrics: none (--metrics-port 0)"
+    addr = node.metrics_addr or metrics_endpoint.DEFAULT_ADDR
+    url = f"http://{metrics_endpoint.host_port(addr, node.metrics_port)}/metrics"
+    shown = url.replace("0.0.0.0", node.advertise_addr, 1) if addr in \
+        metrics_endpoint.WILDCARDS else url
+    where = "loopback only" if addr.startswith("127.") or addr in ("::1", "[::1]") else \
+        f"listening on {addr}"
+    return (f"metrics: {shown} (agent and controllers, one process; plain http, "
+            f"{where}; Prometheus: manifests/prometheus/)")
 
 
 async def apply_manifest(node: NodeState, path: str, tls: UpTls | None) -> None:
