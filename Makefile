@@ -59,11 +59,13 @@ $(VENV)/.installed: pyproject.toml
 
 # A whole cluster on this machine, in the foreground (Ctrl-C stops it all):
 # etcd, the controllers and one agent (docker runtime: `docker` started
-# dockerd and built the demo image), then manifests/demo.yaml applied once
-# the node is ready. Extra options: make up UP_ARGS="--etcd-port 2479".
+# dockerd and built the demo image), metrics on 127.0.0.1:9101; the first time
+# (a fresh state dir), manifests/demo.yaml applied once the node is ready; a
+# restart keeps the cluster as the user left it (`kubeless up --apply-once`).
+# Extra options: make up UP_ARGS="--etcd-port 2479 --metrics-port 9201".
 UP_ARGS ?=
 up: deps docker venv
-	$(VENV)/bin/kubeless up --apply manifests/demo.yaml $(UP_ARGS)
+	$(VENV)/bin/kubeless up --apply-once manifests/demo.yaml $(UP_ARGS)
 
 # A real multi-host cluster on this machine, in the foreground (Ctrl-C removes it
 # all): 3 managers and 2 workers as network namespaces, each with its own dockerd

@@ -9,8 +9,12 @@ then ``kubeless init``'s logic (a cluster record, a root CA, join tokens;
 the node restarts from the state dir next time), then this host as a
 manager: its agent and its controllers. The runtime is docker when a
 Docker Engine answers, else process, and ``up`` says which. With
-``--apply FILE`` it applies manifests once the node is ready (``make up``
-applies manifests/demo.yaml this way). Ctrl-C stops everything: the agent
+``--apply FILE`` it applies manifests once the node is ready, at every start;
+with ``--apply-once FILE`` only when it made the cluster (``make up`` applies
+manifests/demo.yaml this way: a restart keeps what the user changed). It serves
+the agent's and the controllers' Prometheus metrics from its one process on
+127.0.0.1:9101 unless told otherwise (``--metrics-port``, ``--metrics-addr``;
+a state dir keeps the last ones given), and prints the URL. Ctrl-C stops everything: the agent
 marks its heartbeat stopped (not revoked: containers keep running and the
 node stays ready), the controllers resign, then the etcd is stopped. The
 next ``up`` starts that etcd again (which extends the leases it kept), and
@@ -36,7 +40,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +167,10 @@ def check_metrics_port(addr: str, port: int) -> None:
               help="Serve the read-only web dashboard on 127.0.0.1 at this port (0: none) "
                    f"[env {dashboard.PORT_ENV}].")
 @click.option("--apply", "apply_files", multiple=True, type=click.Path(exists=True),
-              help="Apply this manifest once the node is ready (repeatable).")
+              help="Apply this manifest once the node is ready, at every start (repeatable).")
+@click.option("--apply-once", "apply_once", multiple=True, type=click.Path(exists=True),
+              help="Apply this manifest once the node is ready, only when this up makes the "
+              "cluster (a fresh state dir): a restart keeps the user's changes (repeatable).")
 @flag("--insecure",
       help="A new cluster without TLS: plain http etcd, no client certificates.")
 @join_port_option()
@@ -174,7 +181,7 @@ def check_metrics_port(addr: str, port: int) -> None:
 @pass_context
 def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
        metrics_port: int | None, metrics_addr: str | None, dashboard_port: int,
-       apply_files: tuple[str, ...], insecure: bool,
+       apply_files: tuple[str, ...], apply_once: tuple[str, ...], insecure: bool,
        join_port: int | None, cert_expiry: float | None, **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
@@ -200,7 +207,7 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
     check_metrics_port(*up_metrics(state, opts))
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
-                        apply_files, transport, dashboard_port))
+                        Applies(apply_files, apply_once), transport, dashboard_port))
     except KeyboardInterrupt:
         pass
 
@@ -220,15 +227,14 @@ def _ignore_cert_path(state: StateDir, transport: Transport) -> None:
 
 
 async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-              apply_files: tuple[str, ...], transport: Transport, dashboard_port: int) -> None:
+              applies: Applies, transport: Transport, dashboard_port: int) -> None:
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        await _run(ctx, state, port, runtime, opts, apply_files, transport, dashboard_port,
-                   stop)
+        await _run(ctx, state, port, runtime, opts, applies, transport, dashboard_port, stop)
 
 
 async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-               apply_files: tuple[str, ...], transport: Transport, dashboard_port: int,
+               applies: Applies, transport: Transport, dashboard_port: int,
                stop: asyncio.Event) -> None:
     _claim(state.path)
     etcd: StateDirEtcd | None = None
@@ -241,10 +247,14 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
         node, made = await _until(stop, _cluster(ctx, state, name, opts, tls))
         _banner(state, etcd, node, name, why, made, tls, transport.warning)
         if dashboard_port:
-            click.echo(f"dashboard: {dashboard_url(dashboard_port)} (read-only)\n")
+            click.echo(f"dashboard: {dashboard_url(dashboard_port)} (read-only)")
+        click.echo(f"{metrics_line(node)}\n")
+        for path in applies.skipped(made):
+            click.echo(f"not applying {path} (--apply-once): the cluster comes from the state "
+                       "dir, as it was left", err=True)
 
         async def apply_all() -> None:
-            for path in apply_files:
+            for path in applies.on_start(made):
                 await apply_manifest(node, path, tls)
 
         if not stop.is_set():
@@ -262,6 +272,21 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
 def dashboard_url(port: int) -> str:
     """Where the controllers ``up`` runs serve their dashboard."""
     return f"http://{dashboard.DEFAULT_ADDRESS}:{port}/"
+
+
+@dataclass(frozen=True)
+class Applies:
+    """Manifests to apply once the node is ready: ``always`` at every start (``--apply``),
+    ``once`` only when this ``up`` made the cluster (``--apply-once``; ``make up``'s demo)."""
+
+    always: tuple[str, ...] = ()
+    once: tuple[str, ...] = ()
+
+    def on_start(self, made: bool) -> tuple[str, ...]:
+        return self.always + (self.once if made else ())
+
+    def skipped(self, made: bool) -> tuple[str, ...]:
+        return () if made else self.once
 
 
 class _Stopped(Exception):
@@ -358,7 +383,6 @@ def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, 
         f"  state dir  {state}\n"
         + (f"  join       {node.advertise_addr}:{node.join_port} (the join endpoint; "
            "join-token prints the command)\n" if node.join_port else "")
-        + f"  {metrics_line(node)}\n"
         + "\n"
         + (f"{warning}\n\n" if warning else "")
         + f"Use it from another terminal:\n"
@@ -378,13 +402,12 @@ def metrics_line(node: NodeState) -> str:
     if not node.metrics_port:
         return "metrics: none (--metrics-port 0)"
     addr = node.metrics_addr or metrics_endpoint.DEFAULT_ADDR
-    url = f"http://{metrics_endpoint.host_port(addr, node.metrics_port)}/metrics"
-    shown = url.replace("0.0.0.0", node.advertise_addr, 1) if addr in \
-        metrics_endpoint.WILDCARDS else url
-    where = "loopback only" if addr.startswith("127.") or addr in ("::1", "[::1]") else \
-        f"listening on {addr}"
-    return (f"metrics: {shown} (agent and controllers, one process; plain http, "
-            f"{where}; Prometheus: manifests/prometheus/)")
+    shown = metrics_endpoint.scrape_address(addr, node.metrics_port, node.advertise_addr)
+    where = ("on loopback only" if addr.startswith("127.") or addr in ("::1", "[::1]")
+             else f"listening on {addr}")
+    return (f"metrics: http://{shown}/metrics (the agent's and the controllers', one process; "
+            f"http without TLS, {where}; Prometheus: `kubeless prometheus targets`, "
+            "manifests/prometheus/)")
 
 
 async def apply_manifest(node: NodeState, path: str, tls: UpTls | None) -> None:

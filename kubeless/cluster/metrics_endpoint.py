@@ -48,7 +48,7 @@ def serve(addr: str, port: int, what: str) -> None:
     except OSError as err:
         raise MetricsBindError(f"cannot serve metrics on {host_port(addr, port)}: "
                                f"{err.strerror or err}") from None
-    log.info("%s metrics: http://%s/metrics (plain http)", what, host_port(addr, port))
+    log.info("%s metrics: http://%s/metrics (http without TLS)", what, host_port(addr, port))
 
 
 def host_port(host: str, port: int) -> str:
