@@ -43,6 +43,7 @@ deps:
 	fi
 	@test -x /usr/bin/etcd || { echo "error: /usr/bin/etcd is missing after installing etcd-server" >&2; exit 1; }
 	@test -x /usr/sbin/dockerd || { echo "error: /usr/sbin/dockerd is missing after installing docker.io" >&2; exit 1; }
+	@test -x /usr/bin/promtool -a -x /usr/bin/prometheus || { echo "error: promtool or prometheus is missing after installing prometheus" >&2; exit 1; }
 
 # A Docker Engine that answers (started when none runs) and the demo/test image.
 docker: deps
