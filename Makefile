@@ -43,6 +43,7 @@ deps:
 	fi
 	@test -x /usr/bin/etcd || { echo "error: /usr/bin/etcd is missing after installing etcd-server" >&2; exit 1; }
 	@test -x /usr/sbin/dockerd || { echo "error: /usr/sbin/dockerd is missing after installing docker.io" >&2; exit 1; }
+	@test -x /usr/bin/promtool -a -x /usr/bin/prometheus || { echo "error: promtool or prometheus is missing after installing prometheus" >&2; exit 1; }
 
 # A Docker Engine that answers (started when none runs) and the demo/test image.
 docker: deps
@@ -59,11 +60,13 @@ $(VENV)/.installed: pyproject.toml
 
 # A whole cluster on this machine, in the foreground (Ctrl-C stops it all):
 # etcd, the controllers and one agent (docker runtime: `docker` started
-# dockerd and built the demo image), then manifests/demo.yaml applied once
-# the node is ready. Extra options: make up UP_ARGS="--etcd-port 2479".
+# dockerd and built the demo image), metrics on 127.0.0.1:9101; the first time
+# (a fresh state dir), manifests/demo.yaml applied once the node is ready; a
+# restart keeps the cluster as the user left it (`kubeless up --apply-once`).
+# Extra options: make up UP_ARGS="--etcd-port 2479 --metrics-port 9201".
 UP_ARGS ?=
 up: deps docker venv
-	$(VENV)/bin/kubeless up --apply manifests/demo.yaml $(UP_ARGS)
+	$(VENV)/bin/kubeless up --apply-once manifests/demo.yaml $(UP_ARGS)
 
 # A real multi-host cluster on this machine, in the foreground (Ctrl-C removes it
 # all): 3 managers and 2 workers as network namespaces, each with its own dockerd

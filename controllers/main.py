@@ -3,7 +3,9 @@
 Any number of these processes may run; each controller elects one leader
 among them. The process also keeps ``managers/<identity>`` bound to a
 lease, so ``node ls`` can say which managers' controllers are alive
-(Reachable) and which one leads. ``--identity`` defaults to this host's
+(Reachable) and which one leads; its value says where the process serves
+``/metrics`` (``kubeless.cluster.metrics_endpoint``: ``--metrics-port``, on
+``--metrics-addr``, 127.0.0.1 unless told). ``--identity`` defaults to this host's
 node name, tying the process to its node. ``--ca-key`` gives it the cluster
 CA's key, from which it derives the cluster's secrets key: the secrets
 controller then delivers secrets to nodes (configs it delivers without).
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 from kubeless import store
 from kubeless.aio import guard
-from kubeless.cluster import secrets_key
+from kubeless.cluster import metrics_endpoint, secrets_key
 from kubeless.cluster.errors import CAError
 from kubeless.log_setup import configure_logging
 from kubeless.api.names import dns_label
@@ -94,8 +96,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="seconds between the autoscaler's evaluations of every autoscaled "
                         f"service (default {DEFAULT_PERIOD:g})")
     p.add_argument("--lease-ttl", type=int, default=5, help="leader lease TTL in seconds")
-    p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port")
-    p.add_argument("--metrics-addr", default="127.0.0.1", help="address for /metrics")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics on this port (plain http; default: none)")
+    p.add_argument("--metrics-addr", default=metrics_endpoint.DEFAULT_ADDR,
+                   help="listen for /metrics on this address (default 127.0.0.1; 0.0.0.0: "
+                        "every address, advertised as this host's name)")
     p.add_argument("--events-ttl", default="1h",
                    help="how long an Event lives after its last occurrence (default 1h; "
                         "0s: record none)")
@@ -137,13 +142,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int) -> None:
-    """Keep ``managers/<identity>`` alive on a lease; put it again after a loss."""
+async def keep_manager_key(etcd: store.Etcd, key: str, identity: str, ttl: int,
+                           metrics: str | None = None) -> None:
+    """Keep ``managers/<identity>`` alive on a lease (its value: the identity and where
+    this process serves /metrics); put it again after a loss."""
+    value = metrics_endpoint.manager_value(identity, metrics)
     while True:
         try:
             async with KeptLease(etcd, ttl) as lease:
                 await etcd.txn([Compare(key, "create", "==", 0)],
-                               [Put(key, identity.encode(), lease.id)])
+                               [Put(key, value, lease.id)])
                 await lease.lost.wait()
         except StoreError as err:
             log.warning("manager key: %s; retrying", err)
@@ -170,6 +178,15 @@ def assemble(rstore: store.ResourceStore, names: Sequence[str],
     return [make(n) for n in names]
 
 
+def scrape_address(args: argparse.Namespace) -> str | None:
+    """Where Prometheus scrapes this process (None: no --metrics-port). A manager's node
+    process, which serves the port itself, passes the address to say."""
+    if args.metrics_port is None:
+        return None
+    return metrics_endpoint.scrape_address(args.metrics_addr, args.metrics_port,
+                                           socket.gethostname())
+
+
 async def run(args: argparse.Namespace) -> None:
     rstore = store.connect(args.endpoints, args.prefix, tls=args.tls)
     identity = args.identity or default_identity()
@@ -185,7 +202,8 @@ async def run(args: argparse.Namespace) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(keep_manager_key(rstore.etcd, rstore.keys.manager(identity), identity,
-                                            args.lease_ttl), name="manager key")
+                                            args.lease_ttl, scrape_address(args)),
+                           name="manager key")
             tg.create_task(runner.run(), name="runner")
             if args.tls is not None:  # renewed certificates: new connections present them
                 tg.create_task(rstore.etcd.follow_tls_files(), name="tls files")
@@ -204,9 +222,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (store.BadEndpoint, store.TlsError) as err:
         sys.exit(f"error: {err}")
     if args.metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, addr=args.metrics_addr)
+        try:
+            metrics_endpoint.serve(args.metrics_addr, args.metrics_port, "controllers")
+        except metrics_endpoint.MetricsBindError as err:
+            sys.exit(f"error: {err}")
 
     async def serve() -> None:
         task = asyncio.current_task()

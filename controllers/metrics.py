@@ -1,6 +1,7 @@
-"""Control-plane metrics beyond the framework's: tasks, nodes, placement latency.
+"""Control-plane metrics beyond the framework's: tasks, nodes, services, placement latency.
 
-Task and node counts are computed from the cluster view when Prometheus
+Task, node and service figures (``service_figures``: desired and running
+tasks of each long-running service, and whether its rollout is paused) are computed from the cluster view when Prometheus
 scrapes (a custom collector), so they cost nothing between scrapes and are
 always current. Latencies are observed where the event happens: creation
 to assignment in the scheduler, creation to running here, by a handler of
@@ -15,7 +16,8 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any
 
-from kubeless.api.tasks import created_at
+from kubeless.api import workload
+from kubeless.api.tasks import Task, created_at
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -39,8 +41,31 @@ TIME_TO_RUNNING = Histogram("kubeless_task_creation_to_running_seconds",
                             buckets=_LATENCY_BUCKETS)
 
 
+PAUSED_STATES = ("paused", "rollback_paused")
+
+
+def service_figures(service: dict[str, Any], tasks: list[Task]) -> tuple[int, int, int] | None:
+    """(desired tasks, running tasks, rollout paused 0/1) of a long-running service;
+    None for a job (its tasks complete: running fewer than replicas is no fault).
+    Desired is ``replicas``, or for a global service the tasks replication wants
+    running (one per eligible node)."""
+    if workload.is_job(service):
+        return None
+    wanted = [t for t in tasks if t.wants_running]
+    if workload.is_global(service):
+        desired = len(wanted)
+    else:
+        desired = max(int((service.get("spec") or {}).get("replicas", 1) or 0), 0)
+    running = sum(1 for t in wanted if t.state == "running")
+    update = (service.get("status") or {}).get("updateStatus") or {}
+    paused = int(isinstance(update, dict) and update.get("state") in PAUSED_STATES)
+    return desired, running, paused
+
+
 class ViewCollector(Collector):
-    """kubeless_tasks{state} and kubeless_nodes{state}, counted at scrape time."""
+    """kubeless_tasks{state}, kubeless_nodes{state}, and per service
+    kubeless_service_desired_tasks, kubeless_service_running_tasks and
+    kubeless_service_rollout_paused, counted at scrape time."""
 
     def __init__(self, view: ClusterView) -> None:
         self.view = view
@@ -60,6 +85,31 @@ class ViewCollector(Collector):
                 nodes.add_metric([state, avail], n)
         yield tasks
         yield nodes
+        yield from self.services()
+
+    def services(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["namespace", "service"]
+        desired = GaugeMetricFamily("kubeless_service_desired_tasks",
+                                    "Tasks a long-running service wants running (replicas, "
+                                    "or one per eligible node for a global one).", labels=labels)
+        running = GaugeMetricFamily("kubeless_service_running_tasks",
+                                    "Tasks of a long-running service wanted and running.",
+                                    labels=labels)
+        paused = GaugeMetricFamily("kubeless_service_rollout_paused",
+                                   "1 while the service's rollout (or rollback) is paused.",
+                                   labels=labels)
+        if self.view.caches:
+            for stored in self.view.services():
+                meta = stored.get("metadata") or {}
+                ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+                figures = service_figures(self.view.service(ns, name) or stored,
+                                          self.view.tasks_of(ns, name))
+                if figures is not None:
+                    for family, value in zip((desired, running, paused), figures):
+                        family.add_metric([ns, name], value)
+        yield desired
+        yield running
+        yield paused
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

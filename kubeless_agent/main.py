@@ -79,6 +79,8 @@ from kubeless.log_setup import configure_logging
 from kubeless.api import parse_duration, parse_size
 from kubeless.cluster import NodeState, StateDir
 from kubeless.cluster import CAError
+from kubeless.cluster.metrics_endpoint import DEFAULT_ADDR as DEFAULT_METRICS_ADDR
+from kubeless.cluster.metrics_endpoint import scrape_address, serve as serve_metrics
 from kubeless.cluster.sealing import new_private_key
 from kubeless.cluster.node_tls import (ServerTls, choose_server_tls, reload_server_cert,
                                        server_context, server_usage)
@@ -144,7 +146,8 @@ class AgentConfig:
     heartbeat_ttl: int = 5
     cpus: float | None = None
     memory: int | None = None
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # served by the caller (``_serve``, a node process)
+    metrics_addr: str = DEFAULT_METRICS_ADDR  # ...on this address; both in the heartbeat
     hollow_nodes: int = 0
     role: str = "worker"  # the role a new node registers with (a manager join token's)
     logs_port: int | None = 0  # serve task logs here (0: any free port; None: not at all)
@@ -192,6 +195,7 @@ class AgentConfig:
         return cls(endpoints=node.endpoints, prefix=node.prefix, runtime=node.runtime,
                    node_name=node.node_id, advertise_addr=node.advertise_addr,
                    labels=tuple(node.labels.items()), metrics_port=node.metrics_port,
+                   metrics_addr=node.metrics_addr or DEFAULT_METRICS_ADDR,
                    role=role or node.role, **extra)
 
     @property
@@ -280,6 +284,9 @@ class AgentProcess:
         self._advertised: dict[str, Any] = secrets_fields(self.secrets_key)
         if config.join_port:
             self._advertised["joinPort"] = config.join_port
+        if config.metrics_port:  # where Prometheus scrapes this process (metrics_endpoint)
+            self._advertised["metrics"] = scrape_address(
+                config.metrics_addr, config.metrics_port, config.advertise_addr)
 
     def advertise(self, fields: dict[str, Any]) -> None:
         """Say ``fields`` in every local node's heartbeat (a manager's ``joinPort``)."""
@@ -629,7 +636,11 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
     p.add_argument("--heartbeat-ttl", type=int, default=5, help="heartbeat lease TTL, seconds")
     p.add_argument("--cpus", type=float, help="CPUs to advertise (default: all)")
     p.add_argument("--memory", help="memory to advertise, e.g. 4Gi (default: MemTotal)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus /metrics on this port (plain http; default: none)")
+    p.add_argument("--metrics-addr", default=DEFAULT_METRICS_ADDR,
+                   help="listen for /metrics on this address (default 127.0.0.1; 0.0.0.0: "
+                        "every address, advertised as --advertise-addr)")
     p.add_argument("--hollow-nodes", type=int, default=0,
                    help="run N hollow nodes <node-name>-0..N-1 in this process")
     p.add_argument("--mesh-bind", metavar="ADDR",
@@ -672,7 +683,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentConfig:
             node_name=dns_label(args.node_name) if args.node_name else None,
             advertise_addr=args.advertise_addr, labels=tuple(labels.items()),
             heartbeat_ttl=args.heartbeat_ttl, cpus=args.cpus, memory=memory,
-            metrics_port=args.metrics_port, hollow_nodes=max(args.hollow_nodes, 0),
+            metrics_port=args.metrics_port, metrics_addr=args.metrics_addr,
+            hollow_nodes=max(args.hollow_nodes, 0),
             logs_port=args.logs_port, join_port=args.join_port,
             runtime_options=(("state_dir", args.process_dir),)
             if args.runtime == "process" and args.process_dir else (),
@@ -744,7 +756,7 @@ async def _serve(config: AgentConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if config.metrics_port is not None:
-        metrics.serve(config.metrics_port)
+        serve_metrics(config.metrics_addr, config.metrics_port, "agent")
     await AgentProcess(config).run(stop)
 
 

@@ -1,12 +1,12 @@
 """Prometheus metrics of an agent process (one set per process, hollow nodes included).
 
 Counts are per process, not per node, so 1,000 hollow nodes add no label
-cardinality. ``serve(port)`` exposes them at ``/metrics``.
+cardinality. ``kubeless.cluster.metrics_endpoint.serve`` exposes them at ``/metrics``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 TASKS = Gauge("kubeless_agent_tasks", "Tasks this process runs, by observed state", ["state"])
 TASK_REPORTS = Counter("kubeless_agent_task_reports",
@@ -32,10 +32,6 @@ def task_state_changed(old: str | None, new: str | None) -> None:
         TASKS.labels(state=old).dec()
     if new is not None:
         TASKS.labels(state=new).inc()
-
-
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    start_http_server(port, addr=addr)
 
 
 # -- load (kubeless_agent.load): set only by an agent of real nodes, not hollow ones ------

@@ -44,6 +44,7 @@ COMMANDS = {
     "certs": "kubeless_cli.certs_cmds:certs",
     "user": "kubeless_cli.user_cmds:user",
     "completion": "kubeless_cli.completion:completion",
+    "prometheus": "kubeless_cli.prometheus_cmd:prometheus",
 }
 
 

@@ -16,7 +16,10 @@ deliver secrets to the nodes. A manager that holds
 the CA key and has a join port also serves the join endpoint
 (``kubeless.cluster.join_server``), and says its port in its agent's heartbeat
 (``joinPort``: where the other nodes renew their certificates); when it cannot (no CA key, the port
-taken) it says so in its log and the node runs on without it.
+taken) it says so in its log and the node runs on without it. With a metrics port the
+process serves ``/metrics`` once, the agent's and the controllers' together, on the
+node's ``metrics_addr`` (127.0.0.1 unless told), and both say that address
+(``kubeless.cluster.metrics_endpoint``).
 
 One stop path: SIGINT or SIGTERM, the caller's ``stop`` event, or a part
 that ends or crashes all set ``stop``. The agent stops gracefully on it:
@@ -41,8 +44,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubeless.cluster import ClusterError, NodeState, StateDir
+from kubeless.cluster.metrics_endpoint import (DEFAULT_ADDR, WILDCARDS, MetricsBindError,
+                                               serve as serve_metrics)
 from kubeless.log_setup import configure_logging
-from kubeless_agent import metrics as agent_metrics
 from kubeless_agent.main import AgentConfig, AgentProcess
 from kubeless_agent.runtime import Runtime
 from kubeless_cli.context import CliError
@@ -78,8 +82,12 @@ class NodeProcess:
         await check_runtime(self.node, self.state)
         stop = stop or asyncio.Event()
         with stop_on_signals(stop):
-            if self.node.metrics_port is not None:
-                agent_metrics.serve(self.node.metrics_port)  # the controllers' metrics too
+            if self.node.metrics_port:  # one registry: the controllers' metrics too
+                try:
+                    serve_metrics(metrics_addr(self.node), self.node.metrics_port,
+                                  "manager" if self.manager else "agent")
+                except MetricsBindError as bind_error:
+                    raise CliError(f"{bind_error} (--metrics-port N; 0: none)") from None
             failures = await self._supervise(stop)
         if failures:
             name, err = failures[0]
@@ -168,7 +176,23 @@ async def run_controllers(node: NodeState, state: StateDir,
     dashboard = ["--dashboard-port", str(dashboard_port)] if dashboard_port is not None else []
     await run(parse_args(["--endpoints", node.endpoints, "--prefix", node.prefix,
                           "--identity", node.node_id, *ca_key, *dashboard,
+                          *metrics_flags(node),
                           *tls_flags(manager_tls(node, state))]))
+
+
+def metrics_addr(node: NodeState) -> str:
+    return node.metrics_addr or DEFAULT_ADDR
+
+
+def metrics_flags(node: NodeState) -> list[str]:
+    """What the controllers say in ``managers/<id>``: the port this node process serves
+    (``run`` only advertises it; the process serves it once for agent and controllers),
+    on the node's advertise address when it listens on every address."""
+    if not node.metrics_port:
+        return []
+    addr = metrics_addr(node)
+    return ["--metrics-port", str(node.metrics_port),
+            "--metrics-addr", node.advertise_addr if addr in WILDCARDS else addr]
 
 
 async def renew_manager_identity(node: NodeState, state: StateDir) -> None:

@@ -35,12 +35,25 @@ def node_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--state-dir", envvar="KUBELESS_STATE_DIR", default=DEFAULT_STATE_DIR,
                      show_default=True, help="Where the node keeps its identity "
                      "[env KUBELESS_STATE_DIR]."),
-        click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port."),
+        *metrics_options(),
         join_port_option(),
         *agent_service_options(),
     ]):
         fn = option(fn)
     return fn
+
+
+def metrics_options(default_port: str = "none") -> list[Callable[..., Any]]:
+    """``--metrics-port`` and ``--metrics-addr``: where the node's process serves
+    Prometheus /metrics, the agent's and (on a manager) the controllers' (None when not
+    given: a restart keeps the stored ones)."""
+    return [
+        click.option("--metrics-port", type=click.IntRange(0, 65535),
+                     help=f"Serve Prometheus /metrics (plain http) on this port (default "
+                     f"{default_port}; 0: none)."),
+        click.option("--metrics-addr", help="Listen for /metrics on this address (default "
+                     "127.0.0.1; 0.0.0.0: every address, advertised as the node's address)."),
+    ]
 
 
 def join_port_option() -> Callable[..., Any]:
@@ -117,6 +130,7 @@ def new_node_state(ctx: Context, endpoints: str, opts: dict[str, Any], role: str
                      prefix=ctx.prefix, runtime=opts.get("runtime") or "docker",
                      advertise_addr=opts.get("advertise_addr") or source_address(endpoints),
                      labels=labels, metrics_port=opts.get("metrics_port"),
+                     metrics_addr=opts.get("metrics_addr"),
                      agent_options=agent_options(opts),
                      join_port=DEFAULT_JOIN_PORT if opts.get("join_port") is None
                      else int(opts["join_port"]))
@@ -132,7 +146,7 @@ def overridden(node: NodeState, opts: dict[str, Any], endpoints: str | None,
         changes["endpoints"] = endpoints
     if prefix:
         changes["prefix"] = prefix
-    for field in ("runtime", "advertise_addr", "metrics_port", "join_port"):
+    for field in ("runtime", "advertise_addr", "metrics_port", "metrics_addr", "join_port"):
         if opts.get(field) is not None:
             changes[field] = opts[field]
     if agent_options(opts):

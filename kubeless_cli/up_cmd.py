@@ -9,8 +9,12 @@ then ``kubeless init``'s logic (a cluster record, a root CA, join tokens;
 the node restarts from the state dir next time), then this host as a
 manager: its agent and its controllers. The runtime is docker when a
 Docker Engine answers, else process, and ``up`` says which. With
-``--apply FILE`` it applies manifests once the node is ready (``make up``
-applies manifests/demo.yaml this way). Ctrl-C stops everything: the agent
+``--apply FILE`` it applies manifests once the node is ready, at every start;
+with ``--apply-once FILE`` only when it made the cluster (``make up`` applies
+manifests/demo.yaml this way: a restart keeps what the user changed). It serves
+the agent's and the controllers' Prometheus metrics from its one process on
+127.0.0.1:9101 unless told otherwise (``--metrics-port``, ``--metrics-addr``;
+a state dir keeps the last ones given), and prints the URL. Ctrl-C stops everything: the agent
 marks its heartbeat stopped (not revoked: containers keep running and the
 node stays ready), the controllers resign, then the etcd is stopped. The
 next ``up`` starts that etcd again (which extends the leases it kept), and
@@ -33,9 +37,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +52,11 @@ from kubeless_cli.context import CliError, Context, pass_context
 from kubeless_cli.flags import flag
 from kubeless_cli.node_process import NodeProcess, node_resource, stop_on_signals
 from kubeless_cli.node_state import (agent_options, agent_service_options, cluster_call,
-                                     explicit_endpoints, join_port_option, new_node_state,
-                                     save_init, where)
+                                     explicit_endpoints, join_port_option, metrics_options,
+                                     new_node_state, save_init, where)
 from kubeless_cli.up_tls import (ADMIN_DIR, ETCD_DATA, ETCD_PKI, Transport, UpTls,
                                  choose_transport, prepare_tls, renew_own_identities)
-from kubeless.cluster import ClusterError, NodeState, StateDir
+from kubeless.cluster import ClusterError, NodeState, StateDir, metrics_endpoint
 from kubeless.cluster.errors import EtcdElsewhere, EtcdError, EtcdPortTaken
 from kubeless.cluster.record import DEFAULT_CERT_EXPIRY
 from kubeless.cluster.etcd_server import StateDirEtcd, cmdline, read_pid
@@ -111,6 +116,38 @@ def docker_answers() -> str | None:
     return None
 
 
+# -- metrics ------------------------------------------------------------------------
+
+UP_METRICS_PORT = 9101  # the agent's and the controllers' /metrics: one process
+
+
+def up_metrics(state: StateDir, opts: dict[str, Any]) -> tuple[str, int]:
+    """(address, port) of this up's /metrics (port 0: none): the flags given, else the
+    state dir's node, else 127.0.0.1:9101."""
+    stored = state.load_node() if state.has_node() else None
+    port = opts.get("metrics_port")
+    if port is None:
+        port = stored.metrics_port if stored and stored.metrics_port is not None \
+            else UP_METRICS_PORT
+    addr = opts.get("metrics_addr") or (stored.metrics_addr if stored else None) \
+        or metrics_endpoint.DEFAULT_ADDR
+    return addr, port
+
+
+def check_metrics_port(addr: str, port: int) -> None:
+    """A taken metrics port is one line before anything starts."""
+    if not port:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr.strip("[]"), port))
+    except OSError as err:
+        raise CliError(f"cannot serve metrics on {metrics_endpoint.host_port(addr, port)}: "
+                       f"{err.strerror or err}: pick another with --metrics-port N (make up "
+                       "UP_ARGS=\"--metrics-port N\"), or 0 for none") from None
+
+
 # -- the command ----------------------------------------------------------------------
 
 @click.command()
@@ -123,13 +160,17 @@ def docker_answers() -> str | None:
               default="auto", show_default=True,
               help="auto: docker when a Docker Engine answers, else process.")
 @click.option("--node-name", help="Node id (default: the hostname as a DNS label).")
-@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port.")
+@metrics_options(default_port=f"{UP_METRICS_PORT}, or the port the state dir keeps")[0]
+@metrics_options()[1]
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), envvar=dashboard.PORT_ENV,
               default=dashboard.DEFAULT_PORT, show_default=True,
               help="Serve the read-only web dashboard on 127.0.0.1 at this port (0: none) "
                    f"[env {dashboard.PORT_ENV}].")
 @click.option("--apply", "apply_files", multiple=True, type=click.Path(exists=True),
-              help="Apply this manifest once the node is ready (repeatable).")
+              help="Apply this manifest once the node is ready, at every start (repeatable).")
+@click.option("--apply-once", "apply_once", multiple=True, type=click.Path(exists=True),
+              help="Apply this manifest once the node is ready, only when this up makes the "
+              "cluster (a fresh state dir): a restart keeps the user's changes (repeatable).")
 @flag("--insecure",
       help="A new cluster without TLS: plain http etcd, no client certificates.")
 @join_port_option()
@@ -139,8 +180,8 @@ def docker_answers() -> str | None:
 @agent_service_options()[2]
 @pass_context
 def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name: str | None,
-       metrics_port: int | None, dashboard_port: int, apply_files: tuple[str, ...],
-       insecure: bool,
+       metrics_port: int | None, metrics_addr: str | None, dashboard_port: int,
+       apply_files: tuple[str, ...], apply_once: tuple[str, ...], insecure: bool,
        join_port: int | None, cert_expiry: float | None, **agent: Any) -> None:
     """Run a one-node cluster on this machine in the foreground: etcd, controllers, agent.
 
@@ -160,12 +201,13 @@ def up(ctx: Context, /, state_dir: str, etcd_port: int, runtime: str, node_name:
         click.echo(f"warning: kubeless up runs its own etcd at {url}; --endpoints/"
                    f"KUBELESS_ENDPOINTS ({given}) is not used", err=True)
     _ignore_cert_path(state, transport)
-    opts = {"node_name": node_name, "metrics_port": metrics_port, "join_port": join_port,
-            "cert_expiry": cert_expiry, **agent}
+    opts = {"node_name": node_name, "metrics_port": metrics_port, "metrics_addr": metrics_addr,
+            "join_port": join_port, "cert_expiry": cert_expiry, **agent}
     agent_options(opts)  # a mistake is one line, before anything starts
+    check_metrics_port(*up_metrics(state, opts))
     try:
         asyncio.run(_up(replace(ctx, endpoints=url), state, etcd_port, runtime, opts,
-                        apply_files, transport, dashboard_port))
+                        Applies(apply_files, apply_once), transport, dashboard_port))
     except KeyboardInterrupt:
         pass
 
@@ -185,15 +227,14 @@ def _ignore_cert_path(state: StateDir, transport: Transport) -> None:
 
 
 async def _up(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-              apply_files: tuple[str, ...], transport: Transport, dashboard_port: int) -> None:
+              applies: Applies, transport: Transport, dashboard_port: int) -> None:
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        await _run(ctx, state, port, runtime, opts, apply_files, transport, dashboard_port,
-                   stop)
+        await _run(ctx, state, port, runtime, opts, applies, transport, dashboard_port, stop)
 
 
 async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dict[str, Any],
-               apply_files: tuple[str, ...], transport: Transport, dashboard_port: int,
+               applies: Applies, transport: Transport, dashboard_port: int,
                stop: asyncio.Event) -> None:
     _claim(state.path)
     etcd: StateDirEtcd | None = None
@@ -206,10 +247,14 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
         node, made = await _until(stop, _cluster(ctx, state, name, opts, tls))
         _banner(state, etcd, node, name, why, made, tls, transport.warning)
         if dashboard_port:
-            click.echo(f"dashboard: {dashboard_url(dashboard_port)} (read-only)\n")
+            click.echo(f"dashboard: {dashboard_url(dashboard_port)} (read-only)")
+        click.echo(f"{metrics_line(node)}\n")
+        for path in applies.skipped(made):
+            click.echo(f"not applying {path} (--apply-once): the cluster comes from the state "
+                       "dir, as it was left", err=True)
 
         async def apply_all() -> None:
-            for path in apply_files:
+            for path in applies.on_start(made):
                 await apply_manifest(node, path, tls)
 
         if not stop.is_set():
@@ -227,6 +272,21 @@ async def _run(ctx: Context, state: StateDir, port: int, runtime: str, opts: dic
 def dashboard_url(port: int) -> str:
     """Where the controllers ``up`` runs serve their dashboard."""
     return f"http://{dashboard.DEFAULT_ADDRESS}:{port}/"
+
+
+@dataclass(frozen=True)
+class Applies:
+    """Manifests to apply once the node is ready: ``always`` at every start (``--apply``),
+    ``once`` only when this ``up`` made the cluster (``--apply-once``; ``make up``'s demo)."""
+
+    always: tuple[str, ...] = ()
+    once: tuple[str, ...] = ()
+
+    def on_start(self, made: bool) -> tuple[str, ...]:
+        return self.always + (self.once if made else ())
+
+    def skipped(self, made: bool) -> tuple[str, ...]:
+        return () if made else self.once
 
 
 class _Stopped(Exception):
@@ -268,10 +328,11 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
     try:
         if state.has_node():
             stored = state.load_node()
+            addr, port = up_metrics(state, opts)
             node = replace(stored, runtime=runtime, endpoints=ctx.endpoints, prefix=ctx.prefix,
                            agent_options={**stored.agent_options, **agent_options(opts)},
                            join_port=stored.join_port if opts.get("join_port") is None
-                           else opts["join_port"])
+                           else opts["join_port"], metrics_port=port, metrics_addr=addr)
             found = await bootstrap.read_record(rstore)
             if found is not None:
                 await bootstrap.resume_node(rstore, state, node, here)
@@ -283,8 +344,11 @@ async def _cluster(ctx: Context, state: StateDir, runtime: str, opts: dict[str, 
                     await access.enable_for_node(rstore.etcd, rstore.keys, node.node_id)
                 return node, False
             # the etcd data was wiped: a new cluster, this state dir's node with it
+        addr, port = up_metrics(state, opts)
         node = new_node_state(ctx, ctx.endpoints, {**opts, "runtime": runtime,
-                                                   "advertise_addr": "127.0.0.1"}, "manager")
+                                                   "advertise_addr": "127.0.0.1",
+                                                   "metrics_port": port, "metrics_addr": addr},
+                              "manager")
         record, tokens = await bootstrap.create_cluster(
             rstore, state, node_resource(node, "manager"), here,
             ca=tls.ca if tls is not None else None,
@@ -331,6 +395,19 @@ def _banner(state: StateDir, etcd: StateDirEtcd, node: NodeState, runtime: str, 
         f"A worker on this machine: kubeless join-token worker --state-dir {state}\n"
         f"Ctrl-C stops the agent, the controllers and etcd; running containers are left\n"
         f"for the next `kubeless up` to adopt (`kubeless service rm NAME` removes them).\n")
+
+
+def metrics_line(node: NodeState) -> str:
+    """The banner's ``metrics: URL`` line (``none`` with --metrics-port 0)."""
+    if not node.metrics_port:
+        return "metrics: none (--metrics-port 0)"
+    addr = node.metrics_addr or metrics_endpoint.DEFAULT_ADDR
+    shown = metrics_endpoint.scrape_address(addr, node.metrics_port, node.advertise_addr)
+    where = ("on loopback only" if addr.startswith("127.") or addr in ("::1", "[::1]")
+             else f"listening on {addr}")
+    return (f"metrics: http://{shown}/metrics (the agent's and the controllers', one process; "
+            f"http without TLS, {where}; Prometheus: `kubeless prometheus targets`, "
+            "manifests/prometheus/)")
 
 
 async def apply_manifest(node: NodeState, path: str, tls: UpTls | None) -> None:

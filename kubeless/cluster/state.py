@@ -48,7 +48,8 @@ class NodeState:
     runtime: str
     advertise_addr: str
     labels: dict[str, str] = field(default_factory=dict)
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # serve /metrics (agent and controllers) on this port
+    metrics_addr: str | None = None  # ...on this address (None: 127.0.0.1)
     joined_at: str = ""
     agent_options: dict[str, str] = field(default_factory=dict)  # mesh_bind, dns_addr, drain_period
     join_port: int = 0  # a manager serves its join endpoint here (0: it does not)

@@ -90,11 +90,15 @@ class Up:
 
     def start(self, *extra: str, env: dict[str, str] | None = None
               ) -> tuple[subprocess.Popen[str], Path]:
+        """``up`` in the background, its output in a file; on a free metrics port of its
+        own unless ``extra`` says one (the default, 9101, may be another up's)."""
         out = self.tmp / f"up-{len(self.procs)}.out"
+        metrics = [] if "--metrics-port" in extra else ["--metrics-port", str(free_port())]
         with open(out, "w") as f:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kubeless_cli.main", "up", "--runtime", "fake",
-                 "--etcd-port", str(self.port), "--state-dir", str(self.state), *extra],
+                 "--etcd-port", str(self.port), "--state-dir", str(self.state), *metrics,
+                 *extra],
                 stdout=f, stderr=subprocess.STDOUT, text=True,
                 env=self.env if env is None else env)
         self.procs.append(proc)
@@ -351,3 +355,64 @@ def test_ctrl_c_and_up_again_adopts_every_process_and_rewrites_nothing(
             await remove_all(runtime, {})
             await runtime.close()
         asyncio.run(clean())
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses a TCP socket listens on at ``port`` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(addr)[::-1]))
+    return found
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def test_up_serves_metrics_on_loopback_and_applies_once(up: Up, tmp_path: Path) -> None:
+    """The banner's metrics URL answers with the agent's and the controllers' metrics,
+    on 127.0.0.1 only; --metrics-port given again on a state dir is honoured, and kept
+    when not given; --apply-once applies on the first start only."""
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text("apiVersion: kubeless.io/v1\nkind: Service\nmetadata: {name: hello}\n"
+                        "spec: {replicas: 1, template: {image: hello:1}}\n")
+    first_port = free_port()
+    first, out = up.start("--metrics-port", str(first_port), "--apply-once", str(manifest))
+    up.wait_ready_node(first, out)
+    assert f"metrics: http://127.0.0.1:{first_port}/metrics" in out.read_text()
+    text = scrape(first_port)
+    assert "kubeless_agent_tasks" in text and "kubeless_controller_is_leader" in text
+    assert listening(first_port) == {"127.0.0.1"}
+    wait_until(lambda: "hello" in up.kubeless("get", "services", "-o", "name").stdout,
+               DEADLINE, "--apply-once's service created", interval=0.2)
+    assert up.kubeless("delete", "service", "hello").returncode == 0  # the user's change
+    up.etcd_pid()
+    assert stop(first) == 0
+
+    second_port = free_port()
+    second, out2 = up.start("--metrics-port", str(second_port), "--apply-once", str(manifest))
+    up.wait_ready_node(second, out2)
+    text2 = out2.read_text()
+    assert f"metrics: http://127.0.0.1:{second_port}/metrics" in text2, text2
+    assert "not applying" in text2 and "kubeless_nodes" in scrape(second_port)
+    assert listening(second_port) == {"127.0.0.1"}
+    assert "hello" not in up.kubeless("get", "services", "-o", "name").stdout
+    up.etcd_pid()
+    assert stop(second) == 0
+
+    # not given: the state dir's port; a taken port is one line before anything starts
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the scrapes' TIME_WAIT
+        taken.bind(("127.0.0.1", second_port))
+        taken.listen()
+        refused = subprocess.run(
+            [sys.executable, "-m", "kubeless_cli.main", "up", "--runtime", "fake",
+             "--etcd-port", str(up.port), "--state-dir", str(up.state)],
+            capture_output=True, text=True, env=up.env, timeout=30)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"cannot serve metrics on 127.0.0.1:{second_port}" in refused.stderr
+    assert not (up.state / "etcd.pid").exists() or not alive(up.etcd_pid())
