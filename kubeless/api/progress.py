@@ -103,8 +103,9 @@ def _invalid(status: Resource) -> str | None:
 def _slots(service: Resource, status: Resource,
            tasks: Sequence[Task]) -> tuple[tuple[Line, ...], int, int]:
     """(a line per slot or node, how many run, how many should)."""
-    wanted = [t for t in tasks if t.wants_running and not t.is_done or
-              t.wants_running and t.state in ("failed", "rejected")]
+    # Tasks meant to run: alive, or failed and not yet replaced (its error is the news).
+    wanted = [t for t in tasks
+              if t.wants_running and (not t.is_done or t.state in ("failed", "rejected"))]
     if workload.is_global(service):
         by_node: dict[str, list[Task]] = {}
         for task in wanted:
@@ -128,10 +129,12 @@ def _line(label: str, group: list[Task]) -> Line:
     if not group:
         return Line(label, "pending")
     task = max(group, key=lambda t: (t.spec_version, t.created_time or 0.0, t.id))
-    error = str(task.status.get("error") or "") if task.state != "running" else ""
-    note = error or str(task.status.get("message") or "") if task.state in (
-        "pending", "failed", "rejected") else error
-    return Line(label, task.state, note)
+    if task.state == "running":
+        return Line(label, task.state)
+    error = str(task.status.get("error") or "")
+    if task.state in ("pending", "failed", "rejected"):  # why it waits, or why it ended
+        return Line(label, task.state, error or str(task.status.get("message") or ""))
+    return Line(label, task.state, error)
 
 
 def _no_extra(service: Resource, tasks: Sequence[Task]) -> bool:
