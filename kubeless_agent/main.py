@@ -65,7 +65,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import sys
@@ -76,7 +75,8 @@ from typing import Any
 
 from kubeless.aio import guard, unless_stopped
 from kubeless.log_setup import configure_logging
-from kubeless.api import parse_duration, parse_size
+from kubeless.api import parse_size
+from kubeless.api.units import parse_seconds
 from kubeless.cluster import NodeState, StateDir
 from kubeless.cluster import CAError
 from kubeless.cluster.metrics_endpoint import DEFAULT_ADDR as DEFAULT_METRICS_ADDR
@@ -736,18 +736,7 @@ def dns_addrs(text: str | None) -> tuple[str, ...] | None:
 
 def seconds(text: str, option: str = "--drain-period") -> float:
     """``2s``, ``500ms`` or a plain number of seconds (>= 0, finite) for ``option``."""
-    try:
-        value = float(text)
-    except ValueError:
-        try:
-            value = parse_duration(text)
-        except ValueError:
-            raise ValueError(f"{option} {text!r}: expected a duration like 2s") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{option} {text!r}: expected a duration like 2s")
-    if value < 0:
-        raise ValueError(f"{option} must not be negative")
-    return value
+    return parse_seconds(text, option)
 
 
 async def _serve(config: AgentConfig) -> None:

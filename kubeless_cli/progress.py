@@ -133,9 +133,9 @@ def timeout_option(fn: Any) -> Any:
 
 
 def parse_timeout(text: str) -> float:
-    from kubeless.api.units import parse_duration
+    from kubeless.api.units import parse_seconds
 
     try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
-    except ValueError:
-        raise CliError(f"--timeout {text!r}: expected a duration like 5m", 2) from None
+        return parse_seconds(text, "--timeout")
+    except ValueError as err:
+        raise CliError(str(err), 2) from None

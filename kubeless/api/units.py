@@ -48,6 +48,23 @@ def parse_duration(text: str) -> float:
     return parse_duration_ns(text) / 1e9
 
 
+def parse_seconds(text: str, option: str) -> float:
+    """A flag's duration: ``2s``, ``500ms`` or a plain number of seconds, finite and not
+    negative; ValueError with one line naming ``option`` otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            raise ValueError(f"{option} {text!r}: expected a duration like 2s") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{option} {text!r}: expected a duration like 2s")
+    if value < 0:
+        raise ValueError(f"{option} must not be negative")
+    return value
+
+
 def format_duration(seconds: float) -> str:
     """Go's form of a duration: 90.0 -> "1m30s", 0.5 -> "500ms", 0 -> "0s"."""
     if not math.isfinite(seconds) or seconds < 0:

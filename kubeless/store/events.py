@@ -162,15 +162,9 @@ class EventRecorder:
 def ttl_seconds(text: str) -> int:
     """``--events-ttl``: a duration (``1h``, ``90m``) or seconds; 0 records none; else at
     least 2 s (etcd's shortest lease). ValueError with one line otherwise."""
-    from kubeless.api.units import parse_duration
+    from kubeless.api.units import parse_seconds
 
-    try:
-        value = float(text)
-    except ValueError:
-        try:
-            value = parse_duration(text)
-        except ValueError:
-            raise ValueError(f"--events-ttl {text!r}: expected a duration like 1h") from None
+    value = parse_seconds(text, "--events-ttl")
     if value != 0 and not 2 <= value <= 30 * 86400:
         raise ValueError(f"--events-ttl {text!r}: expected 0 (none) or 2s to 30 days")
     return int(value)
