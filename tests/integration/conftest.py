@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from kubeless import store
 from tests.support.cli import Run, run_cli
+from tests.support.docker_plane import Plane, connected
 from tests.support.etcd_server import EtcdCluster, mark_cluster
 
 
@@ -34,6 +36,14 @@ def kubeless(etcd_cluster: EtcdCluster, prefix: str) -> Run:
 def plain_kubeless(plain_etcd: EtcdCluster, prefix: str) -> Run:
     """The CLI on the session's plain http:// etcd and the test's prefix."""
     return cli_on(plain_etcd, prefix)
+
+
+@pytest.fixture
+async def rs(plane: Plane) -> AsyncIterator[store.ResourceStore]:
+    """A store on the module's docker plane (its ``plane`` fixture), closed after the test."""
+    s = await connected(plane)
+    yield s
+    await s.etcd.close()
 
 
 @pytest.fixture(scope="module")

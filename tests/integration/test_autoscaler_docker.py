@@ -12,7 +12,7 @@ service is back at 1.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from kubeless import store
 from lab.waiting import until
-from tests.support.docker_plane import Plane, connected, running_plane
+from tests.support.docker_plane import Plane, running_plane
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -38,13 +38,6 @@ def plane(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory
                                                                "--load-period", "0.5s"],
                        controller_extras=("--autoscale-period", "1")) as p:
         yield p
-
-
-@pytest.fixture
-async def rs(plane: Plane) -> AsyncIterator[store.ResourceStore]:
-    s = await connected(plane)
-    yield s
-    await s.etcd.close()
 
 
 async def autoscale_of(rs: store.ResourceStore) -> tuple[int, dict[str, Any]]:

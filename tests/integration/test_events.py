@@ -16,7 +16,6 @@ import pytest
 from kubeless import store
 from kubeless.store import Compare, Keyspace
 from kubeless.store.events import EventRecorder
-from lab.waiting import until
 from tests.support.cli import Run, svc
 from tests.support.etcd_server import EtcdCluster
 

@@ -5,7 +5,7 @@ test plane (``tests.support.docker_plane``: real controllers and agents, TLS etc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ import yaml
 
 from kubeless import store
 from lab.waiting import until
-from tests.support.docker_plane import Plane, connected, running_plane
+from tests.support.docker_plane import Plane, running_plane
 from tests.support.etcd_server import EtcdCluster
 from tests.support.reports import ReportCounter
 from tests.support.workloads import IMAGE
@@ -26,15 +26,6 @@ def plane(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Plane]:
     with running_plane(etcd_cluster, "jobs", tmp_path_factory.mktemp("jobs-docker")) as p:
         yield p
-
-
-@pytest.fixture
-async def rs(plane: Plane) -> AsyncIterator[store.ResourceStore]:
-    s = await connected(plane)
-    try:
-        yield s
-    finally:
-        await s.etcd.close()
 
 
 async def test_replicated_job_of_6_never_runs_3_at_once(plane: Plane,

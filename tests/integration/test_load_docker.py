@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ import pytest
 from kubeless import store
 from kubeless.api.load import LoadReport, is_fresh, parse_report
 from lab.waiting import until
-from tests.support.docker_plane import Plane, connected, get, published, running_plane
+from tests.support.docker_plane import Plane, get, published, running_plane
 from tests.support.etcd_server import EtcdCluster, free_port
 
 pytestmark = pytest.mark.integration
@@ -48,13 +48,6 @@ def plane(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory
     with running_plane(etcd_cluster, "load", tmp_path_factory.mktemp("load-docker"),
                        agent_extras=extras) as p:
         yield p
-
-
-@pytest.fixture
-async def rs(plane: Plane) -> AsyncIterator[store.ResourceStore]:
-    s = await connected(plane)
-    yield s
-    await s.etcd.close()
 
 
 async def load_of(rs: store.ResourceStore, node: str) -> LoadReport | None:

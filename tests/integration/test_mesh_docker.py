@@ -29,7 +29,6 @@ import asyncio
 import subprocess
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from dnslib import DNSRecord
@@ -37,7 +36,7 @@ from dnslib import DNSRecord
 from kubeless import store
 from lab.waiting import until
 from tests.support.dns_upstream import Upstream
-from tests.support.docker_plane import (Plane, connected, endpoint_count, endpoints_of, get,
+from tests.support.docker_plane import (Plane, endpoint_count, endpoints_of, get,
                                         published, running_plane)
 from tests.support.etcd_server import EtcdCluster, free_port
 from tests.support.workloads import FAST_HEALTHCHECK as HEALTHCHECK
@@ -84,13 +83,6 @@ def plane(bridge_dns_addresses: tuple[str, str], upstream: Upstream, etcd_cluste
             "--resolv-conf", resolv_conf]) as p:
         p.dns_port, p.dns_bridge, p.upstream = dns_port, bridge_dns_addresses[0], upstream
         yield p
-
-
-@pytest.fixture
-async def rs(plane: Plane) -> Any:
-    s = await connected(plane)
-    yield s
-    await s.etcd.close()
 
 
 async def test_the_published_port_answers_on_the_node_without_tasks(

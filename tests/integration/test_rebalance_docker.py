@@ -21,7 +21,6 @@ import pytest
 
 from kubeless import store
 from lab.waiting import until
-from tests.integration.test_mesh_docker import rs  # noqa: F401 (a fixture: the plane's store)
 from tests.support.docker_plane import (COMMAND, Plane, endpoints_of, endpoint_count, get,
                                         published, running_plane, spawn_agent)
 from tests.support.etcd_server import EtcdCluster
@@ -38,8 +37,6 @@ def plane(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -
     logs = tmp_path_factory.mktemp("rebalance-docker")
     with running_plane(etcd_cluster, "rebal", logs, lambda node, addr, i: DRAIN) as p:
         yield p
-
-
 
 
 async def test_a_joining_node_gets_its_share_with_no_failed_request(

@@ -19,14 +19,14 @@ import asyncio
 import base64
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kubeless import store
 from lab.waiting import until
-from tests.support.docker_plane import (Plane, connected, endpoint_count, get, published,
+from tests.support.docker_plane import (Plane, endpoint_count, get, published,
                                         running_plane)
 from tests.support.etcd_server import EtcdCluster
 from tests.support.workloads import FAST_HEALTHCHECK
@@ -43,13 +43,6 @@ def plane(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Plane]:
     with running_plane(etcd_cluster, "secrets", tmp_path_factory.mktemp("secrets-docker")) as p:
         yield p
-
-
-@pytest.fixture
-async def rs(plane: Plane) -> AsyncIterator[store.ResourceStore]:
-    s = await connected(plane)
-    yield s
-    await s.etcd.close()
 
 
 async def container_of(plane: Plane, service: str) -> Any:
