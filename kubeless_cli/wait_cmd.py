@@ -85,11 +85,11 @@ def parse_targets(words: tuple[str, ...], every: bool) -> tuple[list[Target], Ki
             raise CliError("-l/--all take a KIND, not KIND/NAME", USAGE)
         targets = []
         for word in words:
-            kind, slash, name = word.partition("/")
-            if not slash or not kind or not name or "/" in name:
+            kind_word, slash, name = word.partition("/")
+            if not slash or not kind_word or not name or "/" in name:
                 raise CliError(f"{word!r} is not KIND/NAME (give every target that way, or "
                                "KIND NAME...)", USAGE)
-            targets.append(Target(_kind(kind), name))
+            targets.append(Target(_kind(kind_word), name))
         return targets, None
     kind = _kind(words[0])
     if every == bool(words[1:]):
