@@ -5,8 +5,9 @@
 output the other (docker's 8-byte multiplexed frames without a TTY, raw bytes with
 one), then ``exec_inspect`` for the exit code. The blocking SDK calls run on the
 runtime's executor (``call``); the socket is read by a thread of its own (a session
-may last) that hands each frame to the loop. docker's own exit codes hold: 126 for a
-command that cannot run, 127 for one not found.
+may last) that hands each frame to the loop. A command that cannot start exits 126,
+or 127 when it is not found, as docker exec does since Engine 24 (older engines say
+126 for both, and put the runtime's error on stdout: it goes to stderr here).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Call = Callable[..., Awaitable[Any]]
 EXIT_CODE_WAIT = 10.0  # the engine records an exec's exit a moment after its stream ends
+START_FAILED = b"OCI runtime exec failed"  # the engine's words for a command that never ran
 
 
 class DockerSession(QueuedSession):
@@ -43,6 +45,7 @@ class DockerSession(QueuedSession):
         self.sock = sock
         self.raw: socket.socket = getattr(sock, "_sock", sock)  # SocketIO wraps the socket
         self.tty = tty
+        self.not_found = False  # the command never started: it does not exist
 
     @classmethod
     async def start(cls, call: Call, api: Any, container_id: str,
@@ -64,6 +67,9 @@ class DockerSession(QueuedSession):
             try:
                 for stream, data in frames_iter(self.sock, self.tty):
                     kind = STDERR if stream == 2 else STDOUT
+                    if data.startswith(START_FAILED):
+                        kind = STDERR
+                        self.not_found = b"not found" in data
                     loop.call_soon_threadsafe(self.queue.put_nowait, (kind, bytes(data)))
             except OSError:
                 pass  # the connection closed under us: the session is over
@@ -89,7 +95,8 @@ class DockerSession(QueuedSession):
             inspect = await self.call(self.api.exec_inspect, self.exec_id)
             if not inspect.get("Running") and inspect.get("ExitCode") is not None:
                 self._close()
-                return int(inspect["ExitCode"])
+                code = int(inspect["ExitCode"])
+                return 127 if code == 126 and self.not_found else code
             if loop.time() > deadline:
                 self._close()
                 return 1
