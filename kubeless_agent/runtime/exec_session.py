@@ -39,22 +39,6 @@ class CannotRun(Exception):
 class ExecSession(Protocol):
     async def write(self, data: bytes) -> None: ...
 
-    @staticmethod
-    async def _write_pty(master: int, data: memoryview) -> None:
-        loop = asyncio.get_running_loop()
-        while data:
-            try:
-                data = data[os.write(master, data):]
-            except BlockingIOError:
-                writable = loop.create_future()
-                loop.add_writer(master, writable.set_result, None)
-                try:
-                    await writable
-                finally:
-                    loop.remove_writer(master)
-            except OSError:  # the command is gone: its input goes nowhere
-                return
-
     async def close_stdin(self) -> None: ...
 
     def output(self) -> AsyncIterator[Chunk]: ...
