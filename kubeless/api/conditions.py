@@ -16,7 +16,10 @@ heartbeat by ``kubeless.api.nodes.with_heartbeat``) in, a ``Verdict`` out:
     Node Ready         its heartbeat is live (``state: ready``)
 
 Condition names match case-insensitively, as kubectl's do. Watching, deadlines and
-printing are the CLI's (``kubeless_cli.wait_cmd``).
+printing are the CLI's (``kubeless_cli.wait_cmd``). Unlike ``kubeless.api.progress``
+(what ``service create/update`` wait for: every slot's task, for the generation they
+wrote), these read the status only, as kubectl's conditions do: a wait watches the
+services' keys, not every task and report.
 """
 
 from __future__ import annotations
@@ -27,11 +30,9 @@ from typing import Any
 
 from kubeless.api import workload
 from kubeless.api.nodes import is_ready
+from kubeless.api.progress import PAUSED, ROLLING
 
 Resource = dict[str, Any]
-
-# updateStatus.state values of a rollout that is not over (the rollout controller's)
-_ROLLING = ("updating", "rollback_started", "paused", "rollback_paused")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def service_available(svc: Resource) -> Verdict:
     if int(status.get("observedGeneration") or 0) < generation \
             or (update and int(update.get("generation") or 0) < generation):
         return Verdict(False, f"generation {generation} not observed yet")
-    if update.get("state") in _ROLLING:
+    if update.get("state") in ROLLING + PAUSED:
         return Verdict(False, f"rollout {update.get('state')}: {update.get('message') or ''}")
     running, wanted = int(status.get("runningReplicas") or 0), int(status.get("replicas") or 0)
     if running < wanted:

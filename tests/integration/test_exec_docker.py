@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 from kubeless import store
 from kubeless.cluster import pki
 from lab.waiting import until
-from tests.support.docker_plane import Plane, connected, running_plane
+from tests.support.docker_plane import Plane, running_plane
 from tests.support.etcd_server import EtcdCluster
 from tests.support.logs_probe import exchange
 
@@ -39,13 +39,6 @@ def plane(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory
 
     with running_plane(etcd_cluster, "exec", logs, serve_tls) as p:
         yield p
-
-
-@pytest.fixture
-async def rs(plane: Plane) -> AsyncIterator[store.ResourceStore]:
-    s = await connected(plane)
-    yield s
-    await s.etcd.close()
 
 
 async def running_task(rs: store.ResourceStore, plane: Plane, name: str) -> dict[str, Any]:
