@@ -111,13 +111,13 @@ def parse_targets(words: tuple[str, ...], every: bool) -> tuple[list[Target], Ki
 def wait(ctx: Context, targets: tuple[str, ...], for_: str, timeout: str,
          selector: str | None, every: bool, namespace: str | None) -> None:
     """Wait until resources meet a condition, or are deleted (kubectl wait)."""
-    from kubeless.api.units import parse_duration
+    from kubeless.api.units import parse_seconds
 
     wanted = WaitFor.parse(for_)
     try:
-        seconds = parse_duration(timeout)
+        seconds = parse_seconds(timeout, "--timeout")
     except ValueError as err:
-        raise CliError(f"--timeout: {err}", USAGE) from None
+        raise CliError(str(err), USAGE) from None
     sel = selector_of(selector)
     named, kind_all = parse_targets(targets, every or sel is not None)
     checks = _checks(wanted, {t.kind for t in named} | ({kind_all} if kind_all else set()))

@@ -117,7 +117,7 @@ async def test_wait_for_a_job(cluster: HollowCluster) -> None:
      "error: Node has no condition Available (known: Ready)"),
     (["widget/web", "--for=delete"], 2, "error: unknown kind"),
     (["service/web", "--for=condition"], 2, "error: --for must be"),
-    (["service/web", "--for=delete", "--timeout=soon"], 2, "error: --timeout:"),
+    (["service/web", "--for=delete", "--timeout=soon"], 2, "error: --timeout 'soon': expected a duration like 2s"),
     (["service", "--for=delete"], 2, "error: give names of services or -l/--all"),
     (["service/nope", "--for=condition=Available"], 1, 'error: service "nope" not found'),
     (["services", "--all", "--for=condition=Available"], 1,
