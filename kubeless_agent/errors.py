@@ -8,6 +8,9 @@
     ├── UnknownTask      (also a LookupError) the runtime holds no such task, e.g.
     │                    ``open_logs`` on a node that never ran it: the log server
     │                    asks the next runtime, then answers 404.
+    ├── NotRunning       the runtime holds the task but it runs nothing now (``exec``
+    │                    into a task that ended or has not started): the exec
+    │                    endpoint answers 409.
     ├── CopyUnusable     a node's copy of a Secret or Config is there but does not
     │                    open (sealed to another key or name, damaged): its task
     │                    waits in ``preparing`` with the message until it is replaced.
@@ -34,6 +37,10 @@ class RuntimeFailure(AgentError):
 
 class UnknownTask(AgentError, LookupError):
     """The runtime holds no task (container, process) of that id."""
+
+
+class NotRunning(AgentError):
+    """The task is this runtime's but its process or container is not running."""
 
 
 class CopyUnusable(AgentError):

@@ -1,5 +1,8 @@
 """The agent's log endpoint: ``GET /logs/<task-id>?tail=N&follow=1`` over HTTP or HTTPS.
 
+The same server answers ``POST /exec/<task-id>`` (``kubeless exec``): that endpoint,
+its admin-only rule and its stream are ``kubeless_agent.exec``.
+
 Logs stay on the node that ran the task (as with docker, whose ``service
 logs`` goes through each node): the agent serves them on its advertise
 address, on ``--logs-port`` (0: any free port), and says where in its
@@ -30,7 +33,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from kubeless.cluster.exec_wire import EXEC_PATH
 from kubeless.cluster.node_tls import allowed_client, peer_common_name
+from kubeless_agent.exec import Refused, serve_exec
 from kubeless_agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -90,12 +95,18 @@ class LogServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = (await reader.readline()).decode("latin-1").split()
-        while (await reader.readline()).strip():
-            pass  # headers: nothing we need
-        if self.tls and not allowed_client(peer_common_name(writer.get_extra_info("peercert"))):
+        headers = await _headers(reader)
+        peer = peer_common_name(writer.get_extra_info("peercert"))
+        if self.tls and not allowed_client(peer):
             return _respond(writer, 403, "the client certificate names no kubeless identity\n")
+        if len(request) >= 2 and request[0] == "POST" and request[1].startswith(EXEC_PATH):
+            try:
+                return await serve_exec(self.runtimes, request[1], headers, reader, writer,
+                                        peer, self.tls)
+            except Refused as err:
+                return _respond(writer, err.code, f"{err}\n")
         if len(request) < 2 or request[0] != "GET":
-            return _respond(writer, 405, "only GET\n")
+            return _respond(writer, 405, "only GET (logs) and POST (exec)\n")
         url = urlsplit(request[1])
         if not url.path.startswith("/logs/"):
             return _respond(writer, 404, "not found: try /logs/<task-id>\n")
@@ -145,8 +156,21 @@ async def _stream(lines: AsyncIterator[bytes], reader: asyncio.StreamReader,
             await lines.aclose()  # type: ignore[attr-defined]
 
 
+async def _headers(reader: asyncio.StreamReader) -> dict[str, str]:
+    """The request's headers, names lowercased (at most 100 of them)."""
+    found: dict[str, str] = {}
+    for _ in range(100):
+        line = (await reader.readline()).decode("latin-1").strip()
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        found[name.strip().lower()] = value.strip()
+    return found
+
+
 def _respond(writer: asyncio.StreamWriter, code: int, text: str) -> None:
-    reason = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}[code]
+    reason = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+              409: "Conflict", 500: "Internal Server Error"}[code]
     body = text.encode()
     writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)

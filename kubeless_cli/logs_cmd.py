@@ -97,14 +97,14 @@ async def stream_tasks(rstore: Any, tasks: list[dict[str, Any]], follow: bool,
     from kubeless.api.tasks import container_name
 
     streams = []
-    contexts = _Contexts(tls)
+    contexts = NodeContexts(tls)
     for t in tasks:
         node = t["spec"].get("nodeName") or (t.get("status") or {}).get("nodeName")
         if not node:
             if strict:
                 raise CliError(f"task {t['metadata']['name']} has no node yet: no logs")
             continue
-        where = await _agent_address(rstore, node)
+        where = await agent_address(rstore, node)
         if where is None:
             if strict:
                 raise CliError(f"node {node} is down (no heartbeat): the logs of task "
@@ -118,7 +118,7 @@ async def stream_tasks(rstore: Any, tasks: list[dict[str, Any]], follow: bool,
     await asyncio.gather(*streams)
 
 
-class _Contexts:
+class NodeContexts:
     """One client TLS context for every node (made at the first that needs it)."""
 
     def __init__(self, tls: TlsConfig | None) -> None:
@@ -137,7 +137,7 @@ class _Contexts:
         return self._context
 
 
-async def _agent_address(rstore: Any, node: str) -> AgentAddress | None:
+async def agent_address(rstore: Any, node: str) -> AgentAddress | None:
     kv, _ = await rstore.etcd.get(rstore.keys.heartbeat(node))
     if kv is None:
         return None
@@ -155,30 +155,11 @@ async def _print_stream(where: AgentAddress, context: ssl.SSLContext | None, tid
                         tls: TlsConfig | None) -> None:
     query = "&".join(([f"tail={tail}"] if tail is not None else []) +
                      (["follow=1"] if follow else []))
+    reader, writer, status = await agent_request(
+        where, context, tls, f"GET /logs/{quote(tid)}?{query} HTTP/1.1\r\n"
+                             f"Host: {where.host}\r\nConnection: close\r\n\r\n".encode())
     try:
-        reader, writer = await asyncio.open_connection(
-            where.host, where.port, ssl=context,
-            server_hostname=where.host if context is not None else None)
-    except ssl.SSLError as err:
-        raise CliError(_tls_failure(err, where, tls)) from None
-    except OSError as err:
-        raise CliError(f"cannot reach the agent at {where}: {err}") from None
-    try:
-        writer.write(f"GET /logs/{quote(tid)}?{query} HTTP/1.1\r\nHost: {where.host}\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        await writer.drain()
-        try:
-            first = await reader.readline()
-        except (ssl.SSLError, ConnectionError) as err:
-            if context is None:
-                raise CliError(f"the agent at {where} hung up: {err}") from None
-            raise CliError(_tls_failure(err, where, tls)) from None
-        if not first and context is not None:  # TLS 1.3: the node's alert, or its hangup
-            raise CliError(_tls_failure(None, where, tls))
-        status = first.decode("latin-1").split(" ", 2)
-        while (await reader.readline()).strip():
-            pass
-        if len(status) < 2 or status[1] != "200":
+        if status[1:2] != ["200"]:
             body = (await reader.read()).decode("utf-8", "replace").strip()
             if strict:
                 raise CliError(f"logs of task {tid}: {body or ' '.join(status).strip()}")
@@ -192,7 +173,39 @@ async def _print_stream(where: AgentAddress, context: ssl.SSLContext | None, tid
         writer.close()
 
 
-def _tls_failure(err: OSError | None, where: AgentAddress, tls: TlsConfig | None) -> str:
+async def agent_request(where: AgentAddress, context: ssl.SSLContext | None,
+                        tls: TlsConfig | None, request: bytes,
+                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, list[str]]:
+    """Send ``request`` to the node's agent; (reader, writer, the status line's words), the
+    headers read. A TLS or connection failure is one ``CliError`` naming what to fix."""
+    try:
+        reader, writer = await asyncio.open_connection(
+            where.host, where.port, ssl=context,
+            server_hostname=where.host if context is not None else None)
+    except ssl.SSLError as err:
+        raise CliError(tls_failure(err, where, tls)) from None
+    except OSError as err:
+        raise CliError(f"cannot reach the agent at {where}: {err}") from None
+    try:
+        writer.write(request)
+        await writer.drain()
+        try:
+            first = await reader.readline()
+        except (ssl.SSLError, ConnectionError) as err:
+            if context is None:
+                raise CliError(f"the agent at {where} hung up: {err}") from None
+            raise CliError(tls_failure(err, where, tls)) from None
+        if not first and context is not None:  # TLS 1.3: the node's alert, or its hangup
+            raise CliError(tls_failure(None, where, tls))
+        while (await reader.readline()).strip():
+            pass
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer, first.decode("latin-1").split(" ", 2)
+
+
+def tls_failure(err: OSError | None, where: AgentAddress, tls: TlsConfig | None) -> str:
     from kubeless.cluster.node_tls import describe, failure_kind
 
     if isinstance(err, ssl.SSLCertVerificationError):

@@ -35,6 +35,8 @@ COMMANDS = {
     "node": "kubeless_cli.node_cmds:node",
     "logs": "kubeless_cli.logs_cmd:logs",
     "top": "kubeless_cli.top_cmd:top",
+    "wait": "kubeless_cli.wait_cmd:wait",
+    "exec": "kubeless_cli.exec_cmd:exec_",
     "rollout": "kubeless_cli.rollout_cmds:rollout",
     "route": "kubeless_cli.route_cmds:route",
     "init": "kubeless_cli.cluster_cmds:init",

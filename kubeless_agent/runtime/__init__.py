@@ -41,6 +41,13 @@ cannot do, a default that says so; callers call them, never probe for them:
                            ``follow``: until it stops); ``UnknownTask`` when this
                            runtime holds no such task. Default: ``UnknownTask``
                            (no logs kept, as with fake)
+    exec(tid, request)     run ``request.command`` (``kubeless.cluster.exec_wire.ExecRequest``)
+                           in the running task: an ``ExecSession`` (``exec_session``);
+                           ``UnknownTask`` when not this runtime's, ``NotRunning`` when it
+                           runs nothing, ``CannotRun`` (126/127) when the command cannot
+                           start. docker through the Engine's exec API, process as a local
+                           process with the task's environment and directory, fake a few
+                           built-ins. Default: ``UnknownTask``
     supports_cluster_dns   True when its tasks can be given the agent's cluster DNS as
                            their nameserver (docker); then:
     bridge_network()       (gateway, subnet) through which tasks reach the host, or
@@ -58,17 +65,23 @@ cannot do, a default that says so; callers call them, never probe for them:
                            task's id. docker and process: a ``NodeFiles`` under
                            ``files_dir``; default: ``NoFiles`` (fake: nothing written)
 
-Errors (``kubeless_agent.errors``, re-exported here): ``RuntimeFailure``, ``UnknownTask``.
+Errors (``kubeless_agent.errors``, re-exported here): ``RuntimeFailure``, ``UnknownTask``,
+``NotRunning``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubeless_agent.errors import RuntimeFailure as RuntimeFailure  # re-exported: the protocol's
+from kubeless_agent.errors import NotRunning as NotRunning
 from kubeless_agent.errors import UnknownTask as UnknownTask
 from kubeless_agent.task_files import NoFiles
+
+if TYPE_CHECKING:
+    from kubeless.cluster.exec_wire import ExecRequest
+    from kubeless_agent.runtime.exec_session import ExecSession
 
 Task = dict[str, Any]  # the Task resource, as in its assignment
 Report = dict[str, Any]
@@ -114,6 +127,9 @@ class Runtime(Protocol):
     async def open_logs(self, tid: str, tail: int | None = None,
                         follow: bool = False) -> AsyncIterator[bytes]:
         raise UnknownTask(f"the {self.name} runtime keeps no logs")
+
+    async def exec(self, tid: str, request: ExecRequest) -> ExecSession:
+        raise UnknownTask(f"the {self.name} runtime cannot exec")
 
     async def bridge_network(self) -> tuple[str, str] | None:
         return None

@@ -13,6 +13,8 @@ What it does, and where:
 - ``list`` finds the containers labelled with this node's id, so a
   restarted agent adopts them: nothing is restarted, nothing unlabelled or
   of another node is ever touched;
+- ``exec`` runs a command in a task's running container through the Engine's exec
+  API (``docker_exec``);
 - ``usage`` reads each running container's one-shot stats (``docker_stats``: CPU
   seconds, memory as ``docker stats`` shows it) for the load reports;
 - when the engine goes away, ``runtime_state()`` says ``down`` (watchers are
@@ -60,14 +62,17 @@ from kubeless.api.tasks import state_index
 
 from kubeless_agent import metrics
 from kubeless_agent.netaddr import bind_address
-from kubeless_agent.errors import RuntimeFailure, UnknownTask
+from kubeless.cluster.exec_wire import ExecRequest
+from kubeless_agent.errors import NotRunning, RuntimeFailure, UnknownTask
 from kubeless_agent.runtime import (Report, ReportListener, Runtime, StateWatcher, Task, Usage,
                                     task_id)
 from kubeless_agent.runtime.bridge import bridge_gateway, interface_ipv4, interface_name
 from kubeless_agent.runtime.docker_spec import (LABEL_NODE, LABEL_TASK, ClusterDns,
                                                 bind_sources, container_config, exited,
                                                 image_of, observed, reported_ports, template)
+from kubeless_agent.runtime.docker_exec import DockerSession
 from kubeless_agent.runtime.docker_stats import usage_of
+from kubeless_agent.runtime.exec_session import ExecSession
 from kubeless_agent.task_files import DEFAULT_FILES_DIR, NodeFiles
 
 log = logging.getLogger(__name__)
@@ -310,6 +315,18 @@ class DockerRuntime(Runtime):
         return _lines_of(stream)
 
     # -- events -----------------------------------------------------------------------
+
+    # -- exec ----------------------------------------------------------------------------
+
+    async def exec(self, tid: str, request: ExecRequest) -> ExecSession:
+        """``request.command`` in the task's running container (``docker_exec``)."""
+        ids = await self._ids_of(tid)
+        if not ids:
+            raise UnknownTask(f"no container for task {tid} on {self.node_id}")
+        inspect = await self._call(self._client.api.inspect_container, ids[0])
+        if not (inspect.get("State") or {}).get("Running"):
+            raise NotRunning(f"task {tid}'s container is not running")
+        return await DockerSession.start(self._call, self._client.api, ids[0], request)
 
     def _watch_events(self) -> None:
         if self._thread is not None or self._closing.is_set():

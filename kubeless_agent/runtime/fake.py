@@ -17,6 +17,8 @@ the runtime's clock, so a change applies from the moment it is made).
 A running task reports its published ports, and, as Docker does, a host port
 of its own (from ``FIRST_HOST_PORT`` on) for each ingress port without a number.
 Nothing outlives the process: a new fake runtime lists no tasks.
+``exec`` into a running task knows a few built-ins (``FakeSession``): ``echo ARGS`` (to
+stdout), ``cat`` (stdin to stdout), ``exit N``; any other command is not found (127).
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ from typing import Any
 
 from kubeless.api import parse_size
 
+from kubeless.cluster.exec_wire import STDOUT, ExecRequest
+from kubeless_agent.errors import NotRunning, UnknownTask
 from kubeless_agent.runtime import (Report, ReportListener, Runtime, Task, Usage,
                                     published_ports, task_env, task_id)
+from kubeless_agent.runtime.exec_session import CannotRun, ExecSession, QueuedSession
 
 log = logging.getLogger(__name__)
 FIRST_HOST_PORT = 32768  # where Docker's ephemeral host ports start
@@ -92,6 +97,14 @@ class FakeRuntime(Runtime):
     async def usage(self, task_ids: Sequence[str]) -> dict[str, Usage]:
         now = self.clock()
         return {tid: load.usage(now) for tid in task_ids if (load := self.loads.get(tid))}
+
+    async def exec(self, tid: str, request: ExecRequest) -> ExecSession:
+        report = self.tasks.get(tid)
+        if report is None:
+            raise UnknownTask(f"no fake task {tid}")
+        if report["state"] != "running":
+            raise NotRunning(f"task {tid} is {report['state']}")
+        return FakeSession.start(request.command)
 
     # -- test and bench controls ----------------------------------------------
 
@@ -211,3 +224,51 @@ def _exited(code: int, error: str | None, container: str | None) -> Report:
         return {"state": "complete", "exitCode": 0, "containerId": container}
     return {"state": "failed", "exitCode": code, "containerId": container,
             "error": error or f"task exited with code {code}"}
+
+
+class FakeSession(QueuedSession):
+    """The fake runtime's built-ins: ``echo``, ``cat`` and ``exit N``."""
+
+    def __init__(self, command: tuple[str, ...]) -> None:
+        super().__init__()
+        self.command = command
+        self.code = 0
+        self.done = asyncio.Event()
+
+    @classmethod
+    def start(cls, command: tuple[str, ...]) -> FakeSession:
+        name, args = command[0], command[1:]
+        session = cls(command)
+        if name == "echo":
+            session._end(0, " ".join(args).encode() + b"\n")
+        elif name == "exit":
+            try:
+                session._end(int(args[0]) if args else 0)
+            except ValueError:
+                raise CannotRun(2, f"exit: {args[0]}: numeric argument required") from None
+        elif name != "cat":
+            raise CannotRun(127, f'exec: "{name}": executable file not found (the fake '
+                            "runtime knows echo, cat and exit)")
+        return session
+
+    def _end(self, code: int, out: bytes = b"") -> None:
+        if out:
+            self.queue.put_nowait((STDOUT, out))
+        if not self.done.is_set():
+            self.code = code
+            self.queue.put_nowait(None)
+            self.done.set()
+
+    async def write(self, data: bytes) -> None:
+        if self.command[0] == "cat" and not self.done.is_set():
+            await self.queue.put((STDOUT, data))
+
+    async def close_stdin(self) -> None:
+        self._end(0)
+
+    async def wait(self) -> int:
+        await self.done.wait()
+        return self.code
+
+    async def kill(self) -> None:
+        self._end(137)

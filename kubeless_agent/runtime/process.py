@@ -59,10 +59,12 @@ from kubeless.api.file_refs import file_refs
 from kubeless.api.tasks import state_index
 
 from kubeless_agent import metrics
-from kubeless_agent.errors import RuntimeFailure, UnknownTask
+from kubeless.cluster.exec_wire import ExecRequest
+from kubeless_agent.errors import NotRunning, RuntimeFailure, UnknownTask
 from kubeless_agent.load.procfs import session_usage
 from kubeless_agent.runtime import Report, ReportListener, Runtime, Task, Usage, task_id
 from kubeless_agent.runtime.docker_spec import environment, exited, template
+from kubeless_agent.runtime.exec_session import ExecSession, LocalSession
 from kubeless_agent.task_files import DEFAULT_FILES_DIR, NodeFiles
 
 log = logging.getLogger(__name__)
@@ -178,6 +180,24 @@ class ProcessRuntime(Runtime):
                    and not p.ended.is_set()}
         found = await asyncio.to_thread(session_usage, list(leaders))
         return {leaders[sid]: usage for sid, usage in found.items()}
+
+    # -- exec --------------------------------------------------------------------
+
+    async def exec(self, tid: str, request: ExecRequest) -> ExecSession:
+        """The command as a local process with the environment and working directory of the
+        task's process as they are now (read from /proc: the same for a task adopted from
+        an earlier agent), in a session of its own."""
+        p = self._tracked.get(tid)
+        if p is None:
+            raise UnknownTask(f"no process for task {tid} on {self.node_id}")
+        if not p.pid or p.ended.is_set() or not _alive(p.pid, None):
+            raise NotRunning(f"task {tid} is not running")
+        try:
+            env, cwd = await asyncio.to_thread(_process_context, p.pid)
+        except OSError as err:
+            raise NotRunning(f"task {tid}'s process cannot be read: {err}") from err
+        return await LocalSession.start(list(request.command), env, cwd, tty=request.tty,
+                                        stdin=request.stdin, size=request.size)
 
     # -- logs --------------------------------------------------------------------
 
@@ -366,6 +386,14 @@ def _alive(pid: int, start_time: str | None) -> bool:
     if fields[0] in ("Z", "X"):
         return False
     return start_time is None or fields[19] == start_time
+
+
+def _process_context(pid: int) -> tuple[dict[str, str], str]:
+    """(environment, working directory) of a live process, from /proc."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    env = dict(item.decode(errors="replace").partition("=")[::2]
+               for item in raw.split(b"\0") if item)
+    return env, os.readlink(f"/proc/{pid}/cwd")
 
 
 def _killpg(pid: int, sig: int) -> None:

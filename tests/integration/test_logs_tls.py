@@ -15,19 +15,19 @@ import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubeless import store
-from kubeless.cluster import NodeState, StateDir, pki
+from kubeless.cluster import pki
 from kubeless.store import TlsConfig
-from kubeless_agent import AgentConfig, running_agent
+from kubeless_agent import running_agent
 from kubeless_agent.main import AgentProcess
 from kubeless_cli.context import CliError
 from kubeless_cli.logs_cmd import stream_tasks
+from tests.support.agents import joined_agent_config
 from tests.support.logs_probe import exchange
 from tests.support.cli import run_cli, tls_flags
 from tests.support.cli_errors import assert_one_error_line
@@ -64,17 +64,7 @@ async def tls_store(tls_etcd: EtcdCluster, admin: Path,
 @pytest.fixture
 async def agent(tls_etcd: EtcdCluster, prefix: str, tmp_path: Path) -> AsyncIterator[AgentProcess]:
     """A joined node's agent: its identity in ``<state-dir>/tls/``, picked up from there."""
-    assert tls_etcd.ca is not None
-    node = unique_node("lt")
-    state = StateDir(tmp_path / "state")
-    pki.issue_identity(tls_etcd.ca, state.path / "tls",
-                       pki.Profile(f"node:{node}", ("127.0.0.1",), pki.USAGES))
-    stored = NodeState(cluster_id="c1", node_id=node, role="worker",
-                       endpoints=tls_etcd.endpoints, prefix=prefix, runtime="process",
-                       advertise_addr="127.0.0.1")
-    config = replace(AgentConfig.from_node_state(stored, state), heartbeat_ttl=3, mesh=False,
-                     dns_addrs=())
-    assert config.server_tls is not None and config.tls is not None
+    config = joined_agent_config(tls_etcd, prefix, unique_node("lt"), tmp_path / "state")
     async with running_agent(config) as a:
         yield a
 

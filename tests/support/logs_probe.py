@@ -11,14 +11,16 @@ import socket
 import ssl
 
 
-def exchange(address: str, port: int, context: ssl.SSLContext | None) -> bytes:
-    """What a client gets back for a GET of the logs endpoint (b"" when refused)."""
+def exchange(address: str, port: int, context: ssl.SSLContext | None,
+             request: bytes | None = None) -> bytes:
+    """What a client gets back for a GET of the logs endpoint, or ``request`` (b"" when
+    refused)."""
     raw = socket.create_connection((address, port), timeout=10)
     got = b""
     try:
         sock = context.wrap_socket(raw, server_hostname=address) if context else raw
-        sock.sendall(f"GET /logs/x HTTP/1.1\r\nHost: {address}\r\n"
-                     "Connection: close\r\n\r\n".encode())
+        sock.sendall(request or f"GET /logs/x HTTP/1.1\r\nHost: {address}\r\n"
+                                "Connection: close\r\n\r\n".encode())
         while chunk := sock.recv(4096):
             got += chunk
     except (ssl.SSLError, ConnectionError):
