@@ -96,12 +96,14 @@ async def one_run(endpoints: str, logdir: Path, load_period: str, autoscale_peri
 
 
 async def _idle_counted(rstore: store.ResourceStore) -> bool:
-    """The autoscaler counted the idle task's report and holds 1 replica: the start-up's
-    own CPU (which a short load period can catch) is behind us."""
+    """The autoscaler counted the idle task's report and holds 1 replica, and one task
+    runs: the start-up's own CPU (which a short load period can catch, scaling up for a
+    moment) is behind us."""
     service = await rstore.get("Service", "hot", "default")
     scale = ((service or {}).get("status") or {}).get("autoscale") or {}
-    return bool(service) and service["spec"]["replicas"] == 1 and \
+    settled = bool(service) and service["spec"]["replicas"] == 1 and \
         int(scale.get("counted") or 0) >= 1 and scale.get("desired") == 1  # type: ignore[index]
+    return settled and len(await _running_ports(rstore)) == 1  # a burst's extra tasks gone
 
 
 async def _answering(rstore: store.ResourceStore, n: int, procs: list[Proc]) -> bool:
