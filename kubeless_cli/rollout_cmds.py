@@ -91,11 +91,12 @@ async def _replace(rstore: Any, name: str, ns: str, change: Callable[[Resource],
 
 async def roll_back(rstore: Any, name: str, ns: str) -> None:
     """Swap the service's current and previous specs (a manual rollback)."""
+    from kubeless.api.rollout_annotations import MANUAL_ROLLBACK
     from kubeless.api.service_writes import rolled_back
 
     def change(live: Resource) -> Resource:
         try:
-            return rolled_back(live, "manually requested rollback")
+            return rolled_back(live, MANUAL_ROLLBACK)
         except ValueError as err:
             raise CliError(str(err)) from None
 

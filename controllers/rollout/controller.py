@@ -26,6 +26,7 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from kubeless.api import ApiError, workload
+from kubeless.api import rollout_annotations as ann
 from kubeless.api.tasks import Task
 from kubeless.store import Conflict, ResourceStore
 from kubeless.store.services import roll_back_service
@@ -224,6 +225,8 @@ class RolloutController(ViewController):
         message = str(plan.update_status.get("message") or "")
         for step in plan.events:
             type_, reason = _EVENT_OF_STEP[step]
+            if plan.update_status.get("reason") == ann.MANUAL_ROLLBACK:
+                type_ = "Normal"  # the user asked for it: nothing went wrong
             self.ctx.events.record(kind="Service", name=name, namespace=ns, type_=type_,
                                    reason=reason, message=message or step)
 

@@ -39,6 +39,7 @@ ROLLBACK = "kubeless.io/rollback"
 PAUSED = "kubeless.io/rollout-paused"
 RESUMED = "kubeless.io/rollout-resumed"
 REBALANCE_REQUESTED = "kubeless.io/rebalance-requested"
+MANUAL_ROLLBACK = "manually requested rollback"  # the reason of a user's rollback (Swarm's words)
 KEPT = (PREVIOUS_SPEC, ROLLBACK, PAUSED, RESUMED, REBALANCE_REQUESTED)  # survive an apply that does not name them
 
 
