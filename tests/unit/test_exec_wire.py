@@ -3,7 +3,6 @@ runtime's built-ins (what hollow nodes answer)."""
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
@@ -69,7 +68,7 @@ async def test_fake_runtime_builtins() -> None:
     runtime = FakeRuntime()
     task = {"metadata": {"name": "t1"}, "spec": {"template": {"image": "web:1"}}}
     await runtime.start(task)
-    await asyncio.sleep(0)
+    assert runtime.tasks["t1"]["state"] == "running"  # no delay: running when start returns
     assert await _run(runtime, "t1", "echo", "hello", "there") == (b"hello there\n", 0)
     assert await _run(runtime, "t1", "cat", stdin=b"piped") == (b"piped", 0)
     assert await _run(runtime, "t1", "exit", "4") == (b"", 4)
