@@ -3,7 +3,6 @@ runtime's built-ins (what hollow nodes answer)."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from kubeless.cluster.exec_wire import (EXIT, HEADER, STDERR, STDOUT, ExecRequest, FrameError,
