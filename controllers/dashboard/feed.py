@@ -9,7 +9,10 @@ the view saw change (a few keys at a time, in one transaction). Any change marks
 turns that into at most ``1 / min_interval`` snapshots a second (the page
 model, ``controllers.dashboard.model``), and hands each snapshot that differs
 from the last to every subscriber (an ``/events`` stream). A slow subscriber
-gets the latest snapshot, never a backlog: its queue holds one.
+gets the latest snapshot, never a backlog: its queue holds one. While nobody
+watches, no snapshot is built (the controllers' busiest moments are no time to
+draw pages for no one): the changes wait for the first subscriber, and
+``/api/snapshot`` builds its answer when asked (``fresh``).
 
 It only reads: every replica of the controllers may run one, leader or not.
 """
@@ -42,6 +45,7 @@ class DashboardFeed:
         self.events = Informer(view.store.etcd, view.store.keys.events_prefix(), plain_decode)
         self.latest: bytes | None = None  # the last snapshot, as JSON
         self._dirty = asyncio.Event()
+        self._watched = asyncio.Event()  # set while at least one stream subscribes
         self._subscribers: set[asyncio.Queue[bytes]] = set()
         # The agents' Events by key: the view caches only a marker of each, so their
         # values are read here, once per change the view reports (``_read_agent_events``).
@@ -98,14 +102,19 @@ class DashboardFeed:
             await self._synced()
             while True:
                 await self._dirty.wait()
+                await self._watched.wait()  # nobody watching: the change waits, still dirty
                 self._dirty.clear()
                 try:
-                    await self._read_agent_events()
-                    self._publish(json.dumps(self.document(), separators=(",", ":")).encode())
+                    await self.fresh()
                 except Exception:  # etcd away, or a bug: never a reason to stop the controllers
                     log.exception("dashboard: the snapshot failed; the page keeps the last one")
                     self._dirty.set()  # try again after the throttle
                 await asyncio.sleep(self.min_interval)  # the throttle: changes meanwhile wait
+
+    @property
+    def synced(self) -> bool:
+        """Whether every cache it reads has its first listing (a snapshot is whole)."""
+        return all(i.synced.is_set() for i in [*self.view.informers.values(), self.events])
 
     async def _synced(self) -> None:
         informers = [*self.view.informers.values(), self.events]
@@ -114,6 +123,13 @@ class DashboardFeed:
         self._agent_events_changed |= {k for k in self.view.caches.get(self.view.agents_prefix, {})
                                        if keys.is_agent_event(k)}
         self._dirty.set()
+
+    async def fresh(self) -> bytes:
+        """A snapshot of the cluster as cached now, handed to the subscribers too."""
+        await self._read_agent_events()
+        data = json.dumps(self.document(), separators=(",", ":")).encode()
+        self._publish(data)
+        return data
 
     def _publish(self, data: bytes) -> None:
         if data == self.latest:
@@ -129,13 +145,16 @@ class DashboardFeed:
         """A queue that holds the latest snapshot (once there is one), then each new one
         (a newer one replaces one not yet taken), while the block runs."""
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
-        if self.latest is not None:
+        if self.latest is not None and not self._dirty.is_set():  # else a fresh one comes
             queue.put_nowait(self.latest)
         self._subscribers.add(queue)
+        self._watched.set()
         try:
             yield queue
         finally:
             self._subscribers.discard(queue)
+            if not self._subscribers:
+                self._watched.clear()
 
     @property
     def subscribers(self) -> int:

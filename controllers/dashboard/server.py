@@ -10,7 +10,7 @@ browser is noticed.
 
     GET /               the page (static/index.html)
     GET /app.js         its script, /style.css its style
-    GET /api/snapshot   the latest snapshot, JSON (what the stream sends)
+    GET /api/snapshot   a snapshot built now, JSON (what the stream sends)
     GET /events         the stream
 
 Read-only by construction: nothing here writes to etcd, and any method but GET
@@ -166,9 +166,9 @@ class DashboardServer:
             body, kind = self._files[request.path]
             return await self._send(writer, 200, body, kind, head_only=not body_only)
         if request.path == "/api/snapshot":
-            if self.feed.latest is None:
+            if not self.feed.synced:
                 return await self._send(writer, 503, b"not synced yet\n")
-            return await self._send(writer, 200, self.feed.latest, "application/json",
+            return await self._send(writer, 200, await self.feed.fresh(), "application/json",
                                     head_only=not body_only)
         if request.path == "/events" and body_only:
             return await self._stream(writer)

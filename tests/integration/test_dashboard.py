@@ -28,7 +28,7 @@ import pytest
 
 from kubeless.store import Put, ResourceStore
 from lab.hollow import ROOT, HollowCluster, service
-from lab.waiting import until
+from lab.waiting import hold, until
 from tests.support import png
 from tests.support.agents import agent_flags
 from tests.support.chromium import BINARY as CHROMIUM
@@ -221,3 +221,37 @@ async def test_the_dashboard_in_headless_chromium(
     colours = image.colours(step=3)
     assert len(colours) >= 8, f"a blank page? {len(colours)} colours"
     assert "shot-web" in dom and "0/2" in dom
+
+
+async def test_no_snapshot_is_drawn_while_nobody_watches(rstore: ResourceStore) -> None:
+    """Changes while no stream subscribes build nothing; the first subscriber gets a
+    fresh snapshot, and /api/snapshot's ``fresh`` builds one on demand."""
+    from controllers.dashboard.feed import DashboardFeed
+    from controllers.view import ClusterView
+    from kubeless.store import Informer
+
+    view = ClusterView(rstore)
+    informers = {s.prefix: Informer(rstore.etcd, s.prefix, s.decode)
+                 for s in view.informer_specs()}
+    view.attach(informers)
+    feed = DashboardFeed(view, min_interval=0.05)
+    tasks = [asyncio.create_task(i.run()) for i in informers.values()]
+    tasks.append(asyncio.create_task(feed.run()))
+    try:
+        await until(lambda: feed.synced, 20, "the feed's caches synced")
+        await rstore.create({"apiVersion": "kubeless.io/v1", "kind": "Service",
+                             "metadata": {"name": "quiet", "namespace": "default"},
+                             "spec": {"template": {"image": "web:1"}}})
+        await until(lambda: any(s["metadata"]["name"] == "quiet" for s in view.services()),
+                    20, "the view saw the service")
+        # nobody watches: nothing is drawn (before, a snapshot came within 0.05 s)
+        await hold(0.5, lambda: feed.latest is None, "no snapshot while nobody watches")
+        with feed.subscription() as snapshots:
+            first = json.loads(await asyncio.wait_for(snapshots.get(), 20))
+        assert [s["name"] for s in first["services"]] == ["quiet"]
+        on_demand = json.loads(await feed.fresh())
+        assert [s["name"] for s in on_demand["services"]] == ["quiet"]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
