@@ -8,10 +8,6 @@ under its own prefix, and waits for conditions with deadlines.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,8 +16,9 @@ import pytest
 
 from kubeless.store import Put
 from kubeless.store.codec import encode_yaml
-from lab.hollow import ROOT, HollowCluster, desired, per_node, running, service, state
+from lab.hollow import HollowCluster, desired, per_node, running, service, state
 from lab.waiting import hold, until
+from tests.support.hollow_cli import acli
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -33,16 +30,6 @@ async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[Hollo
         yield c
 
 
-def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
-           "PYTHONPATH": str(ROOT)}
-    env.pop("KUBELESS_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *c.client_flags(), *args],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=30)
-
-
-async def acli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(cli, c, *args)
 
 
 # -- replicated services ------------------------------------------------------------

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,8 +16,9 @@ from typing import Any
 import pytest
 
 from controllers.framework import FakeClock
-from lab.hollow import ROOT, HollowCluster, service, state
+from lab.hollow import HollowCluster, service, state
 from lab.waiting import until
+from tests.support.hollow_cli import cli
 from tests.support.etcd_server import EtcdCluster
 from tests.support.reports import ReportCounter
 
@@ -33,13 +31,6 @@ async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[Hollo
     async with HollowCluster(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as c:
         yield c
 
-
-def cli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
-           "PYTHONPATH": str(ROOT)}
-    env.pop("KUBELESS_NAMESPACE", None)
-    return subprocess.run([sys.executable, "-m", "kubeless_cli.main", *c.client_flags(), *args],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=30)
 
 
 async def job_state(c: HollowCluster, name: str, want: str, run: int = 1) -> Any:

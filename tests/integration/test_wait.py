@@ -5,9 +5,6 @@ test shows the CLI wakes on the etcd watch; its own --timeout is the deadline.""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +13,8 @@ from controllers.framework import Controller
 from controllers.rollout.controller import RolloutController
 from controllers.view import ClusterView
 from kubeless import store
-from lab.hollow import ROOT, HollowCluster, running, service
+from lab.hollow import HollowCluster, running, service
+from tests.support.hollow_cli import acli
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
@@ -35,18 +33,6 @@ async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[Hollo
     async with WithRollouts(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as c:
         yield c
 
-
-def _env(c: HollowCluster) -> dict[str, str]:
-    env = {**os.environ, "KUBELESS_ENDPOINTS": c.endpoints, "KUBELESS_PREFIX": c.prefix,
-           "PYTHONPATH": str(ROOT)}
-    env.pop("KUBELESS_NAMESPACE", None)
-    return env
-
-
-async def acli(c: HollowCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "kubeless_cli.main", *c.client_flags(), *args],
-        cwd=ROOT, capture_output=True, text=True, env=_env(c), timeout=90)
 
 
 async def test_wait_available_ready_and_delete(cluster: HollowCluster) -> None:
