@@ -54,6 +54,7 @@ from lab.waiting import until
 from controllers.framework import Clock, Controller, ControllerRunner
 from controllers.health.controller import HealthController
 from controllers.replication.controller import ReplicationController
+from controllers.rollout.controller import RolloutController
 from controllers.scheduler.controller import SchedulerController
 from controllers.view import ClusterView
 
@@ -453,3 +454,12 @@ async def hollow_cluster(endpoints: str, prefix: str, **kw: Any) -> Any:
 
 
 Waiter = Callable[[], Awaitable[Any]]
+
+
+class RolloutCluster(HollowCluster):
+    """A HollowCluster whose controllers include the rollout controller (rolling updates,
+    rollbacks, rebalancing: what a service's update and its status need)."""
+
+    def make_controllers(self, ctl_store: store.ResourceStore,
+                         view: ClusterView) -> list[Controller]:
+        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]

@@ -8,19 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controllers.rollout.controller import RolloutController
-from controllers.view import ClusterView
-from kubeless import store
-from lab.hollow import HollowCluster
+from lab.hollow import HollowCluster, RolloutCluster
 from tests.support.hollow_cli import acli
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
 
-
-class RolloutCluster(HollowCluster):
-    def make_controllers(self, ctl_store: store.ResourceStore, view: ClusterView) -> list:  # type: ignore[type-arg]
-        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]
 
 
 @pytest.fixture

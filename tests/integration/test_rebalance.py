@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from kubeless.api.rollout_annotations import REBALANCE_REQUESTED
-from lab.hollow import HollowCluster, per_node, running, service
+from lab.hollow import HollowCluster, RolloutCluster, per_node, running, service
 from lab.waiting import hold, until
-from tests.integration.test_controllers import cli
-from tests.integration.test_rollout import RolloutCluster, Sampler
+from tests.support.hollow_cli import cli
+from tests.integration.test_rollout import Sampler
 from tests.support.cli import Run
 from tests.support.etcd_server import EtcdCluster
 

@@ -17,29 +17,19 @@ from typing import Any
 
 import pytest
 
-from controllers.framework import Controller
-from controllers.rollout.controller import RolloutController
-from controllers.view import ClusterView
 from kubeless import store
 from kubeless.api import rollout_annotations as ann
 from kubeless.api import validate
 from kubeless.api.service_writes import merge
 from kubeless.api.tasks import created_at
 from kubeless_cli.rollout_cmds import roll_back
-from lab.hollow import ROOT, HollowCluster, service
+from lab.hollow import ROOT, HollowCluster, RolloutCluster, service
 from lab.waiting import hold, until
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]
 
-
-class RolloutCluster(HollowCluster):
-    """HollowCluster whose controllers include the rollout controller."""
-
-    def make_controllers(self, ctl_store: store.ResourceStore,
-                         view: ClusterView) -> list[Controller]:
-        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import yaml
 
 from kubeless import store
 from kubeless.api import validate
-from lab.hollow import HollowCluster, running, service
+from lab.hollow import HollowCluster, RolloutCluster, running, service
 from lab.waiting import until
 from tests.support.cli import Run
 from tests.support.cli_errors import assert_one_error_line
@@ -28,9 +28,6 @@ from tests.support.etcd_server import EtcdCluster
 from tests.support.endpoints_runner import Endpoints
 from tests.support.unwritten import keyspace, written
 
-from controllers.framework import Controller
-from controllers.rollout.controller import RolloutController
-from controllers.view import ClusterView
 
 pytestmark = pytest.mark.integration
 Resource = dict[str, Any]
@@ -198,14 +195,6 @@ async def test_concurrent_route_and_service_cannot_both_win(
 
 
 # -- the controllers --------------------------------------------------------------------
-
-class RolloutCluster(HollowCluster):
-    """HollowCluster whose controllers include the rollout controller (it rolls the tasks
-    of a service a Route exposes a port on)."""
-
-    def make_controllers(self, ctl_store: store.ResourceStore,
-                         view: ClusterView) -> list[Controller]:
-        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]
 
 
 @pytest.fixture

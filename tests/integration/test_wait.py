@@ -9,28 +9,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controllers.framework import Controller
-from controllers.rollout.controller import RolloutController
-from controllers.view import ClusterView
-from kubeless import store
-from lab.hollow import HollowCluster, running, service
+from lab.hollow import HollowCluster, RolloutCluster, running, service
 from tests.support.hollow_cli import acli
 from tests.support.etcd_server import EtcdCluster
 
 pytestmark = pytest.mark.integration
 
 
-class WithRollouts(HollowCluster):
-    """Every controller whose status Available reads: replication's and the rollout's."""
-
-    def make_controllers(self, ctl_store: store.ResourceStore,
-                         view: ClusterView) -> list[Controller]:
-        return [*super().make_controllers(ctl_store, view), RolloutController(ctl_store, view)]
-
 
 @pytest.fixture
 async def cluster(etcd_cluster: EtcdCluster, prefix: str) -> AsyncIterator[HollowCluster]:
-    async with WithRollouts(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as c:
+    async with RolloutCluster(etcd_cluster.endpoints, prefix, tls=etcd_cluster.client_tls) as c:
         yield c
 
 
