@@ -1,10 +1,11 @@
-"""What the process-based benchmarks share: one etcd member and a log folder."""
+"""What the benchmarks share: one etcd member (and, for process-based ones, a log folder)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from kubeless.cluster.etcd_server import EtcdCluster
@@ -22,5 +23,14 @@ def with_etcd(name: str, run: Callable[[str, Path], None]) -> None:
         raise
     else:
         shutil.rmtree(logdir, ignore_errors=True)
+    finally:
+        cluster.stop()
+
+
+def run_on_etcd(run: Callable[[str], Awaitable[None]]) -> None:
+    """``await run(endpoints)`` against a fresh single-member etcd, stopped after."""
+    cluster = EtcdCluster(1).start()
+    try:
+        asyncio.run(run(cluster.endpoints))
     finally:
         cluster.stop()

@@ -8,10 +8,9 @@ scheduler placing them, the agents reporting. Prints the rate.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-from kubeless.cluster.etcd_server import EtcdCluster
+from bench.harness import run_on_etcd
 from lab.hollow import HollowCluster, service
 from lab.waiting import until
 
@@ -37,11 +36,7 @@ async def _run(endpoints: str) -> None:
 
 
 def main() -> None:
-    cluster = EtcdCluster(1).start()
-    try:
-        asyncio.run(_run(cluster.endpoints))
-    finally:
-        cluster.stop()
+    run_on_etcd(_run)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 from kubeless import store
 from kubeless.api import validate
 from kubeless.api.service_writes import merge
-from kubeless.cluster.etcd_server import EtcdCluster
+from bench.harness import run_on_etcd
 from lab.hollow import HollowCluster, service
 from lab.waiting import until
 
@@ -104,11 +104,7 @@ async def _run(endpoints: str) -> None:
 
 
 def main() -> None:
-    cluster = EtcdCluster(1).start()
-    try:
-        asyncio.run(_run(cluster.endpoints))
-    finally:
-        cluster.stop()
+    run_on_etcd(_run)
 
 
 if __name__ == "__main__":
